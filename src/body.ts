@@ -1,0 +1,79 @@
+// Decides what to send upstream as the request body: nothing, the client's
+// stream as it arrives, or — when a body parser (express.json() and friends)
+// already read the stream — the bytes rebuilt from what it parsed. A consumed
+// body that cannot be rebuilt is a configuration error, never a hang.
+
+import type { IncomingMessage } from 'node:http';
+import type { Readable } from 'node:stream';
+import { BodyNotReplayableError } from './errors.js';
+
+export interface RequestBody {
+  readonly body: Buffer | Readable | null;
+  /** Set when the body was rebuilt: the headers must describe the new bytes. */
+  readonly rebuilt: boolean;
+}
+
+const NO_BODY: RequestBody = { body: null, rebuilt: false };
+
+export function hasRequestBody(req: IncomingMessage): boolean {
+  const length = req.headers['content-length'];
+  return req.headers['transfer-encoding'] !== undefined || (length !== undefined && length !== '0');
+}
+
+function mediaType(req: IncomingMessage): string {
+  return (req.headers['content-type'] ?? '').split(';')[0]?.trim().toLowerCase() ?? '';
+}
+
+function charsetOf(req: IncomingMessage): BufferEncoding {
+  const match = /;\s*charset\s*=\s*"?([\w-]+)"?/i.exec(req.headers['content-type'] ?? '');
+  const charset = match?.[1]?.toLowerCase();
+  if (charset === 'latin1' || charset === 'iso-8859-1') return 'latin1';
+  return 'utf8';
+}
+
+// The bracket syntax of the `qs` module (express.urlencoded({ extended: true })).
+function appendForm(params: URLSearchParams, key: string, value: unknown): boolean {
+  if (value === null || value === undefined) {
+    params.append(key, '');
+    return true;
+  }
+  if (typeof value === 'string' || typeof value === 'number' || typeof value === 'boolean') {
+    params.append(key, String(value));
+    return true;
+  }
+  if (Array.isArray(value)) return value.every((item, index) => appendForm(params, `${key}[${index}]`, item));
+  if (typeof value === 'object') {
+    return Object.entries(value).every(([name, item]) => appendForm(params, `${key}[${name}]`, item));
+  }
+  return false;
+}
+
+function encodeForm(parsed: object): Buffer | null {
+  const params = new URLSearchParams();
+  for (const [key, value] of Object.entries(parsed)) {
+    if (!appendForm(params, key, value)) return null;
+  }
+  return Buffer.from(params.toString());
+}
+
+function rebuild(req: IncomingMessage, parsed: unknown): Buffer | null {
+  // A raw copy kept by the app (the common `verify` idiom) is the exact bytes.
+  const raw = (req as { rawBody?: unknown }).rawBody;
+  if (Buffer.isBuffer(raw)) return raw;
+  if (Buffer.isBuffer(parsed)) return parsed;
+  if (typeof parsed === 'string') return Buffer.from(parsed, charsetOf(req));
+  if (typeof parsed !== 'object' || parsed === null) return null;
+  const type = mediaType(req);
+  if (type === 'application/json' || type.endsWith('+json')) return Buffer.from(JSON.stringify(parsed));
+  if (type === 'application/x-www-form-urlencoded') return encodeForm(parsed);
+  return null;
+}
+
+/** Throws {@link BodyNotReplayableError} when a parser consumed a body it cannot give back. */
+export function requestBody(req: IncomingMessage): RequestBody {
+  if (!hasRequestBody(req)) return NO_BODY;
+  if (!req.readableEnded) return { body: req, rebuilt: false };
+  const bytes = rebuild(req, (req as { body?: unknown }).body);
+  if (bytes === null) throw new BodyNotReplayableError(mediaType(req));
+  return { body: bytes, rebuilt: true };
+}

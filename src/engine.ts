@@ -1,0 +1,245 @@
+// The HTTP engine: one upstream attempt through undici's dispatch() with a
+// handler that writes straight to the client response. It runs its own phase
+// timers (undici's fire up to a second late) and respects backpressure in
+// both directions. An attempt settles exactly once.
+
+import type { IncomingHttpHeaders, ServerResponse } from 'node:http';
+import type { Readable } from 'node:stream';
+import { Pool, type Dispatcher } from 'undici';
+import type { Phase } from './classify.js';
+import { ProxyTimeoutError, type TimerKind } from './errors.js';
+import { clientResponseHeaders } from './headers.js';
+import type { TimeoutOptions } from './options.js';
+
+/** The keep-alive pool the proxy owns when no dispatcher is given. */
+export function createPool(origin: string, timeout: Readonly<TimeoutOptions>): Dispatcher {
+  return new Pool(origin, {
+    // Our own timers are exact; undici's connect timer only reaps the socket
+    // of an attempt we already gave up on.
+    connect: { timeout: timeout.connect },
+    headersTimeout: 0,
+    bodyTimeout: 0,
+  });
+}
+
+export interface AttemptSpec {
+  readonly dispatcher: Dispatcher;
+  readonly origin: string;
+  readonly path: string;
+  readonly method: string;
+  readonly headers: Record<string, string | string[]>;
+  readonly body: Buffer | Readable | null;
+  readonly timeout: Readonly<TimeoutOptions>;
+  readonly failureStatuses: ReadonlySet<number>;
+  readonly res: ServerResponse;
+}
+
+export type AttemptOutcome =
+  | { readonly kind: 'delivered' }
+  | { readonly kind: 'status'; readonly statusCode: number; readonly headers: IncomingHttpHeaders }
+  | { readonly kind: 'failed'; readonly error: unknown; readonly phase: Phase };
+
+/** Aborts the upstream exchange of a failure status the proxy will not pass on. */
+class DiscardedResponse extends Error {
+  readonly code = 'ERR_RESILIENT_PROXY_DISCARDED';
+}
+
+function isStream(body: AttemptSpec['body']): body is Readable {
+  return body !== null && !Buffer.isBuffer(body);
+}
+
+export class Attempt implements Dispatcher.DispatchHandler {
+  readonly promise: Promise<AttemptOutcome>;
+  #phase: Phase = 'connect';
+  #settled = false;
+  #reason: Error | null = null;
+  #controller: Dispatcher.DispatchController | null = null;
+  #timer: NodeJS.Timeout | null = null;
+  #timerKind: TimerKind = 'connect';
+  #resolve!: (outcome: AttemptOutcome) => void;
+  readonly #spec: AttemptSpec;
+
+  constructor(spec: AttemptSpec) {
+    this.#spec = spec;
+    this.promise = new Promise((resolve) => {
+      this.#resolve = resolve;
+    });
+  }
+
+  get phase(): Phase {
+    return this.#phase;
+  }
+
+  start(): Promise<AttemptOutcome> {
+    const spec = this.#spec;
+    this.#arm('connect');
+    try {
+      spec.dispatcher.dispatch(
+        {
+          origin: spec.origin,
+          path: spec.path,
+          method: spec.method as Dispatcher.HttpMethod,
+          headers: spec.headers,
+          body: spec.body,
+          headersTimeout: 0,
+          bodyTimeout: 0,
+        },
+        this,
+      );
+    } catch (error) {
+      this.#settle({ kind: 'failed', error, phase: 'connect' });
+    }
+    return this.promise;
+  }
+
+  /** Ends the attempt from outside (client gone, deadline). Safe to call at any time. */
+  abort(reason: Error): void {
+    if (this.#settled) return;
+    this.#settle({ kind: 'failed', error: reason, phase: this.#phase });
+    this.#cancelUpstream(reason);
+  }
+
+  onRequestStart(controller: Dispatcher.DispatchController): void {
+    if (this.#reason !== null) {
+      // We gave up while the request was queued or connecting: write nothing.
+      controller.abort(this.#reason);
+      return;
+    }
+    this.#controller = controller;
+    this.#phase = 'request';
+    const body = this.#spec.body;
+    if (isStream(body) && !body.readableEnded) {
+      this.#arm('idle');
+      body.once('end', this.#onRequestSent);
+      // undici attaches its own 'data' listener right after this callback
+      // returns; ours must come after it so it never starts the flow early.
+      queueMicrotask(() => {
+        if (!this.#settled && this.#phase === 'request') body.on('data', this.#onUploadProgress);
+      });
+    } else {
+      this.#onRequestSent();
+    }
+  }
+
+  onResponseStart(
+    controller: Dispatcher.DispatchController,
+    statusCode: number,
+    headers: IncomingHttpHeaders,
+  ): void {
+    if (this.#settled || statusCode < 200) return;
+    this.#stopWatchingUpload();
+    if (this.#spec.failureStatuses.has(statusCode)) {
+      this.#settle({ kind: 'status', statusCode, headers });
+      this.#cancelUpstream(new DiscardedResponse(`Upstream status ${statusCode} is a failure status`));
+      return;
+    }
+    const res = this.#spec.res;
+    const forwarded = clientResponseHeaders(headers);
+    try {
+      res.writeHead(statusCode, forwarded);
+    } catch (error) {
+      // A header value Node refuses to send (the upstream's fault); drop what
+      // was set so the error response carries none of it.
+      for (const name in forwarded) res.removeHeader(name);
+      this.#settle({ kind: 'failed', error, phase: 'response' });
+      controller.abort(error as Error);
+      return;
+    }
+    this.#phase = 'body';
+    this.#arm('idle');
+  }
+
+  onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
+    if (this.#settled) return;
+    this.#timer?.refresh();
+    if (!this.#spec.res.write(chunk)) {
+      // The client reads slower than the upstream sends: wait for it, and do
+      // not count its slowness against the upstream.
+      controller.pause();
+      this.#disarm();
+      this.#spec.res.once('drain', this.#onClientDrain);
+    }
+  }
+
+  onResponseEnd(): void {
+    if (this.#settled) return;
+    this.#spec.res.end();
+    this.#settle({ kind: 'delivered' });
+  }
+
+  onResponseError(_controller: Dispatcher.DispatchController, error: Error): void {
+    if (this.#settled) return;
+    this.#settle({ kind: 'failed', error, phase: this.#phase });
+  }
+
+  readonly #onRequestSent = (): void => {
+    if (this.#settled || this.#phase !== 'request' && this.#phase !== 'connect') return;
+    this.#stopWatchingUpload();
+    this.#phase = 'response';
+    this.#arm('response');
+  };
+
+  readonly #onUploadProgress = (): void => {
+    this.#timer?.refresh();
+  };
+
+  readonly #onClientDrain = (): void => {
+    if (this.#settled) return;
+    this.#arm('idle');
+    this.#controller?.resume();
+  };
+
+  readonly #onTimer = (): void => {
+    this.#timer = null;
+    if (this.#settled) return;
+    const body = this.#spec.body;
+    if (this.#timerKind === 'idle' && this.#phase === 'request' && isStream(body) && body.readableFlowing !== false) {
+      // The upload stalls because the client sends nothing, not because the
+      // upstream stopped reading: a slow client is the server's to time out.
+      this.#arm('idle');
+      return;
+    }
+    this.abort(new ProxyTimeoutError(this.#timerKind, this.#spec.timeout[this.#timerKind]));
+  };
+
+  #arm(kind: Exclude<TimerKind, 'total'>): void {
+    this.#disarm();
+    this.#timerKind = kind;
+    const ms = this.#spec.timeout[kind];
+    if (ms > 0) this.#timer = setTimeout(this.#onTimer, ms);
+  }
+
+  #disarm(): void {
+    if (this.#timer !== null) {
+      clearTimeout(this.#timer);
+      this.#timer = null;
+    }
+  }
+
+  #stopWatchingUpload(): void {
+    const body = this.#spec.body;
+    if (isStream(body)) {
+      body.off('end', this.#onRequestSent);
+      body.off('data', this.#onUploadProgress);
+    }
+  }
+
+  #cancelUpstream(reason: Error): void {
+    this.#reason = reason;
+    this.#controller?.abort(reason);
+  }
+
+  #settle(outcome: AttemptOutcome): void {
+    if (this.#settled) return;
+    this.#settled = true;
+    this.#disarm();
+    this.#stopWatchingUpload();
+    this.#spec.res.off('drain', this.#onClientDrain);
+    if (outcome.kind === 'failed' && this.#phase === 'body') {
+      // Headers are out: only a cut connection tells the client the body is
+      // incomplete. end() would make a truncated body look whole.
+      this.#spec.res.destroy();
+    }
+    this.#resolve(outcome);
+  }
+}

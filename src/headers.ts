@@ -1,0 +1,89 @@
+// Header hygiene in both directions: what http-proxy used to do for us.
+// Hop-by-hop headers (RFC 9110 §7.6.1) and any header a `Connection` field
+// names stay on their own hop; X-Forwarded-* describe the client's hop.
+
+import type { IncomingHttpHeaders, IncomingMessage, OutgoingHttpHeaders } from 'node:http';
+import { randomUUID } from 'node:crypto';
+import type { TLSSocket } from 'node:tls';
+
+const HOP_BY_HOP = new Set([
+  'connection',
+  'keep-alive',
+  'proxy-connection',
+  'proxy-authenticate',
+  'proxy-authorization',
+  'te',
+  'trailer',
+  'transfer-encoding',
+  'upgrade',
+  'http2-settings',
+]);
+
+// Not hop-by-hop, but meaningless (or unsupported by undici) once the proxy
+// has answered them itself: Node already sent `100 Continue` to the client.
+const REQUEST_ONLY_THIS_HOP = new Set(['expect', 'host']);
+
+function connectionTokens(value: string | string[] | undefined): Set<string> | null {
+  if (value === undefined) return null;
+  const joined = Array.isArray(value) ? value.join(',') : value;
+  const tokens = new Set<string>();
+  for (const token of joined.split(',')) {
+    const name = token.trim().toLowerCase();
+    if (name !== '') tokens.add(name);
+  }
+  return tokens.size === 0 ? null : tokens;
+}
+
+export interface ForwardContext {
+  readonly requestIdHeader: string;
+  readonly requestId: string;
+  /** Host header to send: the target's host with changeOrigin, else the client's. */
+  readonly host: string | undefined;
+}
+
+/** The headers sent upstream for `req`. */
+export function upstreamRequestHeaders(req: IncomingMessage, context: ForwardContext): Record<string, string | string[]> {
+  const incoming = req.headers;
+  const named = connectionTokens(incoming.connection);
+  const headers: Record<string, string | string[]> = {};
+  for (const name in incoming) {
+    if (HOP_BY_HOP.has(name) || REQUEST_ONLY_THIS_HOP.has(name) || named?.has(name) === true) continue;
+    const value = incoming[name];
+    if (value !== undefined) headers[name] = value;
+  }
+  if (incoming.te !== undefined && /(?:^|,)\s*trailers\s*(?:,|$)/i.test(String(incoming.te))) {
+    headers.te = 'trailers';
+  }
+  if (context.host !== undefined) headers.host = context.host;
+
+  const clientAddress = req.socket.remoteAddress;
+  if (clientAddress !== undefined) {
+    const previous = incoming['x-forwarded-for'];
+    headers['x-forwarded-for'] = previous === undefined ? clientAddress : `${String(previous)}, ${clientAddress}`;
+  }
+  headers['x-forwarded-proto'] = (req.socket as Partial<TLSSocket>).encrypted === true ? 'https' : 'http';
+  if (incoming.host !== undefined) headers['x-forwarded-host'] = incoming.host;
+  headers[context.requestIdHeader] = context.requestId;
+  return headers;
+}
+
+/** The upstream response headers that may be passed to the client. */
+export function clientResponseHeaders(upstream: IncomingHttpHeaders): OutgoingHttpHeaders {
+  const named = connectionTokens(upstream.connection);
+  const headers: OutgoingHttpHeaders = {};
+  for (const name in upstream) {
+    if (HOP_BY_HOP.has(name) || named?.has(name) === true) continue;
+    const value = upstream[name];
+    if (value !== undefined) headers[name] = value;
+  }
+  return headers;
+}
+
+const REQUEST_ID = /^[\x21-\x7e]{1,200}$/;
+
+/** The client's request id when it is a sane token, else a fresh UUID. */
+export function requestIdFor(req: IncomingMessage, header: string): string {
+  const given = req.headers[header];
+  if (typeof given === 'string' && REQUEST_ID.test(given)) return given;
+  return randomUUID();
+}

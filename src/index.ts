@@ -1,0 +1,13 @@
+export { createProxy, type ResilientProxy, type NextFunction } from './proxy.js';
+export {
+  DEFAULTS,
+  isFailureCode,
+  type ProxyOptions,
+  type TimeoutOptions,
+  type ProxyHooks,
+  type FailureEvent,
+  type StatusOption,
+} from './options.js';
+export { FAILURE_CODES, FAILURES, rfc9209Status, type FailureCode, type ProxyStatusError } from './failures.js';
+export { classifyError, type Classification, type Phase } from './classify.js';
+export type { ProblemDetails } from './problem.js';

@@ -1,0 +1,289 @@
+// The public options, their defaults (in one constant) and their validation.
+// Options are checked once, at construction, copied and frozen: a bad option
+// is a TypeError naming it, and the caller's object is never touched.
+
+import type { Dispatcher } from 'undici';
+import type { Phase } from './classify.js';
+import { FAILURE_CODES, type FailureCode, type ProxyStatusError } from './failures.js';
+
+/** Per-phase time limits, in milliseconds. `0` turns a timer off. */
+export interface TimeoutOptions {
+  /**
+   * DNS lookup, TCP connect and TLS handshake together, until the request can
+   * be written. Default `5000` ms: enough for two lost SYNs (retransmitted at
+   * 1 s and 3 s), far above any healthy connect.
+   */
+  connect: number;
+  /**
+   * From the moment the request is fully sent until the response headers
+   * arrive. Default `30000` ms.
+   */
+  response: number;
+  /**
+   * The longest gap between two pieces of the response body (and, while
+   * uploading, the longest time the upstream may refuse to read the request
+   * body). Time the client spends not reading is not counted. Default `30000` ms.
+   */
+  idle: number;
+  /**
+   * A deadline for the whole exchange, from the moment the proxy receives the
+   * request until the response is complete. Default `0` (none): per-phase
+   * timers already bound every wait, and a deadline would cut long downloads.
+   */
+  total: number;
+}
+
+/** What the `onFailure` hook is told. It may contain internal detail; never send it to a client. */
+export interface FailureEvent {
+  /** The public failure code. */
+  readonly code: FailureCode;
+  /** The RFC 9209 error type sent in `Proxy-Status` (or that would have been). */
+  readonly proxyStatus: ProxyStatusError | null;
+  /** Where the last attempt was when it failed. */
+  readonly phase: Phase | null;
+  /** The upstream's public name, or its origin when no name was given. */
+  readonly upstream: string;
+  /** The upstream's origin, for logs. */
+  readonly target: string;
+  readonly requestId: string;
+  readonly method: string;
+  /** The path sent (or to be sent) upstream. */
+  readonly path: string;
+  /** Number of upstream attempts made. */
+  readonly attempts: number;
+  /** The status sent to the client, or `null` when the client connection was destroyed. */
+  readonly statusCode: number | null;
+  /** The upstream's status, for `UPSTREAM_STATUS`. */
+  readonly receivedStatus: number | null;
+  /** The underlying error, when there is one. For logs only. */
+  readonly error: unknown;
+}
+
+/** Observers. They only observe: a hook that throws is caught and ignored. */
+export interface ProxyHooks {
+  /** Called once for each request that ends in a failure (including after headers were sent). */
+  onFailure?: (event: FailureEvent) => void;
+}
+
+export type StatusOption = number | ((code: FailureCode, proxyStatus: ProxyStatusError | null) => number);
+
+export interface ProxyOptions {
+  /** The upstream: an `http:` or `https:` URL. Its path, if any, is a prefix for every request path. */
+  target: string | URL;
+  /**
+   * The upstream's public name: the breaker key and the `upstream` field of
+   * error bodies. Default: none; the breaker is then keyed by the target's
+   * origin and error bodies leave `upstream` out, so no address reaches a client.
+   */
+  name?: string;
+  /** Per-phase timeouts in ms. Defaults: see {@link TimeoutOptions}. */
+  timeout?: Partial<TimeoutOptions>;
+  /** Send the target's host as `Host` instead of the client's. Default `false`. */
+  changeOrigin?: boolean;
+  /**
+   * Upstream statuses answered with the 502 contract (code `UPSTREAM_STATUS`)
+   * instead of being passed through. Default `[502, 503, 504]`; `[]` passes every status through.
+   */
+  failureStatuses?: readonly number[];
+  /**
+   * The status sent for a failure: a number, or a function of the failure code.
+   * Default `502`. Pass `rfc9209Status` for 504 on timeouts and 503 when the
+   * proxy refuses to call the upstream. `REQUEST_INVALID` is always 400.
+   */
+  status?: StatusOption;
+  /** The proxy's name in `Proxy-Status`. An RFC 8941 token. Default `'resilient-proxy'`. */
+  proxyName?: string;
+  /** The request id header: read from the client, sent upstream, echoed on errors. Default `'x-request-id'`. */
+  requestIdHeader?: string;
+  /**
+   * An undici dispatcher to send requests through (custom TLS, DNS or
+   * connection settings). Default: a keep-alive pool owned by the proxy.
+   * A dispatcher you pass is yours to close.
+   */
+  dispatcher?: Dispatcher;
+  /** Observation hooks. */
+  hooks?: ProxyHooks;
+}
+
+export const DEFAULTS = Object.freeze({
+  timeout: Object.freeze({ connect: 5_000, response: 30_000, idle: 30_000, total: 0 }),
+  changeOrigin: false,
+  failureStatuses: Object.freeze([502, 503, 504]),
+  status: 502,
+  proxyName: 'resilient-proxy',
+  requestIdHeader: 'x-request-id',
+});
+
+export interface ResolvedOptions {
+  readonly target: URL;
+  readonly origin: string;
+  /** Path prefix from the target, without a trailing slash ('' for none). */
+  readonly basePath: string;
+  readonly name: string | null;
+  /** The breaker and registry key: the name, or the origin. */
+  readonly upstream: string;
+  readonly timeout: Readonly<TimeoutOptions>;
+  readonly changeOrigin: boolean;
+  readonly failureStatuses: ReadonlySet<number>;
+  readonly status: StatusOption;
+  readonly proxyName: string;
+  readonly requestIdHeader: string;
+  readonly dispatcher: Dispatcher | null;
+  readonly hooks: Readonly<ProxyHooks>;
+}
+
+const TOKEN = /^[A-Za-z*][A-Za-z0-9!#$%&'*+\-.^_`|~:/]*$/;
+const HEADER_NAME = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+
+function describe(value: unknown): string {
+  if (value === null) return 'null';
+  if (Array.isArray(value)) return 'an array';
+  if (typeof value === 'string') return `the string ${JSON.stringify(value)}`;
+  if (typeof value === 'number' || typeof value === 'boolean' || typeof value === 'bigint') return String(value);
+  return `a ${typeof value}`;
+}
+
+function fail(option: string, expected: string, value: unknown): never {
+  throw new TypeError(`Expected \`${option}\` to be ${expected}, got ${describe(value)}.`);
+}
+
+function isPlainObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+function checkKeys(option: string, value: Record<string, unknown>, allowed: readonly string[]): void {
+  for (const key of Object.keys(value)) {
+    if (!allowed.includes(key)) {
+      throw new TypeError(`Unknown option \`${option === '' ? key : `${option}.${key}`}\`. Known options: ${allowed.join(', ')}.`);
+    }
+  }
+}
+
+function duration(option: string, value: unknown, fallback: number): number {
+  if (value === undefined) return fallback;
+  if (typeof value !== 'number' || !Number.isFinite(value) || value < 0 || value > 2_147_483_647) {
+    fail(option, 'a non-negative finite number of milliseconds (0 turns it off)', value);
+  }
+  return value;
+}
+
+function resolveTarget(value: unknown): URL {
+  let url: URL;
+  if (value instanceof URL) url = new URL(value.href);
+  else if (typeof value === 'string') {
+    try {
+      url = new URL(value);
+    } catch {
+      fail('target', 'an absolute http: or https: URL', value);
+    }
+  } else fail('target', 'an absolute http: or https: URL (string or URL)', value);
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') fail('target', 'an http: or https: URL', value);
+  if (url.username !== '' || url.password !== '') {
+    fail('target', 'a URL without credentials (send them as a header instead)', '[redacted URL]');
+  }
+  if (url.search !== '' || url.hash !== '') fail('target', 'a URL without a query string or fragment', value);
+  return url;
+}
+
+function resolveTimeouts(value: unknown): TimeoutOptions {
+  if (value === undefined) return { ...DEFAULTS.timeout };
+  if (!isPlainObject(value)) fail('timeout', 'an object like { connect, response, idle, total }', value);
+  checkKeys('timeout', value, ['connect', 'response', 'idle', 'total']);
+  return {
+    connect: duration('timeout.connect', value.connect, DEFAULTS.timeout.connect),
+    response: duration('timeout.response', value.response, DEFAULTS.timeout.response),
+    idle: duration('timeout.idle', value.idle, DEFAULTS.timeout.idle),
+    total: duration('timeout.total', value.total, DEFAULTS.timeout.total),
+  };
+}
+
+function resolveFailureStatuses(value: unknown): ReadonlySet<number> {
+  if (value === undefined) return new Set(DEFAULTS.failureStatuses);
+  if (!Array.isArray(value)) fail('failureStatuses', 'an array of HTTP status codes (100-599)', value);
+  for (const status of value) {
+    if (typeof status !== 'number' || !Number.isInteger(status) || status < 100 || status > 599) {
+      fail('failureStatuses', 'an array of HTTP status codes (100-599)', status);
+    }
+  }
+  return new Set(value as number[]);
+}
+
+function resolveStatus(value: unknown): StatusOption {
+  if (value === undefined) return DEFAULTS.status;
+  if (typeof value === 'function') return value as StatusOption;
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < 400 || value > 599) {
+    fail('status', 'an HTTP error status (400-599) or a function of the failure code', value);
+  }
+  return value;
+}
+
+function optionalString(option: string, value: unknown, pattern: RegExp, expected: string): string | null {
+  if (value === undefined) return null;
+  if (typeof value !== 'string' || !pattern.test(value)) fail(option, expected, value);
+  return value;
+}
+
+function resolveDispatcher(value: unknown): Dispatcher | null {
+  if (value === undefined) return null;
+  if (!isPlainObject(value) || typeof value.dispatch !== 'function') {
+    fail('dispatcher', 'an undici Dispatcher (Agent, Pool, Client)', value);
+  }
+  return value as unknown as Dispatcher;
+}
+
+function resolveHooks(value: unknown): ProxyHooks {
+  if (value === undefined) return {};
+  if (!isPlainObject(value)) fail('hooks', 'an object of functions', value);
+  checkKeys('hooks', value, ['onFailure']);
+  const hooks: ProxyHooks = {};
+  if (value.onFailure !== undefined) {
+    if (typeof value.onFailure !== 'function') fail('hooks.onFailure', 'a function', value.onFailure);
+    hooks.onFailure = value.onFailure as NonNullable<ProxyHooks['onFailure']>;
+  }
+  return hooks;
+}
+
+const KNOWN = [
+  'target',
+  'name',
+  'timeout',
+  'changeOrigin',
+  'failureStatuses',
+  'status',
+  'proxyName',
+  'requestIdHeader',
+  'dispatcher',
+  'hooks',
+] as const;
+
+export function resolveOptions(options: unknown): ResolvedOptions {
+  if (!isPlainObject(options)) fail('options', 'an object with at least a `target`', options);
+  checkKeys('', options, KNOWN);
+  const target = resolveTarget(options.target);
+  const name = optionalString('name', options.name, /^[\x21-\x7e](?:[\x20-\x7e]{0,98}[\x21-\x7e])?$/, 'a non-empty printable ASCII string of at most 100 characters');
+  if (options.changeOrigin !== undefined && typeof options.changeOrigin !== 'boolean') {
+    fail('changeOrigin', 'a boolean', options.changeOrigin);
+  }
+  const proxyName = optionalString('proxyName', options.proxyName, TOKEN, 'an RFC 8941 token such as "gateway"');
+  const requestIdHeader = optionalString('requestIdHeader', options.requestIdHeader, HEADER_NAME, 'a header name');
+  return Object.freeze({
+    target,
+    origin: target.origin,
+    basePath: target.pathname.replace(/\/+$/, ''),
+    name,
+    upstream: name ?? target.origin,
+    timeout: Object.freeze(resolveTimeouts(options.timeout)),
+    changeOrigin: options.changeOrigin ?? DEFAULTS.changeOrigin,
+    failureStatuses: resolveFailureStatuses(options.failureStatuses),
+    status: resolveStatus(options.status),
+    proxyName: proxyName ?? DEFAULTS.proxyName,
+    requestIdHeader: (requestIdHeader ?? DEFAULTS.requestIdHeader).toLowerCase(),
+    dispatcher: resolveDispatcher(options.dispatcher),
+    hooks: Object.freeze(resolveHooks(options.hooks)),
+  });
+}
+
+/** Whether `code` is one of the public failure codes (for users' own guards). */
+export function isFailureCode(code: unknown): code is FailureCode {
+  return typeof code === 'string' && (FAILURE_CODES as readonly string[]).includes(code);
+}

@@ -1,0 +1,70 @@
+// Options are validated once, at construction: every mistake is a TypeError
+// that names the option and what was expected, and the caller's object is
+// never changed.
+
+import { describe, expect, it } from 'vitest';
+import { createProxy, DEFAULTS, type ProxyOptions } from '../src/index.js';
+
+const target = 'http://127.0.0.1:9';
+
+const invalid: [string, unknown, string][] = [
+  ['no options', undefined, 'Expected `options` to be an object with at least a `target`, got undefined.'],
+  ['a missing target', {}, 'Expected `target` to be an absolute http: or https: URL (string or URL), got undefined.'],
+  ['a relative target', { target: '/orders' }, 'Expected `target` to be an absolute http: or https: URL, got the string "/orders".'],
+  ['a non-HTTP target', { target: 'ftp://files' }, 'Expected `target` to be an http: or https: URL, got the string "ftp://files".'],
+  ['credentials in the target', { target: 'http://u:secret@h' }, 'Expected `target` to be a URL without credentials (send them as a header instead), got the string "[redacted URL]".'],
+  ['a query in the target', { target: 'http://h/?a=1' }, 'Expected `target` to be a URL without a query string or fragment, got the string "http://h/?a=1".'],
+  ['an empty name', { target, name: '' }, 'Expected `name` to be a non-empty printable ASCII string of at most 100 characters, got the string "".'],
+  ['a negative timeout', { target, timeout: { connect: -1 } }, 'Expected `timeout.connect` to be a non-negative finite number of milliseconds (0 turns it off), got -1.'],
+  ['a timeout in seconds as a string', { target, timeout: { response: '30s' } }, 'Expected `timeout.response` to be a non-negative finite number of milliseconds (0 turns it off), got the string "30s".'],
+  ['an infinite idle timeout', { target, timeout: { idle: Infinity } }, 'Expected `timeout.idle` to be a non-negative finite number of milliseconds (0 turns it off), got Infinity.'],
+  ['an unknown timeout', { target, timeout: { read: 5 } }, 'Unknown option `timeout.read`. Known options: connect, response, idle, total.'],
+  ['a timeout that is a number', { target, timeout: 5000 }, 'Expected `timeout` to be an object like { connect, response, idle, total }, got 5000.'],
+  ['a changeOrigin string', { target, changeOrigin: 'yes' }, 'Expected `changeOrigin` to be a boolean, got the string "yes".'],
+  ['a failure status out of range', { target, failureStatuses: [503, 999] }, 'Expected `failureStatuses` to be an array of HTTP status codes (100-599), got 999.'],
+  ['a status that is not an error', { target, status: 200 }, 'Expected `status` to be an HTTP error status (400-599) or a function of the failure code, got 200.'],
+  ['a proxy name with spaces', { target, proxyName: 'my proxy' }, 'Expected `proxyName` to be an RFC 8941 token such as "gateway", got the string "my proxy".'],
+  ['a bad request id header', { target, requestIdHeader: 'x id' }, 'Expected `requestIdHeader` to be a header name, got the string "x id".'],
+  ['a dispatcher without dispatch()', { target, dispatcher: {} }, 'Expected `dispatcher` to be an undici Dispatcher (Agent, Pool, Client), got an object.'],
+  ['a hook that is not a function', { target, hooks: { onFailure: 'log' } }, 'Expected `hooks.onFailure` to be a function, got the string "log".'],
+  ['an unknown hook', { target, hooks: { onError: () => undefined } }, 'Unknown option `hooks.onError`. Known options: onFailure.'],
+  ['a misspelt option', { target, timeouts: {} }, 'Unknown option `timeouts`. Known options: target, name, timeout, changeOrigin, failureStatuses, status, proxyName, requestIdHeader, dispatcher, hooks.'],
+];
+
+describe('option validation', () => {
+  it.each(invalid)('rejects %s', (_name, options, message) => {
+    expect(() => createProxy(options as ProxyOptions)).toThrow(new TypeError(message));
+  });
+
+  it('accepts a URL object, and zero to turn a timer off', async () => {
+    const proxy = createProxy({ target: new URL('https://orders.test/v1'), timeout: { connect: 0, total: 0 } });
+    expect(proxy.upstream).toBe('https://orders.test');
+    await proxy.close();
+  });
+
+  it('keys the upstream by name when one is given', async () => {
+    const proxy = createProxy({ target, name: 'orders' });
+    expect(proxy.upstream).toBe('orders');
+    await proxy.close();
+  });
+
+  it('never mutates the caller’s options', async () => {
+    const options = { target, timeout: { connect: 10 }, failureStatuses: [503] };
+    const snapshot = structuredClone(options);
+    const proxy = createProxy(options);
+    expect(options).toStrictEqual(snapshot);
+    await proxy.close();
+  });
+
+  it('publishes its defaults', () => {
+    expect(DEFAULTS).toStrictEqual({
+      timeout: { connect: 5_000, response: 30_000, idle: 30_000, total: 0 },
+      changeOrigin: false,
+      failureStatuses: [502, 503, 504],
+      status: 502,
+      proxyName: 'resilient-proxy',
+      requestIdHeader: 'x-request-id',
+    });
+    expect(Object.isFrozen(DEFAULTS)).toBe(true);
+  });
+});

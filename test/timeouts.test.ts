@@ -1,0 +1,156 @@
+// Each phase timer ends the attempt with its own code and never before its
+// time; time the client spends not reading, or not sending, is not charged to
+// the upstream. Short real timeouts with wide margins; no speed assertions.
+
+import { once } from 'node:events';
+import { request as httpRequest } from 'node:http';
+import { createServer, type AddressInfo, type Socket } from 'node:net';
+import { setTimeout as delay } from 'node:timers/promises';
+import request from 'supertest';
+import { Agent } from 'undici';
+import { describe, expect, it } from 'vitest';
+import { faults, type Behaviour } from '../src/testing/index.js';
+import { expressGateway, listen, onCleanup, upstream } from './support.js';
+
+const MiB = 1024 * 1024;
+
+function timed<T>(work: Promise<T>): Promise<{ value: T; ms: number }> {
+  const start = performance.now();
+  return work.then((value) => ({ value, ms: performance.now() - start }));
+}
+
+describe('per-phase timeouts', () => {
+  it('connect covers DNS: a lookup that never answers ends as UPSTREAM_CONNECT_TIMEOUT', async () => {
+    const dispatcher = new Agent({ connect: { lookup: () => undefined } });
+    onCleanup(() => dispatcher.destroy());
+    const app = expressGateway({ target: 'http://orders.test', dispatcher, timeout: { connect: 80 } });
+
+    const { value: response, ms } = await timed(request(app).get('/api/x'));
+
+    expect((response.body as { code: string }).code).toBe('UPSTREAM_CONNECT_TIMEOUT');
+    expect(ms).toBeGreaterThanOrEqual(78);
+  });
+
+  it('response never fires before its time', async () => {
+    const { url } = await upstream({ fallback: faults.hang() });
+    const { value: response, ms } = await timed(request(expressGateway({ target: url, timeout: { response: 120 } })).get('/api/x'));
+
+    expect((response.body as { code: string }).code).toBe('UPSTREAM_RESPONSE_TIMEOUT');
+    expect(ms).toBeGreaterThanOrEqual(118);
+  });
+
+  it('response starts once the request is sent: a slow upload is not an upstream timeout', async () => {
+    const up = await upstream({ fallback: faults.echo({ body: true }) });
+    const gateway = await listen(expressGateway({ target: up.url, timeout: { response: 50 } }));
+
+    const text = await new Promise<string>((resolve, reject) => {
+      const client = httpRequest(`${gateway.url}/api/upload`, { method: 'POST', agent: false }, (res) => {
+        let body = '';
+        res.setEncoding('utf8').on('data', (chunk: string) => (body += chunk));
+        res.once('end', () => resolve(body));
+      });
+      client.once('error', reject);
+      client.write('first half, ');
+      // The client pauses for four response timeouts mid-upload.
+      void delay(200).then(() => client.end('second half'));
+    });
+
+    expect(text).toBe('first half, second half');
+  });
+
+  it('idle: an upstream that stops reading a large upload ends as UPSTREAM_RESPONSE_TIMEOUT', async () => {
+    const server = createServer((socket: Socket) => {
+      socket.pause();
+      socket.on('error', () => undefined);
+    });
+    server.listen(0, '127.0.0.1');
+    await once(server, 'listening');
+    onCleanup(async () => {
+      server.close();
+      await new Promise((resolve) => setImmediate(resolve));
+    });
+    const connections: Socket[] = [];
+    server.on('connection', (socket: Socket) => connections.push(socket));
+    onCleanup(async () => {
+      for (const socket of connections) socket.destroy();
+    });
+    const target = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    const gateway = await listen(expressGateway({ target, timeout: { idle: 100 } }));
+
+    const result = await new Promise<{ status: number; body: string }>((resolve, reject) => {
+      const client = httpRequest(`${gateway.url}/api/upload`, { method: 'PUT', agent: false, headers: { 'content-length': 64 * MiB } }, (res) => {
+        let body = '';
+        res.setEncoding('utf8').on('data', (chunk: string) => (body += chunk));
+        res.once('end', () => resolve({ status: res.statusCode ?? 0, body }));
+      });
+      client.once('error', reject);
+      const chunk = Buffer.alloc(MiB);
+      let written = 0;
+      const pump = (): void => {
+        while (written < 64) {
+          written += 1;
+          if (!client.write(chunk)) {
+            client.once('drain', pump);
+            return;
+          }
+        }
+        client.end();
+      };
+      pump();
+    });
+
+    expect(result.status).toBe(502);
+    expect((JSON.parse(result.body) as { code: string }).code).toBe('UPSTREAM_RESPONSE_TIMEOUT');
+  });
+
+  it('idle does not count time the client spends not reading', async () => {
+    const size = 16 * MiB;
+    const body = Buffer.alloc(size, 'z');
+    const slowClientSafe: Behaviour = ({ res }) => {
+      res.writeHead(200, { 'content-length': size });
+      res.end(body);
+    };
+    const { url } = await upstream({ fallback: slowClientSafe });
+    const gateway = await listen(expressGateway({ target: url, timeout: { idle: 50 } }));
+
+    const received = await new Promise<{ bytes: number; complete: boolean }>((resolve, reject) => {
+      httpRequest(`${gateway.url}/api/big`, { agent: false }, (res) => {
+        let bytes = 0;
+        res.pause();
+        // The client stops reading for four idle timeouts before draining.
+        void delay(200).then(() => {
+          res.on('data', (chunk: Buffer) => (bytes += chunk.length));
+          res.once('end', () => resolve({ bytes, complete: res.complete }));
+          res.resume();
+        });
+      })
+        .once('error', reject)
+        .end();
+    });
+
+    expect(received).toStrictEqual({ bytes: size, complete: true });
+  });
+
+  it('total bounds the exchange even while the body keeps trickling', async () => {
+    const trickle: Behaviour = ({ res }) => {
+      res.writeHead(200, { 'content-type': 'text/plain' });
+      const interval = setInterval(() => res.write('.'), 10);
+      res.once('close', () => clearInterval(interval));
+    };
+    const { url } = await upstream({ fallback: trickle });
+    const gateway = await listen(expressGateway({ target: url, timeout: { idle: 1000, total: 150 } }));
+
+    const { value: ending, ms } = await timed(
+      new Promise<string>((resolve) => {
+        httpRequest(`${gateway.url}/api/stream`, { agent: false }, (res) => {
+          res.resume();
+          res.once('end', () => resolve(res.complete ? 'complete' : 'truncated'));
+          res.once('aborted', () => resolve('truncated'));
+        }).end();
+      }),
+    );
+
+    expect(ending).toBe('truncated');
+    expect(ms).toBeGreaterThanOrEqual(148);
+  });
+});

@@ -78,7 +78,7 @@ export class Attempt implements Dispatcher.DispatchHandler {
         {
           origin: spec.origin,
           path: spec.path,
-          method: spec.method as Dispatcher.HttpMethod,
+          method: spec.method,
           headers: spec.headers,
           body: spec.body,
           headersTimeout: 0,

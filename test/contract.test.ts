@@ -26,7 +26,7 @@ interface Case {
   readonly name: string;
   readonly code: FailureCode;
   readonly proxyStatus: string;
-  readonly setup: () => Promise<{ target: string; dispatcher?: Dispatcher }>;
+  readonly setup: () => { target: string; dispatcher?: Dispatcher } | Promise<{ target: string; dispatcher?: Dispatcher }>;
   readonly timeout?: { connect?: number; response?: number; idle?: number; total?: number };
 }
 
@@ -41,13 +41,13 @@ function behaving(behaviour: Behaviour) {
 }
 
 const cases: Case[] = [
-  { name: 'a name that does not resolve', code: 'UPSTREAM_DNS_FAILED', proxyStatus: 'dns_error', setup: async () => withDispatcher(dnsFailureDispatcher('ENOTFOUND')) },
-  { name: 'a resolver that fails', code: 'UPSTREAM_DNS_FAILED', proxyStatus: 'dns_timeout', setup: async () => withDispatcher(dnsFailureDispatcher('EAI_AGAIN')) },
-  { name: 'no route to the host', code: 'UPSTREAM_UNREACHABLE', proxyStatus: 'destination_ip_unroutable', setup: async () => withDispatcher(unreachableDispatcher('EHOSTUNREACH')) },
-  { name: 'a network that is unreachable', code: 'UPSTREAM_UNREACHABLE', proxyStatus: 'destination_ip_unroutable', setup: async () => withDispatcher(unreachableDispatcher('ENETUNREACH')) },
-  { name: 'a destination the system forbids', code: 'UPSTREAM_UNREACHABLE', proxyStatus: 'destination_ip_prohibited', setup: async () => withDispatcher(unreachableDispatcher('EACCES')) },
+  { name: 'a name that does not resolve', code: 'UPSTREAM_DNS_FAILED', proxyStatus: 'dns_error', setup: () => withDispatcher(dnsFailureDispatcher('ENOTFOUND')) },
+  { name: 'a resolver that fails', code: 'UPSTREAM_DNS_FAILED', proxyStatus: 'dns_timeout', setup: () => withDispatcher(dnsFailureDispatcher('EAI_AGAIN')) },
+  { name: 'no route to the host', code: 'UPSTREAM_UNREACHABLE', proxyStatus: 'destination_ip_unroutable', setup: () => withDispatcher(unreachableDispatcher('EHOSTUNREACH')) },
+  { name: 'a network that is unreachable', code: 'UPSTREAM_UNREACHABLE', proxyStatus: 'destination_ip_unroutable', setup: () => withDispatcher(unreachableDispatcher('ENETUNREACH')) },
+  { name: 'a destination the system forbids', code: 'UPSTREAM_UNREACHABLE', proxyStatus: 'destination_ip_prohibited', setup: () => withDispatcher(unreachableDispatcher('EACCES')) },
   { name: 'a closed port', code: 'UPSTREAM_CONNECT_REFUSED', proxyStatus: 'connection_refused', setup: async () => ({ target: await refusedUrl() }) },
-  { name: 'a connect that never completes', code: 'UPSTREAM_CONNECT_TIMEOUT', proxyStatus: 'connection_timeout', setup: async () => withDispatcher(connectHangDispatcher()), timeout: { connect: 100 } },
+  { name: 'a connect that never completes', code: 'UPSTREAM_CONNECT_TIMEOUT', proxyStatus: 'connection_timeout', setup: () => withDispatcher(connectHangDispatcher()), timeout: { connect: 100 } },
   { name: 'a self-signed certificate', code: 'UPSTREAM_TLS_FAILED', proxyStatus: 'tls_certificate_error', setup: async () => ({ target: (await upstream({ tls })).url }) },
   { name: 'a reset after the request was read', code: 'UPSTREAM_RESET', proxyStatus: 'connection_terminated', setup: behaving(faults.resetBeforeHeaders()) },
   { name: 'a clean close before headers', code: 'UPSTREAM_RESET', proxyStatus: 'connection_terminated', setup: behaving(faults.closeBeforeHeaders()) },

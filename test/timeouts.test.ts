@@ -59,20 +59,19 @@ describe('per-phase timeouts', () => {
   });
 
   it('idle: an upstream that stops reading a large upload ends as UPSTREAM_RESPONSE_TIMEOUT', async () => {
+    // An upstream that accepts the connection and never reads from it.
+    const connections: Socket[] = [];
     const server = createServer((socket: Socket) => {
+      connections.push(socket);
       socket.pause();
       socket.on('error', () => undefined);
     });
     server.listen(0, '127.0.0.1');
     await once(server, 'listening');
     onCleanup(async () => {
-      server.close();
-      await new Promise((resolve) => setImmediate(resolve));
-    });
-    const connections: Socket[] = [];
-    server.on('connection', (socket: Socket) => connections.push(socket));
-    onCleanup(async () => {
       for (const socket of connections) socket.destroy();
+      server.close();
+      await once(server, 'close');
     });
     const target = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
     const gateway = await listen(expressGateway({ target, timeout: { idle: 100 } }));

@@ -1,0 +1,152 @@
+// `npm run demo`: starts a misbehaving upstream and an Express gateway on
+// loopback, sends one request per failure class through the gateway, and
+// prints what the client got. Every row is answered by the same contract.
+//
+// Run: npm install && npm run demo
+
+import { once } from 'node:events';
+import { readFileSync } from 'node:fs';
+import { request, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import express from 'express';
+import type { Dispatcher } from 'undici';
+import { createProxy, type FailureEvent, type ResilientProxy } from '../src/index.js';
+import {
+  connectHangDispatcher,
+  dnsFailureDispatcher,
+  faults,
+  refusedUrl,
+  startFaultUpstream,
+  unreachableDispatcher,
+  type Behaviour,
+  type FaultUpstream,
+} from '../src/testing/index.js';
+
+interface Scenario {
+  readonly path: string;
+  readonly what: string;
+  readonly target: () => Promise<string>;
+  readonly dispatcher?: () => Dispatcher;
+  readonly method?: string;
+}
+
+const timeout = { connect: 300, response: 300, idle: 300 };
+const tls = {
+  key: readFileSync(new URL('../test/fixtures/self-signed.key', import.meta.url)),
+  cert: readFileSync(new URL('../test/fixtures/self-signed.crt', import.meta.url)),
+};
+const upstreams: FaultUpstream[] = [];
+const dispatchers: Dispatcher[] = [];
+const proxies: ResilientProxy[] = [];
+
+async function misbehaving(behaviour: Behaviour, options: { tls?: typeof tls } = {}): Promise<string> {
+  const upstream = await startFaultUpstream({ fallback: behaviour, ...options });
+  upstreams.push(upstream);
+  return upstream.url;
+}
+
+function owned(dispatcher: Dispatcher): Dispatcher {
+  dispatchers.push(dispatcher);
+  return dispatcher;
+}
+
+const nowhere = (): Promise<string> => Promise.resolve('http://orders.internal:8080');
+
+const scenarios: Scenario[] = [
+  { path: '/ok', what: 'healthy upstream', target: () => misbehaving(faults.respond(200, 'hello')) },
+  { path: '/dns', what: 'name does not resolve', target: nowhere, dispatcher: () => dnsFailureDispatcher('ENOTFOUND') },
+  { path: '/unreachable', what: 'no route to host', target: nowhere, dispatcher: () => unreachableDispatcher('EHOSTUNREACH') },
+  { path: '/refused', what: 'port closed', target: () => refusedUrl() },
+  { path: '/connect-timeout', what: 'connect never completes', target: nowhere, dispatcher: () => connectHangDispatcher() },
+  { path: '/tls', what: 'self-signed certificate', target: () => misbehaving(faults.respond(), { tls }) },
+  { path: '/reset', what: 'reset before headers', target: () => misbehaving(faults.resetBeforeHeaders()) },
+  { path: '/hang', what: 'never answers', target: () => misbehaving(faults.hang()) },
+  { path: '/malformed', what: 'malformed status line', target: () => misbehaving(faults.malformedStatusLine()) },
+  { path: '/unavailable', what: 'answers 503 Retry-After: 5', target: () => misbehaving(faults.status(503, { retryAfter: 5 })) },
+  { path: '/mid-body', what: 'closes mid-body', target: () => misbehaving(faults.closeMidBody(4096, 100)) },
+  { path: '/stall', what: 'stalls mid-body', target: () => misbehaving(faults.headersThenStall(4096, 100)) },
+  { path: '/consumed', what: 'body eaten by middleware', target: () => misbehaving(faults.respond()), method: 'POST' },
+];
+
+interface Row {
+  what: string;
+  status: string;
+  code: string;
+  proxyStatus: string;
+  ending: string;
+  ms: string;
+}
+
+function call(base: string, scenario: Scenario): Promise<Omit<Row, 'what' | 'code' | 'ms'> & { code: string }> {
+  return new Promise((resolve, reject) => {
+    const req = request(`${base}${scenario.path}/items`, { method: scenario.method ?? 'GET', agent: false }, (res) => {
+      let body = '';
+      res.setEncoding('utf8').on('data', (chunk: string) => (body += chunk));
+      const done = (ending: string) => {
+        let code = '-';
+        if (res.headers['content-type'] === 'application/problem+json') code = (JSON.parse(body) as { code: string }).code;
+        resolve({ status: String(res.statusCode), code, proxyStatus: String(res.headers['proxy-status'] ?? '-'), ending });
+      };
+      res.once('end', () => done(res.complete ? 'complete' : 'cut off'));
+      res.once('aborted', () => done('cut off'));
+      res.once('error', () => undefined);
+    });
+    req.once('error', reject);
+    if (scenario.method === 'POST') {
+      req.setHeader('content-type', 'application/octet-stream');
+      req.end('payload');
+    } else req.end();
+  });
+}
+
+async function main(): Promise<void> {
+  const app = express();
+  const failures = new Map<string, FailureEvent>();
+  // A middleware that reads request bodies and keeps nothing: the proxy must
+  // fail clearly instead of waiting forever for a body that is gone.
+  app.use('/consumed', (req, _res, next) => {
+    req.resume();
+    req.once('end', () => next());
+  });
+  for (const scenario of scenarios) {
+    const proxy = createProxy({
+      target: await scenario.target(),
+      name: 'orders',
+      timeout,
+      ...(scenario.dispatcher && { dispatcher: owned(scenario.dispatcher()) }),
+      hooks: { onFailure: (event) => failures.set(scenario.path, event) },
+    });
+    proxies.push(proxy);
+    app.use(scenario.path, proxy);
+  }
+  const server: Server = app.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+
+  const rows: Row[] = [];
+  for (const scenario of scenarios) {
+    const started = performance.now();
+    const result = await call(base, scenario);
+    const ms = (performance.now() - started).toFixed(0);
+    // After headers went out the code only reaches the hook; the client sees a cut.
+    const hooked = failures.get(scenario.path);
+    const code = result.code !== '-' ? result.code : hooked ? `${hooked.code} (hook)` : '-';
+    rows.push({ what: scenario.what, ...result, code, ms });
+  }
+
+  const header: Row = { what: 'upstream fault', status: 'status', code: 'code', proxyStatus: 'Proxy-Status', ending: 'body', ms: 'ms' };
+  const keys = Object.keys(header) as (keyof Row)[];
+  const width = Object.fromEntries(keys.map((k) => [k, Math.max(...[header, ...rows].map((r) => r[k].length))])) as Record<keyof Row, number>;
+  const line = (row: Row) => keys.map((k) => (k === 'ms' ? row[k].padStart(width[k]) : row[k].padEnd(width[k]))).join('  ');
+  console.log(`\nresilient-proxy demo: one request per failure class through ${base}\n`);
+  console.log(line(header));
+  console.log(keys.map((k) => '-'.repeat(width[k])).join('  '));
+  for (const row of rows) console.log(line(row));
+  console.log('\nTimeouts in this demo: connect 300 ms, response 300 ms, idle 300 ms.');
+
+  server.closeAllConnections();
+  server.close();
+  await Promise.all([...proxies.map((p) => p.close()), ...upstreams.map((u) => u.close()), ...dispatchers.map((d) => d.destroy())]);
+}
+
+await main();

@@ -5,15 +5,18 @@
 
 import type { IncomingMessage } from 'node:http';
 import type { Readable } from 'node:stream';
-import { BodyNotReplayableError } from './errors.js';
+import { buffer } from 'node:stream/consumers';
+import { BodyNotReplayableError, ClientAbortedError } from './errors.js';
 
 export interface RequestBody {
   readonly body: Buffer | Readable | null;
   /** Set when the body was rebuilt: the headers must describe the new bytes. */
   readonly rebuilt: boolean;
+  /** Whether the same bytes can be sent again on a retry. */
+  readonly replayable: boolean;
 }
 
-const NO_BODY: RequestBody = { body: null, rebuilt: false };
+const NO_BODY: RequestBody = { body: null, rebuilt: false, replayable: true };
 
 export function hasRequestBody(req: IncomingMessage): boolean {
   const length = req.headers['content-length'];
@@ -69,11 +72,28 @@ function rebuild(req: IncomingMessage, parsed: unknown): Buffer | null {
   return null;
 }
 
-/** Throws {@link BodyNotReplayableError} when a parser consumed a body it cannot give back. */
-export function requestBody(req: IncomingMessage): RequestBody {
+/**
+ * The body to send. With `replayLimit` (retries on), a body whose
+ * Content-Length is within it is read into memory first so that every
+ * attempt sends the same bytes; larger and chunked bodies stream once.
+ * Throws {@link BodyNotReplayableError} when a parser consumed a body it
+ * cannot give back, and rejects when the client aborts while it is read.
+ */
+export async function requestBody(req: IncomingMessage, replayLimit: number | null): Promise<RequestBody> {
   if (!hasRequestBody(req)) return NO_BODY;
-  if (!req.readableEnded) return { body: req, rebuilt: false };
-  const bytes = rebuild(req, (req as { body?: unknown }).body);
-  if (bytes === null) throw new BodyNotReplayableError(mediaType(req));
-  return { body: bytes, rebuilt: true };
+  if (req.readableEnded) {
+    const bytes = rebuild(req, (req as { body?: unknown }).body);
+    if (bytes === null) throw new BodyNotReplayableError(mediaType(req));
+    return { body: bytes, rebuilt: true, replayable: true };
+  }
+  const length = Number(req.headers['content-length']);
+  if (replayLimit !== null && req.headers['transfer-encoding'] === undefined && length <= replayLimit) {
+    try {
+      return { body: await buffer(req), rebuilt: false, replayable: true };
+    } catch {
+      // The only way reading the client's own request fails: it went away.
+      throw new ClientAbortedError();
+    }
+  }
+  return { body: req, rebuilt: false, replayable: false };
 }

@@ -44,6 +44,10 @@ class DiscardedResponse extends Error {
   readonly code = 'ERR_RESILIENT_PROXY_DISCARDED';
 }
 
+// A failure status's body is read and dropped so its connection can be
+// reused; one larger than this is not worth reading.
+const DISCARD_LIMIT = 64 * 1024;
+
 function isStream(body: AttemptSpec['body']): body is Readable {
   return body !== null && !Buffer.isBuffer(body);
 }
@@ -56,6 +60,8 @@ export class Attempt implements Dispatcher.DispatchHandler {
   #controller: Dispatcher.DispatchController | null = null;
   #timer: NodeJS.Timeout | null = null;
   #timerKind: TimerKind = 'connect';
+  /** A failure status being discarded, with the bytes read of its body. */
+  #discarding: { statusCode: number; headers: IncomingHttpHeaders; bytes: number } | null = null;
   #resolve!: (outcome: AttemptOutcome) => void;
   readonly #spec: AttemptSpec;
 
@@ -129,8 +135,8 @@ export class Attempt implements Dispatcher.DispatchHandler {
     if (this.#settled || statusCode < 200) return;
     this.#stopWatchingUpload();
     if (this.#spec.failureStatuses.has(statusCode)) {
-      this.#settle({ kind: 'status', statusCode, headers });
-      this.#cancelUpstream(new DiscardedResponse(`Upstream status ${statusCode} is a failure status`));
+      this.#discarding = { statusCode, headers, bytes: 0 };
+      this.#arm('idle');
       return;
     }
     const res = this.#spec.res;
@@ -152,6 +158,11 @@ export class Attempt implements Dispatcher.DispatchHandler {
   onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
     if (this.#settled) return;
     this.#timer?.refresh();
+    if (this.#discarding !== null) {
+      this.#discarding.bytes += chunk.length;
+      if (this.#discarding.bytes > DISCARD_LIMIT) this.#endDiscard();
+      return;
+    }
     if (!this.#spec.res.write(chunk)) {
       // The client reads slower than the upstream sends: wait for it, and do
       // not count its slowness against the upstream.
@@ -163,13 +174,32 @@ export class Attempt implements Dispatcher.DispatchHandler {
 
   onResponseEnd(): void {
     if (this.#settled) return;
+    if (this.#discarding !== null) {
+      this.#endDiscard();
+      return;
+    }
     this.#spec.res.end();
     this.#settle({ kind: 'delivered' });
   }
 
   onResponseError(_controller: Dispatcher.DispatchController, error: Error): void {
     if (this.#settled) return;
+    if (this.#discarding !== null) {
+      // The status is known; how its body ended does not matter.
+      this.#endDiscard();
+      return;
+    }
     this.#settle({ kind: 'failed', error, phase: this.#phase });
+  }
+
+  /** Settles a failure status; the upstream connection is dropped unless its body was read whole. */
+  #endDiscard(): void {
+    const discarded = this.#discarding;
+    if (discarded === null) return;
+    this.#settle({ kind: 'status', statusCode: discarded.statusCode, headers: discarded.headers });
+    if (discarded.bytes > DISCARD_LIMIT) {
+      this.#cancelUpstream(new DiscardedResponse(`Upstream status ${discarded.statusCode} is a failure status`));
+    }
   }
 
   readonly #onRequestSent = (): void => {
@@ -192,6 +222,11 @@ export class Attempt implements Dispatcher.DispatchHandler {
   readonly #onTimer = (): void => {
     this.#timer = null;
     if (this.#settled) return;
+    if (this.#discarding !== null) {
+      this.#discarding.bytes = Number.POSITIVE_INFINITY;
+      this.#endDiscard();
+      return;
+    }
     const body = this.#spec.body;
     if (this.#timerKind === 'idle' && this.#phase === 'request' && isStream(body) && body.readableFlowing !== false) {
       // The upload stalls because the client sends nothing, not because the

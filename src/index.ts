@@ -7,7 +7,11 @@ export {
   type ProxyHooks,
   type FailureEvent,
   type StatusOption,
+  type RetryOptions,
+  type RetryEvent,
 } from './options.js';
+export { UpstreamRegistry, defaultRegistry } from './registry.js';
+export type { RetryBudgetOptions } from './retry-budget.js';
 export { FAILURE_CODES, FAILURES, rfc9209Status, type FailureCode, type ProxyStatusError } from './failures.js';
 export { classifyError, type Classification, type Phase } from './classify.js';
 export type { ProblemDetails } from './problem.js';

@@ -5,6 +5,8 @@
 import type { Dispatcher } from 'undici';
 import type { Phase } from './classify.js';
 import { FAILURE_CODES, type FailureCode, type ProxyStatusError } from './failures.js';
+import { defaultRegistry, UpstreamRegistry } from './registry.js';
+import type { RetryBudgetOptions } from './retry-budget.js';
 
 /** Per-phase time limits, in milliseconds. `0` turns a timer off. */
 export interface TimeoutOptions {
@@ -59,10 +61,54 @@ export interface FailureEvent {
   readonly error: unknown;
 }
 
+/** What the `onRetry` hook is told before each retry. May contain internal detail. */
+export interface RetryEvent {
+  /** The class of the attempt that failed. */
+  readonly code: FailureCode;
+  readonly proxyStatus: ProxyStatusError | null;
+  readonly phase: Phase | null;
+  readonly upstream: string;
+  readonly target: string;
+  readonly requestId: string;
+  readonly method: string;
+  readonly path: string;
+  /** The number of the attempt that failed (1 for the first). */
+  readonly attempt: number;
+  /** How long the proxy waits before the next attempt, in ms. */
+  readonly delay: number;
+  /** The upstream's status, for `UPSTREAM_STATUS`. */
+  readonly receivedStatus: number | null;
+  readonly error: unknown;
+}
+
 /** Observers. They only observe: a hook that throws is caught and ignored. */
 export interface ProxyHooks {
   /** Called once for each request that ends in a failure (including after headers were sent). */
   onFailure?: (event: FailureEvent) => void;
+  /** Called before each retry, with the failure that caused it and the delay. */
+  onRetry?: (event: RetryEvent) => void;
+}
+
+/** When and how failed attempts are tried again. See the README for the safety rules. */
+export interface RetryOptions {
+  /** Retries after the first attempt. Default `2` (three attempts at most). */
+  retries: number;
+  /** The first backoff delay in ms. Default `50`. */
+  minDelay: number;
+  /** The longest backoff delay in ms, and the longest `Retry-After` honoured without a `total` deadline. Default `1000`. */
+  maxDelay: number;
+  /** Growth of the delay per retry. Default `2`. */
+  factor: number;
+  /** Spread each delay randomly over its upper half. Default `true`. */
+  jitter: boolean;
+  /** Methods retried after the request was sent (the idempotent ones). Others retry only when nothing was sent. Default GET, HEAD, OPTIONS, TRACE, PUT, DELETE. */
+  methods: readonly string[];
+  /** Request bodies up to this size (bytes, by Content-Length) are buffered so they can be re-sent; larger or chunked bodies stream and are not retried. Default `1048576` (1 MiB). */
+  maxBodyBytes: number;
+  /** The retry budget per upstream, or `false` for none. Default `{ ratio: 0.2, minRetriesPerSecond: 3, window: 10000 }`. */
+  budget: RetryBudgetOptions | false;
+  /** The header that tells the upstream the attempt number (1, 2, …), or `false`. Default `'x-attempt-count'`. */
+  attemptHeader: string | false;
 }
 
 export type StatusOption = number | ((code: FailureCode, proxyStatus: ProxyStatusError | null) => number);
@@ -101,6 +147,10 @@ export interface ProxyOptions {
    * A dispatcher you pass is yours to close.
    */
   dispatcher?: Dispatcher;
+  /** Retries, or `false` for none. Defaults: see {@link RetryOptions}. */
+  retry?: Partial<Omit<RetryOptions, 'budget'>> & { budget?: Partial<RetryBudgetOptions> | false } | false;
+  /** The registry holding per-upstream state (retry budget). Default: one shared by the whole process. */
+  registry?: UpstreamRegistry;
   /** Observation hooks. */
   hooks?: ProxyHooks;
 }
@@ -112,7 +162,30 @@ export const DEFAULTS = Object.freeze({
   status: 502,
   proxyName: 'resilient-proxy',
   requestIdHeader: 'x-request-id',
+  retry: Object.freeze({
+    retries: 2,
+    minDelay: 50,
+    maxDelay: 1_000,
+    factor: 2,
+    jitter: true,
+    methods: Object.freeze(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE']),
+    maxBodyBytes: 1024 * 1024,
+    budget: Object.freeze({ ratio: 0.2, minRetriesPerSecond: 3, window: 10_000 }),
+    attemptHeader: 'x-attempt-count',
+  }),
 });
+
+export interface ResolvedRetry {
+  readonly retries: number;
+  readonly minDelay: number;
+  readonly maxDelay: number;
+  readonly factor: number;
+  readonly jitter: boolean;
+  readonly methods: ReadonlySet<string>;
+  readonly maxBodyBytes: number;
+  readonly budget: Readonly<RetryBudgetOptions> | null;
+  readonly attemptHeader: string | null;
+}
 
 export interface ResolvedOptions {
   readonly target: URL;
@@ -129,6 +202,8 @@ export interface ResolvedOptions {
   readonly proxyName: string;
   readonly requestIdHeader: string;
   readonly dispatcher: Dispatcher | null;
+  readonly retry: ResolvedRetry | null;
+  readonly registry: UpstreamRegistry;
   readonly hooks: Readonly<ProxyHooks>;
 }
 
@@ -231,16 +306,85 @@ function resolveDispatcher(value: unknown): Dispatcher | null {
   return value as unknown as Dispatcher;
 }
 
+const HOOKS = ['onFailure', 'onRetry'] as const;
+
 function resolveHooks(value: unknown): ProxyHooks {
   if (value === undefined) return {};
   if (!isPlainObject(value)) fail('hooks', 'an object of functions', value);
-  checkKeys('hooks', value, ['onFailure']);
-  const hooks: ProxyHooks = {};
-  if (value.onFailure !== undefined) {
-    if (typeof value.onFailure !== 'function') fail('hooks.onFailure', 'a function', value.onFailure);
-    hooks.onFailure = value.onFailure as NonNullable<ProxyHooks['onFailure']>;
+  checkKeys('hooks', value, HOOKS);
+  const hooks: Record<string, unknown> = {};
+  for (const name of HOOKS) {
+    if (value[name] === undefined) continue;
+    if (typeof value[name] !== 'function') fail(`hooks.${name}`, 'a function', value[name]);
+    hooks[name] = value[name];
   }
+  // Each value was checked to be a function above.
   return hooks;
+}
+
+function positive(option: string, value: unknown, fallback: number, expected: string, check: (n: number) => boolean): number {
+  if (value === undefined) return fallback;
+  if (typeof value !== 'number' || !Number.isFinite(value) || !check(value)) fail(option, expected, value);
+  return value;
+}
+
+function resolveBudget(value: unknown): RetryBudgetOptions | null {
+  const defaults = DEFAULTS.retry.budget;
+  if (value === false) return null;
+  if (value === undefined) return { ...defaults };
+  if (!isPlainObject(value)) fail('retry.budget', 'an object like { ratio, minRetriesPerSecond, window } or false', value);
+  checkKeys('retry.budget', value, ['ratio', 'minRetriesPerSecond', 'window']);
+  return {
+    ratio: positive('retry.budget.ratio', value.ratio, defaults.ratio, 'a number from 0 to 1', (n) => n >= 0 && n <= 1),
+    minRetriesPerSecond: positive('retry.budget.minRetriesPerSecond', value.minRetriesPerSecond, defaults.minRetriesPerSecond, 'a non-negative number', (n) => n >= 0),
+    window: positive('retry.budget.window', value.window, defaults.window, 'a number of milliseconds from 1000 to 600000', (n) => n >= 1000 && n <= 600_000),
+  };
+}
+
+const METHOD = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+
+function resolveRetry(value: unknown): ResolvedRetry | null {
+  const defaults = DEFAULTS.retry;
+  if (value === false) return null;
+  if (value !== undefined && !isPlainObject(value)) fail('retry', 'an object of retry options or false', value);
+  const options: Record<string, unknown> = value ?? {};
+  checkKeys('retry', options, ['retries', 'minDelay', 'maxDelay', 'factor', 'jitter', 'methods', 'maxBodyBytes', 'budget', 'attemptHeader']);
+  const retries = positive('retry.retries', options.retries, defaults.retries, 'a whole number from 0 to 10', (n) => Number.isInteger(n) && n >= 0 && n <= 10);
+  const minDelay = duration('retry.minDelay', options.minDelay, defaults.minDelay);
+  const maxDelay = duration('retry.maxDelay', options.maxDelay, defaults.maxDelay);
+  if (maxDelay < minDelay) fail('retry.maxDelay', `at least \`retry.minDelay\` (${minDelay})`, maxDelay);
+  const factor = positive('retry.factor', options.factor, defaults.factor, 'a number from 1 to 10', (n) => n >= 1 && n <= 10);
+  if (options.jitter !== undefined && typeof options.jitter !== 'boolean') fail('retry.jitter', 'a boolean', options.jitter);
+  let methods: readonly string[] = defaults.methods;
+  if (options.methods !== undefined) {
+    if (!Array.isArray(options.methods) || !options.methods.every((m) => typeof m === 'string' && METHOD.test(m))) {
+      fail('retry.methods', 'an array of HTTP method names', options.methods);
+    }
+    methods = options.methods as string[];
+  }
+  const maxBodyBytes = positive('retry.maxBodyBytes', options.maxBodyBytes, defaults.maxBodyBytes, 'a whole number of bytes from 0 to 67108864', (n) => Number.isInteger(n) && n >= 0 && n <= 64 * 1024 * 1024);
+  let attemptHeader: string | null = defaults.attemptHeader;
+  if (options.attemptHeader === false) attemptHeader = null;
+  else if (options.attemptHeader !== undefined) {
+    attemptHeader = optionalString('retry.attemptHeader', options.attemptHeader, HEADER_NAME, 'a header name or false')?.toLowerCase() ?? null;
+  }
+  return {
+    retries,
+    minDelay,
+    maxDelay,
+    factor,
+    jitter: options.jitter ?? defaults.jitter,
+    methods: new Set(methods.map((m) => m.toUpperCase())),
+    maxBodyBytes,
+    budget: resolveBudget(options.budget),
+    attemptHeader,
+  };
+}
+
+function resolveRegistry(value: unknown): UpstreamRegistry | null {
+  if (value === undefined) return null;
+  if (!(value instanceof UpstreamRegistry)) fail('registry', 'an UpstreamRegistry', value);
+  return value;
 }
 
 const KNOWN = [
@@ -253,6 +397,8 @@ const KNOWN = [
   'proxyName',
   'requestIdHeader',
   'dispatcher',
+  'retry',
+  'registry',
   'hooks',
 ] as const;
 
@@ -279,6 +425,8 @@ export function resolveOptions(options: unknown): ResolvedOptions {
     proxyName: proxyName ?? DEFAULTS.proxyName,
     requestIdHeader: (requestIdHeader ?? DEFAULTS.requestIdHeader).toLowerCase(),
     dispatcher: resolveDispatcher(options.dispatcher),
+    retry: resolveRetry(options.retry),
+    registry: resolveRegistry(options.registry) ?? defaultRegistry,
     hooks: Object.freeze(resolveHooks(options.hooks)),
   });
 }

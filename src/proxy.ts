@@ -1,17 +1,19 @@
 // createProxy: the request listener / Express middleware. It turns one client
-// request into an upstream attempt and answers every way that can end with
+// request into upstream attempts and answers every way that can end with
 // exactly one of: the upstream's complete response, the error contract, or
 // (headers already sent) a destroyed client connection.
 
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { classifyError, type Classification, type Phase } from './classify.js';
 import { requestBody } from './body.js';
+import { classifyError, type Classification, type Phase } from './classify.js';
 import { Attempt, createPool, type AttemptOutcome } from './engine.js';
-import { ClientAbortedError, isClientAborted, ProxyTimeoutError } from './errors.js';
+import { ClientAbortedError, isClientAborted, isProxyTimeout, ProxyTimeoutError } from './errors.js';
 import type { FailureCode, ProxyStatusError } from './failures.js';
 import { requestIdFor, upstreamRequestHeaders } from './headers.js';
-import { resolveOptions, type FailureEvent, type ProxyOptions, type ResolvedOptions } from './options.js';
+import { resolveOptions, type FailureEvent, type ProxyOptions, type ResolvedOptions, type RetryEvent } from './options.js';
 import { sendProblem } from './problem.js';
+import { runWithRetries } from './retry.js';
+import { backoffDelay, isRetryable, parseRetryAfter } from './retry-policy.js';
 import { upstreamPath } from './upstream-path.js';
 
 export type NextFunction = (error?: unknown) => void;
@@ -34,12 +36,41 @@ interface Failure {
   readonly retryAfter: string | null;
 }
 
-interface Exchange {
-  readonly req: IncomingMessage;
-  readonly res: ServerResponse;
-  readonly requestId: string;
-  readonly path: string;
-  attempts: number;
+type FailedOutcome = Exclude<AttemptOutcome, { kind: 'delivered' }>;
+
+/** One client request and everything that may cancel it. */
+class Exchange {
+  attempts = 0;
+  current: Attempt | null = null;
+  cancelReason: Error | null = null;
+  #sleep: AbortController | null = null;
+
+  constructor(
+    readonly req: IncomingMessage,
+    readonly res: ServerResponse,
+    readonly requestId: string,
+    readonly path: string,
+    readonly started: number,
+  ) {}
+
+  get method(): string {
+    return this.req.method ?? 'GET';
+  }
+
+  /** Ends whatever is under way: the current attempt, or a backoff wait. */
+  cancel(reason: Error): void {
+    if (this.cancelReason !== null) return;
+    this.cancelReason = reason;
+    this.current?.abort(reason);
+    this.#sleep?.abort(reason);
+  }
+
+  /** Created only when a retry waits, so the common path allocates no AbortController. */
+  sleepSignal(): AbortSignal {
+    this.#sleep ??= new AbortController();
+    if (this.cancelReason !== null) this.#sleep.abort(this.cancelReason);
+    return this.#sleep.signal;
+  }
 }
 
 const HOOK_WARNED = new WeakSet<object>();
@@ -63,16 +94,21 @@ function fromClassification(classification: Classification, phase: Phase | null,
   return { ...classification, phase, error, receivedStatus: null, retryAfter: null };
 }
 
-function failureOf(outcome: Exclude<AttemptOutcome, { kind: 'delivered' }>): Failure {
+function retryAfterOf(outcome: FailedOutcome): string | null {
+  if (outcome.kind !== 'status') return null;
+  const value = outcome.headers['retry-after'];
+  return typeof value === 'string' && /^[\x20-\x7e]{1,64}$/.test(value) ? value : null;
+}
+
+function failureOf(outcome: FailedOutcome): Failure {
   if (outcome.kind === 'status') {
-    const retryAfter = outcome.headers['retry-after'];
     return {
       code: 'UPSTREAM_STATUS',
       proxyStatus: null,
       phase: 'response',
       error: null,
       receivedStatus: outcome.statusCode,
-      retryAfter: typeof retryAfter === 'string' && /^[\x20-\x7e]{1,64}$/.test(retryAfter) ? retryAfter : null,
+      retryAfter: retryAfterOf(outcome),
     };
   }
   return fromClassification(classifyError(outcome.error, outcome.phase), outcome.phase, outcome.error);
@@ -86,6 +122,8 @@ export function createProxy(options: ProxyOptions): ResilientProxy {
   const config: ResolvedOptions = resolveOptions(options);
   const dispatcher = config.dispatcher ?? createPool(config.origin, config.timeout);
   const ownsDispatcher = config.dispatcher === null;
+  const retry = config.retry;
+  const upstreamState = config.registry.upstream(config.upstream, retry?.budget?.window ?? 10_000);
 
   function statusFor(failure: Failure): { status: number; failure: Failure } {
     if (failure.code === 'REQUEST_INVALID') return { status: 400, failure };
@@ -107,7 +145,7 @@ export function createProxy(options: ProxyOptions): ResilientProxy {
       upstream: config.upstream,
       target: config.origin,
       requestId: exchange.requestId,
-      method: exchange.req.method ?? 'GET',
+      method: exchange.method,
       path: exchange.path,
       attempts: exchange.attempts,
       statusCode,
@@ -142,59 +180,124 @@ export function createProxy(options: ProxyOptions): ResilientProxy {
     report(exchange, failure, status);
   }
 
+  /** The wait before the next attempt, or null when this failure must not be retried. */
+  function planRetry(exchange: Exchange, outcome: FailedOutcome, attempt: number): number | null {
+    if (retry === null || exchange.cancelReason !== null || exchange.res.headersSent) return null;
+    const failure = failureOf(outcome);
+    let delay = backoffDelay(attempt, retry);
+    const retryAfter = parseRetryAfter(failure.retryAfter);
+    const total = config.timeout.total;
+    const remaining = total > 0 ? total - (performance.now() - exchange.started) : Number.POSITIVE_INFINITY;
+    if (retryAfter !== null) {
+      // Honour the upstream's wish when the client can afford the wait;
+      // otherwise fail now and pass its Retry-After on.
+      if (retryAfter > (total > 0 ? remaining : retry.maxDelay)) return null;
+      delay = retryAfter;
+    }
+    if (delay >= remaining) return null;
+    if (retry.budget !== null && !upstreamState.budget.tryRetry(retry.budget)) return null;
+    const event: RetryEvent = {
+      code: failure.code,
+      proxyStatus: failure.proxyStatus,
+      phase: failure.phase,
+      upstream: config.upstream,
+      target: config.origin,
+      requestId: exchange.requestId,
+      method: exchange.method,
+      path: exchange.path,
+      attempt,
+      delay,
+      receivedStatus: failure.receivedStatus,
+      error: failure.error,
+    };
+    callHook(config.hooks.onRetry, event);
+    return delay;
+  }
+
+  function isRetryCandidate(exchange: Exchange, outcome: AttemptOutcome): outcome is FailedOutcome {
+    if (outcome.kind === 'delivered') return false;
+    if (outcome.kind === 'status') return isRetryable('UPSTREAM_STATUS', 'response', retry?.methods.has(exchange.method) === true);
+    if (isClientAborted(outcome.error) || (isProxyTimeout(outcome.error) && outcome.error.timer === 'total')) return false;
+    const { code } = classifyError(outcome.error, outcome.phase);
+    return isRetryable(code, outcome.phase, retry?.methods.has(exchange.method) === true);
+  }
+
   async function forward(exchange: Exchange): Promise<void> {
     const { req, res } = exchange;
-    const { body, rebuilt } = requestBody(req);
-    const headers = upstreamRequestHeaders(req, {
-      requestIdHeader: config.requestIdHeader,
-      requestId: exchange.requestId,
-      host: config.changeOrigin ? config.target.host : req.headers.host,
-    });
-    if (rebuilt && Buffer.isBuffer(body)) {
-      headers['content-length'] = String(body.length);
-      delete headers['content-encoding'];
-    }
-
-    const attempt = new Attempt({
-      dispatcher,
-      origin: config.origin,
-      path: exchange.path,
-      method: req.method ?? 'GET',
-      headers,
-      body,
-      timeout: config.timeout,
-      failureStatuses: config.failureStatuses,
-      res,
-    });
     const onClientClose = (): void => {
-      if (!res.writableFinished) attempt.abort(new ClientAbortedError());
+      if (!res.writableFinished) exchange.cancel(new ClientAbortedError());
     };
     res.once('close', onClientClose);
-    const total = config.timeout.total;
-    const deadline =
-      total > 0 ? setTimeout(() => attempt.abort(new ProxyTimeoutError('total', total)), total) : null;
+    let deadline: NodeJS.Timeout | null = null;
+    try {
+      const replayLimit = retry !== null && retry.retries > 0 ? retry.maxBodyBytes : null;
+      const { body, rebuilt, replayable } = await requestBody(req, replayLimit);
+      if (exchange.cancelReason !== null) return;
+      const headers = upstreamRequestHeaders(req, {
+        requestIdHeader: config.requestIdHeader,
+        requestId: exchange.requestId,
+        host: config.changeOrigin ? config.target.host : req.headers.host,
+      });
+      if (rebuilt && Buffer.isBuffer(body)) {
+        headers['content-length'] = String(body.length);
+        delete headers['content-encoding'];
+      }
+      // The deadline starts once the body is in hand: a client's slow upload
+      // is not the upstream's time.
+      const total = config.timeout.total;
+      if (total > 0) deadline = setTimeout(() => exchange.cancel(new ProxyTimeoutError('total', total)), total);
+      if (retry?.budget) upstreamState.budget.recordRequest();
 
-    exchange.attempts += 1;
-    const outcome = await attempt.start();
-    if (deadline !== null) clearTimeout(deadline);
-    res.off('close', onClientClose);
+      const send = (n: number): Promise<AttemptOutcome> => {
+        if (exchange.cancelReason !== null) {
+          return Promise.resolve({ kind: 'failed', error: exchange.cancelReason, phase: 'connect' });
+        }
+        const attemptHeaders = retry?.attemptHeader ? { ...headers, [retry.attemptHeader]: String(n) } : headers;
+        const attempt = new Attempt({
+          dispatcher,
+          origin: config.origin,
+          path: exchange.path,
+          method: exchange.method,
+          headers: attemptHeaders,
+          body,
+          timeout: config.timeout,
+          failureStatuses: config.failureStatuses,
+          res,
+        });
+        exchange.current = attempt;
+        exchange.attempts = n;
+        return attempt.start();
+      };
 
-    if (outcome.kind === 'delivered') return;
-    // A client that left is not an upstream failure: the attempt is cancelled
-    // and nothing is reported or counted.
-    if (outcome.kind === 'failed' && isClientAborted(outcome.error)) return;
-    fail(exchange, failureOf(outcome));
+      const outcome =
+        retry === null || retry.retries === 0 || !replayable
+          ? await send(1)
+          : await runWithRetries({
+              retries: retry.retries,
+              attempt: send,
+              isCandidate: (o) => isRetryCandidate(exchange, o),
+              plan: (o, n) => planRetry(exchange, o as FailedOutcome, n),
+              signal: () => exchange.sleepSignal(),
+            });
+      exchange.current = null;
+
+      if (outcome.kind === 'delivered') return;
+      // A client that left is not an upstream failure: the attempt is
+      // cancelled and nothing is reported or counted.
+      if (isClientAborted(exchange.cancelReason) || (outcome.kind === 'failed' && isClientAborted(outcome.error))) return;
+      fail(exchange, failureOf(outcome));
+    } catch (error) {
+      if (isClientAborted(error) || isClientAborted(exchange.cancelReason)) return;
+      throw error;
+    } finally {
+      if (deadline !== null) clearTimeout(deadline);
+      res.off('close', onClientClose);
+    }
   }
 
   const proxy = (req: IncomingMessage, res: ServerResponse): void => {
     const path = upstreamPath(config.basePath, req.url);
-    const exchange: Exchange = {
-      req,
-      res,
-      requestId: requestIdFor(req, config.requestIdHeader),
-      path: path ?? '',
-      attempts: 0,
-    };
+    const exchange = new Exchange(req, res, requestIdFor(req, config.requestIdHeader), path ?? '', performance.now());
     if (path === null) {
       fail(exchange, fromClassification({ code: 'REQUEST_INVALID', proxyStatus: 'http_request_error' }, null, null));
       return;

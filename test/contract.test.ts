@@ -28,6 +28,8 @@ interface Case {
   readonly proxyStatus: string;
   readonly setup: () => { target: string; dispatcher?: Dispatcher } | Promise<{ target: string; dispatcher?: Dispatcher }>;
   readonly timeout?: { connect?: number; response?: number; idle?: number; total?: number };
+  /** Attempts a GET gets under the default retry policy. */
+  readonly attempts?: number;
 }
 
 function withDispatcher(dispatcher: Dispatcher): { target: string; dispatcher: Dispatcher } {
@@ -48,11 +50,11 @@ const cases: Case[] = [
   { name: 'a destination the system forbids', code: 'UPSTREAM_UNREACHABLE', proxyStatus: 'destination_ip_prohibited', setup: () => withDispatcher(unreachableDispatcher('EACCES')) },
   { name: 'a closed port', code: 'UPSTREAM_CONNECT_REFUSED', proxyStatus: 'connection_refused', setup: async () => ({ target: await refusedUrl() }) },
   { name: 'a connect that never completes', code: 'UPSTREAM_CONNECT_TIMEOUT', proxyStatus: 'connection_timeout', setup: () => withDispatcher(connectHangDispatcher()), timeout: { connect: 100 } },
-  { name: 'a self-signed certificate', code: 'UPSTREAM_TLS_FAILED', proxyStatus: 'tls_certificate_error', setup: async () => ({ target: (await upstream({ tls })).url }) },
+  { name: 'a self-signed certificate', code: 'UPSTREAM_TLS_FAILED', proxyStatus: 'tls_certificate_error', setup: async () => ({ target: (await upstream({ tls })).url }), attempts: 1 },
   { name: 'a reset after the request was read', code: 'UPSTREAM_RESET', proxyStatus: 'connection_terminated', setup: behaving(faults.resetBeforeHeaders()) },
   { name: 'a clean close before headers', code: 'UPSTREAM_RESET', proxyStatus: 'connection_terminated', setup: behaving(faults.closeBeforeHeaders()) },
   { name: 'an upstream that never answers', code: 'UPSTREAM_RESPONSE_TIMEOUT', proxyStatus: 'http_response_timeout', setup: behaving(faults.hang()), timeout: { response: 100 } },
-  { name: 'the total deadline before headers', code: 'UPSTREAM_RESPONSE_TIMEOUT', proxyStatus: 'http_response_timeout', setup: behaving(faults.hang()), timeout: { total: 100 } },
+  { name: 'the total deadline before headers', code: 'UPSTREAM_RESPONSE_TIMEOUT', proxyStatus: 'http_response_timeout', setup: behaving(faults.hang()), timeout: { total: 100 }, attempts: 1 },
   { name: 'a malformed status line', code: 'UPSTREAM_BAD_RESPONSE', proxyStatus: 'http_protocol_error', setup: behaving(faults.malformedStatusLine()) },
   { name: 'a header section over the limit', code: 'UPSTREAM_BAD_RESPONSE', proxyStatus: 'http_response_header_section_size', setup: behaving(faults.oversizedHeaders()) },
 ];
@@ -84,13 +86,14 @@ function expectContract(
 }
 
 describe('the 502 contract, for every failure class', () => {
-  it.each(cases)('$name → $code', async ({ code, proxyStatus, setup, timeout }) => {
+  it.each(cases)('$name → $code', async ({ code, proxyStatus, setup, timeout, attempts = 3 }) => {
     const { target, dispatcher } = await setup();
-    const app = expressGateway({ target, name: 'orders', ...(dispatcher && { dispatcher }), ...(timeout && { timeout }) });
+    const retry = { minDelay: 1, maxDelay: 1 };
+    const app = expressGateway({ target, name: 'orders', retry, ...(dispatcher && { dispatcher }), ...(timeout && { timeout }) });
 
     const response = await request(app).get('/api/items?page=2').set('x-request-id', 'req-42');
 
-    expectContract(response, code, `resilient-proxy; error=${proxyStatus}`);
+    expectContract(response, code, `resilient-proxy; error=${proxyStatus}`, { attempts });
   });
 
   it('UPSTREAM_STATUS: an upstream 503 is answered with the contract, its status and its Retry-After', async () => {
@@ -99,8 +102,27 @@ describe('the 502 contract, for every failure class', () => {
 
     const response = await request(app).get('/api/items').set('x-request-id', 'req-42');
 
+    // Retry-After: 7 s is longer than the proxy waits without a deadline: it fails at once.
     expectContract(response, 'UPSTREAM_STATUS', 'resilient-proxy; received-status=503');
     expect(response.headers['retry-after']).toBe('7');
+  });
+
+  it('UPSTREAM_STATUS: the failure body is read and dropped, so the upstream connection is reused', async () => {
+    const up = await upstream({ fallback: faults.status(503) });
+    const app = expressGateway({ target: up.url, name: 'orders', retry: false });
+
+    for (let i = 0; i < 3; i += 1) {
+      const response = await request(app).get('/api/items').set('x-request-id', 'req-42');
+      expectContract(response, 'UPSTREAM_STATUS', 'resilient-proxy; received-status=503');
+    }
+    expect(up.requests).toHaveLength(3);
+    expect(up.connections).toBe(1);
+  });
+
+  it('UPSTREAM_STATUS: a failure status with a huge body is answered without reading it all', async () => {
+    const up = await upstream({ fallback: faults.respond(503, Buffer.alloc(4 * 1024 * 1024, 'e')) });
+    const response = await request(expressGateway({ target: up.url, name: 'orders', retry: false })).get('/api/items').set('x-request-id', 'req-42');
+    expectContract(response, 'UPSTREAM_STATUS', 'resilient-proxy; received-status=503');
   });
 
   it('PROXY_INTERNAL_ERROR: a body consumed by an earlier middleware that kept nothing', async () => {
@@ -131,7 +153,7 @@ describe('the 502 contract, for every failure class', () => {
       status: 502,
       detail: 'The upstream service refused the connection.',
       code: 'UPSTREAM_CONNECT_REFUSED',
-      attempts: 1,
+      attempts: 3,
       requestId: 'req-42',
     });
     const port = new URL(target).port;

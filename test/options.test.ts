@@ -27,8 +27,8 @@ const invalid: [string, unknown, string][] = [
   ['a bad request id header', { target, requestIdHeader: 'x id' }, 'Expected `requestIdHeader` to be a header name, got the string "x id".'],
   ['a dispatcher without dispatch()', { target, dispatcher: {} }, 'Expected `dispatcher` to be an undici Dispatcher (Agent, Pool, Client), got an object.'],
   ['a hook that is not a function', { target, hooks: { onFailure: 'log' } }, 'Expected `hooks.onFailure` to be a function, got the string "log".'],
-  ['an unknown hook', { target, hooks: { onError: () => undefined } }, 'Unknown option `hooks.onError`. Known options: onFailure.'],
-  ['a misspelt option', { target, timeouts: {} }, 'Unknown option `timeouts`. Known options: target, name, timeout, changeOrigin, failureStatuses, status, proxyName, requestIdHeader, dispatcher, hooks.'],
+  ['an unknown hook', { target, hooks: { onError: () => undefined } }, 'Unknown option `hooks.onError`. Known options: onFailure, onRetry.'],
+  ['a misspelt option', { target, timeouts: {} }, 'Unknown option `timeouts`. Known options: target, name, timeout, changeOrigin, failureStatuses, status, proxyName, requestIdHeader, dispatcher, retry, registry, hooks.'],
 ];
 
 describe('option validation', () => {
@@ -64,6 +64,17 @@ describe('option validation', () => {
       status: 502,
       proxyName: 'resilient-proxy',
       requestIdHeader: 'x-request-id',
+      retry: {
+        retries: 2,
+        minDelay: 50,
+        maxDelay: 1_000,
+        factor: 2,
+        jitter: true,
+        methods: ['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE'],
+        maxBodyBytes: 1024 * 1024,
+        budget: { ratio: 0.2, minRetriesPerSecond: 3, window: 10_000 },
+        attemptHeader: 'x-attempt-count',
+      },
     });
     expect(Object.isFrozen(DEFAULTS)).toBe(true);
   });

@@ -27,7 +27,7 @@ describe('content negotiation', () => {
 
     expect(response.headers['content-type']).toBe('text/plain; charset=utf-8');
     expect(response.text).toBe(
-      'title: Bad Gateway\nstatus: 502\ndetail: The upstream service refused the connection.\ncode: UPSTREAM_CONNECT_REFUSED\nupstream: orders\nattempts: 1\nrequestId: r1\n',
+      'title: Bad Gateway\nstatus: 502\ndetail: The upstream service refused the connection.\ncode: UPSTREAM_CONNECT_REFUSED\nupstream: orders\nattempts: 3\nrequestId: r1\n',
     );
   });
 
@@ -115,7 +115,7 @@ describe('hooks', () => {
       requestId: 'r9',
       method: 'GET',
       path: '/items',
-      attempts: 1,
+      attempts: 3,
       statusCode: 502,
       receivedStatus: null,
       error: expect.objectContaining({ code: 'ECONNREFUSED' }) as unknown,

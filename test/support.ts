@@ -6,7 +6,7 @@ import { createServer, request as httpRequest, type IncomingHttpHeaders, type Re
 import type { AddressInfo } from 'node:net';
 import express, { type Express } from 'express';
 import { afterEach } from 'vitest';
-import { createProxy, type ProxyOptions, type ResilientProxy } from '../src/index.js';
+import { createProxy, UpstreamRegistry, type ProxyOptions, type ResilientProxy } from '../src/index.js';
 import { startFaultUpstream, type FaultUpstream, type FaultUpstreamOptions } from '../src/testing/index.js';
 
 const cleanups: (() => Promise<unknown> | undefined)[] = [];
@@ -26,8 +26,9 @@ export async function upstream(options?: FaultUpstreamOptions): Promise<FaultUps
   return started;
 }
 
+/** A proxy with a registry of its own, so retry budgets never leak between tests. */
 export function proxy(options: ProxyOptions): ResilientProxy {
-  const created = createProxy(options);
+  const created = createProxy({ registry: new UpstreamRegistry(), ...options });
   onCleanup(() => created.close());
   return created;
 }

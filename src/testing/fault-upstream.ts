@@ -35,6 +35,19 @@ export type Behaviour = (context: BehaviourContext) => void;
 
 const CRLF = '\r\n';
 
+const closedPromises = new WeakMap<Socket, Promise<void>>();
+
+/** One promise per connection, however many requests it carries. */
+function closedPromise(socket: Socket): Promise<void> {
+  let closed = closedPromises.get(socket);
+  if (closed === undefined) {
+    // Not events.once: it would reject when the socket errors first.
+    closed = socket.destroyed ? Promise.resolve() : new Promise((resolve) => socket.once('close', () => resolve()));
+    closedPromises.set(socket, closed);
+  }
+  return closed;
+}
+
 function rawResponse(socket: Socket, head: string, then?: (socket: Socket) => void): void {
   socket.write(head, () => then?.(socket));
 }
@@ -182,8 +195,7 @@ export async function startFaultUpstream(options: FaultUpstreamOptions = {}): Pr
         body,
         bodyBytes: bytes,
         bodySha256: hash.digest('hex'),
-        // Not events.once: it would reject when the socket errors first.
-        closed: socket.destroyed ? Promise.resolve() : new Promise((resolve) => socket.once('close', () => resolve())),
+        closed: closedPromise(socket),
       });
       for (const waiter of waiters.filter((w) => requests.length >= w.count)) {
         waiters.splice(waiters.indexOf(waiter), 1);

@@ -1,0 +1,54 @@
+// Upstream amplification under a total outage: how many upstream requests
+// each client request causes, with the default retry budget and without one.
+// Run: npx tsx bench/retry-amplification.ts [clientRequests] [concurrency]
+
+import { once } from 'node:events';
+import { createServer, request } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { createProxy, UpstreamRegistry, type ProxyOptions } from '../src/index.js';
+import { faults, startFaultUpstream } from '../src/testing/index.js';
+
+const total = Number(process.argv[2] ?? 2000);
+const concurrency = Number(process.argv[3] ?? 50);
+
+function get(url: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    request(url, (res) => {
+      res.resume();
+      res.once('end', () => resolve(res.statusCode ?? 0));
+    })
+      .once('error', reject)
+      .end();
+  });
+}
+
+async function measure(retry: NonNullable<ProxyOptions['retry']>): Promise<{ hits: number; ratio: number; seconds: number }> {
+  const upstream = await startFaultUpstream({ fallback: faults.status(503) });
+  const proxy = createProxy({ target: upstream.url, retry, registry: new UpstreamRegistry() });
+  const server = createServer(proxy).listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/x`;
+  const started = performance.now();
+  let sent = 0;
+  await Promise.all(
+    Array.from({ length: concurrency }, async () => {
+      while (sent < total) {
+        sent += 1;
+        await get(url);
+      }
+    }),
+  );
+  const seconds = (performance.now() - started) / 1000;
+  server.closeAllConnections();
+  server.close();
+  await proxy.close();
+  await upstream.close();
+  return { hits: upstream.requests.length, ratio: upstream.requests.length / total, seconds };
+}
+
+const fast = { minDelay: 1, maxDelay: 10 };
+const withBudget = await measure(fast);
+const without = await measure({ ...fast, budget: false });
+console.log(`total outage (every upstream answer is 503), ${total} client GETs, concurrency ${concurrency}, retries: 2`);
+console.log(`default budget (20 %, floor 3/s, 10 s window): ${withBudget.hits} upstream requests = ${withBudget.ratio.toFixed(3)}x in ${withBudget.seconds.toFixed(1)} s`);
+console.log(`no budget:                                      ${without.hits} upstream requests = ${without.ratio.toFixed(3)}x in ${without.seconds.toFixed(1)} s`);

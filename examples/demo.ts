@@ -50,10 +50,18 @@ function owned(dispatcher: Dispatcher): Dispatcher {
   return dispatcher;
 }
 
+async function flaky(): Promise<string> {
+  const upstream = await startFaultUpstream({ fallback: faults.respond(200, 'hello') });
+  upstream.enqueue(faults.resetBeforeHeaders(), faults.status(503));
+  upstreams.push(upstream);
+  return upstream.url;
+}
+
 const nowhere = (): Promise<string> => Promise.resolve('http://orders.internal:8080');
 
 const scenarios: Scenario[] = [
   { path: '/ok', what: 'healthy upstream', target: () => misbehaving(faults.respond(200, 'hello')) },
+  { path: '/flaky', what: 'fails twice, then answers', target: () => flaky() },
   { path: '/dns', what: 'name does not resolve', target: nowhere, dispatcher: () => dnsFailureDispatcher('ENOTFOUND') },
   { path: '/unreachable', what: 'no route to host', target: nowhere, dispatcher: () => unreachableDispatcher('EHOSTUNREACH') },
   { path: '/refused', what: 'port closed', target: () => refusedUrl() },
@@ -71,13 +79,14 @@ const scenarios: Scenario[] = [
 interface Row {
   what: string;
   status: string;
+  attempts: string;
   code: string;
   proxyStatus: string;
   ending: string;
   ms: string;
 }
 
-function call(base: string, scenario: Scenario): Promise<Omit<Row, 'what' | 'code' | 'ms'> & { code: string }> {
+function call(base: string, scenario: Scenario): Promise<Omit<Row, 'what' | 'code' | 'ms' | 'attempts'> & { code: string }> {
   return new Promise((resolve, reject) => {
     const req = request(`${base}${scenario.path}/items`, { method: scenario.method ?? 'GET', agent: false }, (res) => {
       let body = '';
@@ -102,6 +111,7 @@ function call(base: string, scenario: Scenario): Promise<Omit<Row, 'what' | 'cod
 async function main(): Promise<void> {
   const app = express();
   const failures = new Map<string, FailureEvent>();
+  const retries = new Map<string, number>();
   // A middleware that reads request bodies and keeps nothing: the proxy must
   // fail clearly instead of waiting forever for a body that is gone.
   app.use('/consumed', (req, _res, next) => {
@@ -114,7 +124,10 @@ async function main(): Promise<void> {
       name: 'orders',
       timeout,
       ...(scenario.dispatcher && { dispatcher: owned(scenario.dispatcher()) }),
-      hooks: { onFailure: (event) => failures.set(scenario.path, event) },
+      hooks: {
+        onFailure: (event) => failures.set(scenario.path, event),
+        onRetry: () => retries.set(scenario.path, (retries.get(scenario.path) ?? 0) + 1),
+      },
     });
     proxies.push(proxy);
     app.use(scenario.path, proxy);
@@ -131,10 +144,11 @@ async function main(): Promise<void> {
     // After headers went out the code only reaches the hook; the client sees a cut.
     const hooked = failures.get(scenario.path);
     const code = result.code !== '-' ? result.code : hooked ? `${hooked.code} (hook)` : '-';
-    rows.push({ what: scenario.what, ...result, code, ms });
+    const attempts = String((retries.get(scenario.path) ?? 0) + 1);
+    rows.push({ what: scenario.what, ...result, attempts, code, ms });
   }
 
-  const header: Row = { what: 'upstream fault', status: 'status', code: 'code', proxyStatus: 'Proxy-Status', ending: 'body', ms: 'ms' };
+  const header: Row = { what: 'upstream fault', status: 'status', attempts: 'tries', code: 'code', proxyStatus: 'Proxy-Status', ending: 'body', ms: 'ms' };
   const keys = Object.keys(header) as (keyof Row)[];
   const width = Object.fromEntries(keys.map((k) => [k, Math.max(...[header, ...rows].map((r) => r[k].length))])) as Record<keyof Row, number>;
   const line = (row: Row) => keys.map((k) => (k === 'ms' ? row[k].padStart(width[k]) : row[k].padEnd(width[k]))).join('  ');
@@ -143,6 +157,7 @@ async function main(): Promise<void> {
   console.log(keys.map((k) => '-'.repeat(width[k])).join('  '));
   for (const row of rows) console.log(line(row));
   console.log('\nTimeouts in this demo: connect 300 ms, response 300 ms, idle 300 ms.');
+  console.log('GETs are retried up to twice when that is safe; TLS failures and broken bodies never are.');
 
   server.closeAllConnections();
   server.close();

@@ -22,9 +22,10 @@ function get(url: string): Promise<number> {
   });
 }
 
-async function measure(retry: NonNullable<ProxyOptions['retry']>): Promise<{ hits: number; ratio: number; seconds: number }> {
+async function measure(options: Pick<ProxyOptions, 'retry' | 'breaker'>): Promise<{ hits: number; ratio: number; seconds: number }> {
   const upstream = await startFaultUpstream({ fallback: faults.status(503) });
-  const proxy = createProxy({ target: upstream.url, retry, registry: new UpstreamRegistry() });
+  const registry = new UpstreamRegistry();
+  const proxy = createProxy({ target: upstream.url, ...options, registry });
   const server = createServer(proxy).listen(0, '127.0.0.1');
   await once(server, 'listening');
   const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/x`;
@@ -42,13 +43,19 @@ async function measure(retry: NonNullable<ProxyOptions['retry']>): Promise<{ hit
   server.closeAllConnections();
   server.close();
   await proxy.close();
+  registry.close();
   await upstream.close();
   return { hits: upstream.requests.length, ratio: upstream.requests.length / total, seconds };
 }
 
 const fast = { minDelay: 1, maxDelay: 10 };
-const withBudget = await measure(fast);
-const without = await measure({ ...fast, budget: false });
+const runs: [string, Pick<ProxyOptions, 'retry' | 'breaker'>][] = [
+  ['defaults (breaker + budget)', { retry: fast }],
+  ['budget only, no breaker', { retry: fast, breaker: false }],
+  ['no budget, no breaker', { retry: { ...fast, budget: false }, breaker: false }],
+];
 console.log(`total outage (every upstream answer is 503), ${total} client GETs, concurrency ${concurrency}, retries: 2`);
-console.log(`default budget (20 %, floor 3/s, 10 s window): ${withBudget.hits} upstream requests = ${withBudget.ratio.toFixed(3)}x in ${withBudget.seconds.toFixed(1)} s`);
-console.log(`no budget:                                      ${without.hits} upstream requests = ${without.ratio.toFixed(3)}x in ${without.seconds.toFixed(1)} s`);
+for (const [label, options] of runs) {
+  const result = await measure(options);
+  console.log(`${label.padEnd(28)} ${String(result.hits).padStart(6)} upstream requests = ${result.ratio.toFixed(3)}x in ${result.seconds.toFixed(1)} s`);
+}

@@ -10,7 +10,7 @@ import { request, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import express from 'express';
 import type { Dispatcher } from 'undici';
-import { createProxy, type FailureEvent, type ResilientProxy } from '../src/index.js';
+import { createProxy, UpstreamRegistry, type BreakerOptions, type FailureEvent, type ResilientProxy } from '../src/index.js';
 import {
   connectHangDispatcher,
   dnsFailureDispatcher,
@@ -28,6 +28,9 @@ interface Scenario {
   readonly target: () => Promise<string>;
   readonly dispatcher?: () => Dispatcher;
   readonly method?: string;
+  readonly breaker?: Partial<BreakerOptions>;
+  /** A request sent first, to trip the breaker or fill the upstream's capacity. */
+  readonly prime?: 'await' | 'in-flight';
 }
 
 const timeout = { connect: 300, response: 300, idle: 300 };
@@ -74,6 +77,20 @@ const scenarios: Scenario[] = [
   { path: '/mid-body', what: 'closes mid-body', target: () => misbehaving(faults.closeMidBody(4096, 100)) },
   { path: '/stall', what: 'stalls mid-body', target: () => misbehaving(faults.headersThenStall(4096, 100)) },
   { path: '/consumed', what: 'body eaten by middleware', target: () => misbehaving(faults.respond()), method: 'POST' },
+  {
+    path: '/circuit',
+    what: 'keeps failing: circuit opens',
+    target: () => misbehaving(faults.status(503)),
+    breaker: { volumeThreshold: 3, resetTimeout: 30_000 },
+    prime: 'await',
+  },
+  {
+    path: '/overloaded',
+    what: 'slow, at capacity (1)',
+    target: () => misbehaving(faults.hang()),
+    breaker: { capacity: 1 },
+    prime: 'in-flight',
+  },
 ];
 
 interface Row {
@@ -86,15 +103,16 @@ interface Row {
   ms: string;
 }
 
-function call(base: string, scenario: Scenario): Promise<Omit<Row, 'what' | 'code' | 'ms' | 'attempts'> & { code: string }> {
+function call(base: string, scenario: Scenario): Promise<Omit<Row, 'what' | 'code' | 'ms' | 'attempts'> & { code: string; attempts: number | null }> {
   return new Promise((resolve, reject) => {
     const req = request(`${base}${scenario.path}/items`, { method: scenario.method ?? 'GET', agent: false }, (res) => {
       let body = '';
       res.setEncoding('utf8').on('data', (chunk: string) => (body += chunk));
       const done = (ending: string) => {
         let code = '-';
-        if (res.headers['content-type'] === 'application/problem+json') code = (JSON.parse(body) as { code: string }).code;
-        resolve({ status: String(res.statusCode), code, proxyStatus: String(res.headers['proxy-status'] ?? '-'), ending });
+        let attempts: number | null = null;
+        if (res.headers['content-type'] === 'application/problem+json') ({ code, attempts } = JSON.parse(body) as { code: string; attempts: number });
+        resolve({ status: String(res.statusCode), code, attempts, proxyStatus: String(res.headers['proxy-status'] ?? '-'), ending });
       };
       res.once('end', () => done(res.complete ? 'complete' : 'cut off'));
       res.once('aborted', () => done('cut off'));
@@ -110,6 +128,7 @@ function call(base: string, scenario: Scenario): Promise<Omit<Row, 'what' | 'cod
 
 async function main(): Promise<void> {
   const app = express();
+  const registry = new UpstreamRegistry();
   const failures = new Map<string, FailureEvent>();
   const retries = new Map<string, number>();
   // A middleware that reads request bodies and keeps nothing: the proxy must
@@ -121,8 +140,11 @@ async function main(): Promise<void> {
   for (const scenario of scenarios) {
     const proxy = createProxy({
       target: await scenario.target(),
-      name: 'orders',
+      // One upstream name per scenario: the breaker is shared by name.
+      name: scenario.path.slice(1),
       timeout,
+      registry,
+      ...(scenario.breaker && { breaker: scenario.breaker }),
       ...(scenario.dispatcher && { dispatcher: owned(scenario.dispatcher()) }),
       hooks: {
         onFailure: (event) => failures.set(scenario.path, event),
@@ -137,14 +159,25 @@ async function main(): Promise<void> {
   const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
 
   const rows: Row[] = [];
+  const primed: Promise<unknown>[] = [];
   for (const scenario of scenarios) {
+    if (scenario.prime === 'await') await call(base, scenario);
+    if (scenario.prime === 'in-flight') {
+      const pending = call(base, scenario);
+      primed.push(pending);
+      await new Promise((resolve) => setImmediate(resolve));
+    }
+    retries.delete(scenario.path);
+    failures.delete(scenario.path);
     const started = performance.now();
     const result = await call(base, scenario);
     const ms = (performance.now() - started).toFixed(0);
     // After headers went out the code only reaches the hook; the client sees a cut.
     const hooked = failures.get(scenario.path);
     const code = result.code !== '-' ? result.code : hooked ? `${hooked.code} (hook)` : '-';
-    const attempts = String((retries.get(scenario.path) ?? 0) + 1);
+    // The error body says how many attempts were made; for a response that
+    // went through, count the retries the hook saw.
+    const attempts = String(result.attempts ?? (retries.get(scenario.path) ?? 0) + 1);
     rows.push({ what: scenario.what, ...result, attempts, code, ms });
   }
 
@@ -159,8 +192,10 @@ async function main(): Promise<void> {
   console.log('\nTimeouts in this demo: connect 300 ms, response 300 ms, idle 300 ms.');
   console.log('GETs are retried up to twice when that is safe; TLS failures and broken bodies never are.');
 
+  await Promise.all(primed);
   server.closeAllConnections();
   server.close();
+  registry.close();
   await Promise.all([...proxies.map((p) => p.close()), ...upstreams.map((u) => u.close()), ...dispatchers.map((d) => d.destroy())]);
 }
 

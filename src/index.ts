@@ -10,7 +10,8 @@ export {
   type RetryOptions,
   type RetryEvent,
 } from './options.js';
-export { UpstreamRegistry, defaultRegistry } from './registry.js';
+export { UpstreamRegistry, defaultRegistry, type UpstreamSnapshot } from './registry.js';
+export type { BreakerOptions, BreakerState, BreakerStateChange, BreakerStats } from './breaker.js';
 export type { RetryBudgetOptions } from './retry-budget.js';
 export { FAILURE_CODES, FAILURES, rfc9209Status, type FailureCode, type ProxyStatusError } from './failures.js';
 export { classifyError, type Classification, type Phase } from './classify.js';

@@ -5,6 +5,7 @@
 import type { Dispatcher } from 'undici';
 import type { Phase } from './classify.js';
 import { FAILURE_CODES, type FailureCode, type ProxyStatusError } from './failures.js';
+import type { BreakerOptions, BreakerStateChange } from './breaker.js';
 import { defaultRegistry, UpstreamRegistry } from './registry.js';
 import type { RetryBudgetOptions } from './retry-budget.js';
 
@@ -87,6 +88,8 @@ export interface ProxyHooks {
   onFailure?: (event: FailureEvent) => void;
   /** Called before each retry, with the failure that caused it and the delay. */
   onRetry?: (event: RetryEvent) => void;
+  /** Called when the upstream's circuit changes state (`closed`, `open`, `halfOpen`). */
+  onBreakerStateChange?: (change: BreakerStateChange) => void;
 }
 
 /** When and how failed attempts are tried again. See the README for the safety rules. */
@@ -149,7 +152,13 @@ export interface ProxyOptions {
   dispatcher?: Dispatcher;
   /** Retries, or `false` for none. Defaults: see {@link RetryOptions}. */
   retry?: Partial<Omit<RetryOptions, 'budget'>> & { budget?: Partial<RetryBudgetOptions> | false } | false;
-  /** The registry holding per-upstream state (retry budget). Default: one shared by the whole process. */
+  /**
+   * The upstream's circuit breaker, or `false` for none. Shared by every proxy
+   * to the same upstream in the registry; the first one configures it.
+   * Defaults: see {@link BreakerOptions}.
+   */
+  breaker?: Partial<BreakerOptions> | false;
+  /** The registry holding per-upstream state (breaker, concurrency, retry budget). Default: one shared by the whole process. */
   registry?: UpstreamRegistry;
   /** Observation hooks. */
   hooks?: ProxyHooks;
@@ -172,6 +181,13 @@ export const DEFAULTS = Object.freeze({
     maxBodyBytes: 1024 * 1024,
     budget: Object.freeze({ ratio: 0.2, minRetriesPerSecond: 3, window: 10_000 }),
     attemptHeader: 'x-attempt-count',
+  }),
+  breaker: Object.freeze({
+    errorThresholdPercentage: 50,
+    volumeThreshold: 20,
+    resetTimeout: 5_000,
+    rollingCountTimeout: 10_000,
+    capacity: 0,
   }),
 });
 
@@ -203,6 +219,7 @@ export interface ResolvedOptions {
   readonly requestIdHeader: string;
   readonly dispatcher: Dispatcher | null;
   readonly retry: ResolvedRetry | null;
+  readonly breaker: Readonly<BreakerOptions> | null;
   readonly registry: UpstreamRegistry;
   readonly hooks: Readonly<ProxyHooks>;
 }
@@ -306,7 +323,7 @@ function resolveDispatcher(value: unknown): Dispatcher | null {
   return value as unknown as Dispatcher;
 }
 
-const HOOKS = ['onFailure', 'onRetry'] as const;
+const HOOKS = ['onFailure', 'onRetry', 'onBreakerStateChange'] as const;
 
 function resolveHooks(value: unknown): ProxyHooks {
   if (value === undefined) return {};
@@ -381,6 +398,22 @@ function resolveRetry(value: unknown): ResolvedRetry | null {
   };
 }
 
+function resolveBreaker(value: unknown): BreakerOptions | null {
+  const defaults = DEFAULTS.breaker;
+  if (value === false) return null;
+  if (value === undefined) return { ...defaults };
+  if (!isPlainObject(value)) fail('breaker', 'an object of breaker options or false', value);
+  checkKeys('breaker', value, ['errorThresholdPercentage', 'volumeThreshold', 'resetTimeout', 'rollingCountTimeout', 'capacity']);
+  const whole = (n: number): boolean => Number.isInteger(n) && n >= 0;
+  return {
+    errorThresholdPercentage: positive('breaker.errorThresholdPercentage', value.errorThresholdPercentage, defaults.errorThresholdPercentage, 'a percentage from 1 to 100', (n) => n >= 1 && n <= 100),
+    volumeThreshold: positive('breaker.volumeThreshold', value.volumeThreshold, defaults.volumeThreshold, 'a whole number of attempts (0 or more)', whole),
+    resetTimeout: positive('breaker.resetTimeout', value.resetTimeout, defaults.resetTimeout, 'a number of milliseconds from 1 to 3600000', (n) => n >= 1 && n <= 3_600_000),
+    rollingCountTimeout: positive('breaker.rollingCountTimeout', value.rollingCountTimeout, defaults.rollingCountTimeout, 'a number of milliseconds from 100 to 3600000', (n) => n >= 100 && n <= 3_600_000),
+    capacity: positive('breaker.capacity', value.capacity, defaults.capacity, 'a whole number of attempts in flight (0 for no limit)', whole),
+  };
+}
+
 function resolveRegistry(value: unknown): UpstreamRegistry | null {
   if (value === undefined) return null;
   if (!(value instanceof UpstreamRegistry)) fail('registry', 'an UpstreamRegistry', value);
@@ -398,6 +431,7 @@ const KNOWN = [
   'requestIdHeader',
   'dispatcher',
   'retry',
+  'breaker',
   'registry',
   'hooks',
 ] as const;
@@ -426,6 +460,7 @@ export function resolveOptions(options: unknown): ResolvedOptions {
     requestIdHeader: (requestIdHeader ?? DEFAULTS.requestIdHeader).toLowerCase(),
     dispatcher: resolveDispatcher(options.dispatcher),
     retry: resolveRetry(options.retry),
+    breaker: resolveBreaker(options.breaker),
     registry: resolveRegistry(options.registry) ?? defaultRegistry,
     hooks: Object.freeze(resolveHooks(options.hooks)),
   });

@@ -8,9 +8,9 @@ import { requestBody } from './body.js';
 import { classifyError, type Classification, type Phase } from './classify.js';
 import { Attempt, createPool, type AttemptOutcome } from './engine.js';
 import { ClientAbortedError, isClientAborted, isProxyTimeout, ProxyTimeoutError } from './errors.js';
-import type { FailureCode, ProxyStatusError } from './failures.js';
+import { FAILURES, type FailureCode, type ProxyStatusError } from './failures.js';
 import { requestIdFor, upstreamRequestHeaders } from './headers.js';
-import { resolveOptions, type FailureEvent, type ProxyOptions, type ResolvedOptions, type RetryEvent } from './options.js';
+import { DEFAULTS, resolveOptions, type FailureEvent, type ProxyOptions, type ResolvedOptions, type RetryEvent } from './options.js';
 import { sendProblem } from './problem.js';
 import { runWithRetries } from './retry.js';
 import { backoffDelay, isRetryable, parseRetryAfter } from './retry-policy.js';
@@ -36,7 +36,15 @@ interface Failure {
   readonly retryAfter: string | null;
 }
 
-type FailedOutcome = Exclude<AttemptOutcome, { kind: 'delivered' }>;
+/** An attempt the proxy refused to make: the circuit is open, or the upstream is at capacity. */
+interface Refused {
+  readonly kind: 'refused';
+  readonly code: 'CIRCUIT_OPEN' | 'UPSTREAM_OVERLOADED';
+  readonly retryAfter: string | null;
+}
+
+type Outcome = AttemptOutcome | Refused;
+type FailedOutcome = Exclude<Outcome, { kind: 'delivered' }>;
 
 /** One client request and everything that may cancel it. */
 class Exchange {
@@ -94,13 +102,15 @@ function fromClassification(classification: Classification, phase: Phase | null,
   return { ...classification, phase, error, receivedStatus: null, retryAfter: null };
 }
 
-function retryAfterOf(outcome: FailedOutcome): string | null {
-  if (outcome.kind !== 'status') return null;
+function retryAfterOf(outcome: Extract<FailedOutcome, { kind: 'status' }>): string | null {
   const value = outcome.headers['retry-after'];
   return typeof value === 'string' && /^[\x20-\x7e]{1,64}$/.test(value) ? value : null;
 }
 
 function failureOf(outcome: FailedOutcome): Failure {
+  if (outcome.kind === 'refused') {
+    return { code: outcome.code, proxyStatus: FAILURES[outcome.code].proxyStatus, phase: null, error: null, receivedStatus: null, retryAfter: outcome.retryAfter };
+  }
   if (outcome.kind === 'status') {
     return {
       code: 'UPSTREAM_STATUS',
@@ -123,7 +133,23 @@ export function createProxy(options: ProxyOptions): ResilientProxy {
   const dispatcher = config.dispatcher ?? createPool(config.origin, config.timeout);
   const ownsDispatcher = config.dispatcher === null;
   const retry = config.retry;
-  const upstreamState = config.registry.upstream(config.upstream, retry?.budget?.window ?? 10_000);
+  const upstreamState = config.registry.upstream(config.upstream, {
+    budgetWindow: retry?.budget?.window ?? DEFAULTS.retry.budget.window,
+    breaker: config.breaker,
+  });
+  const { breaker } = upstreamState;
+  const stopObserving = breaker?.onStateChange((change) => {
+    callHook(config.hooks.onBreakerStateChange, change);
+  });
+
+  /** What the breaker counts against the upstream: its failures, never a client's abort or the proxy's own fault. */
+  function countsAgainstUpstream(outcome: AttemptOutcome): boolean {
+    if (outcome.kind === 'delivered') return false;
+    if (outcome.kind === 'status') return true;
+    if (isClientAborted(outcome.error)) return false;
+    const { code } = classifyError(outcome.error, outcome.phase);
+    return code !== 'PROXY_INTERNAL_ERROR';
+  }
 
   function statusFor(failure: Failure): { status: number; failure: Failure } {
     if (failure.code === 'REQUEST_INVALID') return { status: 400, failure };
@@ -214,8 +240,9 @@ export function createProxy(options: ProxyOptions): ResilientProxy {
     return delay;
   }
 
-  function isRetryCandidate(exchange: Exchange, outcome: AttemptOutcome): outcome is FailedOutcome {
-    if (outcome.kind === 'delivered') return false;
+  function isRetryCandidate(exchange: Exchange, outcome: Outcome): outcome is FailedOutcome {
+    // A refusal ends the loop at once: an open circuit is not to be hammered.
+    if (outcome.kind === 'delivered' || outcome.kind === 'refused') return false;
     if (outcome.kind === 'status') return isRetryable('UPSTREAM_STATUS', 'response', retry?.methods.has(exchange.method) === true);
     if (isClientAborted(outcome.error) || (isProxyTimeout(outcome.error) && outcome.error.timer === 'total')) return false;
     const { code } = classifyError(outcome.error, outcome.phase);
@@ -248,10 +275,7 @@ export function createProxy(options: ProxyOptions): ResilientProxy {
       if (total > 0) deadline = setTimeout(() => exchange.cancel(new ProxyTimeoutError('total', total)), total);
       if (retry?.budget) upstreamState.budget.recordRequest();
 
-      const send = (n: number): Promise<AttemptOutcome> => {
-        if (exchange.cancelReason !== null) {
-          return Promise.resolve({ kind: 'failed', error: exchange.cancelReason, phase: 'connect' });
-        }
+      const run = async (n: number): Promise<AttemptOutcome> => {
         const attemptHeaders = retry?.attemptHeader ? { ...headers, [retry.attemptHeader]: String(n) } : headers;
         const attempt = new Attempt({
           dispatcher,
@@ -265,8 +289,25 @@ export function createProxy(options: ProxyOptions): ResilientProxy {
           res,
         });
         exchange.current = attempt;
-        exchange.attempts = n;
-        return attempt.start();
+        exchange.attempts += 1;
+        upstreamState.inFlight += 1;
+        try {
+          return await attempt.start();
+        } finally {
+          upstreamState.inFlight -= 1;
+        }
+      };
+
+      const send = async (n: number): Promise<Outcome> => {
+        if (exchange.cancelReason !== null) return { kind: 'failed', error: exchange.cancelReason, phase: 'connect' };
+        if (upstreamState.capacity !== null && upstreamState.inFlight >= upstreamState.capacity) {
+          upstreamState.overloaded += 1;
+          return { kind: 'refused', code: 'UPSTREAM_OVERLOADED', retryAfter: null };
+        }
+        if (breaker === null) return run(n);
+        const guarded = await breaker.run(() => run(n), countsAgainstUpstream);
+        if (guarded.ran) return guarded.outcome;
+        return { kind: 'refused', code: 'CIRCUIT_OPEN', retryAfter: String(guarded.retryAfterSeconds) };
       };
 
       const outcome =
@@ -310,6 +351,7 @@ export function createProxy(options: ProxyOptions): ResilientProxy {
   return Object.assign(proxy, {
     upstream: config.upstream,
     close: async (): Promise<void> => {
+      stopObserving?.();
       if (ownsDispatcher) await dispatcher.close();
     },
   });

@@ -1,31 +1,89 @@
-// Per-upstream state shared by every proxy to the same upstream: keyed by the
-// upstream's name (or origin). Proxies use the default registry unless given
-// one, so two apps — or two tests — in one process can keep theirs apart.
+// Per-upstream state shared by every proxy to the same upstream, keyed by the
+// upstream's name (or origin): the circuit breaker, the in-flight count for
+// the concurrency limit, and the retry budget. Proxies use the default
+// registry unless given one, so two apps — or two tests — in one process can
+// keep theirs apart. The first proxy to use an upstream configures it.
 
+import { UpstreamBreaker, type BreakerOptions, type BreakerState, type BreakerStats } from './breaker.js';
 import { RetryBudget } from './retry-budget.js';
 
-export interface UpstreamState {
+export class UpstreamState {
   readonly key: string;
   readonly budget: RetryBudget;
+  readonly breaker: UpstreamBreaker | null;
+  /** The most attempts in flight at once, or `null` for no limit. */
+  readonly capacity: number | null;
+  /** Attempts in flight now. */
+  inFlight = 0;
+  /** Attempts refused by the concurrency limit since the start. */
+  overloaded = 0;
+
+  constructor(key: string, budgetWindow: number, breaker: Readonly<BreakerOptions> | null) {
+    this.key = key;
+    this.budget = new RetryBudget(budgetWindow);
+    this.breaker = breaker === null ? null : new UpstreamBreaker(key, breaker);
+    this.capacity = breaker === null || breaker.capacity === 0 ? null : breaker.capacity;
+  }
+}
+
+/** What a health endpoint may show about one upstream. */
+export interface UpstreamSnapshot {
+  readonly upstream: string;
+  /** The breaker's state, or `disabled` when the upstream's proxies run without one. */
+  readonly state: BreakerState | 'disabled';
+  readonly inFlight: number;
+  readonly capacity: number | null;
+  /** Attempts refused by the concurrency limit since the start. */
+  readonly overloaded: number;
+  /** The breaker's rolling-window counts, or `null` without a breaker. */
+  readonly stats: BreakerStats | null;
+}
+
+export interface UpstreamSettings {
+  readonly budgetWindow: number;
+  readonly breaker: Readonly<BreakerOptions> | null;
 }
 
 export class UpstreamRegistry {
   readonly #upstreams = new Map<string, UpstreamState>();
 
-  /** The state of `key`, created on first use. `window` sizes a new retry budget. */
-  upstream(key: string, budgetWindow: number): UpstreamState {
+  /** The state of `key`, created with `settings` on first use. */
+  upstream(key: string, settings: UpstreamSettings): UpstreamState {
     let state = this.#upstreams.get(key);
     if (state === undefined) {
-      state = { key, budget: new RetryBudget(budgetWindow) };
+      state = new UpstreamState(key, settings.budgetWindow, settings.breaker);
       this.#upstreams.set(key, state);
     }
     return state;
   }
 
-  /** The keys of every upstream seen so far. */
-  keys(): string[] {
-    return [...this.#upstreams.keys()];
+  /** One upstream's breaker state and counts, or `undefined` if no proxy used it yet. */
+  get(upstream: string): UpstreamSnapshot | undefined {
+    const state = this.#upstreams.get(upstream);
+    return state === undefined ? undefined : snapshotOf(state);
   }
+
+  /** Every upstream's breaker state and counts, e.g. for a `/health` route. */
+  snapshot(): UpstreamSnapshot[] {
+    return [...this.#upstreams.values()].map(snapshotOf);
+  }
+
+  /** Stops every breaker's timers and forgets all state. */
+  close(): void {
+    for (const state of this.#upstreams.values()) state.breaker?.shutdown();
+    this.#upstreams.clear();
+  }
+}
+
+function snapshotOf(state: UpstreamState): UpstreamSnapshot {
+  return {
+    upstream: state.key,
+    state: state.breaker?.state ?? 'disabled',
+    inFlight: state.inFlight,
+    capacity: state.capacity,
+    overloaded: state.overloaded,
+    stats: state.breaker?.stats ?? null,
+  };
 }
 
 /** The registry proxies share when none is passed. */

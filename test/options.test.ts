@@ -27,7 +27,7 @@ const invalid: [string, unknown, string][] = [
   ['a bad request id header', { target, requestIdHeader: 'x id' }, 'Expected `requestIdHeader` to be a header name, got the string "x id".'],
   ['a dispatcher without dispatch()', { target, dispatcher: {} }, 'Expected `dispatcher` to be an undici Dispatcher (Agent, Pool, Client), got an object.'],
   ['a hook that is not a function', { target, hooks: { onFailure: 'log' } }, 'Expected `hooks.onFailure` to be a function, got the string "log".'],
-  ['an unknown hook', { target, hooks: { onError: () => undefined } }, 'Unknown option `hooks.onError`. Known options: onFailure, onRetry.'],
+  ['an unknown hook', { target, hooks: { onError: () => undefined } }, 'Unknown option `hooks.onError`. Known options: onFailure, onRetry, onBreakerStateChange.'],
   ['retry that is not an object', { target, retry: 'yes' }, 'Expected `retry` to be an object of retry options or false, got the string "yes".'],
   ['a negative retry count', { target, retry: { retries: -1 } }, 'Expected `retry.retries` to be a whole number from 0 to 10, got -1.'],
   ['a fractional retry count', { target, retry: { retries: 1.5 } }, 'Expected `retry.retries` to be a whole number from 0 to 10, got 1.5.'],
@@ -40,8 +40,14 @@ const invalid: [string, unknown, string][] = [
   ['an unknown budget option', { target, retry: { budget: { percent: 20 } } }, 'Unknown option `retry.budget.percent`. Known options: ratio, minRetriesPerSecond, window.'],
   ['an attempt header with a space', { target, retry: { attemptHeader: 'x attempt' } }, 'Expected `retry.attemptHeader` to be a header name or false, got the string "x attempt".'],
   ['an unknown retry option', { target, retry: { delay: 5 } }, 'Unknown option `retry.delay`. Known options: retries, minDelay, maxDelay, factor, jitter, methods, maxBodyBytes, budget, attemptHeader.'],
+  ['breaker that is not an object', { target, breaker: true }, 'Expected `breaker` to be an object of breaker options or false, got true.'],
+  ['a threshold over 100 %', { target, breaker: { errorThresholdPercentage: 150 } }, 'Expected `breaker.errorThresholdPercentage` to be a percentage from 1 to 100, got 150.'],
+  ['a fractional volume threshold', { target, breaker: { volumeThreshold: 2.5 } }, 'Expected `breaker.volumeThreshold` to be a whole number of attempts (0 or more), got 2.5.'],
+  ['a zero reset timeout', { target, breaker: { resetTimeout: 0 } }, 'Expected `breaker.resetTimeout` to be a number of milliseconds from 1 to 3600000, got 0.'],
+  ['a negative capacity', { target, breaker: { capacity: -1 } }, 'Expected `breaker.capacity` to be a whole number of attempts in flight (0 for no limit), got -1.'],
+  ['an opossum timeout', { target, breaker: { timeout: 1000 } }, 'Unknown option `breaker.timeout`. Known options: errorThresholdPercentage, volumeThreshold, resetTimeout, rollingCountTimeout, capacity.'],
   ['a registry that is not one', { target, registry: {} }, 'Expected `registry` to be an UpstreamRegistry, got an object.'],
-  ['a misspelt option', { target, timeouts: {} }, 'Unknown option `timeouts`. Known options: target, name, timeout, changeOrigin, failureStatuses, status, proxyName, requestIdHeader, dispatcher, retry, registry, hooks.'],
+  ['a misspelt option', { target, timeouts: {} }, 'Unknown option `timeouts`. Known options: target, name, timeout, changeOrigin, failureStatuses, status, proxyName, requestIdHeader, dispatcher, retry, breaker, registry, hooks.'],
 ];
 
 describe('option validation', () => {
@@ -88,6 +94,7 @@ describe('option validation', () => {
         budget: { ratio: 0.2, minRetriesPerSecond: 3, window: 10_000 },
         attemptHeader: 'x-attempt-count',
       },
+      breaker: { errorThresholdPercentage: 50, volumeThreshold: 20, resetTimeout: 5_000, rollingCountTimeout: 10_000, capacity: 0 },
     });
     expect(Object.isFrozen(DEFAULTS)).toBe(true);
   });

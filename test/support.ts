@@ -9,15 +9,22 @@ import { afterEach } from 'vitest';
 import { createProxy, UpstreamRegistry, type ProxyOptions, type ResilientProxy } from '../src/index.js';
 import { startFaultUpstream, type FaultUpstream, type FaultUpstreamOptions } from '../src/testing/index.js';
 
-const cleanups: (() => Promise<unknown> | undefined)[] = [];
+const cleanups: (() => unknown)[] = [];
 
 afterEach(async () => {
   const pending = cleanups.splice(0).reverse();
   for (const cleanup of pending) await cleanup();
 });
 
-export function onCleanup(cleanup: () => Promise<unknown> | undefined): void {
+export function onCleanup(cleanup: () => unknown): void {
   cleanups.push(cleanup);
+}
+
+/** A registry of the test's own, closed after it. */
+export function testRegistry(): UpstreamRegistry {
+  const registry = new UpstreamRegistry();
+  onCleanup(() => registry.close());
+  return registry;
 }
 
 export async function upstream(options?: FaultUpstreamOptions): Promise<FaultUpstream> {
@@ -28,7 +35,7 @@ export async function upstream(options?: FaultUpstreamOptions): Promise<FaultUps
 
 /** A proxy with a registry of its own, so retry budgets never leak between tests. */
 export function proxy(options: ProxyOptions): ResilientProxy {
-  const created = createProxy({ registry: new UpstreamRegistry(), ...options });
+  const created = createProxy({ registry: testRegistry(), ...options });
   onCleanup(() => created.close());
   return created;
 }

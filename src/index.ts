@@ -6,6 +6,7 @@ export {
   type TimeoutOptions,
   type ProxyHooks,
   type FailureEvent,
+  type ExchangeEvent,
   type StatusOption,
   type RetryOptions,
   type RetryEvent,

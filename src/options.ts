@@ -36,13 +36,13 @@ export interface TimeoutOptions {
   total: number;
 }
 
-/** What the `onFailure` hook is told. It may contain internal detail; never send it to a client. */
-export interface FailureEvent {
+/** What every hook event says about the request and the failure it reports. May contain internal detail; never send it to a client. */
+export interface ExchangeEvent {
   /** The public failure code. */
   readonly code: FailureCode;
   /** The RFC 9209 error type sent in `Proxy-Status` (or that would have been). */
   readonly proxyStatus: ProxyStatusError | null;
-  /** Where the last attempt was when it failed. */
+  /** Where the attempt was when it failed. */
   readonly phase: Phase | null;
   /** The upstream's public name, or its origin when no name was given. */
   readonly upstream: string;
@@ -52,34 +52,26 @@ export interface FailureEvent {
   readonly method: string;
   /** The path sent (or to be sent) upstream. */
   readonly path: string;
-  /** Number of upstream attempts made. */
-  readonly attempts: number;
-  /** The status sent to the client, or `null` when the client connection was destroyed. */
-  readonly statusCode: number | null;
   /** The upstream's status, for `UPSTREAM_STATUS`. */
   readonly receivedStatus: number | null;
   /** The underlying error, when there is one. For logs only. */
   readonly error: unknown;
 }
 
-/** What the `onRetry` hook is told before each retry. May contain internal detail. */
-export interface RetryEvent {
-  /** The class of the attempt that failed. */
-  readonly code: FailureCode;
-  readonly proxyStatus: ProxyStatusError | null;
-  readonly phase: Phase | null;
-  readonly upstream: string;
-  readonly target: string;
-  readonly requestId: string;
-  readonly method: string;
-  readonly path: string;
+/** What the `onFailure` hook is told, once per failed request. */
+export interface FailureEvent extends ExchangeEvent {
+  /** Number of upstream attempts made. */
+  readonly attempts: number;
+  /** The status sent to the client, or `null` when the client connection was destroyed. */
+  readonly statusCode: number | null;
+}
+
+/** What the `onRetry` hook is told before each retry. */
+export interface RetryEvent extends ExchangeEvent {
   /** The number of the attempt that failed (1 for the first). */
   readonly attempt: number;
   /** How long the proxy waits before the next attempt, in ms. */
   readonly delay: number;
-  /** The upstream's status, for `UPSTREAM_STATUS`. */
-  readonly receivedStatus: number | null;
-  readonly error: unknown;
 }
 
 /** Observers. They only observe: a hook that throws is caught and ignored. */

@@ -10,7 +10,7 @@ import { Attempt, createPool, type AttemptOutcome } from './engine.js';
 import { ClientAbortedError, isClientAborted, isProxyTimeout, ProxyTimeoutError } from './errors.js';
 import { FAILURES, type FailureCode, type ProxyStatusError } from './failures.js';
 import { requestIdFor, upstreamRequestHeaders } from './headers.js';
-import { DEFAULTS, resolveOptions, type FailureEvent, type ProxyOptions, type ResolvedOptions, type RetryEvent } from './options.js';
+import { DEFAULTS, resolveOptions, type ExchangeEvent, type FailureEvent, type ProxyOptions, type ResolvedOptions, type RetryEvent } from './options.js';
 import { sendProblem } from './problem.js';
 import { runWithRetries } from './retry.js';
 import { backoffDelay, isRetryable, parseRetryAfter } from './retry-policy.js';
@@ -163,8 +163,8 @@ export function createProxy(options: ProxyOptions): ResilientProxy {
     }
   }
 
-  function report(exchange: Exchange, failure: Failure, statusCode: number | null): void {
-    const event: FailureEvent = {
+  function eventOf(exchange: Exchange, failure: Failure): ExchangeEvent {
+    return {
       code: failure.code,
       proxyStatus: failure.proxyStatus,
       phase: failure.phase,
@@ -173,11 +173,13 @@ export function createProxy(options: ProxyOptions): ResilientProxy {
       requestId: exchange.requestId,
       method: exchange.method,
       path: exchange.path,
-      attempts: exchange.attempts,
-      statusCode,
       receivedStatus: failure.receivedStatus,
       error: failure.error,
     };
+  }
+
+  function report(exchange: Exchange, failure: Failure, statusCode: number | null): void {
+    const event: FailureEvent = { ...eventOf(exchange, failure), attempts: exchange.attempts, statusCode };
     callHook(config.hooks.onFailure, event);
   }
 
@@ -222,20 +224,7 @@ export function createProxy(options: ProxyOptions): ResilientProxy {
     }
     if (delay >= remaining) return null;
     if (retry.budget !== null && !upstreamState.budget.tryRetry(retry.budget)) return null;
-    const event: RetryEvent = {
-      code: failure.code,
-      proxyStatus: failure.proxyStatus,
-      phase: failure.phase,
-      upstream: config.upstream,
-      target: config.origin,
-      requestId: exchange.requestId,
-      method: exchange.method,
-      path: exchange.path,
-      attempt,
-      delay,
-      receivedStatus: failure.receivedStatus,
-      error: failure.error,
-    };
+    const event: RetryEvent = { ...eventOf(exchange, failure), attempt, delay };
     callHook(config.hooks.onRetry, event);
     return delay;
   }

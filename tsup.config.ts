@@ -3,6 +3,8 @@ import { defineConfig } from 'tsup';
 export default defineConfig({
   entry: {
     index: 'src/index.ts',
+    fastify: 'src/fastify.ts',
+    koa: 'src/koa.ts',
     testing: 'src/testing/index.ts',
   },
   format: ['esm', 'cjs'],
@@ -11,5 +13,7 @@ export default defineConfig({
   sourcemap: true,
   target: 'node20',
   platform: 'node',
-  splitting: false,
+  // One shared chunk for the core: each entry point bundling its own copy
+  // would give the adapters a second default registry (and second breakers).
+  splitting: true,
 });

@@ -59,10 +59,16 @@ function encodeForm(parsed: object): Buffer | null {
   return Buffer.from(params.toString());
 }
 
-function rebuild(req: IncomingMessage, parsed: unknown): Buffer | null {
-  // A raw copy kept by the app (the common `verify` idiom) is the exact bytes.
-  const raw = (req as { rawBody?: unknown }).rawBody;
+/** A body a framework's parser already read, and its raw bytes or text when it kept them. */
+export interface ParsedBody {
+  readonly parsed: unknown;
+  readonly raw?: unknown;
+}
+
+function rebuild(req: IncomingMessage, { parsed, raw }: ParsedBody): Buffer | null {
+  // A raw copy kept by the app or the parser is the exact bytes.
   if (Buffer.isBuffer(raw)) return raw;
+  if (typeof raw === 'string') return Buffer.from(raw, charsetOf(req));
   if (Buffer.isBuffer(parsed)) return parsed;
   if (typeof parsed === 'string') return Buffer.from(parsed, charsetOf(req));
   if (typeof parsed !== 'object' || parsed === null) return null;
@@ -79,10 +85,12 @@ function rebuild(req: IncomingMessage, parsed: unknown): Buffer | null {
  * Throws {@link BodyNotReplayableError} when a parser consumed a body it
  * cannot give back, and rejects when the client aborts while it is read.
  */
-export async function requestBody(req: IncomingMessage, replayLimit: number | null): Promise<RequestBody> {
+export async function requestBody(req: IncomingMessage, replayLimit: number | null, parsed?: ParsedBody): Promise<RequestBody> {
   if (!hasRequestBody(req)) return NO_BODY;
   if (req.readableEnded) {
-    const bytes = rebuild(req, (req as { body?: unknown }).body);
+    // Express's parsers leave what they read on the request itself.
+    const onRequest = req as IncomingMessage & { body?: unknown; rawBody?: unknown };
+    const bytes = rebuild(req, parsed ?? { parsed: onRequest.body, raw: onRequest.rawBody });
     if (bytes === null) throw new BodyNotReplayableError(mediaType(req));
     return { body: bytes, rebuilt: true, replayable: true };
   }

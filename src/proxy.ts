@@ -18,6 +18,21 @@ import { upstreamPath } from './upstream-path.js';
 
 export type NextFunction = (error?: unknown) => void;
 
+/** What an adapter knows about a request that Node's request object does not carry. */
+export interface ForwardContext {
+  /** The request target to forward, when the framework mounted the proxy under a prefix it did not strip. */
+  readonly url?: string;
+  /** A body the framework's parser already read (`parsed`), and its raw text when kept. */
+  readonly body?: { readonly parsed: unknown; readonly raw?: unknown };
+}
+
+/** The proxy as adapters see it. */
+export interface ProxyHandler {
+  handle(req: IncomingMessage, res: ServerResponse, context?: ForwardContext): void;
+  readonly upstream: string;
+  close(): Promise<void>;
+}
+
 /** A request listener for `node:http` that is also an Express (4 and 5) middleware. */
 export interface ResilientProxy {
   (req: IncomingMessage, res: ServerResponse, next?: NextFunction): void;
@@ -128,7 +143,8 @@ function internalFailure(error: unknown): Failure {
   return fromClassification({ code: 'PROXY_INTERNAL_ERROR', proxyStatus: 'proxy_internal_error' }, null, error);
 }
 
-export function createProxy(options: ProxyOptions): ResilientProxy {
+/** The proxy without its listener shape, for adapters that pass more context. */
+export function createProxyHandler(options: ProxyOptions): ProxyHandler {
   const config: ResolvedOptions = resolveOptions(options);
   const dispatcher = config.dispatcher ?? createPool(config.origin, config.timeout);
   const ownsDispatcher = config.dispatcher === null;
@@ -238,7 +254,7 @@ export function createProxy(options: ProxyOptions): ResilientProxy {
     return isRetryable(code, outcome.phase, retry?.methods.has(exchange.method) === true);
   }
 
-  async function forward(exchange: Exchange): Promise<void> {
+  async function forward(exchange: Exchange, context: ForwardContext | undefined): Promise<void> {
     const { req, res } = exchange;
     const onClientClose = (): void => {
       if (!res.writableFinished) exchange.cancel(new ClientAbortedError());
@@ -247,7 +263,7 @@ export function createProxy(options: ProxyOptions): ResilientProxy {
     let deadline: NodeJS.Timeout | null = null;
     try {
       const replayLimit = retry !== null && retry.retries > 0 ? retry.maxBodyBytes : null;
-      const { body, rebuilt, replayable } = await requestBody(req, replayLimit);
+      const { body, rebuilt, replayable } = await requestBody(req, replayLimit, context?.body);
       if (exchange.cancelReason !== null) return;
       const headers = upstreamRequestHeaders(req, {
         requestIdHeader: config.requestIdHeader,
@@ -325,23 +341,35 @@ export function createProxy(options: ProxyOptions): ResilientProxy {
     }
   }
 
-  const proxy = (req: IncomingMessage, res: ServerResponse): void => {
-    const path = upstreamPath(config.basePath, req.url);
-    const exchange = new Exchange(req, res, requestIdFor(req, config.requestIdHeader), path ?? '', performance.now());
-    if (path === null) {
-      fail(exchange, fromClassification({ code: 'REQUEST_INVALID', proxyStatus: 'http_request_error' }, null, null));
-      return;
-    }
-    forward(exchange).catch((error: unknown) => {
-      fail(exchange, internalFailure(error));
-    });
-  };
-
-  return Object.assign(proxy, {
+  return {
     upstream: config.upstream,
-    close: async (): Promise<void> => {
+    handle(req, res, context) {
+      const path = upstreamPath(config.basePath, context?.url ?? req.url);
+      const exchange = new Exchange(req, res, requestIdFor(req, config.requestIdHeader), path ?? '', performance.now());
+      if (path === null) {
+        fail(exchange, fromClassification({ code: 'REQUEST_INVALID', proxyStatus: 'http_request_error' }, null, null));
+        return;
+      }
+      forward(exchange, context).catch((error: unknown) => {
+        fail(exchange, internalFailure(error));
+      });
+    },
+    async close() {
       stopObserving?.();
       if (ownsDispatcher) await dispatcher.close();
     },
-  });
+  };
+}
+
+/**
+ * Creates the proxy: a `(req, res, next?)` function that is both an Express
+ * (4 and 5) middleware and a `node:http` request listener. Options are
+ * validated here: a bad one throws a TypeError naming it.
+ */
+export function createProxy(options: ProxyOptions): ResilientProxy {
+  const handler = createProxyHandler(options);
+  const proxy = (req: IncomingMessage, res: ServerResponse): void => {
+    handler.handle(req, res);
+  };
+  return Object.assign(proxy, { upstream: handler.upstream, close: () => handler.close() });
 }

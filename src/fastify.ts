@@ -1,0 +1,47 @@
+// Fastify adapter: a plugin registered under a prefix. It translates only:
+// it takes over the raw response (reply.hijack()), leaves request bodies
+// unparsed as raw streams inside its own encapsulation context (the app's
+// parsers elsewhere are untouched), and strips its prefix from the path.
+
+import type { FastifyPluginCallback, FastifyReply, FastifyRequest } from 'fastify';
+import type { ProxyOptions } from './options.js';
+import { createProxyHandler } from './proxy.js';
+
+/** The proxy's options; Fastify's own `prefix` (stripped from the path before forwarding) goes beside them. */
+export type FastifyProxyOptions = ProxyOptions;
+
+// The methods Fastify 4 and 5 both route.
+const METHODS = ['DELETE', 'GET', 'HEAD', 'PATCH', 'POST', 'PUT', 'OPTIONS'];
+// Options Fastify's register() reads itself and passes on to the plugin.
+const REGISTER_OPTIONS = new Set(['prefix', 'logLevel', 'logSerializers']);
+
+function withoutPrefix(url: string, prefix: string): string {
+  if (prefix === '' || !url.startsWith(prefix)) return url;
+  const rest = url.slice(prefix.length);
+  return rest.startsWith('/') ? rest : `/${rest}`;
+}
+
+/**
+ * `app.register(fastifyProxy, { prefix: '/api', target: 'http://orders:8080' })`:
+ * `/api/x` is forwarded as `/x` (plus the target's own path prefix), with the
+ * same error contract as `createProxy`. Works on Fastify 4 and 5.
+ */
+export const fastifyProxy: FastifyPluginCallback<FastifyProxyOptions> = (instance, options, done) => {
+  const proxyOptions = Object.fromEntries(Object.entries(options).filter(([key]) => !REGISTER_OPTIONS.has(key)));
+  const handler = createProxyHandler(proxyOptions as unknown as ProxyOptions);
+  // Bodies stay raw streams: the proxy forwards them as they arrive.
+  instance.removeAllContentTypeParsers();
+  instance.addContentTypeParser('*', (_request, _payload, parsed) => {
+    parsed(null);
+  });
+  const forward = (request: FastifyRequest, reply: FastifyReply): void => {
+    reply.hijack();
+    handler.handle(request.raw, reply.raw, { url: withoutPrefix(request.raw.url ?? '/', instance.prefix) });
+  };
+  instance.route({ method: METHODS, url: '/', handler: forward, exposeHeadRoute: false });
+  instance.route({ method: METHODS, url: '/*', handler: forward, exposeHeadRoute: false });
+  instance.addHook('onClose', (_instance, closed) => {
+    handler.close().then(() => closed(), closed);
+  });
+  done();
+};

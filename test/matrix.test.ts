@@ -1,0 +1,149 @@
+// The same contract suite against every adapter and every supported
+// framework major: one test per failure class, retries, the breaker,
+// streaming, breaks mid-body, client abort and bodies already parsed.
+
+import { createHash } from 'node:crypto';
+import { request as httpRequest } from 'node:http';
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import request from 'supertest';
+import { describe, expect, it } from 'vitest';
+import { faults } from '../src/testing/index.js';
+import { cases, expectContract } from './cases.js';
+import { frameworks } from './frameworks.js';
+import { rawGet, upstream } from './support.js';
+
+const MiB = 1024 * 1024;
+const fastRetry = { minDelay: 1, maxDelay: 1 };
+
+function bytes(size: number): Buffer {
+  const data = Buffer.alloc(size);
+  for (let i = 0; i < size; i += 1) data[i] = (i * 31 + 7) % 256;
+  return data;
+}
+
+const sha256 = (data: Buffer): string => createHash('sha256').update(data).digest('hex');
+
+describe.each(frameworks)('$name', ({ mount }) => {
+  it.each(cases)('$code: $name', async ({ code, proxyStatus, setup, timeout, attempts = 3 }) => {
+    const { target, dispatcher } = await setup();
+    const base = await mount({ target, name: 'orders', retry: fastRetry, ...(dispatcher && { dispatcher }), ...(timeout && { timeout }) });
+
+    const response = await request(base).get('/api/items?page=2').set('x-request-id', 'req-42');
+
+    expectContract(response, code, `resilient-proxy; error=${proxyStatus}`, { attempts });
+  });
+
+  it('UPSTREAM_STATUS with the upstream Retry-After; HEAD gets no body', async () => {
+    const { url } = await upstream({ fallback: faults.status(503, { retryAfter: 9 }) });
+    const base = await mount({ target: url, name: 'orders' });
+
+    const response = await request(base).get('/api/items').set('x-request-id', 'req-42');
+    const head = await request(base).head('/api/items').set('x-request-id', 'req-42');
+
+    expectContract(response, 'UPSTREAM_STATUS', 'resilient-proxy; received-status=503');
+    expect(response.headers['retry-after']).toBe('9');
+    expect([head.status, head.headers['proxy-status'], head.text]).toStrictEqual([502, 'resilient-proxy; received-status=503', undefined]);
+  });
+
+  it('passes a response through, with the mount prefix stripped and the query kept', async () => {
+    const up = await upstream({ fallback: faults.echo() });
+    const base = await mount({ target: `${up.url}/v1` });
+
+    const response = await request(base).get('/api/orders/7?expand=lines').set('x-custom', 'yes');
+
+    expect(response.status).toBe(200);
+    const echoed = response.body as { method: string; url: string; headers: Record<string, string> };
+    expect(echoed.url).toBe('/v1/orders/7?expand=lines');
+    expect(echoed.headers['x-custom']).toBe('yes');
+    expect(echoed.headers['x-forwarded-for']).toBe('127.0.0.1');
+  });
+
+  it('retries a GET that fails twice, then returns the upstream 200', async () => {
+    const up = await upstream({ fallback: faults.respond(200, 'third time') });
+    up.enqueue(faults.resetBeforeHeaders(), faults.status(502));
+    const base = await mount({ target: up.url, retry: fastRetry });
+
+    const response = await request(base).get('/api/x');
+
+    expect([response.status, response.text]).toStrictEqual([200, 'third time']);
+    expect(up.requests.map((r) => r.headers['x-attempt-count'])).toStrictEqual(['1', '2', '3']);
+  });
+
+  it('never retries a POST the upstream has read', async () => {
+    const up = await upstream({ fallback: faults.resetBeforeHeaders() });
+    const base = await mount({ target: up.url, retry: fastRetry });
+
+    const response = await request(base).post('/api/pay').set('content-type', 'application/octet-stream').send(Buffer.from('once'));
+
+    expect(response.body).toMatchObject({ code: 'UPSTREAM_RESET', attempts: 1 });
+    expect(up.requests).toHaveLength(1);
+  });
+
+  it('opens the circuit and then refuses without calling the upstream', async () => {
+    const up = await upstream({ fallback: faults.status(503) });
+    const base = await mount({ target: up.url, name: 'orders', retry: false, breaker: { volumeThreshold: 2, resetTimeout: 60_000 } });
+
+    await request(base).get('/api/x');
+    await request(base).get('/api/x');
+    const refused = await request(base).get('/api/x').set('x-request-id', 'req-42');
+
+    expectContract(refused, 'CIRCUIT_OPEN', 'resilient-proxy; error=destination_unavailable', { attempts: 0 });
+    expect(refused.headers['retry-after']).toBe('60');
+    expect(up.requests).toHaveLength(2);
+  });
+
+  it('streams 8 MiB up and 8 MiB down byte for byte', async () => {
+    const body = bytes(8 * MiB);
+    const up = await upstream({ fallback: faults.echo({ body: true }), recordBodyBytes: 8 * MiB });
+    const base = await mount({ target: up.url });
+
+    const received = await new Promise<Buffer>((resolve, reject) => {
+      const client = httpRequest(`${base}/api/upload`, { method: 'PUT', headers: { 'content-type': 'application/octet-stream', 'content-length': body.length } }, (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (chunk: Buffer) => chunks.push(chunk));
+        res.once('end', () => resolve(Buffer.concat(chunks)));
+      });
+      client.once('error', reject);
+      void pipeline(Readable.from([body.subarray(0, 4 * MiB), body.subarray(4 * MiB)]), client);
+    });
+
+    expect(up.requests[0]?.bodySha256).toBe(sha256(body));
+    expect(sha256(received)).toBe(sha256(body));
+  });
+
+  it('cuts the client connection when the upstream breaks mid-body', async () => {
+    const { url } = await upstream({ fallback: faults.resetMidBody(4096, 100) });
+    const base = await mount({ target: url });
+
+    const result = await rawGet(`${base}/api/file`);
+
+    expect([result.status, result.ending]).toStrictEqual([200, 'truncated']);
+  });
+
+  it('cancels the upstream request when the client leaves', async () => {
+    const up = await upstream({ fallback: faults.hang() });
+    const base = await mount({ target: up.url });
+
+    const client = httpRequest(`${base}/api/slow`, { agent: false });
+    client.on('error', () => undefined);
+    client.end();
+    await up.waitForRequests(1);
+    client.destroy();
+
+    await up.requests[0]?.closed;
+  });
+
+  it("forwards a JSON body intact after the app's own body parser", async () => {
+    const up = await upstream();
+    const base = await mount({ target: up.url }, true);
+    const json = '{"qty":3,"note":"ünïcode"}';
+
+    const response = await request(base).post('/api/orders').set('content-type', 'application/json').send(json);
+
+    expect(response.status).toBe(200);
+    expect(up.requests[0]?.body.toString('utf8')).toBe(json);
+    expect(up.requests[0]?.headers['content-length']).toBe(String(Buffer.byteLength(json)));
+  });
+});
+

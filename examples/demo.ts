@@ -10,7 +10,7 @@ import { request, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import express from 'express';
 import type { Dispatcher } from 'undici';
-import { createProxy, UpstreamRegistry, type BreakerOptions, type FailureEvent, type ResilientProxy } from '../src/index.js';
+import { createProxy, UpstreamRegistry, type BreakerOptions, type FailureEvent, type ResilientProxy } from 'resilient-proxy';
 import {
   connectHangDispatcher,
   dnsFailureDispatcher,
@@ -20,7 +20,7 @@ import {
   unreachableDispatcher,
   type Behaviour,
   type FaultUpstream,
-} from '../src/testing/index.js';
+} from 'resilient-proxy/testing';
 
 interface Scenario {
   readonly path: string;

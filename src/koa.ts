@@ -10,7 +10,8 @@ import { createProxyHandler } from './proxy.js';
 export interface KoaContextLike {
   readonly req: IncomingMessage;
   readonly res: ServerResponse;
-  respond?: boolean;
+  // `| undefined` so Koa's own context fits under exactOptionalPropertyTypes.
+  respond?: boolean | undefined;
   readonly request: { readonly body?: unknown; readonly rawBody?: unknown };
 }
 

@@ -119,7 +119,9 @@ describe('streaming', () => {
         });
         res.once('end', () => resolve(res.statusCode ?? 0));
         res.once('error', reject);
-      }).end();
+      })
+        .once('error', reject)
+        .end();
     });
 
     expect(status).toBe(200);

@@ -72,17 +72,26 @@ export interface RawResult {
 /** A plain node:http GET that reports whether the body ended cleanly or was cut off. */
 export function rawGet(url: string, headers: Record<string, string> = {}): Promise<RawResult> {
   return new Promise((resolve, reject) => {
+    let finish: ((ending: RawResult['ending']) => void) | null = null;
     const req = httpRequest(url, { headers, agent: false }, (res) => {
       const chunks: Buffer[] = [];
       res.on('data', (chunk: Buffer) => chunks.push(chunk));
-      const finish = (ending: RawResult['ending']) => {
+      let settled = false;
+      finish = (ending) => {
+        if (settled) return;
+        settled = true;
         resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks), ending });
       };
-      res.once('end', () => finish(res.complete ? 'complete' : 'truncated'));
-      res.once('aborted', () => finish('truncated'));
-      res.once('error', () => finish('truncated'));
+      res.once('end', () => finish?.(res.complete ? 'complete' : 'truncated'));
+      res.once('aborted', () => finish?.('truncated'));
+      res.once('error', () => finish?.('truncated'));
     });
-    req.once('error', reject);
+    // After the response started, a connection error is a cut-off body (Node
+    // 24 reports an RST mid-body here rather than on the response).
+    req.once('error', (error) => {
+      if (finish === null) reject(error);
+      else finish('truncated');
+    });
     req.end();
   });
 }

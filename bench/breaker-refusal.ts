@@ -1,18 +1,20 @@
 // How long the proxy takes to refuse a request while the circuit is open,
 // against answering a refused connection (nothing listening on the port),
-// measured inside the server from request arrival to (a) the proxy calling
-// res.end() with the complete error response and (b) Node's 'finish', when
+// measured inside the server from request arrival to (a) the proxy knowing
+// the answer and starting the response (writeHead), (b) the proxy calling
+// res.end() with the complete error response and (c) Node's 'finish', when
 // the response was handed to the socket (this adds Node's own write cost,
 // the same on both paths).
-// Run: npx tsx bench/breaker-refusal.ts [requests]
+// Run: npx tsx bench/breaker-refusal.ts [requests] [--json]
 
 import { once } from 'node:events';
 import { createServer, request, type RequestListener } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { createProxy, UpstreamRegistry } from '../src/index.js';
-import { refusedUrl } from '../src/testing/index.js';
+import { createProxy, UpstreamRegistry } from 'resilient-proxy';
+import { refusedUrl } from 'resilient-proxy/testing';
 
-const count = Number(process.argv[2] ?? 5000);
+const count = Number(process.argv.find((arg) => /^\d+$/.test(arg)) ?? 5000);
+const json = process.argv.includes('--json');
 
 function get(url: string, agent: import('node:http').Agent): Promise<void> {
   return new Promise((resolve, reject) => {
@@ -26,15 +28,21 @@ function get(url: string, agent: import('node:http').Agent): Promise<void> {
 }
 
 interface Times {
+  head: number[];
   end: number[];
   finish: number[];
 }
 
 /** Serves `listener`, sends `n` sequential keep-alive requests, returns the server-side durations in µs. */
 async function serverSideTimes(listener: RequestListener, n: number): Promise<Times> {
-  const times: Times = { end: [], finish: [] };
+  const times: Times = { head: [], end: [], finish: [] };
   const server = createServer((req, res) => {
     const start = process.hrtime.bigint();
+    const writeHead = res.writeHead.bind(res) as (...args: unknown[]) => typeof res;
+    res.writeHead = ((...args: unknown[]) => {
+      times.head.push(Number(process.hrtime.bigint() - start) / 1000);
+      return writeHead(...args);
+    }) as typeof res.writeHead;
     const end = res.end.bind(res) as (...args: unknown[]) => typeof res;
     res.end = ((...args: unknown[]) => {
       times.end.push(Number(process.hrtime.bigint() - start) / 1000);
@@ -69,20 +77,35 @@ await serverSideTimes(breaking, 500);
 if (registry.get('open-circuit')?.state !== 'open') throw new Error('the circuit did not open');
 
 const rounds = 5;
-const results = { refused: { end: [] as number[], finish: [] as number[] }, open: { end: [] as number[], finish: [] as number[] } };
+const measures = ['head', 'end', 'finish'] as const;
+type Measure = (typeof measures)[number];
+const results: Record<'refused' | 'open', Record<Measure, number[]>> = {
+  refused: { head: [], end: [], finish: [] },
+  open: { head: [], end: [], finish: [] },
+};
 for (let round = 0; round < rounds; round += 1) {
   for (const [key, listener] of [['refused', refusing], ['open', breaking]] as const) {
     const times = await serverSideTimes(listener, count / rounds);
-    results[key].end.push(median(times.end));
-    results[key].finish.push(median(times.finish));
+    for (const measure of measures) results[key][measure].push(median(times[measure]));
   }
 }
-console.log(`${count} sequential requests per path, ${rounds} interleaved rounds; median of the round medians, in µs (min-max of rounds):`);
-for (const measure of ['end', 'finish'] as const) {
-  const refused = results.refused[measure];
-  const open = results.open[measure];
-  const range = (values: number[]) => `${Math.min(...values).toFixed(0)}-${Math.max(...values).toFixed(0)}`;
-  console.log(`  until ${measure === 'end' ? 'res.end()' : "'finish' "}: refused connection ${median(refused).toFixed(1)} (${range(refused)}), circuit open ${median(open).toFixed(1)} (${range(open)}), ratio ${(median(refused) / median(open)).toFixed(1)}x`);
+const labels: Record<Measure, string> = { head: 'writeHead()', end: 'res.end()', finish: "'finish'" };
+const summary = measures.map((measure) => ({
+  until: labels[measure],
+  refusedMicros: median(results.refused[measure]),
+  openMicros: median(results.open[measure]),
+  refusedRange: [Math.min(...results.refused[measure]), Math.max(...results.refused[measure])],
+  openRange: [Math.min(...results.open[measure]), Math.max(...results.open[measure])],
+  ratio: median(results.refused[measure]) / median(results.open[measure]),
+}));
+if (json) {
+  console.log(JSON.stringify({ count, rounds, summary }));
+} else {
+  console.log(`${count} sequential requests per path, ${rounds} interleaved rounds; median of the round medians, in µs (min-max of rounds):`);
+  for (const row of summary) {
+    const range = ([low = 0, high = 0]: number[]) => `${low.toFixed(0)}-${high.toFixed(0)}`;
+    console.log(`  until ${row.until.padEnd(12)} refused connection ${row.refusedMicros.toFixed(1)} (${range(row.refusedRange)}), circuit open ${row.openMicros.toFixed(1)} (${range(row.openRange)}), ratio ${row.ratio.toFixed(1)}x`);
+  }
 }
 await refusing.close();
 await breaking.close();

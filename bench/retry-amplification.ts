@@ -1,15 +1,17 @@
 // Upstream amplification under a total outage: how many upstream requests
 // each client request causes, with the default retry budget and without one.
-// Run: npx tsx bench/retry-amplification.ts [clientRequests] [concurrency]
+// Run: npx tsx bench/retry-amplification.ts [clientRequests] [concurrency] [--json]
 
 import { once } from 'node:events';
 import { createServer, request } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { createProxy, UpstreamRegistry, type ProxyOptions } from '../src/index.js';
-import { faults, startFaultUpstream } from '../src/testing/index.js';
+import { createProxy, UpstreamRegistry, type ProxyOptions } from 'resilient-proxy';
+import { faults, startFaultUpstream } from 'resilient-proxy/testing';
 
-const total = Number(process.argv[2] ?? 2000);
-const concurrency = Number(process.argv[3] ?? 50);
+const numbers = process.argv.filter((arg) => /^\d+$/.test(arg)).map(Number);
+const total = numbers[0] ?? 2000;
+const concurrency = numbers[1] ?? 50;
+const json = process.argv.includes('--json');
 
 function get(url: string): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -54,8 +56,13 @@ const runs: [string, Pick<ProxyOptions, 'retry' | 'breaker'>][] = [
   ['budget only, no breaker', { retry: fast, breaker: false }],
   ['no budget, no breaker', { retry: { ...fast, budget: false }, breaker: false }],
 ];
-console.log(`total outage (every upstream answer is 503), ${total} client GETs, concurrency ${concurrency}, retries: 2`);
-for (const [label, options] of runs) {
-  const result = await measure(options);
-  console.log(`${label.padEnd(28)} ${String(result.hits).padStart(6)} upstream requests = ${result.ratio.toFixed(3)}x in ${result.seconds.toFixed(1)} s`);
+const results = [];
+for (const [label, options] of runs) results.push({ label, ...(await measure(options)) });
+if (json) {
+  console.log(JSON.stringify({ total, concurrency, results }));
+} else {
+  console.log(`total outage (every upstream answer is 503), ${total} client GETs, concurrency ${concurrency}, retries: 2`);
+  for (const result of results) {
+    console.log(`${result.label.padEnd(28)} ${String(result.hits).padStart(6)} upstream requests = ${result.ratio.toFixed(3)}x in ${result.seconds.toFixed(1)} s`);
+  }
 }

@@ -112,14 +112,23 @@ export class UpstreamBreaker {
    * Runs `attempt` unless the circuit is open (or half-open with its probe
    * under way). `isFailure` says which outcomes count against the upstream.
    */
-  async run<T>(attempt: () => Promise<T>, isFailure: (outcome: T) => boolean): Promise<Guarded<T>> {
+  /**
+   * When the circuit refuses calls now (open, or half-open with its probe
+   * under way): the seconds until it half-opens, counted as a refusal.
+   * `null` when a call may go through.
+   */
+  refusal(): number | null {
     const breaker = this.#breaker;
-    if (!breaker.closed && !breaker.pendingClose) {
-      // Exactly opossum's refusal test; its statistics count these events.
-      breaker.emit('fire', []);
-      breaker.emit('reject', REFUSED);
-      return { ran: false, retryAfterSeconds: this.#retryAfterSeconds() };
-    }
+    if (breaker.closed || breaker.pendingClose) return null;
+    // Exactly opossum's refusal test; its statistics count these events.
+    breaker.emit('fire', []);
+    breaker.emit('reject', REFUSED);
+    return this.#retryAfterSeconds();
+  }
+
+  async run<T>(attempt: () => Promise<T>, isFailure: (outcome: T) => boolean): Promise<Guarded<T>> {
+    const refused = this.refusal();
+    if (refused !== null) return { ran: false, retryAfterSeconds: refused };
     try {
       const outcome = (await this.#breaker.fire(attempt, isFailure as (outcome: unknown) => boolean)) as T;
       return { ran: true, outcome };

@@ -24,7 +24,8 @@ const HOP_BY_HOP = new Set([
 const REQUEST_ONLY_THIS_HOP = new Set(['expect', 'host']);
 
 function connectionTokens(value: string | string[] | undefined): Set<string> | null {
-  if (value === undefined) return null;
+  // The common values name no header to strip beyond the hop-by-hop list.
+  if (value === undefined || value === 'keep-alive' || value === 'close') return null;
   const joined = Array.isArray(value) ? value.join(',') : value;
   const tokens = new Set<string>();
   for (const token of joined.split(',')) {

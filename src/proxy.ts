@@ -195,6 +195,7 @@ export function createProxyHandler(options: ProxyOptions): ProxyHandler {
   }
 
   function report(exchange: Exchange, failure: Failure, statusCode: number | null): void {
+    if (config.hooks.onFailure === undefined) return;
     const event: FailureEvent = { ...eventOf(exchange, failure), attempts: exchange.attempts, statusCode };
     callHook(config.hooks.onFailure, event);
   }
@@ -265,15 +266,21 @@ export function createProxyHandler(options: ProxyOptions): ProxyHandler {
       const replayLimit = retry !== null && retry.retries > 0 ? retry.maxBodyBytes : null;
       const { body, rebuilt, replayable } = await requestBody(req, replayLimit, context?.body);
       if (exchange.cancelReason !== null) return;
-      const headers = upstreamRequestHeaders(req, {
-        requestIdHeader: config.requestIdHeader,
-        requestId: exchange.requestId,
-        host: config.changeOrigin ? config.target.host : req.headers.host,
-      });
-      if (rebuilt && Buffer.isBuffer(body)) {
-        headers['content-length'] = String(body.length);
-        delete headers['content-encoding'];
-      }
+      // Built when the first attempt really runs: a refusal needs none.
+      let headers: Record<string, string | string[]> | null = null;
+      const upstreamHeaders = (): Record<string, string | string[]> => {
+        if (headers !== null) return headers;
+        headers = upstreamRequestHeaders(req, {
+          requestIdHeader: config.requestIdHeader,
+          requestId: exchange.requestId,
+          host: config.changeOrigin ? config.target.host : req.headers.host,
+        });
+        if (rebuilt && Buffer.isBuffer(body)) {
+          headers['content-length'] = String(body.length);
+          delete headers['content-encoding'];
+        }
+        return headers;
+      };
       // The deadline starts once the body is in hand: a client's slow upload
       // is not the upstream's time.
       const total = config.timeout.total;
@@ -281,7 +288,7 @@ export function createProxyHandler(options: ProxyOptions): ProxyHandler {
       if (retry?.budget) upstreamState.budget.recordRequest();
 
       const run = async (n: number): Promise<AttemptOutcome> => {
-        const attemptHeaders = retry?.attemptHeader ? { ...headers, [retry.attemptHeader]: String(n) } : headers;
+        const attemptHeaders = retry?.attemptHeader ? { ...upstreamHeaders(), [retry.attemptHeader]: String(n) } : upstreamHeaders();
         const attempt = new Attempt({
           dispatcher,
           origin: config.origin,
@@ -348,6 +355,12 @@ export function createProxyHandler(options: ProxyOptions): ProxyHandler {
       const exchange = new Exchange(req, res, requestIdFor(req, config.requestIdHeader), path ?? '', performance.now());
       if (path === null) {
         fail(exchange, fromClassification({ code: 'REQUEST_INVALID', proxyStatus: 'http_request_error' }, null, null));
+        return;
+      }
+      // An open circuit is known at once: refuse before reading anything.
+      const refused = breaker?.refusal() ?? null;
+      if (refused !== null) {
+        fail(exchange, failureOf({ kind: 'refused', code: 'CIRCUIT_OPEN', retryAfter: String(refused) }));
         return;
       }
       forward(exchange, context).catch((error: unknown) => {

@@ -1,0 +1,156 @@
+// The processes of the benchmark, one per contender, each started by the
+// runner as `tsx bench/servers.ts <kind> <upstream-url>`. Each listens on a
+// free loopback port and tells the runner through IPC. resilient-proxy is
+// imported by name, which resolves to the build in dist/ (see run.ts).
+
+import { createServer, type IncomingHttpHeaders, type IncomingMessage, type RequestListener, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import express from 'express';
+import Fastify from 'fastify';
+import fastifyHttpProxy from '@fastify/http-proxy';
+import { createProxyMiddleware } from 'http-proxy-middleware';
+import { Agent as HttpAgent } from 'node:http';
+import { Pool } from 'undici';
+import { createProxy, UpstreamRegistry } from 'resilient-proxy';
+import { fastifyProxy } from 'resilient-proxy/fastify';
+
+export const KINDS = ['upstream', 'bare-undici', 'rp-node', 'rp-express', 'hpm-express', 'rp-fastify', 'fastify-http-proxy', 'rp-open-circuit', 'rp-refused'] as const;
+export type Kind = (typeof KINDS)[number];
+
+const KiB = 1024;
+const MiB = 1024 * KiB;
+const bodies = { '/1k': Buffer.alloc(KiB, 'k'), '/1m': Buffer.alloc(MiB, 'm') };
+const chunk = Buffer.alloc(64 * KiB, 'g');
+
+/** The upstream: fixed 1 KiB and 1 MiB bodies, a streamed download of any size, an upload sink, a 503. */
+const upstream: RequestListener = (req, res) => {
+  const url = req.url ?? '/';
+  const fixed = bodies[url as keyof typeof bodies];
+  if (fixed !== undefined) {
+    res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': fixed.length });
+    res.end(fixed);
+    return;
+  }
+  const download = /^\/download\/(\d+)$/.exec(url);
+  if (download) {
+    const total = Number(download[1]);
+    res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': total });
+    let sent = 0;
+    const pump = (): void => {
+      while (sent < total) {
+        const piece = chunk.subarray(0, Math.min(chunk.length, total - sent));
+        sent += piece.length;
+        if (!res.write(piece)) {
+          res.once('drain', pump);
+          return;
+        }
+      }
+      res.end();
+    };
+    pump();
+    return;
+  }
+  if (url === '/sink') {
+    let received = 0;
+    req.on('data', (data: Buffer) => (received += data.length));
+    req.once('end', () => res.end(String(received)));
+    return;
+  }
+  if (url === '/503') {
+    res.writeHead(503, { 'content-length': 0 }).end();
+    return;
+  }
+  res.writeHead(404).end();
+};
+
+const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'proxy-authenticate', 'proxy-authorization', 'te', 'trailer', 'transfer-encoding', 'upgrade']);
+
+function strip(headers: IncomingHttpHeaders): Record<string, string | string[]> {
+  const kept: Record<string, string | string[]> = {};
+  for (const [name, value] of Object.entries(headers)) if (value !== undefined && !HOP_BY_HOP.has(name)) kept[name] = value;
+  return kept;
+}
+
+/** (b) A minimal proxy on undici written the usual way: Pool.stream with an AbortSignal, hop-by-hop stripping, nothing else. */
+function bareUndici(target: string): RequestListener {
+  const pool = new Pool(target);
+  return (req: IncomingMessage, res: ServerResponse) => {
+    const abort = new AbortController();
+    res.once('close', () => {
+      if (!res.writableFinished) abort.abort();
+    });
+    const hasBody = req.headers['content-length'] !== undefined || req.headers['transfer-encoding'] !== undefined;
+    pool
+      .stream(
+        { path: req.url ?? '/', method: (req.method ?? 'GET') as 'GET', headers: strip(req.headers), body: hasBody ? req : null, signal: abort.signal },
+        ({ statusCode, headers }) => {
+          res.writeHead(statusCode, strip(headers));
+          return res;
+        },
+      )
+      .catch(() => {
+        if (res.headersSent) res.destroy();
+        else res.writeHead(502).end();
+      });
+  };
+}
+
+async function listen(listener: RequestListener): Promise<number> {
+  const server = createServer(listener);
+  server.keepAliveTimeout = 60_000;
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return (server.address() as AddressInfo).port;
+}
+
+/** Everything on: timeouts (including a deadline), retries with a budget, the breaker with a capacity. */
+const fullyArmed = {
+  timeout: { connect: 2_000, response: 10_000, idle: 10_000, total: 30_000 },
+  retry: { retries: 2 },
+  breaker: { capacity: 10_000 },
+};
+
+async function start(kind: Kind, target: string): Promise<number> {
+  switch (kind) {
+    case 'upstream':
+      return listen(upstream);
+    case 'bare-undici':
+      return listen(bareUndici(target));
+    case 'rp-node':
+      return listen(createProxy({ target }));
+    case 'rp-express': {
+      const app = express();
+      app.use('/', createProxy({ target, name: 'bench', ...fullyArmed }));
+      return listen(app);
+    }
+    case 'hpm-express': {
+      const app = express();
+      // A keep-alive agent: http-proxy's default opens a new upstream connection per request.
+      app.use('/', createProxyMiddleware({ target, agent: new HttpAgent({ keepAlive: true }) }));
+      return listen(app);
+    }
+    case 'rp-fastify': {
+      const app = Fastify();
+      await app.register(fastifyProxy, { target });
+      await app.listen({ port: 0, host: '127.0.0.1' });
+      return (app.server.address() as AddressInfo).port;
+    }
+    case 'fastify-http-proxy': {
+      const app = Fastify();
+      await app.register(fastifyHttpProxy, { upstream: target });
+      await app.listen({ port: 0, host: '127.0.0.1' });
+      return (app.server.address() as AddressInfo).port;
+    }
+    case 'rp-open-circuit': {
+      // Every request fails until the circuit opens; then it is refused.
+      const registry = new UpstreamRegistry();
+      return listen(createProxy({ target, retry: false, breaker: { volumeThreshold: 1, resetTimeout: 3_600_000 }, registry }));
+    }
+    case 'rp-refused':
+      return listen(createProxy({ target, retry: false, breaker: false }));
+  }
+}
+
+const [kind, target = ''] = process.argv.slice(2) as [Kind, string?];
+if (!KINDS.includes(kind)) throw new TypeError(`unknown server kind ${String(kind)}`);
+const port = await start(kind, target);
+process.send?.({ port, library: import.meta.resolve('resilient-proxy') });

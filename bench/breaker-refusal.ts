@@ -39,10 +39,12 @@ async function serverSideTimes(listener: RequestListener, n: number): Promise<Ti
   const server = createServer((req, res) => {
     const start = process.hrtime.bigint();
     const writeHead = res.writeHead.bind(res) as (...args: unknown[]) => typeof res;
-    res.writeHead = ((...args: unknown[]) => {
-      times.head.push(Number(process.hrtime.bigint() - start) / 1000);
-      return writeHead(...args);
-    }) as typeof res.writeHead;
+    Object.assign(res, {
+      writeHead: (...args: unknown[]) => {
+        times.head.push(Number(process.hrtime.bigint() - start) / 1000);
+        return writeHead(...args);
+      },
+    });
     const end = res.end.bind(res) as (...args: unknown[]) => typeof res;
     res.end = ((...args: unknown[]) => {
       times.end.push(Number(process.hrtime.bigint() - start) / 1000);

@@ -19,13 +19,16 @@ export type Kind = (typeof KINDS)[number];
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
-const bodies = { '/1k': Buffer.alloc(KiB, 'k'), '/1m': Buffer.alloc(MiB, 'm') };
+const bodies = new Map([
+  ['/1k', Buffer.alloc(KiB, 'k')],
+  ['/1m', Buffer.alloc(MiB, 'm')],
+]);
 const chunk = Buffer.alloc(64 * KiB, 'g');
 
 /** The upstream: fixed 1 KiB and 1 MiB bodies, a streamed download of any size, an upload sink, a 503. */
 const upstream: RequestListener = (req, res) => {
   const url = req.url ?? '/';
-  const fixed = bodies[url as keyof typeof bodies];
+  const fixed = bodies.get(url);
   if (fixed !== undefined) {
     res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': fixed.length });
     res.end(fixed);
@@ -82,7 +85,7 @@ function bareUndici(target: string): RequestListener {
     const hasBody = req.headers['content-length'] !== undefined || req.headers['transfer-encoding'] !== undefined;
     pool
       .stream(
-        { path: req.url ?? '/', method: (req.method ?? 'GET') as 'GET', headers: strip(req.headers), body: hasBody ? req : null, signal: abort.signal },
+        { path: req.url ?? '/', method: req.method ?? 'GET', headers: strip(req.headers), body: hasBody ? req : null, signal: abort.signal },
         ({ statusCode, headers }) => {
           res.writeHead(statusCode, strip(headers));
           return res;
@@ -150,7 +153,8 @@ async function start(kind: Kind, target: string): Promise<number> {
   }
 }
 
-const [kind, target = ''] = process.argv.slice(2) as [Kind, string?];
-if (!KINDS.includes(kind)) throw new TypeError(`unknown server kind ${String(kind)}`);
+const [name = '', target = ''] = process.argv.slice(2);
+const kind = KINDS.find((known) => known === name);
+if (kind === undefined) throw new TypeError(`unknown server kind ${name}`);
 const port = await start(kind, target);
 process.send?.({ port, library: import.meta.resolve('resilient-proxy') });

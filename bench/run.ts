@@ -1,0 +1,304 @@
+// `npm run bench`: resilient-proxy against the bare engine and the usual
+// alternatives, side by side in one run on loopback. Every contender runs in
+// its own process against one upstream process; load comes from autocannon
+// in this process, keep-alive, fixed concurrency, in interleaved rounds so
+// drift hits every contender alike. Prints the tables BENCHMARKS.md holds.
+// `--smoke` runs a few seconds of everything, to prove the benchmark works.
+
+import { execFileSync, fork, spawn, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { request } from 'node:http';
+import { createServer, connect, type AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { setTimeout as delay } from 'node:timers/promises';
+import { fileURLToPath } from 'node:url';
+import autocannon from 'autocannon';
+import type { Kind } from './servers.js';
+
+const smoke = process.argv.includes('--smoke');
+const settings = smoke
+  ? { rounds: 1, seconds: 1, connections: 10, sizes: ['1k'], streamBytes: 16 * 1024 * 1024, refusals: 200, outage: 200 }
+  : { rounds: 5, seconds: 4, connections: 50, sizes: ['1k', '1m'], streamBytes: 1024 * 1024 * 1024, refusals: 5000, outage: 2000 };
+
+const root = fileURLToPath(new URL('..', import.meta.url));
+// Children import resilient-proxy by name: without the tsconfig `paths` that
+// point the name at src/, Node resolves it to the build in dist/.
+const childEnv = { ...process.env, TSX_TSCONFIG_PATH: join(root, 'bench/tsconfig.runtime.json') };
+
+interface Contender {
+  readonly id: string;
+  readonly label: string;
+  readonly url: string;
+  readonly pid: number | null;
+  stop(): Promise<void>;
+}
+
+const children: ChildProcess[] = [];
+
+async function server(kind: Kind, target = ''): Promise<{ url: string; pid: number; stop: () => Promise<void> }> {
+  const child = fork(join(root, 'bench/servers.ts'), [kind, target], { execArgv: ['--import', 'tsx'], env: childEnv, stdio: 'inherit' });
+  children.push(child);
+  const [message] = (await once(child, 'message')) as [{ port: number; library: string }];
+  if (kind !== 'upstream' && !message.library.includes('/dist/')) throw new Error(`${kind} loaded resilient-proxy from ${message.library}, not from dist/`);
+  return {
+    url: `http://127.0.0.1:${message.port}`,
+    pid: child.pid ?? 0,
+    stop: async () => {
+      child.kill();
+      if (child.exitCode === null) await once(child, 'exit');
+    },
+  };
+}
+
+async function freePort(): Promise<number> {
+  const probe = createServer().listen(0, '127.0.0.1');
+  await once(probe, 'listening');
+  const { port } = probe.address() as AddressInfo;
+  probe.close();
+  await once(probe, 'close');
+  return port;
+}
+
+async function waitForPort(port: number): Promise<void> {
+  for (let tries = 0; tries < 100; tries += 1) {
+    const ok = await new Promise<boolean>((resolve) => {
+      const socket = connect(port, '127.0.0.1', () => {
+        socket.destroy();
+        resolve(true);
+      });
+      socket.once('error', () => resolve(false));
+    });
+    if (ok) return;
+    await delay(50);
+  }
+  throw new Error(`nothing listens on ${port}`);
+}
+
+/** nginx as a reverse proxy, one worker, keep-alive upstream, no buffering: when it is installed. */
+async function nginx(upstreamUrl: string): Promise<Contender | null> {
+  try {
+    execFileSync('nginx', ['-v'], { stdio: 'ignore' });
+  } catch {
+    return null;
+  }
+  const dir = mkdtempSync(join(tmpdir(), 'rp-bench-nginx-'));
+  const port = await freePort();
+  const upstream = new URL(upstreamUrl).host;
+  writeFileSync(
+    join(dir, 'nginx.conf'),
+    `worker_processes 1;
+pid ${dir}/nginx.pid;
+error_log ${dir}/error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  client_body_temp_path ${dir}/body; proxy_temp_path ${dir}/proxy; fastcgi_temp_path ${dir}/fastcgi;
+  uwsgi_temp_path ${dir}/uwsgi; scgi_temp_path ${dir}/scgi;
+  client_max_body_size 0;
+  upstream backend { server ${upstream}; keepalive 64; }
+  server {
+    listen 127.0.0.1:${port};
+    location / {
+      proxy_pass http://backend;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_buffering off;
+      proxy_request_buffering off;
+    }
+  }
+}
+`,
+  );
+  const child = spawn('nginx', ['-p', dir, '-c', join(dir, 'nginx.conf'), '-e', join(dir, 'error.log'), '-g', 'daemon off;'], { stdio: 'inherit' });
+  children.push(child);
+  await waitForPort(port);
+  return {
+    id: 'nginx',
+    label: 'nginx 1 worker (reference)',
+    url: `http://127.0.0.1:${port}`,
+    pid: null,
+    stop: async () => {
+      child.kill('SIGQUIT');
+      if (child.exitCode === null) await once(child, 'exit');
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+interface Sample {
+  rps: number;
+  p50: number;
+  p99: number;
+}
+
+async function load(url: string, seconds: number): Promise<Sample> {
+  const result = await autocannon({ url, connections: settings.connections, duration: seconds, pipelining: 1 });
+  if (result.errors > 0 || result.non2xx > 0 || result.timeouts > 0) {
+    throw new Error(`${url}: ${result.errors} errors, ${result.non2xx} non-2xx, ${result.timeouts} timeouts`);
+  }
+  return { rps: result.requests.average, p50: result.latency.p50, p99: result.latency.p99 };
+}
+
+const median = (values: number[]): number => {
+  const sorted = [...values].sort((a, b) => a - b);
+  const middle = Math.floor(sorted.length / 2);
+  return sorted.length % 2 === 1 ? (sorted[middle] ?? Number.NaN) : ((sorted[middle - 1] ?? 0) + (sorted[middle] ?? 0)) / 2;
+};
+const range = (values: number[], digits = 0): string => `${Math.min(...values).toFixed(digits)}–${Math.max(...values).toFixed(digits)}`;
+
+function rssMiB(pid: number): number {
+  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+  const kib = Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? Number.NaN);
+  return kib / 1024;
+}
+
+/** Streams `bytes` down and then up through `url` while sampling the process's RSS; returns the growth over its RSS before. */
+async function streamingRss(url: string, pid: number, bytes: number): Promise<{ download: number; upload: number }> {
+  const sampleWhile = async (work: Promise<unknown>): Promise<number> => {
+    const before = rssMiB(pid);
+    let peak = before;
+    const sampler = setInterval(() => (peak = Math.max(peak, rssMiB(pid))), 10);
+    await work;
+    clearInterval(sampler);
+    return Math.max(0, Math.max(peak, rssMiB(pid)) - before);
+  };
+  const download = await sampleWhile(
+    new Promise<void>((resolve, reject) => {
+      request(`${url}/download/${bytes}`, (res) => {
+        let received = 0;
+        res.on('data', (chunk: Buffer) => (received += chunk.length));
+        res.once('end', () => (received === bytes ? resolve() : reject(new Error(`downloaded ${received} of ${bytes}`))));
+      })
+        .once('error', reject)
+        .end();
+    }),
+  );
+  const chunk = Buffer.alloc(64 * 1024, 'u');
+  const upload = await sampleWhile(
+    new Promise<void>((resolve, reject) => {
+      const req = request(`${url}/sink`, { method: 'POST', headers: { 'content-length': bytes } }, (res) => {
+        let text = '';
+        res.setEncoding('utf8').on('data', (data: string) => (text += data));
+        res.once('end', () => (Number(text) === bytes ? resolve() : reject(new Error(`uploaded ${text} of ${bytes}`))));
+      });
+      req.once('error', reject);
+      let sent = 0;
+      const pump = (): void => {
+        while (sent < bytes) {
+          const piece = chunk.subarray(0, Math.min(chunk.length, bytes - sent));
+          sent += piece.length;
+          if (!req.write(piece)) {
+            req.once('drain', pump);
+            return;
+          }
+        }
+        req.end();
+      };
+      pump();
+    }),
+  );
+  return { download, upload };
+}
+
+/** Runs a bench script in a child (so it measures dist/) and returns its JSON line. */
+function script<T>(file: string, args: string[]): T {
+  const output = execFileSync(process.execPath, ['--import', 'tsx', join(root, file), ...args, '--json'], { env: childEnv, encoding: 'utf8' });
+  const line = output.trim().split('\n').pop() ?? '{}';
+  return JSON.parse(line) as T;
+}
+
+async function main(): Promise<void> {
+  if (!existsSync(join(root, 'dist/index.js'))) throw new Error('Build first: npm run build (npm run bench does).');
+  const started = performance.now();
+  const upstream = await server('upstream');
+  const contenders: Contender[] = [{ id: 'a', label: '(a) upstream called directly', url: upstream.url, pid: null, stop: () => Promise.resolve() }];
+  const kinds: [string, string, Kind][] = [
+    ['b', '(b) bare undici proxy (Pool.stream)', 'bare-undici'],
+    ['c', '(c) resilient-proxy, node:http', 'rp-node'],
+    ['d', '(d) resilient-proxy, Express, all on', 'rp-express'],
+    ['e', '(e) http-proxy-middleware, Express', 'hpm-express'],
+    ['f', '(f) resilient-proxy, Fastify adapter', 'rp-fastify'],
+    ['g', '(g) @fastify/http-proxy', 'fastify-http-proxy'],
+  ];
+  for (const [id, label, kind] of kinds) contenders.push({ id, label, ...(await server(kind, upstream.url)) });
+  const reference = await nginx(upstream.url);
+  if (reference !== null) contenders.push(reference);
+
+  // Warm every path (JIT, keep-alive pools) before measuring.
+  for (const size of settings.sizes) for (const contender of contenders) await load(`${contender.url}/${size}`, 1);
+
+  const samples = new Map<string, Sample[]>();
+  for (const size of settings.sizes) {
+    for (let round = 0; round < settings.rounds; round += 1) {
+      // Rotate the order each round: A B C …, B C … A, …
+      const order = contenders.map((_, i) => contenders[(i + round) % contenders.length] as Contender);
+      for (const contender of order) {
+        const key = `${size}:${contender.id}`;
+        samples.set(key, [...(samples.get(key) ?? []), await load(`${contender.url}/${size}`, settings.seconds)]);
+      }
+    }
+  }
+
+  const lines: string[] = [];
+  const print = (line = ''): void => {
+    lines.push(line);
+  };
+  print(`Node ${process.version}, ${settings.rounds} rounds × ${settings.seconds} s per contender and size, ${settings.connections} keep-alive connections, interleaved; median (min–max of rounds).`);
+  for (const size of settings.sizes) {
+    const rps = (id: string): number => median((samples.get(`${size}:${id}`) ?? []).map((s) => s.rps));
+    print();
+    print(`Responses of ${size === '1k' ? '1 KiB' : '1 MiB'}:`);
+    print();
+    print('| contender | req/s | p50 ms | p99 ms | req/s vs (b) | req/s vs (a) |');
+    print('|---|---|---|---|---|---|');
+    for (const contender of contenders) {
+      const runs = samples.get(`${size}:${contender.id}`) ?? [];
+      const r = runs.map((s) => s.rps);
+      print(
+        `| ${contender.label} | ${median(r).toFixed(0)} (${range(r)}) | ${median(runs.map((s) => s.p50)).toFixed(1)} | ${median(runs.map((s) => s.p99)).toFixed(1)} (${range(runs.map((s) => s.p99), 1)}) | ${(median(r) / rps('b')).toFixed(2)} | ${(median(r) / rps('a')).toFixed(2)} |`,
+      );
+    }
+  }
+
+  print();
+  print(`Peak RSS growth of the proxy process while streaming ${(settings.streamBytes / 1024 / 1024).toFixed(0)} MiB through it (over its RSS before):`);
+  print();
+  print('| contender | download, MiB | upload, MiB |');
+  print('|---|---|---|');
+  for (const contender of contenders) {
+    if (contender.pid === null) continue;
+    const growth = await streamingRss(contender.url, contender.pid, settings.streamBytes);
+    print(`| ${contender.label} | ${growth.download.toFixed(1)} | ${growth.upload.toFixed(1)} |`);
+  }
+
+  for (const contender of contenders) await contender.stop();
+  await upstream.stop();
+
+  const refusal = script<{ summary: { until: string; refusedMicros: number; openMicros: number; ratio: number }[] }>('bench/breaker-refusal.ts', [String(settings.refusals)]);
+  print();
+  print(`Refusing a request, server-side µs (median of 5 interleaved rounds, ${settings.refusals} sequential requests):`);
+  print();
+  print('| until | refused connection | circuit open | ratio |');
+  print('|---|---|---|---|');
+  for (const row of refusal.summary) print(`| ${row.until} | ${row.refusedMicros.toFixed(1)} | ${row.openMicros.toFixed(1)} | ${row.ratio.toFixed(1)}× |`);
+
+  const amplification = script<{ results: { label: string; hits: number; ratio: number }[] }>('bench/retry-amplification.ts', [String(settings.outage), '50']);
+  print();
+  print(`Upstream amplification under a total outage (every answer 503), ${settings.outage} client GETs, retries: 2:`);
+  print();
+  print('| configuration | upstream requests | per client request |');
+  print('|---|---|---|');
+  for (const row of amplification.results) print(`| ${row.label} | ${row.hits} | ${row.ratio.toFixed(3)} |`);
+
+  print();
+  print(`nginx: ${reference === null ? 'not installed, skipped (apt-get install nginx-light to include it)' : 'included'}. Total time ${((performance.now() - started) / 1000).toFixed(0)} s.`);
+  console.log(lines.join('\n'));
+}
+
+try {
+  await main();
+} finally {
+  for (const child of children) if (child.exitCode === null) child.kill('SIGKILL');
+}

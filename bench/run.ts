@@ -203,10 +203,9 @@ async function streamingRss(url: string, pid: number, bytes: number): Promise<{ 
 }
 
 /** Runs a bench script in a child (so it measures dist/) and returns its JSON line. */
-function script<T>(file: string, args: string[]): T {
+function script(file: string, args: string[]): unknown {
   const output = execFileSync(process.execPath, ['--import', 'tsx', join(root, file), ...args, '--json'], { env: childEnv, encoding: 'utf8' });
-  const line = output.trim().split('\n').pop() ?? '{}';
-  return JSON.parse(line) as T;
+  return JSON.parse(output.trim().split('\n').pop() ?? '{}');
 }
 
 async function main(): Promise<void> {
@@ -276,7 +275,9 @@ async function main(): Promise<void> {
   for (const contender of contenders) await contender.stop();
   await upstream.stop();
 
-  const refusal = script<{ summary: { until: string; refusedMicros: number; openMicros: number; ratio: number }[] }>('bench/breaker-refusal.ts', [String(settings.refusals)]);
+  const refusal = script('bench/breaker-refusal.ts', [String(settings.refusals)]) as {
+    summary: { until: string; refusedMicros: number; openMicros: number; ratio: number }[];
+  };
   print();
   print(`Refusing a request, server-side µs (median of 5 interleaved rounds, ${settings.refusals} sequential requests):`);
   print();
@@ -284,7 +285,9 @@ async function main(): Promise<void> {
   print('|---|---|---|---|');
   for (const row of refusal.summary) print(`| ${row.until} | ${row.refusedMicros.toFixed(1)} | ${row.openMicros.toFixed(1)} | ${row.ratio.toFixed(1)}× |`);
 
-  const amplification = script<{ results: { label: string; hits: number; ratio: number }[] }>('bench/retry-amplification.ts', [String(settings.outage), '50']);
+  const amplification = script('bench/retry-amplification.ts', [String(settings.outage), '50']) as {
+    results: { label: string; hits: number; ratio: number }[];
+  };
   print();
   print(`Upstream amplification under a total outage (every answer 503), ${settings.outage} client GETs, retries: 2:`);
   print();

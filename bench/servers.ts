@@ -158,3 +158,5 @@ const kind = KINDS.find((known) => known === name);
 if (kind === undefined) throw new TypeError(`unknown server kind ${name}`);
 const port = await start(kind, target);
 process.send?.({ port, library: import.meta.resolve('resilient-proxy') });
+// A clean exit on SIGINT, so that `--cpu-prof` can write its profile.
+process.once('SIGINT', () => process.exit(0));

@@ -288,7 +288,10 @@ export function createProxyHandler(options: ProxyOptions): ProxyHandler {
       if (retry?.budget) upstreamState.budget.recordRequest();
 
       const run = async (n: number): Promise<AttemptOutcome> => {
-        const attemptHeaders = retry?.attemptHeader ? { ...upstreamHeaders(), [retry.attemptHeader]: String(n) } : upstreamHeaders();
+        const attemptHeaders = upstreamHeaders();
+        // The object is this request's own, and undici serialises it during
+        // dispatch(): the next attempt may overwrite the number.
+        if (retry?.attemptHeader) attemptHeaders[retry.attemptHeader] = String(n);
         const attempt = new Attempt({
           dispatcher,
           origin: config.origin,

@@ -217,6 +217,7 @@ async function main(): Promise<void> {
     ['b', '(b) bare undici proxy (Pool.stream)', 'bare-undici'],
     ['c', '(c) resilient-proxy, node:http', 'rp-node'],
     ['d', '(d) resilient-proxy, Express, all on', 'rp-express'],
+    ['b2', "(b') bare undici proxy inside Express (diagnostic)", 'bare-undici-express'],
     ['e', '(e) http-proxy-middleware, Express', 'hpm-express'],
     ['f', '(f) resilient-proxy, Fastify adapter', 'rp-fastify'],
     ['g', '(g) @fastify/http-proxy', 'fastify-http-proxy'],

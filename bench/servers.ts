@@ -14,7 +14,7 @@ import { Pool } from 'undici';
 import { createProxy, UpstreamRegistry } from 'resilient-proxy';
 import { fastifyProxy } from 'resilient-proxy/fastify';
 
-export const KINDS = ['upstream', 'bare-undici', 'rp-node', 'rp-express', 'hpm-express', 'rp-fastify', 'fastify-http-proxy', 'rp-open-circuit', 'rp-refused'] as const;
+export const KINDS = ['upstream', 'bare-undici', 'bare-undici-express', 'rp-node', 'rp-express', 'hpm-express', 'rp-fastify', 'fastify-http-proxy', 'rp-open-circuit', 'rp-refused'] as const;
 export type Kind = (typeof KINDS)[number];
 
 const KiB = 1024;
@@ -118,6 +118,12 @@ async function start(kind: Kind, target: string): Promise<number> {
       return listen(upstream);
     case 'bare-undici':
       return listen(bareUndici(target));
+    case 'bare-undici-express': {
+      // Not a contender: (b) inside Express, to show what Express itself costs.
+      const app = express();
+      app.use('/', bareUndici(target));
+      return listen(app);
+    }
     case 'rp-node':
       return listen(createProxy({ target }));
     case 'rp-express': {

@@ -2,7 +2,7 @@
 // function of the error and the phase the attempt was in: Node and undici
 // raise the same codes in different phases, so the phase decides.
 
-import { errorCode, isProxyTimeout } from './errors.js';
+import { errorCode, isLimitExceeded, isProxyTimeout } from './errors.js';
 import { FAILURES, type FailureCode, type ProxyStatusError } from './failures.js';
 
 /**
@@ -69,6 +69,9 @@ const CERTIFICATE_CODES = new Set([
   'ERR_TLS_CERT_ALTNAME_INVALID',
 ]);
 const HEADER_SIZE_CODES = new Set(['HPE_HEADER_OVERFLOW', 'UND_ERR_HEADERS_OVERFLOW']);
+// Node refusing to send what the upstream answered (a status below 100, a
+// header value with control characters): the upstream's malformed response.
+const UNSENDABLE_RESPONSE_CODES = new Set(['ERR_HTTP_INVALID_STATUS_CODE', 'ERR_INVALID_CHAR', 'ERR_HTTP_INVALID_HEADER_VALUE', 'ERR_INVALID_HTTP_TOKEN']);
 
 function failure(code: FailureCode, proxyStatus?: ProxyStatusError): Classification {
   return { code, proxyStatus: proxyStatus ?? FAILURES[code].proxyStatus ?? 'proxy_internal_error' };
@@ -89,6 +92,10 @@ function isSystemError(error: unknown): boolean {
 
 /** Classifies a failed attempt. Client aborts are not failures and never reach here. */
 export function classifyError(error: unknown, phase: Phase): Classification {
+  if (isLimitExceeded(error)) {
+    if (error.body === 'request') return failure('REQUEST_TOO_LARGE');
+    return phase === 'body' ? failure('UPSTREAM_RESPONSE_INCOMPLETE', 'http_response_body_size') : failure('UPSTREAM_BAD_RESPONSE', 'http_response_body_size');
+  }
   if (phase === 'body') {
     const idle =
       (isProxyTimeout(error) && error.timer === 'idle') || errorCode(error) === 'UND_ERR_BODY_TIMEOUT';
@@ -114,6 +121,7 @@ export function classifyError(error: unknown, phase: Phase): Classification {
   if (code === 'UND_ERR_HEADERS_TIMEOUT') return failure('UPSTREAM_RESPONSE_TIMEOUT');
   if (HEADER_SIZE_CODES.has(code)) return failure('UPSTREAM_BAD_RESPONSE', 'http_response_header_section_size');
   if (isParserError(error, code)) return failure('UPSTREAM_BAD_RESPONSE');
+  if (phase === 'response' && UNSENDABLE_RESPONSE_CODES.has(code)) return failure('UPSTREAM_BAD_RESPONSE');
   if (RESET_CODES.has(code)) return failure('UPSTREAM_RESET');
   // An unknown system error on the socket is still a broken connection.
   if (isSystemError(error)) return failure('UPSTREAM_RESET');

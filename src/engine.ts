@@ -7,9 +7,9 @@ import type { IncomingHttpHeaders, ServerResponse } from 'node:http';
 import type { Readable } from 'node:stream';
 import { Pool, type Dispatcher } from 'undici';
 import type { Phase } from './classify.js';
-import { ProxyTimeoutError, type TimerKind } from './errors.js';
+import { LimitExceededError, ProxyTimeoutError, type TimerKind } from './errors.js';
 import { clientResponseHeaders } from './headers.js';
-import type { TimeoutOptions } from './options.js';
+import type { LimitOptions, TimeoutOptions } from './options.js';
 
 /** The keep-alive pool the proxy owns when no dispatcher is given. */
 export function createPool(origin: string, timeout: Readonly<TimeoutOptions>): Dispatcher {
@@ -31,6 +31,7 @@ export interface AttemptSpec {
   readonly body: Buffer | Readable | null;
   readonly timeout: Readonly<TimeoutOptions>;
   readonly failureStatuses: ReadonlySet<number>;
+  readonly limits: Readonly<LimitOptions>;
   readonly res: ServerResponse;
 }
 
@@ -62,6 +63,8 @@ export class Attempt implements Dispatcher.DispatchHandler {
   #timerKind: TimerKind = 'connect';
   /** A failure status being discarded, with the bytes read of its body. */
   #discarding: { statusCode: number; headers: IncomingHttpHeaders; bytes: number } | null = null;
+  /** Body bytes seen so far: the upload's while it is sent, then the response's. */
+  #bytes = 0;
   #resolve!: (outcome: AttemptOutcome) => void;
   readonly #spec: AttemptSpec;
 
@@ -139,6 +142,13 @@ export class Attempt implements Dispatcher.DispatchHandler {
       this.#arm('idle');
       return;
     }
+    const limit = this.#spec.limits.responseBodyBytes;
+    if (limit > 0 && Number(headers['content-length']) > limit) {
+      const error = new LimitExceededError('response', limit);
+      this.#settle({ kind: 'failed', error, phase: 'response' });
+      this.#cancelUpstream(error);
+      return;
+    }
     const res = this.#spec.res;
     const forwarded = clientResponseHeaders(headers);
     try {
@@ -152,6 +162,7 @@ export class Attempt implements Dispatcher.DispatchHandler {
       return;
     }
     this.#phase = 'body';
+    this.#bytes = 0;
     this.#arm('idle');
   }
 
@@ -161,6 +172,12 @@ export class Attempt implements Dispatcher.DispatchHandler {
     if (this.#discarding !== null) {
       this.#discarding.bytes += chunk.length;
       if (this.#discarding.bytes > DISCARD_LIMIT) this.#endDiscard();
+      return;
+    }
+    const limit = this.#spec.limits.responseBodyBytes;
+    this.#bytes += chunk.length;
+    if (limit > 0 && this.#bytes > limit) {
+      this.abort(new LimitExceededError('response', limit));
       return;
     }
     if (!this.#spec.res.write(chunk)) {
@@ -209,8 +226,11 @@ export class Attempt implements Dispatcher.DispatchHandler {
     this.#arm('response');
   };
 
-  readonly #onUploadProgress = (): void => {
+  readonly #onUploadProgress = (chunk: Buffer): void => {
     this.#timer?.refresh();
+    const limit = this.#spec.limits.requestBodyBytes;
+    this.#bytes += chunk.length;
+    if (limit > 0 && this.#bytes > limit) this.abort(new LimitExceededError('request', limit));
   };
 
   readonly #onClientDrain = (): void => {

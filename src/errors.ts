@@ -8,6 +8,7 @@ export type TimerKind = 'connect' | 'response' | 'idle' | 'total';
 export const TIMEOUT_CODE = 'ERR_RESILIENT_PROXY_TIMEOUT';
 export const CLIENT_ABORTED_CODE = 'ERR_RESILIENT_PROXY_CLIENT_ABORTED';
 export const BODY_NOT_REPLAYABLE_CODE = 'ERR_RESILIENT_PROXY_BODY_CONSUMED';
+export const LIMIT_EXCEEDED_CODE = 'ERR_RESILIENT_PROXY_LIMIT_EXCEEDED';
 
 /** Raised when one of the per-phase timers (or the total deadline) fires. */
 export class ProxyTimeoutError extends Error {
@@ -28,6 +29,18 @@ export class ClientAbortedError extends Error {
   constructor() {
     super('The client closed the connection before the response was complete');
     this.name = 'ClientAbortedError';
+  }
+}
+
+/** A body went over one of the `limits`. */
+export class LimitExceededError extends Error {
+  readonly code = LIMIT_EXCEEDED_CODE;
+  readonly body: 'request' | 'response';
+
+  constructor(body: 'request' | 'response', limit: number) {
+    super(`The ${body} body is larger than the limit of ${limit} bytes`);
+    this.name = 'LimitExceededError';
+    this.body = body;
   }
 }
 
@@ -57,6 +70,10 @@ export function errorCode(error: unknown): string | undefined {
 
 export function isProxyTimeout(error: unknown): error is ProxyTimeoutError {
   return errorCode(error) === TIMEOUT_CODE;
+}
+
+export function isLimitExceeded(error: unknown): error is LimitExceededError {
+  return errorCode(error) === LIMIT_EXCEEDED_CODE;
 }
 
 export function isClientAborted(error: unknown): error is ClientAbortedError {

@@ -18,6 +18,7 @@ export const FAILURE_CODES = [
   'UPSTREAM_RESPONSE_INCOMPLETE',
   'PROXY_INTERNAL_ERROR',
   'REQUEST_INVALID',
+  'REQUEST_TOO_LARGE',
 ] as const;
 
 export type FailureCode = (typeof FAILURE_CODES)[number];
@@ -36,6 +37,7 @@ export type ProxyStatusError =
   | 'http_response_timeout'
   | 'http_protocol_error'
   | 'http_response_header_section_size'
+  | 'http_response_body_size'
   | 'destination_unavailable'
   | 'connection_limit_reached'
   | 'http_response_incomplete'
@@ -122,6 +124,11 @@ export const FAILURES: Readonly<Record<FailureCode, FailureDescription>> = {
     detail: 'The request cannot be forwarded.',
     proxyStatus: 'http_request_error',
     rfc9209Status: 400,
+  },
+  REQUEST_TOO_LARGE: {
+    detail: 'The request body is larger than this proxy accepts.',
+    proxyStatus: 'http_request_error',
+    rfc9209Status: 413,
   },
 };
 

@@ -40,6 +40,8 @@ export interface ForwardContext {
   readonly requestId: string;
   /** Host header to send: the target's host with changeOrigin, else the client's. */
   readonly host: string | undefined;
+  /** Keep the client's X-Forwarded-Proto and X-Forwarded-Host. */
+  readonly trustProxy: boolean;
 }
 
 /** The headers sent upstream for `req`. */
@@ -62,8 +64,13 @@ export function upstreamRequestHeaders(req: IncomingMessage, context: ForwardCon
     const previous = incoming['x-forwarded-for'];
     headers['x-forwarded-for'] = previous === undefined ? clientAddress : `${String(previous)}, ${clientAddress}`;
   }
-  headers['x-forwarded-proto'] = (req.socket as Partial<TLSSocket>).encrypted === true ? 'https' : 'http';
-  if (incoming.host !== undefined) headers['x-forwarded-host'] = incoming.host;
+  const proto = incoming['x-forwarded-proto'];
+  const host = incoming['x-forwarded-host'];
+  headers['x-forwarded-proto'] =
+    context.trustProxy && typeof proto === 'string' ? proto : (req.socket as Partial<TLSSocket>).encrypted === true ? 'https' : 'http';
+  if (context.trustProxy && typeof host === 'string') headers['x-forwarded-host'] = host;
+  else if (incoming.host !== undefined) headers['x-forwarded-host'] = incoming.host;
+  else delete headers['x-forwarded-host'];
   headers[context.requestIdHeader] = context.requestId;
   return headers;
 }

@@ -152,8 +152,32 @@ export interface ProxyOptions {
   breaker?: Partial<BreakerOptions> | false;
   /** The registry holding per-upstream state (breaker, concurrency, retry budget). Default: one shared by the whole process. */
   registry?: UpstreamRegistry;
+  /**
+   * Trust the `X-Forwarded-Proto` and `X-Forwarded-Host` a client sends (set it
+   * when a load balancer you control is in front). Default `false`: they are
+   * replaced by what this proxy sees. `X-Forwarded-For` is always appended to.
+   */
+  trustProxy?: boolean;
+  /** Size limits, in bytes; `0` for none. Defaults: see {@link LimitOptions}. */
+  limits?: Partial<LimitOptions>;
   /** Observation hooks. */
   hooks?: ProxyHooks;
+}
+
+/** Body size limits, in bytes. `0` turns a limit off. */
+export interface LimitOptions {
+  /**
+   * The largest request body forwarded. Over it: `413` with `REQUEST_TOO_LARGE`
+   * (at once when `Content-Length` says so, else when the stream passes it).
+   * Default `0` (none): uploads stream whatever their size.
+   */
+  requestBodyBytes: number;
+  /**
+   * The largest response body passed on. Over it: `UPSTREAM_BAD_RESPONSE`
+   * (`http_response_body_size`) when `Content-Length` says so, else the client
+   * connection is cut. Default `0` (none).
+   */
+  responseBodyBytes: number;
 }
 
 export const DEFAULTS = Object.freeze({
@@ -174,6 +198,8 @@ export const DEFAULTS = Object.freeze({
     budget: Object.freeze({ ratio: 0.2, minRetriesPerSecond: 3, window: 10_000 }),
     attemptHeader: 'x-attempt-count',
   }),
+  trustProxy: false,
+  limits: Object.freeze({ requestBodyBytes: 0, responseBodyBytes: 0 }),
   breaker: Object.freeze({
     errorThresholdPercentage: 50,
     volumeThreshold: 20,
@@ -212,6 +238,8 @@ export interface ResolvedOptions {
   readonly dispatcher: Dispatcher | null;
   readonly retry: ResolvedRetry | null;
   readonly breaker: Readonly<BreakerOptions> | null;
+  readonly trustProxy: boolean;
+  readonly limits: Readonly<LimitOptions>;
   readonly registry: UpstreamRegistry;
   readonly hooks: Readonly<ProxyHooks>;
 }
@@ -238,7 +266,9 @@ function isPlainObject(value: unknown): value is Record<string, unknown> {
 function checkKeys(option: string, value: Record<string, unknown>, allowed: readonly string[]): void {
   for (const key of Object.keys(value)) {
     if (!allowed.includes(key)) {
-      throw new TypeError(`Unknown option \`${option === '' ? key : `${option}.${key}`}\`. Known options: ${allowed.join(', ')}.`);
+      // A key that is not a plain name is shown quoted, so the message stays readable.
+      const shown = /^[\w$]+$/.test(key) ? key : JSON.stringify(key);
+      throw new TypeError(`Unknown option \`${option === '' ? shown : `${option}.${shown}`}\`. Known options: ${allowed.join(', ')}.`);
     }
   }
 }
@@ -406,6 +436,19 @@ function resolveBreaker(value: unknown): BreakerOptions | null {
   };
 }
 
+function resolveLimits(value: unknown): LimitOptions {
+  const defaults = DEFAULTS.limits;
+  if (value === undefined) return { ...defaults };
+  if (!isPlainObject(value)) fail('limits', 'an object like { requestBodyBytes, responseBodyBytes }', value);
+  checkKeys('limits', value, ['requestBodyBytes', 'responseBodyBytes']);
+  const bytes = (n: number): boolean => Number.isSafeInteger(n) && n >= 0;
+  const expected = 'a whole number of bytes (0 for no limit)';
+  return {
+    requestBodyBytes: positive('limits.requestBodyBytes', value.requestBodyBytes, defaults.requestBodyBytes, expected, bytes),
+    responseBodyBytes: positive('limits.responseBodyBytes', value.responseBodyBytes, defaults.responseBodyBytes, expected, bytes),
+  };
+}
+
 function resolveRegistry(value: unknown): UpstreamRegistry | null {
   if (value === undefined) return null;
   if (!(value instanceof UpstreamRegistry)) fail('registry', 'an UpstreamRegistry', value);
@@ -425,6 +468,8 @@ const KNOWN = [
   'retry',
   'breaker',
   'registry',
+  'trustProxy',
+  'limits',
   'hooks',
 ] as const;
 
@@ -435,6 +480,9 @@ export function resolveOptions(options: unknown): ResolvedOptions {
   const name = optionalString('name', options.name, /^[\x21-\x7e](?:[\x20-\x7e]{0,98}[\x21-\x7e])?$/, 'a non-empty printable ASCII string of at most 100 characters');
   if (options.changeOrigin !== undefined && typeof options.changeOrigin !== 'boolean') {
     fail('changeOrigin', 'a boolean', options.changeOrigin);
+  }
+  if (options.trustProxy !== undefined && typeof options.trustProxy !== 'boolean') {
+    fail('trustProxy', 'a boolean', options.trustProxy);
   }
   const proxyName = optionalString('proxyName', options.proxyName, TOKEN, 'an RFC 8941 token such as "gateway"');
   const requestIdHeader = optionalString('requestIdHeader', options.requestIdHeader, HEADER_NAME, 'a header name');
@@ -453,6 +501,8 @@ export function resolveOptions(options: unknown): ResolvedOptions {
     dispatcher: resolveDispatcher(options.dispatcher),
     retry: resolveRetry(options.retry),
     breaker: resolveBreaker(options.breaker),
+    trustProxy: options.trustProxy ?? DEFAULTS.trustProxy,
+    limits: Object.freeze(resolveLimits(options.limits)),
     registry: resolveRegistry(options.registry) ?? defaultRegistry,
     hooks: Object.freeze(resolveHooks(options.hooks)),
   });

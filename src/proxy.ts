@@ -7,7 +7,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { requestBody } from './body.js';
 import { classifyError, type Classification, type Phase } from './classify.js';
 import { Attempt, createPool, type AttemptOutcome } from './engine.js';
-import { ClientAbortedError, isClientAborted, isProxyTimeout, ProxyTimeoutError } from './errors.js';
+import { ClientAbortedError, isClientAborted, isProxyTimeout, LimitExceededError, ProxyTimeoutError } from './errors.js';
 import { FAILURES, type FailureCode, type ProxyStatusError } from './failures.js';
 import { requestIdFor, upstreamRequestHeaders } from './headers.js';
 import { DEFAULTS, resolveOptions, type ExchangeEvent, type FailureEvent, type ProxyOptions, type ResolvedOptions, type RetryEvent } from './options.js';
@@ -98,6 +98,9 @@ class Exchange {
 
 const HOOK_WARNED = new WeakSet<object>();
 
+/** Failures that say nothing about the upstream's health: the breaker ignores them. */
+const NOT_THE_UPSTREAMS = new Set<FailureCode>(['PROXY_INTERNAL_ERROR', 'REQUEST_INVALID', 'REQUEST_TOO_LARGE']);
+
 /** Hooks observe; one that throws must not break the request it observes. */
 function callHook<T>(hook: ((event: T) => void) | undefined, event: T): void {
   if (hook === undefined) return;
@@ -164,11 +167,12 @@ export function createProxyHandler(options: ProxyOptions): ProxyHandler {
     if (outcome.kind === 'status') return true;
     if (isClientAborted(outcome.error)) return false;
     const { code } = classifyError(outcome.error, outcome.phase);
-    return code !== 'PROXY_INTERNAL_ERROR';
+    return !NOT_THE_UPSTREAMS.has(code);
   }
 
   function statusFor(failure: Failure): { status: number; failure: Failure } {
-    if (failure.code === 'REQUEST_INVALID') return { status: 400, failure };
+    // The client's own faults are answered as such, whatever `status` says.
+    if (failure.code === 'REQUEST_INVALID' || failure.code === 'REQUEST_TOO_LARGE') return { status: FAILURES[failure.code].rfc9209Status, failure };
     if (typeof config.status === 'number') return { status: config.status, failure };
     try {
       const status = config.status(failure.code, failure.proxyStatus);
@@ -263,6 +267,11 @@ export function createProxyHandler(options: ProxyOptions): ProxyHandler {
     res.once('close', onClientClose);
     let deadline: NodeJS.Timeout | null = null;
     try {
+      const maxBody = config.limits.requestBodyBytes;
+      if (maxBody > 0 && Number(req.headers['content-length']) > maxBody) {
+        fail(exchange, fromClassification(classifyError(new LimitExceededError('request', maxBody), 'connect'), null, null));
+        return;
+      }
       const replayLimit = retry !== null && retry.retries > 0 ? retry.maxBodyBytes : null;
       const { body, rebuilt, replayable } = await requestBody(req, replayLimit, context?.body);
       if (exchange.cancelReason !== null) return;
@@ -274,6 +283,7 @@ export function createProxyHandler(options: ProxyOptions): ProxyHandler {
           requestIdHeader: config.requestIdHeader,
           requestId: exchange.requestId,
           host: config.changeOrigin ? config.target.host : req.headers.host,
+          trustProxy: config.trustProxy,
         });
         if (rebuilt && Buffer.isBuffer(body)) {
           headers['content-length'] = String(body.length);
@@ -301,6 +311,7 @@ export function createProxyHandler(options: ProxyOptions): ProxyHandler {
           body,
           timeout: config.timeout,
           failureStatuses: config.failureStatuses,
+          limits: config.limits,
           res,
         });
         exchange.current = attempt;

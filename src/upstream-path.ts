@@ -3,10 +3,27 @@
 // the dispatcher, so nothing in the request can choose another host.
 
 const ABSOLUTE_FORM = /^[A-Za-z][A-Za-z0-9+.-]*:\/\//;
+// A `.` or `..` path segment, between slashes or backslashes (some servers
+// treat `\` as `/`).
+const DOT_SEGMENT = /(?:^|[/\\])\.{1,2}(?:[/\\]|$)/;
+
+/**
+ * Whether the path holds a dot-segment, written plainly or through
+ * percent-encoding (`%2e`, and `%2f`/`%5c` that an upstream may decode into
+ * separators). Forwarded under the target's path prefix, such a path could
+ * climb out of it once the upstream resolves it.
+ */
+function hasDotSegment(path: string): boolean {
+  const pathOnly = path.split('?', 1)[0] ?? '';
+  if (!pathOnly.includes('.') && !pathOnly.includes('%')) return false;
+  return DOT_SEGMENT.test(pathOnly.replace(/%2e/gi, '.').replace(/%2f/gi, '/').replace(/%5c/gi, '\\'));
+}
 
 /**
  * `basePath` has no trailing slash. Returns `null` for a request target that
- * cannot be forwarded (asterisk-form, authority-form, garbage).
+ * cannot be forwarded: asterisk-form, authority-form, garbage, or a path with
+ * dot-segments (rejected rather than resolved, so that no encoding trick can
+ * reach outside the target's path).
  */
 export function upstreamPath(basePath: string, requestUrl: string | undefined): string | null {
   let path = requestUrl ?? '/';
@@ -19,6 +36,6 @@ export function upstreamPath(basePath: string, requestUrl: string | undefined): 
       return null;
     }
   }
-  if (!path.startsWith('/')) return null;
+  if (!path.startsWith('/') || hasDotSegment(path)) return null;
   return basePath + path;
 }

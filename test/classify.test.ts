@@ -59,6 +59,8 @@ const table: [string, unknown, Phase, string, string][] = [
   ['idle timer mid-body', new ProxyTimeoutError('idle', 100), 'body', 'UPSTREAM_RESPONSE_INCOMPLETE', 'connection_read_timeout'],
   ['undici body timeout', undiciError('BodyTimeoutError', 'UND_ERR_BODY_TIMEOUT'), 'body', 'UPSTREAM_RESPONSE_INCOMPLETE', 'connection_read_timeout'],
   ['the total deadline mid-body', new ProxyTimeoutError('total', 100), 'body', 'UPSTREAM_RESPONSE_INCOMPLETE', 'http_response_incomplete'],
+  ['a status Node refuses to send', undiciError('RangeError', 'ERR_HTTP_INVALID_STATUS_CODE'), 'response', 'UPSTREAM_BAD_RESPONSE', 'http_protocol_error'],
+  ['a header value Node refuses to send', undiciError('TypeError', 'ERR_INVALID_CHAR'), 'response', 'UPSTREAM_BAD_RESPONSE', 'http_protocol_error'],
   ['a plain bug', new TypeError('x is not a function'), 'response', 'PROXY_INTERNAL_ERROR', 'proxy_internal_error'],
   ['a closed dispatcher', undiciError('ClientClosedError', 'UND_ERR_CLOSED'), 'connect', 'PROXY_INTERNAL_ERROR', 'proxy_internal_error'],
   ['a thrown string', 'boom', 'connect', 'PROXY_INTERNAL_ERROR', 'proxy_internal_error'],

@@ -46,8 +46,12 @@ const invalid: [string, unknown, string][] = [
   ['a zero reset timeout', { target, breaker: { resetTimeout: 0 } }, 'Expected `breaker.resetTimeout` to be a number of milliseconds from 1 to 3600000, got 0.'],
   ['a negative capacity', { target, breaker: { capacity: -1 } }, 'Expected `breaker.capacity` to be a whole number of attempts in flight (0 for no limit), got -1.'],
   ['an opossum timeout', { target, breaker: { timeout: 1000 } }, 'Unknown option `breaker.timeout`. Known options: errorThresholdPercentage, volumeThreshold, resetTimeout, rollingCountTimeout, capacity.'],
+  ['trustProxy that is not a boolean', { target, trustProxy: 'yes' }, 'Expected `trustProxy` to be a boolean, got the string "yes".'],
+  ['a negative body limit', { target, limits: { requestBodyBytes: -1 } }, 'Expected `limits.requestBodyBytes` to be a whole number of bytes (0 for no limit), got -1.'],
+  ['an unknown limit', { target, limits: { headerBytes: 1 } }, 'Unknown option `limits.headerBytes`. Known options: requestBodyBytes, responseBodyBytes.'],
+  ['an option key that is not a name', { target, timeout: { 'con nect': 1 } }, 'Unknown option `timeout."con nect"`. Known options: connect, response, idle, total.'],
   ['a registry that is not one', { target, registry: {} }, 'Expected `registry` to be an UpstreamRegistry, got an object.'],
-  ['a misspelt option', { target, timeouts: {} }, 'Unknown option `timeouts`. Known options: target, name, timeout, changeOrigin, failureStatuses, status, proxyName, requestIdHeader, dispatcher, retry, breaker, registry, hooks.'],
+  ['a misspelt option', { target, timeouts: {} }, 'Unknown option `timeouts`. Known options: target, name, timeout, changeOrigin, failureStatuses, status, proxyName, requestIdHeader, dispatcher, retry, breaker, registry, trustProxy, limits, hooks.'],
 ];
 
 describe('option validation', () => {
@@ -94,6 +98,8 @@ describe('option validation', () => {
         budget: { ratio: 0.2, minRetriesPerSecond: 3, window: 10_000 },
         attemptHeader: 'x-attempt-count',
       },
+      trustProxy: false,
+      limits: { requestBodyBytes: 0, responseBodyBytes: 0 },
       breaker: { errorThresholdPercentage: 50, volumeThreshold: 20, resetTimeout: 5_000, rollingCountTimeout: 10_000, capacity: 0 },
     });
     expect(Object.isFrozen(DEFAULTS)).toBe(true);

@@ -1,0 +1,175 @@
+// Hostile and malformed input: nothing a client sends may choose another
+// upstream, climb out of the target's path, smuggle bytes into upstream
+// headers, or crash the proxy; oversized input gets a proper 4xx and an
+// oversized response is cut off under the limits.
+
+import { connect } from 'node:net';
+import { request as httpRequest } from 'node:http';
+import request from 'supertest';
+import { describe, expect, it } from 'vitest';
+import { faults } from '../src/testing/index.js';
+import { expressGateway, listen, rawGet, upstream } from './support.js';
+
+/** Sends `head` (and `body`) exactly as written and returns the whole raw answer. */
+async function raw(port: number, head: string, body = ''): Promise<string> {
+  const socket = connect(port, '127.0.0.1');
+  socket.write(head + body);
+  let answer = '';
+  socket.setEncoding('latin1').on('data', (chunk: string) => (answer += chunk));
+  socket.on('error', () => undefined);
+  await new Promise((resolve) => socket.once('close', resolve));
+  return answer;
+}
+
+const statusLine = (answer: string): string => answer.split('\r\n')[0] ?? '';
+
+describe('the request target cannot choose the upstream or its path', () => {
+  it('a `//host` path stays a path on the configured upstream', async () => {
+    const up = await upstream({ fallback: faults.echo() });
+    const gateway = await listen(expressGateway({ target: `${up.url}/v1` }));
+
+    const answer = await raw(gateway.port, 'GET /api//evil.example/steal HTTP/1.1\r\nhost: shop.example\r\nconnection: close\r\n\r\n');
+
+    expect(statusLine(answer)).toBe('HTTP/1.1 200 OK');
+    expect(up.requests.map((r) => [r.url, r.headers.host])).toStrictEqual([['/v1//evil.example/steal', 'shop.example']]);
+  });
+
+  it.each([
+    '/api/../admin',
+    '/api/./admin',
+    '/api/x/../../admin',
+    '/api/%2e%2e/admin',
+    '/api/%2E%2E/admin',
+    '/api/.%2e/admin',
+    '/api/x/..%2fadmin',
+    '/api/x/..%2Fadmin',
+    '/api/x/%2e%2e%5cadmin',
+    '/api/x/..\\admin',
+    '/api/..',
+    '/api/x?next=/ok/../fine',
+  ])('%s: a dot-segment is refused with 400 REQUEST_INVALID before any upstream call', async (path) => {
+    const up = await upstream();
+    const gateway = await listen(expressGateway({ target: `${up.url}/v1`, name: 'orders' }));
+
+    const answer = await raw(gateway.port, `GET ${path} HTTP/1.1\r\nhost: x\r\nx-request-id: r1\r\nconnection: close\r\n\r\n`);
+
+    if (path.includes('?')) {
+      // Dots in the query are not path segments.
+      expect(statusLine(answer)).toBe('HTTP/1.1 200 OK');
+      return;
+    }
+    expect(statusLine(answer)).toBe('HTTP/1.1 400 Bad Request');
+    expect(answer).toContain('proxy-status: resilient-proxy; error=http_request_error');
+    expect(answer).toContain('"code":"REQUEST_INVALID"');
+    expect(up.requests).toHaveLength(0);
+  });
+
+  it.each(['/api/file.txt', '/api/a..b', '/api/...', '/api/a%2Fb', '/api/v1.2/x'])('%s is forwarded as it is', async (path) => {
+    const up = await upstream({ fallback: faults.echo() });
+    const gateway = await listen(expressGateway({ target: `${up.url}/v1` }));
+
+    const answer = await raw(gateway.port, `GET ${path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n`);
+
+    expect(statusLine(answer)).toBe('HTTP/1.1 200 OK');
+    expect(up.requests[0]?.url).toBe(`/v1${path.slice('/api'.length)}`);
+  });
+});
+
+describe('headers', () => {
+  it.each([
+    ['a CR LF in a header value', 'x-evil: a\r\n b\r\n'],
+    ['a NUL in a header value', 'x-evil: a\u0000b\r\n'],
+    ['a header name with a space', 'x evil: 1\r\n'],
+  ])('%s never reaches the upstream: Node refuses the request', async (_name, header) => {
+    const up = await upstream();
+    const gateway = await listen(expressGateway({ target: up.url }));
+
+    const answer = await raw(gateway.port, `GET /api/x HTTP/1.1\r\nhost: x\r\n${header}connection: close\r\n\r\n`);
+
+    expect(statusLine(answer)).toBe('HTTP/1.1 400 Bad Request');
+    expect(up.requests).toHaveLength(0);
+    // The gateway is still up.
+    expect((await rawGet(`${gateway.url}/api/after`)).status).toBe(200);
+  });
+
+  it('oversized request headers get 431 from Node, and the gateway stays up', async () => {
+    const up = await upstream();
+    const gateway = await listen(expressGateway({ target: up.url }));
+
+    const answer = await raw(gateway.port, `GET /api/x HTTP/1.1\r\nhost: x\r\nx-big: ${'a'.repeat(20 * 1024)}\r\nconnection: close\r\n\r\n`);
+
+    expect(statusLine(answer)).toBe('HTTP/1.1 431 Request Header Fields Too Large');
+    expect(up.requests).toHaveLength(0);
+    expect((await rawGet(`${gateway.url}/api/after`)).status).toBe(200);
+  });
+
+  it('a spoofed X-Forwarded-For is appended to; spoofed X-Forwarded-Proto/Host are replaced unless trustProxy', async () => {
+    const up = await upstream({ fallback: faults.echo() });
+    const spoof = { 'x-forwarded-for': '6.6.6.6', 'x-forwarded-proto': 'https', 'x-forwarded-host': 'bank.example' };
+
+    const untrusted = await request(expressGateway({ target: up.url })).get('/api/x').set(spoof).set('host', 'shop.example');
+    const trusted = await request(expressGateway({ target: up.url, trustProxy: true })).get('/api/x').set(spoof).set('host', 'shop.example');
+
+    const seen = (r: request.Response) => (r.body as { headers: Record<string, string> }).headers;
+    expect(seen(untrusted)).toMatchObject({ 'x-forwarded-for': '6.6.6.6, 127.0.0.1', 'x-forwarded-proto': 'http', 'x-forwarded-host': 'shop.example' });
+    expect(seen(trusted)).toMatchObject({ 'x-forwarded-for': '6.6.6.6, 127.0.0.1', 'x-forwarded-proto': 'https', 'x-forwarded-host': 'bank.example' });
+  });
+});
+
+describe('size limits', () => {
+  it('a request body declared over limits.requestBodyBytes gets 413 before the upstream is called', async () => {
+    const up = await upstream();
+    const gateway = await listen(expressGateway({ target: up.url, name: 'orders', limits: { requestBodyBytes: 1024 } }));
+
+    const answer = await raw(gateway.port, 'POST /api/x HTTP/1.1\r\nhost: x\r\nx-request-id: r1\r\ncontent-length: 4096\r\nconnection: close\r\n\r\n', 'a'.repeat(4096));
+
+    expect(statusLine(answer)).toBe('HTTP/1.1 413 Payload Too Large');
+    expect(answer).toContain('"code":"REQUEST_TOO_LARGE"');
+    expect(answer).toContain('"detail":"The request body is larger than this proxy accepts."');
+    expect(up.requests).toHaveLength(0);
+  });
+
+  it('a chunked request body that grows past the limit is cut off with 413', async () => {
+    const up = await upstream({ fallback: faults.hang() });
+    const gateway = await listen(expressGateway({ target: up.url, limits: { requestBodyBytes: 64 * 1024 } }));
+
+    const status = await new Promise<number>((resolve, reject) => {
+      const client = httpRequest(`${gateway.url}/api/upload`, { method: 'POST', agent: false }, (res) => {
+        res.resume();
+        resolve(res.statusCode ?? 0);
+      });
+      client.once('error', reject);
+      const chunk = Buffer.alloc(16 * 1024, 'c');
+      const pump = (): void => {
+        while (client.write(chunk)) {
+          if (client.writableLength > 1024 * 1024) break;
+        }
+        if (!client.destroyed) client.once('drain', pump);
+      };
+      pump();
+    });
+
+    expect(status).toBe(413);
+  });
+
+  it('a response declared over limits.responseBodyBytes is answered 502 UPSTREAM_BAD_RESPONSE', async () => {
+    const up = await upstream({ fallback: faults.respond(200, Buffer.alloc(8192, 'r')) });
+    const response = await request(expressGateway({ target: up.url, retry: false, limits: { responseBodyBytes: 4096 } })).get('/api/x');
+
+    expect(response.status).toBe(502);
+    expect(response.headers['proxy-status']).toBe('resilient-proxy; error=http_response_body_size');
+    expect((response.body as { code: string }).code).toBe('UPSTREAM_BAD_RESPONSE');
+  });
+
+  it('an endless response body is cut off at the limit: the client sees a truncation', async () => {
+    const endless = faults.raw(`HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n${`4000\r\n${'e'.repeat(0x4000)}\r\n`.repeat(64)}`, 'hang');
+    const up = await upstream({ fallback: endless });
+    const gateway = await listen(expressGateway({ target: up.url, limits: { responseBodyBytes: 256 * 1024 } }));
+
+    const result = await rawGet(`${gateway.url}/api/stream`);
+
+    expect(result.status).toBe(200);
+    expect(result.ending).toBe('truncated');
+    expect(result.body.length).toBeLessThanOrEqual(256 * 1024);
+  });
+});

@@ -84,3 +84,32 @@ describe('the 502 contract, for every failure class', () => {
     expect(response.text).not.toContain('127.0.0.1');
   });
 });
+
+describe('nothing internal reaches the client', () => {
+  it.each(cases)('$code ($name): no host, address, port, error message or stack in the body or headers', async ({ setup, timeout, name }) => {
+    const { target, dispatcher } = await setup();
+    const errors: unknown[] = [];
+    const app = expressGateway({
+      target,
+      retry: false,
+      hooks: { onFailure: (event) => errors.push(event.error) },
+      ...(dispatcher && { dispatcher }),
+      ...(timeout && { timeout }),
+    });
+
+    const response = await request(app).get('/api/items').set('accept', name.length % 2 === 0 ? 'text/html' : 'application/json');
+
+    const exposed = JSON.stringify(response.headers) + response.text;
+    const { hostname, port } = new URL(target);
+    expect(exposed).not.toContain(hostname);
+    if (port !== '') expect(exposed).not.toContain(`:${port}`);
+    expect(exposed).not.toMatch(/\b(?:\d{1,3}\.){3}\d{1,3}\b/);
+    expect(exposed).not.toMatch(/\bat \S+ \(|node:internal|\.ts:\d+/);
+    // errno names (ECONNREFUSED…) and Node's, undici's and llhttp's own codes.
+    expect(exposed).not.toMatch(/\bE[A-Z]{4,}\b|\bERR_[A-Z_]+|UND_ERR|HPE_|getaddrinfo|socket hang up/);
+    for (const error of errors) {
+      const message = (error as { message?: unknown } | null)?.message;
+      if (typeof message === 'string' && message.length > 0) expect(exposed).not.toContain(message);
+    }
+  });
+});

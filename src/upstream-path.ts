@@ -14,8 +14,8 @@ const DOT_SEGMENT = /(?:^|[/\\])\.{1,2}(?:[/\\]|$)/;
  * climb out of it once the upstream resolves it.
  */
 function hasDotSegment(path: string): boolean {
+  if (!path.includes('.') && !path.includes('%')) return false;
   const pathOnly = path.split('?', 1)[0] ?? '';
-  if (!pathOnly.includes('.') && !pathOnly.includes('%')) return false;
   return DOT_SEGMENT.test(pathOnly.replace(/%2e/gi, '.').replace(/%2f/gi, '/').replace(/%5c/gi, '\\'));
 }
 

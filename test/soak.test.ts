@@ -23,6 +23,6 @@ describe('chaos soak (short)', () => {
     expect(report.outcomes['cut off after headers']).toBeGreaterThan(0);
     expect(report.inFlightAfter).toBe(0);
     expect(settledBack(report.handles.before, report.handles.after)).toBe(true);
-    expect(report.heapMiB.after - report.heapMiB.before).toBeLessThan(32);
+    expect(report.heapMiB.after - report.heapMiB.before).toBeLessThan(16);
   }, 120_000);
 });

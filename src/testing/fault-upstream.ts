@@ -143,14 +143,21 @@ export interface FaultUpstreamOptions {
   host?: string;
   /** Body bytes kept per recorded request. Default 1 MiB. */
   recordBodyBytes?: number;
+  /**
+   * Keep every request in `requests`. Default `true`; turn it off for long
+   * soaks, where the record would grow without bound (`requestCount` still counts).
+   */
+  recordRequests?: boolean;
 }
 
 export interface FaultUpstream {
   /** Base URL, e.g. `http://127.0.0.1:41234`. */
   readonly url: string;
   readonly port: number;
-  /** Every request received, in order. */
+  /** Every request received, in order (empty with `recordRequests: false`). */
   readonly requests: readonly RecordedRequest[];
+  /** How many requests were received. */
+  readonly requestCount: number;
   /** Connections accepted so far. */
   readonly connections: number;
   /** Queues behaviours for the next requests, in order. */
@@ -171,7 +178,9 @@ export async function startFaultUpstream(options: FaultUpstreamOptions = {}): Pr
   const waiters: { count: number; resolve: () => void }[] = [];
   const sockets = new Set<Socket>();
   let connections = 0;
-  const keep = options.recordBodyBytes ?? 1024 * 1024;
+  let requestCount = 0;
+  const recording = options.recordRequests ?? true;
+  const keep = recording ? (options.recordBodyBytes ?? 1024 * 1024) : 0;
 
   const onRequest = (req: IncomingMessage, res: ServerResponse): void => {
     const socket = req.socket;
@@ -187,8 +196,9 @@ export async function startFaultUpstream(options: FaultUpstreamOptions = {}): Pr
     req.once('end', () => {
       const body = Buffer.concat(kept);
       (req as IncomingMessage & { recordedBody?: Buffer }).recordedBody = body;
-      const index = requests.length;
-      requests.push({
+      const index = requestCount;
+      requestCount += 1;
+      if (recording) requests.push({
         method: req.method ?? '',
         url: req.url ?? '',
         headers: req.headers,
@@ -197,7 +207,7 @@ export async function startFaultUpstream(options: FaultUpstreamOptions = {}): Pr
         bodySha256: hash.digest('hex'),
         closed: closedPromise(socket),
       });
-      for (const waiter of waiters.filter((w) => requests.length >= w.count)) {
+      for (const waiter of waiters.filter((w) => requestCount >= w.count)) {
         waiters.splice(waiters.indexOf(waiter), 1);
         waiter.resolve();
       }
@@ -230,6 +240,9 @@ export async function startFaultUpstream(options: FaultUpstreamOptions = {}): Pr
     get connections() {
       return connections;
     },
+    get requestCount() {
+      return requestCount;
+    },
     enqueue(...behaviours) {
       queue.push(...behaviours);
       return upstream;
@@ -239,7 +252,7 @@ export async function startFaultUpstream(options: FaultUpstreamOptions = {}): Pr
       return upstream;
     },
     waitForRequests(count) {
-      if (requests.length >= count) return Promise.resolve();
+      if (requestCount >= count) return Promise.resolve();
       return new Promise((resolve) => waiters.push({ count, resolve }));
     },
     async close() {

@@ -176,7 +176,8 @@ export async function runSoak(options: SoakOptions): Promise<SoakReport> {
 
   // The upstream: each attempt draws its behaviour from (request id, attempt).
   const seenPosts = new Map<string, number>();
-  const upstream = await startFaultUpstream({ recordBodyBytes: 0 });
+  // Not recording requests: the heap must show what the proxy keeps, not the test.
+  const upstream = await startFaultUpstream({ recordRequests: false });
   const chaos: Behaviour = (context) => {
     const id = String(context.req.headers['x-request-id']);
     const attempt = String(context.req.headers['x-attempt-count'] ?? '1');
@@ -321,6 +322,7 @@ export async function runSoak(options: SoakOptions): Promise<SoakReport> {
   const inFlightAfter = registry.get('chaos')?.inFlight ?? 0;
   front.idle();
   await upstream.close();
+  seenPosts.clear();
   // Closing sockets takes a few turns of the event loop.
   for (let waited = 0; waited < 100 && !settledBack(handlesBefore, resources()); waited += 1) await new Promise((r) => setTimeout(r, 20));
   gc();

@@ -133,10 +133,10 @@ interface Sample {
   p99: number;
 }
 
-async function load(url: string, seconds: number): Promise<Sample> {
+async function load(url: string, seconds: number, label = url): Promise<Sample> {
   const result = await autocannon({ url, connections: settings.connections, duration: seconds, pipelining: 1 });
   if (result.errors > 0 || result.non2xx > 0 || result.timeouts > 0) {
-    throw new Error(`${url}: ${result.errors} errors, ${result.non2xx} non-2xx, ${result.timeouts} timeouts`);
+    throw new Error(`${label} (${url}): ${result.errors} errors, ${result.non2xx} non-2xx, ${result.timeouts} timeouts; codes ${JSON.stringify(result.statusCodeStats)}`);
   }
   return { rps: result.requests.average, p50: result.latency.p50, p99: result.latency.p99 };
 }
@@ -226,8 +226,18 @@ async function main(): Promise<void> {
   const reference = await nginx(upstream.url);
   if (reference !== null) contenders.push(reference);
 
-  // Warm every path (JIT, keep-alive pools) before measuring.
-  for (const size of settings.sizes) for (const contender of contenders) await load(`${contender.url}/${size}`, 1);
+  // Warm every path (JIT, keep-alive pools) before measuring. Warm-up is not
+  // measured: a socket error here is reported, not fatal. Measured rounds
+  // must be clean.
+  const notes: string[] = [];
+
+  for (const size of settings.sizes) {
+    for (const contender of contenders) {
+      await load(`${contender.url}/${size}`, 1, contender.label).catch((error: unknown) => {
+        notes.push(`warm-up: ${String(error)}`);
+      });
+    }
+  }
 
   const samples = new Map<string, Sample[]>();
   for (const size of settings.sizes) {
@@ -236,7 +246,16 @@ async function main(): Promise<void> {
       const order = contenders.map((_, i) => contenders[(i + round) % contenders.length] as Contender);
       for (const contender of order) {
         const key = `${size}:${contender.id}`;
-        samples.set(key, [...(samples.get(key) ?? []), await load(`${contender.url}/${size}`, settings.seconds)]);
+        const measured = load(`${contender.url}/${size}`, settings.seconds, contender.label);
+        // A smoke run only proves the benchmark works: it reports socket errors
+        // instead of failing on them. A full run must be clean.
+        const sample = smoke
+          ? await measured.catch((error: unknown) => {
+              notes.push(`smoke: ${String(error)}`);
+              return { rps: 0, p50: 0, p99: 0 };
+            })
+          : await measured;
+        samples.set(key, [...(samples.get(key) ?? []), sample]);
       }
     }
   }
@@ -297,6 +316,7 @@ async function main(): Promise<void> {
   for (const row of amplification.results) print(`| ${row.label} | ${row.hits} | ${row.ratio.toFixed(3)} |`);
 
   print();
+  for (const note of notes) print(note);
   print(`nginx: ${reference === null ? 'not installed, skipped (apt-get install nginx-light to include it)' : 'included'}. Total time ${((performance.now() - started) / 1000).toFixed(0)} s.`);
   console.log(lines.join('\n'));
 }

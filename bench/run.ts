@@ -16,6 +16,7 @@ import { setTimeout as delay } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import autocannon from 'autocannon';
 import type { Kind } from './servers.js';
+import { writeBytes } from './write-bytes.js';
 
 const smoke = process.argv.includes('--smoke');
 const settings = smoke
@@ -175,7 +176,6 @@ async function streamingRss(url: string, pid: number, bytes: number): Promise<{ 
         .end();
     }),
   );
-  const chunk = Buffer.alloc(64 * 1024, 'u');
   const upload = await sampleWhile(
     new Promise<void>((resolve, reject) => {
       const req = request(`${url}/sink`, { method: 'POST', headers: { 'content-length': bytes } }, (res) => {
@@ -184,19 +184,7 @@ async function streamingRss(url: string, pid: number, bytes: number): Promise<{ 
         res.once('end', () => (Number(text) === bytes ? resolve() : reject(new Error(`uploaded ${text} of ${bytes}`))));
       });
       req.once('error', reject);
-      let sent = 0;
-      const pump = (): void => {
-        while (sent < bytes) {
-          const piece = chunk.subarray(0, Math.min(chunk.length, bytes - sent));
-          sent += piece.length;
-          if (!req.write(piece)) {
-            req.once('drain', pump);
-            return;
-          }
-        }
-        req.end();
-      };
-      pump();
+      writeBytes(req, bytes);
     }),
   );
   return { download, upload };

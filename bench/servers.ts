@@ -13,6 +13,7 @@ import { Agent as HttpAgent } from 'node:http';
 import { Pool } from 'undici';
 import { createProxy, UpstreamRegistry } from 'resilient-proxy';
 import { fastifyProxy } from 'resilient-proxy/fastify';
+import { writeBytes } from './write-bytes.js';
 
 export const KINDS = ['upstream', 'bare-undici', 'bare-undici-express', 'rp-node', 'rp-express', 'hpm-express', 'rp-fastify', 'fastify-http-proxy', 'rp-open-circuit', 'rp-refused'] as const;
 export type Kind = (typeof KINDS)[number];
@@ -23,7 +24,6 @@ const bodies = new Map([
   ['/1k', Buffer.alloc(KiB, 'k')],
   ['/1m', Buffer.alloc(MiB, 'm')],
 ]);
-const chunk = Buffer.alloc(64 * KiB, 'g');
 
 /** The upstream: fixed 1 KiB and 1 MiB bodies, a streamed download of any size, an upload sink, a 503. */
 const upstream: RequestListener = (req, res) => {
@@ -38,19 +38,7 @@ const upstream: RequestListener = (req, res) => {
   if (download) {
     const total = Number(download[1]);
     res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': total });
-    let sent = 0;
-    const pump = (): void => {
-      while (sent < total) {
-        const piece = chunk.subarray(0, Math.min(chunk.length, total - sent));
-        sent += piece.length;
-        if (!res.write(piece)) {
-          res.once('drain', pump);
-          return;
-        }
-      }
-      res.end();
-    };
-    pump();
+    writeBytes(res, total);
     return;
   }
   if (url === '/sink') {

@@ -89,13 +89,27 @@ describe('the status option', () => {
 });
 
 describe('hooks', () => {
-  it('a hook that throws never breaks the response', async () => {
+  it('a hook that throws never breaks the response, and is reported once as a process warning', async () => {
     const onFailure = () => {
       throw new Error('logging is down');
     };
-    const response = await request(expressGateway({ target: await refusedUrl(), hooks: { onFailure } })).get('/api/x');
-    expect(response.status).toBe(502);
-    expect((response.body as { code: string }).code).toBe('UPSTREAM_CONNECT_REFUSED');
+    const warnings: Error[] = [];
+    const collect = (warning: Error): void => {
+      warnings.push(warning);
+    };
+    process.on('warning', collect);
+    const app = expressGateway({ target: await refusedUrl(), hooks: { onFailure } });
+
+    const first = await request(app).get('/api/x');
+    const second = await request(app).get('/api/x');
+    await new Promise((resolve) => setImmediate(resolve));
+    process.off('warning', collect);
+
+    expect([first.status, second.status]).toStrictEqual([502, 502]);
+    expect((first.body as { code: string }).code).toBe('UPSTREAM_CONNECT_REFUSED');
+    expect(warnings.map((w) => [(w as Error & { code?: string }).code, w.message])).toStrictEqual([
+      ['RESILIENT_PROXY_HOOK_ERROR', 'A resilient-proxy hook threw; it is ignored: Error: logging is down'],
+    ]);
   });
 
   it('onFailure gets the internal detail that the client never sees', async () => {

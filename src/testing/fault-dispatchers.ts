@@ -2,8 +2,8 @@
 // a connect that never completes, a closed port — produced on loopback by
 // undici dispatchers to pass as the proxy's `dispatcher` option.
 
-import { once } from 'node:events';
-import { createServer, type AddressInfo } from 'node:net';
+import { readFileSync } from 'node:fs';
+import { connect } from 'node:net';
 import { Agent } from 'undici';
 
 function systemError(code: string, syscall: string, message: string): NodeJS.ErrnoException {
@@ -40,13 +40,40 @@ export function unreachableDispatcher(code = 'EHOSTUNREACH'): Agent {
   });
 }
 
-/** A loopback URL on which nothing listens: connecting to it is refused. */
+/** The first port of the kernel's ephemeral range, from which port-0 listeners are served. */
+function ephemeralStart(): number {
+  try {
+    const low = Number(readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/)[0]);
+    if (Number.isInteger(low) && low > 2048) return low;
+  } catch {
+    // Not Linux: fall through to the IANA default.
+  }
+  return 49152;
+}
+
+function refuses(host: string, port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = connect(port, host);
+    socket.once('connect', () => {
+      socket.destroy();
+      resolve(false);
+    });
+    socket.once('error', (error: NodeJS.ErrnoException) => resolve(error.code === 'ECONNREFUSED'));
+  });
+}
+
+/**
+ * A loopback URL on which nothing listens: connecting to it is refused. The
+ * port lies below the ephemeral range, so no listener on port 0 (another test
+ * running in parallel, say) can be handed it a moment later, as it could a
+ * port just freed by closing a server.
+ */
 export async function refusedUrl(host = '127.0.0.1'): Promise<string> {
-  const server = createServer();
-  server.listen(0, host);
-  await once(server, 'listening');
-  const { port } = server.address() as AddressInfo;
-  server.close();
-  await once(server, 'close');
-  return `http://${host.includes(':') ? `[${host}]` : host}:${port}`;
+  const high = ephemeralStart();
+  const low = Math.min(10_000, high - 1024);
+  for (let tries = 0; tries < 100; tries += 1) {
+    const port = low + Math.floor(Math.random() * (high - low));
+    if (await refuses(host, port)) return `http://${host.includes(':') ? `[${host}]` : host}:${port}`;
+  }
+  throw new Error(`no port in ${low}-${high - 1} refused connections on ${host}`);
 }

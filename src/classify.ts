@@ -9,8 +9,9 @@ import { FAILURES, type FailureCode, type ProxyStatusError } from './failures.js
  * Where an attempt was when it failed.
  * - `connect`: DNS, TCP and TLS; no byte of the request has been written.
  * - `request`: the request is being written to the upstream.
- * - `response`: the request was sent; waiting for response headers.
- * - `body`: response headers were sent to the client; streaming the body.
+ * - `response`: the request was sent; waiting for the response, up to its
+ *   first body byte (until then nothing has reached the client).
+ * - `body`: the response has started to reach the client; streaming the body.
  */
 export type Phase = 'connect' | 'request' | 'response' | 'body';
 

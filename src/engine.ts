@@ -3,7 +3,7 @@
 // timers (undici's fire up to a second late) and respects backpressure in
 // both directions. An attempt settles exactly once.
 
-import type { IncomingHttpHeaders, ServerResponse } from 'node:http';
+import type { IncomingHttpHeaders, OutgoingHttpHeaders, ServerResponse } from 'node:http';
 import type { Readable } from 'node:stream';
 import { Pool, type Dispatcher } from 'undici';
 import type { Phase } from './classify.js';
@@ -65,6 +65,8 @@ export class Attempt implements Dispatcher.DispatchHandler {
   #discarding: { statusCode: number; headers: IncomingHttpHeaders; bytes: number } | null = null;
   /** Body bytes seen so far: the upload's while it is sent, then the response's. */
   #bytes = 0;
+  /** The upstream's response head, not yet sent to the client. */
+  #pending: { statusCode: number; headers: OutgoingHttpHeaders } | null = null;
   #resolve!: (outcome: AttemptOutcome) => void;
   readonly #spec: AttemptSpec;
 
@@ -149,21 +151,32 @@ export class Attempt implements Dispatcher.DispatchHandler {
       this.#cancelUpstream(error);
       return;
     }
-    const res = this.#spec.res;
-    const forwarded = clientResponseHeaders(headers);
-    try {
-      res.writeHead(statusCode, forwarded);
-    } catch (error) {
-      // A header value Node refuses to send (the upstream's fault); drop what
-      // was set so the error response carries none of it.
-      for (const name in forwarded) res.removeHeader(name);
-      this.#settle({ kind: 'failed', error, phase: 'response' });
-      controller.abort(error as Error);
-      return;
-    }
-    this.#phase = 'body';
+    // Held back until the first body byte (or the end): Node only puts
+    // headers on the wire with the body, so until then the client has
+    // received nothing, and a failure can still be answered with the contract.
+    this.#pending = { statusCode, headers: clientResponseHeaders(headers) };
     this.#bytes = 0;
     this.#arm('idle');
+  }
+
+  /** Sends the held-back response head to the client; `false` when Node refuses it (the attempt is then failed). */
+  #commit(): boolean {
+    const pending = this.#pending;
+    if (pending === null) return true;
+    this.#pending = null;
+    const res = this.#spec.res;
+    try {
+      res.writeHead(pending.statusCode, pending.headers);
+    } catch (error) {
+      // A status or header value Node refuses to send (the upstream's fault);
+      // drop what was set so the error response carries none of it.
+      for (const name in pending.headers) res.removeHeader(name);
+      this.#settle({ kind: 'failed', error, phase: 'response' });
+      this.#cancelUpstream(error as Error);
+      return false;
+    }
+    this.#phase = 'body';
+    return true;
   }
 
   onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
@@ -180,6 +193,7 @@ export class Attempt implements Dispatcher.DispatchHandler {
       this.abort(new LimitExceededError('response', limit));
       return;
     }
+    if (!this.#commit()) return;
     if (!this.#spec.res.write(chunk)) {
       // The client reads slower than the upstream sends: wait for it, and do
       // not count its slowness against the upstream.
@@ -195,6 +209,7 @@ export class Attempt implements Dispatcher.DispatchHandler {
       this.#endDiscard();
       return;
     }
+    if (!this.#commit()) return;
     this.#spec.res.end();
     this.#settle({ kind: 'delivered' });
   }

@@ -9,6 +9,10 @@ import { classifyError, createProxy, FAILURE_CODES, type Phase, type ProxyOption
 import { faults } from '../src/testing/index.js';
 import { expressGateway, listen, rawGet, testRegistry, upstream } from './support.js';
 
+// A fixed seed keeps every run exploring the same inputs: a failure here is
+// reproducible, never a flake. Change it locally to explore further.
+const SEED = 20_261_121;
+
 const phases: Phase[] = ['connect', 'request', 'response', 'body'];
 const knownCodes = ['ECONNREFUSED', 'ECONNRESET', 'ENOTFOUND', 'EAI_AGAIN', 'ETIMEDOUT', 'EPIPE', 'EHOSTUNREACH', 'EACCES', 'EPROTO', 'UND_ERR_SOCKET', 'HPE_INVALID_STATUS', 'CERT_HAS_EXPIRED', 'ERR_TLS_CERT_ALTNAME_INVALID', 'UND_ERR_HEADERS_OVERFLOW'];
 
@@ -35,7 +39,7 @@ describe('classifyError, for any error and phase', () => {
         expect(proxyStatus).toMatch(/^[a-z_]+$/);
         if (phase === 'body') expect(code).toBe('UPSTREAM_RESPONSE_INCOMPLETE');
       }),
-      { numRuns: 2000 },
+      { numRuns: 2000, seed: SEED },
     );
   });
 });
@@ -66,10 +70,10 @@ describe('option validation, for any options', () => {
           built.push(createProxy({ ...(options as ProxyOptions), registry }));
         } catch (error) {
           expect(error).toBeInstanceOf(TypeError);
-          expect((error as Error).message).toMatch(/^(?:Expected `[\w.]+` to be |Unknown option `[^`]+`\. Known options: )/);
+          expect((error as Error).message).toMatch(/^(?:Expected `[\w.]+` to be |Unknown option `.+`\. Known options: )/);
         }
       }),
-      { numRuns: 1000 },
+      { numRuns: 1000, seed: SEED },
     );
     await Promise.all(built.map((proxy) => proxy.close()));
   });
@@ -99,7 +103,7 @@ describe('random bytes from the upstream', () => {
           expect(['complete', 'truncated']).toContain(result.ending);
         }
       }),
-      { numRuns: 60 },
+      { numRuns: 60, seed: SEED },
     );
   });
 });

@@ -73,6 +73,36 @@ describe('a response that breaks after its headers were sent', () => {
   });
 });
 
+describe('an upstream that breaks after its headers but before any body byte', () => {
+  // Nothing has reached the client yet (Node sends headers with the first body
+  // byte), so this is still a failure before headers: the contract, and a retry when safe.
+  const headThenReset = faults.raw('HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\n', 'reset');
+  const headThenSilence = faults.raw('HTTP/1.1 200 OK\r\n*:\r\n\r\n', 'hang');
+
+  it.each([
+    { name: 'reset', behaviour: headThenReset, code: 'UPSTREAM_RESET', proxyStatus: 'connection_terminated' },
+    { name: 'silence past the idle timeout', behaviour: headThenSilence, code: 'UPSTREAM_RESPONSE_TIMEOUT', proxyStatus: 'http_response_timeout' },
+  ])('$name: the client gets the 502 contract, not a cut connection', async ({ behaviour, code, proxyStatus }) => {
+    const { url } = await upstream({ fallback: behaviour });
+    const gateway = await listen(expressGateway({ target: url, retry: false, timeout: { idle: 100 } }));
+
+    const result = await rawGet(`${gateway.url}/api/x`);
+
+    expect([result.status, result.ending, result.headers['proxy-status']]).toStrictEqual([502, 'complete', `resilient-proxy; error=${proxyStatus}`]);
+    expect((JSON.parse(result.body.toString()) as { code: string }).code).toBe(code);
+  });
+
+  it('a GET is retried, and the client sees only the good answer', async () => {
+    const up = await upstream({ fallback: faults.respond(200, 'second try') });
+    up.enqueue(headThenReset);
+
+    const response = await request(expressGateway({ target: up.url, retry: { minDelay: 1, maxDelay: 1 } })).get('/api/x');
+
+    expect([response.status, response.text]).toStrictEqual([200, 'second try']);
+    expect(up.requests).toHaveLength(2);
+  });
+});
+
 describe('a client that disconnects', () => {
   async function abortAfter(behaviour: Behaviour, when: 'request-sent' | 'first-byte') {
     const up = await upstream({ fallback: behaviour });

@@ -54,7 +54,7 @@ function isStream(body: AttemptSpec['body']): body is Readable {
 }
 
 export class Attempt implements Dispatcher.DispatchHandler {
-  readonly promise: Promise<AttemptOutcome>;
+  readonly #promise: Promise<AttemptOutcome>;
   #phase: Phase = 'connect';
   #settled = false;
   #reason: Error | null = null;
@@ -72,13 +72,9 @@ export class Attempt implements Dispatcher.DispatchHandler {
 
   constructor(spec: AttemptSpec) {
     this.#spec = spec;
-    this.promise = new Promise((resolve) => {
+    this.#promise = new Promise((resolve) => {
       this.#resolve = resolve;
     });
-  }
-
-  get phase(): Phase {
-    return this.#phase;
   }
 
   start(): Promise<AttemptOutcome> {
@@ -100,7 +96,7 @@ export class Attempt implements Dispatcher.DispatchHandler {
     } catch (error) {
       this.#settle({ kind: 'failed', error, phase: 'connect' });
     }
-    return this.promise;
+    return this.#promise;
   }
 
   /** Ends the attempt from outside (client gone, deadline). Safe to call at any time. */
@@ -133,7 +129,7 @@ export class Attempt implements Dispatcher.DispatchHandler {
   }
 
   onResponseStart(
-    controller: Dispatcher.DispatchController,
+    _controller: Dispatcher.DispatchController,
     statusCode: number,
     headers: IncomingHttpHeaders,
   ): void {

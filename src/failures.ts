@@ -23,6 +23,11 @@ export const FAILURE_CODES = [
 
 export type FailureCode = (typeof FAILURE_CODES)[number];
 
+/** Whether `code` is one of the public failure codes (for users' own guards). */
+export function isFailureCode(code: unknown): code is FailureCode {
+  return typeof code === 'string' && (FAILURE_CODES as readonly string[]).includes(code);
+}
+
 /** RFC 9209 §2.3 proxy error types used by this library. */
 export type ProxyStatusError =
   | 'dns_error'

@@ -1,7 +1,6 @@
 export { createProxy, type ResilientProxy, type NextFunction } from './proxy.js';
 export {
   DEFAULTS,
-  isFailureCode,
   type ProxyOptions,
   type TimeoutOptions,
   type ProxyHooks,
@@ -14,6 +13,6 @@ export {
 export { UpstreamRegistry, defaultRegistry, type UpstreamSnapshot } from './registry.js';
 export type { BreakerOptions, BreakerState, BreakerStateChange, BreakerStats } from './breaker.js';
 export type { RetryBudgetOptions } from './retry-budget.js';
-export { FAILURE_CODES, FAILURES, rfc9209Status, type FailureCode, type ProxyStatusError } from './failures.js';
+export { FAILURE_CODES, FAILURES, isFailureCode, rfc9209Status, type FailureCode, type ProxyStatusError } from './failures.js';
 export { classifyError, type Classification, type Phase } from './classify.js';
 export type { ProblemDetails } from './problem.js';

@@ -4,7 +4,7 @@
 
 import type { Dispatcher } from 'undici';
 import type { Phase } from './classify.js';
-import { FAILURE_CODES, type FailureCode, type ProxyStatusError } from './failures.js';
+import type { FailureCode, ProxyStatusError } from './failures.js';
 import type { BreakerOptions, BreakerStateChange } from './breaker.js';
 import { defaultRegistry, UpstreamRegistry } from './registry.js';
 import type { RetryBudgetOptions } from './retry-budget.js';
@@ -506,9 +506,4 @@ export function resolveOptions(options: unknown): ResolvedOptions {
     registry: resolveRegistry(options.registry) ?? defaultRegistry,
     hooks: Object.freeze(resolveHooks(options.hooks)),
   });
-}
-
-/** Whether `code` is one of the public failure codes (for users' own guards). */
-export function isFailureCode(code: unknown): code is FailureCode {
-  return typeof code === 'string' && (FAILURE_CODES as readonly string[]).includes(code);
 }

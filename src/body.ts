@@ -4,12 +4,12 @@
 // body that cannot be rebuilt is a configuration error, never a hang.
 
 import type { IncomingMessage } from 'node:http';
-import type { Readable } from 'node:stream';
+import { Readable } from 'node:stream';
 import { buffer } from 'node:stream/consumers';
 import { BodyNotReplayableError, ClientAbortedError } from './errors.js';
 
 export interface RequestBody {
-  readonly body: Buffer | Readable | null;
+  readonly body: Buffer | ClientBody | null;
   /** Set when the body was rebuilt: the headers must describe the new bytes. */
   readonly rebuilt: boolean;
   /** Whether the same bytes can be sent again on a retry. */
@@ -59,6 +59,69 @@ function encodeForm(parsed: object): Buffer | null {
   return Buffer.from(params.toString());
 }
 
+/**
+ * The client's request body as a stream the engine may destroy. undici
+ * destroys the body stream it was given once the upstream exchange ends, and
+ * destroying an `IncomingMessage` takes its socket with it (`req.socket`
+ * becomes `null`, and loggers such as morgan then crash reading `req.ip`).
+ * This stream reads the request with backpressure and, when destroyed,
+ * only lets go of it: the request and its socket stay the app's.
+ */
+export class ClientBody extends Readable {
+  readonly #req: IncomingMessage;
+  /**
+   * Told of every chunk as it is read from the client, before anyone else
+   * sees it (a 'data' listener added later could miss what the stream had
+   * already buffered).
+   */
+  onProgress: ((chunk: Buffer) => void) | null = null;
+
+  constructor(req: IncomingMessage) {
+    super();
+    this.#req = req;
+    // Paused first, so that adding the 'data' listener does not start the flow.
+    req.pause();
+    req.on('data', this.#onData);
+    req.once('end', this.#onEnd);
+    req.once('error', this.#onAbort);
+    req.once('close', this.#onClose);
+  }
+
+  override _read(): void {
+    this.#req.resume();
+  }
+
+  override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {
+    const req = this.#req;
+    req.off('data', this.#onData);
+    req.off('end', this.#onEnd);
+    req.off('error', this.#onAbort);
+    req.off('close', this.#onClose);
+    // What nobody will read is drained, as Node does for an unread body, so
+    // the connection can serve its next request.
+    if (!req.readableEnded && !req.destroyed) req.resume();
+    callback(error);
+  }
+
+  readonly #onData = (chunk: Buffer): void => {
+    this.onProgress?.(chunk);
+    if (this.destroyed) return;
+    if (!this.push(chunk)) this.#req.pause();
+  };
+
+  readonly #onEnd = (): void => {
+    this.push(null);
+  };
+
+  readonly #onAbort = (): void => {
+    this.destroy(new ClientAbortedError());
+  };
+
+  readonly #onClose = (): void => {
+    if (!this.#req.readableEnded) this.#onAbort();
+  };
+}
+
 /** A body a framework's parser already read, and its raw bytes or text when it kept them. */
 export interface ParsedBody {
   readonly parsed: unknown;
@@ -103,5 +166,5 @@ export async function requestBody(req: IncomingMessage, replayLimit: number | nu
       throw new ClientAbortedError();
     }
   }
-  return { body: req, rebuilt: false, replayable: false };
+  return { body: new ClientBody(req), rebuilt: false, replayable: false };
 }

@@ -4,8 +4,8 @@
 // both directions. An attempt settles exactly once.
 
 import type { IncomingHttpHeaders, OutgoingHttpHeaders, ServerResponse } from 'node:http';
-import type { Readable } from 'node:stream';
 import { Pool, type Dispatcher } from 'undici';
+import type { ClientBody } from './body.js';
 import type { Phase } from './classify.js';
 import { LimitExceededError, ProxyTimeoutError, type TimerKind } from './errors.js';
 import { clientResponseHeaders } from './headers.js';
@@ -28,7 +28,7 @@ export interface AttemptSpec {
   readonly path: string;
   readonly method: string;
   readonly headers: Record<string, string | string[]>;
-  readonly body: Buffer | Readable | null;
+  readonly body: Buffer | ClientBody | null;
   readonly timeout: Readonly<TimeoutOptions>;
   readonly failureStatuses: ReadonlySet<number>;
   readonly limits: Readonly<LimitOptions>;
@@ -49,7 +49,7 @@ class DiscardedResponse extends Error {
 // reused; one larger than this is not worth reading.
 const DISCARD_LIMIT = 64 * 1024;
 
-function isStream(body: AttemptSpec['body']): body is Readable {
+function isStream(body: AttemptSpec['body']): body is ClientBody {
   return body !== null && !Buffer.isBuffer(body);
 }
 
@@ -118,11 +118,7 @@ export class Attempt implements Dispatcher.DispatchHandler {
     if (isStream(body) && !body.readableEnded) {
       this.#arm('idle');
       body.once('end', this.#onRequestSent);
-      // undici attaches its own 'data' listener right after this callback
-      // returns; ours must come after it so it never starts the flow early.
-      queueMicrotask(() => {
-        if (!this.#settled && this.#phase === 'request') body.on('data', this.#onUploadProgress);
-      });
+      body.onProgress = this.#onUploadProgress;
     } else {
       this.#onRequestSent();
     }
@@ -286,7 +282,7 @@ export class Attempt implements Dispatcher.DispatchHandler {
     const body = this.#spec.body;
     if (isStream(body)) {
       body.off('end', this.#onRequestSent);
-      body.off('data', this.#onUploadProgress);
+      body.onProgress = null;
     }
   }
 

@@ -7,6 +7,7 @@ import type { IncomingMessage } from 'node:http';
 import { Readable } from 'node:stream';
 import { buffer } from 'node:stream/consumers';
 import { BodyNotReplayableError, ClientAbortedError } from './errors.js';
+import { mediaType, rebuildBody, type ParsedBody } from './parsed-body.js';
 
 export interface RequestBody {
   readonly body: Buffer | ClientBody | null;
@@ -21,42 +22,6 @@ const NO_BODY: RequestBody = { body: null, rebuilt: false, replayable: true };
 export function hasRequestBody(req: IncomingMessage): boolean {
   const length = req.headers['content-length'];
   return req.headers['transfer-encoding'] !== undefined || (length !== undefined && length !== '0');
-}
-
-function mediaType(req: IncomingMessage): string {
-  return (req.headers['content-type'] ?? '').split(';')[0]?.trim().toLowerCase() ?? '';
-}
-
-function charsetOf(req: IncomingMessage): BufferEncoding {
-  const match = /;\s*charset\s*=\s*"?([\w-]+)"?/i.exec(req.headers['content-type'] ?? '');
-  const charset = match?.[1]?.toLowerCase();
-  if (charset === 'latin1' || charset === 'iso-8859-1') return 'latin1';
-  return 'utf8';
-}
-
-// The bracket syntax of the `qs` module (express.urlencoded({ extended: true })).
-function appendForm(params: URLSearchParams, key: string, value: unknown): boolean {
-  if (value === null || value === undefined) {
-    params.append(key, '');
-    return true;
-  }
-  if (typeof value === 'string' || typeof value === 'number' || typeof value === 'boolean') {
-    params.append(key, String(value));
-    return true;
-  }
-  if (Array.isArray(value)) return value.every((item, index) => appendForm(params, `${key}[${index}]`, item));
-  if (typeof value === 'object') {
-    return Object.entries(value).every(([name, item]) => appendForm(params, `${key}[${name}]`, item));
-  }
-  return false;
-}
-
-function encodeForm(parsed: object): Buffer | null {
-  const params = new URLSearchParams();
-  for (const [key, value] of Object.entries(parsed)) {
-    if (!appendForm(params, key, value)) return null;
-  }
-  return Buffer.from(params.toString());
 }
 
 /**
@@ -122,25 +87,6 @@ export class ClientBody extends Readable {
   };
 }
 
-/** A body a framework's parser already read, and its raw bytes or text when it kept them. */
-export interface ParsedBody {
-  readonly parsed: unknown;
-  readonly raw?: unknown;
-}
-
-function rebuild(req: IncomingMessage, { parsed, raw }: ParsedBody): Buffer | null {
-  // A raw copy kept by the app or the parser is the exact bytes.
-  if (Buffer.isBuffer(raw)) return raw;
-  if (typeof raw === 'string') return Buffer.from(raw, charsetOf(req));
-  if (Buffer.isBuffer(parsed)) return parsed;
-  if (typeof parsed === 'string') return Buffer.from(parsed, charsetOf(req));
-  if (typeof parsed !== 'object' || parsed === null) return null;
-  const type = mediaType(req);
-  if (type === 'application/json' || type.endsWith('+json')) return Buffer.from(JSON.stringify(parsed));
-  if (type === 'application/x-www-form-urlencoded') return encodeForm(parsed);
-  return null;
-}
-
 /**
  * The body to send. With `replayLimit` (retries on), a body whose
  * Content-Length is within it is read into memory first so that every
@@ -153,7 +99,7 @@ export async function requestBody(req: IncomingMessage, replayLimit: number | nu
   if (req.readableEnded) {
     // Express's parsers leave what they read on the request itself.
     const onRequest = req as IncomingMessage & { body?: unknown; rawBody?: unknown };
-    const bytes = rebuild(req, parsed ?? { parsed: onRequest.body, raw: onRequest.rawBody });
+    const bytes = rebuildBody(req, parsed ?? { parsed: onRequest.body, raw: onRequest.rawBody });
     if (bytes === null) throw new BodyNotReplayableError(mediaType(req));
     return { body: bytes, rebuilt: true, replayable: true };
   }

@@ -16,3 +16,4 @@ export type { RetryBudgetOptions } from './retry-budget.js';
 export { FAILURE_CODES, FAILURES, isFailureCode, rfc9209Status, type FailureCode, type ProxyStatusError } from './failures.js';
 export { classifyError, type Classification, type Phase } from './classify.js';
 export type { ProblemDetails } from './problem.js';
+export { keepRawBody } from './parsed-body.js';

@@ -7,9 +7,10 @@ import { request as httpRequest } from 'node:http';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import express from 'express';
+import express4 from 'express4';
 import request from 'supertest';
 import { describe, expect, it } from 'vitest';
-import type { FailureEvent } from '../src/index.js';
+import { keepRawBody, type FailureEvent } from '../src/index.js';
 import { faults, type Behaviour } from '../src/testing/index.js';
 import { expressGateway, listen, proxy, rawGet, upstream } from './support.js';
 
@@ -306,5 +307,52 @@ describe('bodies already read by a body parser', () => {
     const [recorded] = up.requests;
     expect(recorded?.body.toString('latin1')).toBe(expected);
     expect(recorded?.headers['content-length']).toBe(String(Buffer.byteLength(expected, 'latin1')));
+  });
+});
+
+describe('parsed bodies keep their meaning', () => {
+  const FORM = 'a=1&a=2&b%5Bc%5D=d&e=';
+
+  for (const [version, factory] of [
+    ['Express 5', express],
+    ['Express 4', express4 as unknown as typeof express],
+  ] as const) {
+    it.each([true, false])(`${version}, express.urlencoded({ extended: %s }) without raw bytes: repeated keys stay repeated`, async (extended) => {
+      const up = await upstream();
+      const app = factory();
+      app.use(factory.urlencoded({ extended }));
+      app.use('/api', proxy({ target: up.url }));
+
+      const response = await request(app).post('/api/form').set('content-type', 'application/x-www-form-urlencoded').send('a=1&a=2&e=');
+
+      expect(response.status).toBe(200);
+      expect(up.requests[0]?.body.toString()).toBe('a=1&a=2&e=');
+    });
+
+    it.each([
+      { parser: 'json', type: 'application/json', send: '{"n":12345678901234567890,"k":1,"k":2,  "f":1.50}' },
+      { parser: 'urlencoded', type: 'application/x-www-form-urlencoded', send: FORM },
+      { parser: 'text', type: 'text/plain; charset=utf-8', send: 'plain ✓ words' },
+    ])(`${version}, express.$parser({ verify: keepRawBody }): the exact bytes are forwarded`, async ({ parser, type, send }) => {
+      const up = await upstream();
+      const app = factory();
+      app.use((factory[parser as 'json'] as typeof express.json)({ verify: keepRawBody }));
+      app.use('/api', proxy({ target: up.url }));
+
+      const response = await request(app).post('/api/raw').set('content-type', type).send(send);
+
+      expect(response.status).toBe(200);
+      expect(up.requests[0]?.body.toString()).toBe(send);
+      expect(up.requests[0]?.headers['content-length']).toBe(String(Buffer.byteLength(send)));
+    });
+  }
+
+  it('express.json() without raw bytes: rebuilt by JSON.stringify (the README lists what cannot survive)', async () => {
+    const up = await upstream();
+    const app = expressGateway({ target: up.url }, (app) => app.use(express.json()));
+
+    await request(app).post('/api/json').set('content-type', 'application/json').send('{"n":12345678901234567890,"k":1,"k":2}');
+
+    expect(up.requests[0]?.body.toString()).toBe('{"n":12345678901234567000,"k":2}');
   });
 });

@@ -45,9 +45,27 @@ class DiscardedResponse extends Error {
   readonly code = 'ERR_RESILIENT_PROXY_DISCARDED';
 }
 
+/**
+ * The longest a response head waits for its first body byte before it goes
+ * to the client on its own. While it waits, a break still gets the error
+ * contract (and a retry when safe); past it, an event stream or a long poll
+ * must see its headers. Far below `timeout.idle`, and below what a person
+ * notices; most bodies start in the same packet as their head.
+ */
+export const HEAD_HOLD_MS = 100;
+
 // A failure status's body is read and dropped so its connection can be
 // reused; one larger than this is not worth reading.
 const DISCARD_LIMIT = 64 * 1024;
+
+/** How long a head waits for its body: the hold, or the idle timeout when that is shorter. */
+function holdMs(idle: number): number {
+  return idle > 0 && idle < HEAD_HOLD_MS ? idle : HEAD_HOLD_MS;
+}
+
+function isEventStream(contentType: OutgoingHttpHeaders[string]): boolean {
+  return typeof contentType === 'string' && /^\s*text\/event-stream\s*(?:;|$)/i.test(contentType);
+}
 
 function isStream(body: AttemptSpec['body']): body is ClientBody {
   return body !== null && !Buffer.isBuffer(body);
@@ -60,13 +78,16 @@ export class Attempt implements Dispatcher.DispatchHandler {
   #reason: Error | null = null;
   #controller: Dispatcher.DispatchController | null = null;
   #timer: NodeJS.Timeout | null = null;
-  #timerKind: TimerKind = 'connect';
+  /** `hold`: the response head waits for its first body byte (see HEAD_HOLD_MS). */
+  #timerKind: Exclude<TimerKind, 'total'> | 'hold' = 'connect';
   /** A failure status being discarded, with the bytes read of its body. */
   #discarding: { statusCode: number; headers: IncomingHttpHeaders; bytes: number } | null = null;
   /** Body bytes seen so far: the upload's while it is sent, then the response's. */
   #bytes = 0;
   /** The upstream's response head, not yet sent to the client. */
-  #pending: { statusCode: number; headers: OutgoingHttpHeaders } | null = null;
+  #pending: { statusCode: number; statusMessage: string | undefined; headers: OutgoingHttpHeaders } | null = null;
+  /** The response is an event stream: every chunk is flushed through compression middleware. */
+  #stream = false;
   #resolve!: (outcome: AttemptOutcome) => void;
   readonly #spec: AttemptSpec;
 
@@ -128,6 +149,7 @@ export class Attempt implements Dispatcher.DispatchHandler {
     _controller: Dispatcher.DispatchController,
     statusCode: number,
     headers: IncomingHttpHeaders,
+    statusMessage?: string,
   ): void {
     if (this.#settled || statusCode < 200) return;
     this.#stopWatchingUpload();
@@ -146,19 +168,32 @@ export class Attempt implements Dispatcher.DispatchHandler {
     // Held back until the first body byte (or the end): Node only puts
     // headers on the wire with the body, so until then the client has
     // received nothing, and a failure can still be answered with the contract.
-    this.#pending = { statusCode, headers: clientResponseHeaders(headers) };
+    const outgoing = clientResponseHeaders(headers);
+    this.#pending = { statusCode, statusMessage, headers: outgoing };
     this.#bytes = 0;
-    this.#arm('idle');
+    this.#stream = isEventStream(outgoing['content-type']);
+    // An event stream's client waits for its head, whatever comes next.
+    if (this.#stream) {
+      if (this.#commit(true)) this.#arm('idle');
+      return;
+    }
+    this.#arm('hold');
   }
 
-  /** Sends the held-back response head to the client; `false` when Node refuses it (the attempt is then failed). */
-  #commit(): boolean {
+  /**
+   * Sends the held-back response head to the client (`flush`: on the wire now,
+   * not with the first body byte); `false` when Node refuses it (the attempt
+   * is then failed).
+   */
+  #commit(flush = false): boolean {
     const pending = this.#pending;
     if (pending === null) return true;
     this.#pending = null;
     const res = this.#spec.res;
     try {
-      res.writeHead(pending.statusCode, pending.headers);
+      if (pending.statusMessage === undefined || pending.statusMessage === '') res.writeHead(pending.statusCode, pending.headers);
+      else res.writeHead(pending.statusCode, pending.statusMessage, pending.headers);
+      if (flush) res.flushHeaders();
     } catch (error) {
       // A status or header value Node refuses to send (the upstream's fault);
       // drop what was set so the error response carries none of it.
@@ -173,8 +208,8 @@ export class Attempt implements Dispatcher.DispatchHandler {
 
   onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
     if (this.#settled) return;
-    this.#timer?.refresh();
     if (this.#discarding !== null) {
+      this.#timer?.refresh();
       this.#discarding.bytes += chunk.length;
       if (this.#discarding.bytes > DISCARD_LIMIT) this.#endDiscard();
       return;
@@ -185,13 +220,19 @@ export class Attempt implements Dispatcher.DispatchHandler {
       this.abort(new LimitExceededError('response', limit));
       return;
     }
-    if (!this.#commit()) return;
-    if (!this.#spec.res.write(chunk)) {
+    if (this.#pending === null) this.#timer?.refresh();
+    else if (this.#commit()) this.#arm('idle');
+    else return;
+    const res = this.#spec.res;
+    const written = res.write(chunk);
+    // compression (Express) buffers what it deflates until told to flush.
+    if (this.#stream) (res as ServerResponse & { flush?: () => void }).flush?.();
+    if (!written) {
       // The client reads slower than the upstream sends: wait for it, and do
       // not count its slowness against the upstream.
       controller.pause();
       this.#disarm();
-      this.#spec.res.once('drain', this.#onClientDrain);
+      res.once('drain', this.#onClientDrain);
     }
   }
 
@@ -254,6 +295,13 @@ export class Attempt implements Dispatcher.DispatchHandler {
       this.#endDiscard();
       return;
     }
+    const { idle } = this.#spec.timeout;
+    if (this.#timerKind === 'hold' && (idle === 0 || idle > HEAD_HOLD_MS)) {
+      // No body byte yet: the head goes out now, and the idle timer counts
+      // what the hold did not.
+      if (this.#commit(true)) this.#arm('idle', idle === 0 ? 0 : idle - HEAD_HOLD_MS);
+      return;
+    }
     const body = this.#spec.body;
     if (this.#timerKind === 'idle' && this.#phase === 'request' && isStream(body) && body.readableFlowing !== false) {
       // The upload stalls because the client sends nothing, not because the
@@ -261,13 +309,14 @@ export class Attempt implements Dispatcher.DispatchHandler {
       this.#arm('idle');
       return;
     }
-    this.abort(new ProxyTimeoutError(this.#timerKind, this.#spec.timeout[this.#timerKind]));
+    // A hold that outlasted the idle timeout: the first body byte is late.
+    const kind = this.#timerKind === 'hold' ? 'idle' : this.#timerKind;
+    this.abort(new ProxyTimeoutError(kind, this.#spec.timeout[kind]));
   };
 
-  #arm(kind: Exclude<TimerKind, 'total'>): void {
+  #arm(kind: Exclude<TimerKind, 'total'> | 'hold', ms = kind === 'hold' ? holdMs(this.#spec.timeout.idle) : this.#spec.timeout[kind]): void {
     this.#disarm();
     this.#timerKind = kind;
-    const ms = this.#spec.timeout[kind];
     if (ms > 0) this.#timer = setTimeout(this.#onTimer, ms);
   }
 

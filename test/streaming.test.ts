@@ -104,6 +104,81 @@ describe('an upstream that breaks after its headers but before any body byte', (
   });
 });
 
+describe('a response head whose body comes later (event streams, long polls)', () => {
+  /** An upstream that sends its head at once and its body only when the test says so. */
+  async function slowBody(contentType: string) {
+    const release: ((body: string) => void)[] = [];
+    const up = await upstream({
+      fallback: ({ res }) => {
+        res.writeHead(200, 'Streaming', { 'content-type': contentType, 'cache-control': 'no-cache' });
+        res.flushHeaders();
+        release.push((body) => res.end(body));
+      },
+    });
+    return { up, send: (body: string) => release.shift()?.(body) };
+  }
+
+  /** GETs `url`; the head is reported as soon as it arrives, then the body. */
+  function getWithHead(url: string) {
+    let onHead!: (head: { status: number; message: string | undefined; type: string | undefined }) => void;
+    const head = new Promise<Parameters<typeof onHead>[0]>((resolve) => (onHead = resolve));
+    const body = new Promise<{ text: string; ending: 'complete' | 'truncated' }>((resolve, reject) => {
+      const client = httpRequest(url, { agent: false }, (res) => {
+        onHead({ status: res.statusCode ?? 0, message: res.statusMessage, type: res.headers['content-type'] });
+        let text = '';
+        res.setEncoding('utf8');
+        res.on('data', (chunk: string) => (text += chunk));
+        res.once('end', () => resolve({ text, ending: res.complete ? 'complete' : 'truncated' }));
+        res.once('aborted', () => resolve({ text, ending: 'truncated' }));
+        res.once('error', () => resolve({ text, ending: 'truncated' }));
+      });
+      client.once('error', reject);
+      client.end();
+    });
+    return { head, body };
+  }
+
+  it.each(['text/event-stream', 'application/json'])('%s: the client gets the head before the first body byte exists, then the body; one upstream request', async (type) => {
+    const { up, send } = await slowBody(type);
+    const gateway = await listen(expressGateway({ target: up.url, timeout: { idle: 10_000 } }));
+
+    const { head, body } = getWithHead(`${gateway.url}/api/events`);
+    expect(await head).toStrictEqual({ status: 200, message: 'Streaming', type });
+    send('data: first\n\n');
+
+    expect(await body).toStrictEqual({ text: 'data: first\n\n', ending: 'complete' });
+    expect(up.requests).toHaveLength(1);
+  });
+
+  it('a first byte later than timeout.idle: the head went out, so the stream is cut, never re-sent upstream', async () => {
+    const { up } = await slowBody('text/event-stream');
+    const failures = recordFailures();
+    const gateway = await listen(expressGateway({ target: up.url, timeout: { idle: 150 }, hooks: { onFailure: failures.onFailure } }));
+
+    const { head, body } = getWithHead(`${gateway.url}/api/events`);
+
+    expect((await head).status).toBe(200);
+    expect(await body).toStrictEqual({ text: '', ending: 'truncated' });
+    expect((await failures.next()).code).toBe('UPSTREAM_RESPONSE_INCOMPLETE');
+    expect(up.requests).toHaveLength(1);
+  });
+
+  it('the upstream reason phrase reaches the client', async () => {
+    const up = await upstream({ fallback: faults.raw('HTTP/1.1 201 Made It\r\ncontent-length: 2\r\n\r\nok', 'end') });
+    const result = await new Promise<string | undefined>((resolve, reject) => {
+      void listen(expressGateway({ target: up.url })).then(({ url }) =>
+        httpRequest(`${url}/api/x`, { agent: false }, (res) => {
+          res.resume();
+          resolve(res.statusMessage);
+        })
+          .once('error', reject)
+          .end(),
+      );
+    });
+    expect(result).toBe('Made It');
+  });
+});
+
 describe('a client that disconnects', () => {
   async function abortAfter(behaviour: Behaviour, when: 'request-sent' | 'first-byte') {
     const up = await upstream({ fallback: behaviour });

@@ -153,6 +153,7 @@ export function createProxyHandler(options: ProxyOptions): ProxyHandler {
   const ownsDispatcher = config.dispatcher === null;
   const retry = config.retry;
   const upstreamState = config.registry.upstream(config.upstream, {
+    origin: config.origin,
     budgetWindow: retry?.budget?.window ?? DEFAULTS.retry.budget.window,
     breaker: config.breaker,
   });

@@ -2,13 +2,15 @@
 // upstream's name (or origin): the circuit breaker, the in-flight count for
 // the concurrency limit, and the retry budget. Proxies use the default
 // registry unless given one, so two apps — or two tests — in one process can
-// keep theirs apart. The first proxy to use an upstream configures it.
+// keep theirs apart. Proxies that share an upstream's key must agree on what
+// it is (its origin) and on the settings of the state they share.
 
 import { UpstreamBreaker, type BreakerOptions, type BreakerState, type BreakerStats } from './breaker.js';
 import { RetryBudget } from './retry-budget.js';
 
 export class UpstreamState {
   readonly key: string;
+  readonly settings: UpstreamSettings;
   readonly budget: RetryBudget;
   readonly breaker: UpstreamBreaker | null;
   /** The most attempts in flight at once, or `null` for no limit. */
@@ -18,8 +20,10 @@ export class UpstreamState {
   /** Attempts refused by the concurrency limit since the start. */
   overloaded = 0;
 
-  constructor(key: string, budgetWindow: number, breaker: Readonly<BreakerOptions> | null) {
+  constructor(key: string, settings: UpstreamSettings) {
+    const { budgetWindow, breaker } = settings;
     this.key = key;
+    this.settings = settings;
     this.budget = new RetryBudget(budgetWindow);
     this.breaker = breaker === null ? null : new UpstreamBreaker(key, breaker);
     this.capacity = breaker === null || breaker.capacity === 0 ? null : breaker.capacity;
@@ -40,6 +44,8 @@ export interface UpstreamSnapshot {
 }
 
 export interface UpstreamSettings {
+  /** The upstream's origin: one key, one service. */
+  readonly origin: string;
   readonly budgetWindow: number;
   readonly breaker: Readonly<BreakerOptions> | null;
 }
@@ -47,12 +53,25 @@ export interface UpstreamSettings {
 export class UpstreamRegistry {
   readonly #upstreams = new Map<string, UpstreamState>();
 
-  /** The state of `key`, created with `settings` on first use. */
+  /**
+   * The state of `key`, created with `settings` on first use. A proxy whose
+   * settings differ from those the state was made with would silently run on
+   * the first one's: that is a TypeError naming `name`.
+   */
   upstream(key: string, settings: UpstreamSettings): UpstreamState {
     let state = this.#upstreams.get(key);
     if (state === undefined) {
-      state = new UpstreamState(key, settings.budgetWindow, settings.breaker);
+      state = new UpstreamState(key, settings);
       this.#upstreams.set(key, state);
+      return state;
+    }
+    const difference = differenceOf(state.settings, settings);
+    if (difference !== null) {
+      throw new TypeError(
+        `Expected \`name\` "${key}" to stand for one upstream with one set of settings in its registry, but it is already used with ${difference}. ` +
+          'Proxies that share a name share its breaker, budget and capacity, so they must agree on them; ' +
+          'give this proxy another `name`, the same settings, or its own `registry`.',
+      );
     }
     return state;
   }
@@ -73,6 +92,19 @@ export class UpstreamRegistry {
     for (const state of this.#upstreams.values()) state.breaker?.shutdown();
     this.#upstreams.clear();
   }
+}
+
+/** What differs between two proxies' settings for one upstream, said for a person; `null` when nothing does. */
+function differenceOf(first: UpstreamSettings, second: UpstreamSettings): string | null {
+  if (first.origin !== second.origin) return `another target (${first.origin}, not ${second.origin})`;
+  if (first.budgetWindow !== second.budgetWindow) return `another \`retry.budget.window\` (${first.budgetWindow}, not ${second.budgetWindow})`;
+  if ((first.breaker === null) !== (second.breaker === null)) return first.breaker === null ? '`breaker: false`' : 'a breaker (here `breaker: false`)';
+  if (first.breaker !== null && second.breaker !== null) {
+    for (const name of Object.keys(first.breaker) as (keyof BreakerOptions)[]) {
+      if (first.breaker[name] !== second.breaker[name]) return `another \`breaker.${name}\` (${first.breaker[name]}, not ${second.breaker[name]})`;
+    }
+  }
+  return null;
 }
 
 function snapshotOf(state: UpstreamState): UpstreamSnapshot {

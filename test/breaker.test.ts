@@ -199,8 +199,9 @@ describe('sharing and inspection', () => {
     const up = await upstream({ fallback: faults.status(503) });
     const registry = testRegistry();
     const app = express();
-    app.use('/a', proxy({ target: up.url, name: 'orders', retry: false, breaker: { ...strict, volumeThreshold: 2 }, registry }));
-    app.use('/b', proxy({ target: up.url, name: 'orders', retry: false, registry }));
+    const breaker = { ...strict, volumeThreshold: 2 };
+    app.use('/a', proxy({ target: up.url, name: 'orders', retry: false, breaker, registry }));
+    app.use('/b', proxy({ target: up.url, name: 'orders', retry: false, breaker, registry }));
 
     await request(app).get('/a/x');
     await request(app).get('/a/x');

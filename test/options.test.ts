@@ -3,7 +3,7 @@
 // never changed.
 
 import { describe, expect, it } from 'vitest';
-import { createProxy, DEFAULTS, type ProxyOptions } from '../src/index.js';
+import { createProxy, DEFAULTS, UpstreamRegistry, type ProxyOptions } from '../src/index.js';
 
 const target = 'http://127.0.0.1:9';
 
@@ -103,5 +103,30 @@ describe('option validation', () => {
       breaker: { errorThresholdPercentage: 50, volumeThreshold: 20, resetTimeout: 5_000, rollingCountTimeout: 10_000, capacity: 0 },
     });
     expect(Object.isFrozen(DEFAULTS)).toBe(true);
+  });
+});
+
+describe('proxies that share a name', () => {
+  it('share state when their settings agree', async () => {
+    const registry = new UpstreamRegistry();
+    const first = createProxy({ target: 'http://orders.test/v1', name: 'shared', registry, breaker: { capacity: 5 } });
+    const second = createProxy({ target: 'http://orders.test/v2', name: 'shared', registry, breaker: { capacity: 5 } });
+    expect(registry.snapshot().map((upstream) => [upstream.upstream, upstream.capacity])).toStrictEqual([['shared', 5]]);
+    await Promise.all([first.close(), second.close()]);
+    registry.close();
+  });
+
+  it.each([
+    { other: { target: 'http://payments.test' }, message: 'another target (http://orders.test, not http://payments.test)' },
+    { other: { breaker: { capacity: 10 } }, message: 'another `breaker.capacity` (5, not 10)' },
+    { other: { breaker: false as const }, message: 'a breaker (here `breaker: false`)' },
+  ])('throw a TypeError naming `name` when one differs: $message', async ({ other, message }) => {
+    const registry = new UpstreamRegistry();
+    const first = createProxy({ target: 'http://orders.test', name: 'orders', registry, breaker: { capacity: 5 } });
+    const build = () => createProxy({ target: 'http://orders.test', name: 'orders', registry, breaker: { capacity: 5 }, ...other });
+    expect(build).toThrow(TypeError);
+    expect(build).toThrow(`Expected \`name\` "orders" to stand for one upstream with one set of settings in its registry, but it is already used with ${message}.`);
+    await first.close();
+    registry.close();
   });
 });

@@ -5,7 +5,7 @@
 
 import type { FastifyPluginCallback, FastifyReply, FastifyRequest } from 'fastify';
 import type { ProxyOptions } from './options.js';
-import { createProxyHandler } from './proxy.js';
+import { createProxyHandler, type ProxyHandler } from './proxy.js';
 
 /** The proxy's options; Fastify's own `prefix` (stripped from the path before forwarding) goes beside them. */
 export type FastifyProxyOptions = ProxyOptions;
@@ -28,7 +28,15 @@ function withoutPrefix(url: string, prefix: string): string {
  */
 export const fastifyProxy: FastifyPluginCallback<FastifyProxyOptions> = (instance, options, done) => {
   const proxyOptions = Object.fromEntries(Object.entries(options).filter(([key]) => !REGISTER_OPTIONS.has(key)));
-  const handler = createProxyHandler(proxyOptions as unknown as ProxyOptions);
+  let handler: ProxyHandler;
+  try {
+    handler = createProxyHandler(proxyOptions as unknown as ProxyOptions);
+  } catch (error) {
+    // A bad option is register()'s and ready()'s error, not an exception
+    // thrown from inside Fastify's plugin loader.
+    done(error as Error);
+    return;
+  }
   // Bodies stay raw streams: the proxy forwards them as they arrive.
   instance.removeAllContentTypeParsers();
   instance.addContentTypeParser('*', (_request, _payload, parsed) => {

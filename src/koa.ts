@@ -23,17 +23,27 @@ export interface KoaProxyMiddleware {
   close(): Promise<void>;
 }
 
+/** Settles once the response is over: finished, or its connection gone. */
+function responseDone(res: ServerResponse): Promise<void> {
+  if (res.writableFinished || res.destroyed) return Promise.resolve();
+  return new Promise((resolve) => res.once('close', () => resolve()));
+}
+
 /**
  * `app.use(mount('/api', koaProxy({ target })))` or on a router. The proxy
- * answers every request it gets; it never calls `next`. Works on Koa 2 and 3.
+ * answers every request it gets; it never calls `next`. The returned promise
+ * settles when the response is over, so middleware that awaits `next()`
+ * (koa-logger, timers) sees the status the client got and the real
+ * duration. Works on Koa 2 and 3.
  */
 export function koaProxy(options: ProxyOptions): KoaProxyMiddleware {
   const handler = createProxyHandler(options);
   const middleware = (ctx: KoaContextLike): Promise<void> => {
     ctx.respond = false;
     const { body, rawBody } = ctx.request;
+    const done = responseDone(ctx.res);
     handler.handle(ctx.req, ctx.res, body === undefined ? undefined : { body: { parsed: body, raw: rawBody } });
-    return Promise.resolve();
+    return done;
   };
   return Object.assign(middleware, { upstream: handler.upstream, close: () => handler.close() });
 }

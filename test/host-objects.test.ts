@@ -8,9 +8,12 @@ import { request as httpRequest } from 'node:http';
 import { Writable } from 'node:stream';
 import express, { type Request } from 'express';
 import Fastify from 'fastify';
+import Koa from 'koa';
+import mount from 'koa-mount';
 import morgan from 'morgan';
 import { describe, expect, it } from 'vitest';
 import { fastifyProxy } from '../src/fastify.js';
+import { koaProxy } from '../src/koa.js';
 import { faults, refusedUrl, type Behaviour } from '../src/testing/index.js';
 import { listen, onCleanup, proxy, testRegistry, upstream } from './support.js';
 
@@ -165,5 +168,40 @@ describe('Fastify', () => {
     expect(await upload(`${url}/api/upload`, 64 * 1024, 'streamed')).toBe(200);
     await responded;
     expect(ips).toEqual(['127.0.0.1']);
+  });
+});
+
+describe('Koa', () => {
+  it.each([
+    { name: 'success', behaviour: faults.respond(200, 'fine'), status: 200 },
+    { name: 'a failure status', behaviour: faults.status(503), status: 502 },
+  ])('$name: middleware awaiting next() sees the status the client got, after the response finished', async ({ behaviour, status }) => {
+    const { url: target } = await upstream({ fallback: behaviour });
+    const app = new Koa();
+    const seen: { status: number; finished: boolean }[] = [];
+    const logged = new Promise<void>((resolve) => {
+      app.use(async (ctx, next) => {
+        await next();
+        seen.push({ status: ctx.status, finished: ctx.res.writableFinished });
+        resolve();
+      });
+    });
+    const middleware = koaProxy({ target, registry: testRegistry(), retry: false });
+    onCleanup(() => middleware.close());
+    app.use(mount('/api', middleware));
+    const { url } = await listen(app.callback());
+
+    expect((await upload(`${url}/api/x`, 10, 'buffered'))).toBe(status);
+    await logged;
+    expect(seen).toStrictEqual([{ status, finished: true }]);
+  });
+});
+
+describe('Fastify plugin options', () => {
+  it('a bad option is an error from ready(), not an uncaught exception', async () => {
+    const app = Fastify();
+    onCleanup(() => app.close());
+    void app.register(fastifyProxy, { prefix: '/api', target: 'not a url' });
+    await expect(app.ready()).rejects.toThrow('Expected `target` to be an absolute http: or https: URL');
   });
 });

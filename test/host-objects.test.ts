@@ -189,7 +189,7 @@ describe('Koa', () => {
     const middleware = koaProxy({ target, registry: testRegistry(), retry: false });
     onCleanup(() => middleware.close());
     app.use(mount('/api', middleware));
-    const { url } = await listen(app.callback());
+    const { url } = await listen((req, res) => void app.callback()(req, res));
 
     expect((await upload(`${url}/api/x`, 10, 'buffered'))).toBe(status);
     await logged;

@@ -4,7 +4,7 @@
 // (Mounted behind morgan, one streamed upload once took the process down.)
 
 import { once } from 'node:events';
-import { request as httpRequest } from 'node:http';
+import { request as httpRequest, type RequestListener } from 'node:http';
 import { Writable } from 'node:stream';
 import express, { type Request } from 'express';
 import Fastify from 'fastify';
@@ -189,7 +189,7 @@ describe('Koa', () => {
     const middleware = koaProxy({ target, registry: testRegistry(), retry: false });
     onCleanup(() => middleware.close());
     app.use(mount('/api', middleware));
-    const { url } = await listen((req, res) => void app.callback()(req, res));
+    const { url } = await listen(app.callback() as RequestListener);
 
     expect((await upload(`${url}/api/x`, 10, 'buffered'))).toBe(status);
     await logged;

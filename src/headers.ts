@@ -88,10 +88,25 @@ export function clientResponseHeaders(upstream: IncomingHttpHeaders): OutgoingHt
 }
 
 const REQUEST_ID = /^[\x21-\x7e]{1,200}$/;
+const ids = new WeakMap<IncomingMessage, string>();
 
-/** The client's request id when it is a sane token, else a fresh UUID. */
-export function requestIdFor(req: IncomingMessage, header: string): string {
-  const given = req.headers[header];
-  if (typeof given === 'string' && REQUEST_ID.test(given)) return given;
-  return randomUUID();
+function saneId(value: unknown): string | null {
+  if (typeof value === 'number' && Number.isSafeInteger(value)) return String(value);
+  return typeof value === 'string' && REQUEST_ID.test(value) ? value : null;
+}
+
+/**
+ * The request id of `req`, the same every time it is asked: the client's
+ * `header` when it is a sane token, else an id the app already gave the
+ * request (`req.id`, as pino-http and others set it), else a fresh UUID. The proxy
+ * uses this id upstream and in error bodies; a logger that asks for it (for
+ * example pino-http's `genReqId`) logs the same one.
+ */
+export function requestId(req: IncomingMessage, header = 'x-request-id'): string {
+  let id = ids.get(req);
+  if (id === undefined) {
+    id = saneId(req.headers[header]) ?? saneId((req as IncomingMessage & { id?: unknown }).id) ?? randomUUID();
+    ids.set(req, id);
+  }
+  return id;
 }

@@ -17,3 +17,4 @@ export { FAILURE_CODES, FAILURES, isFailureCode, rfc9209Status, type FailureCode
 export { classifyError, type Classification, type Phase } from './classify.js';
 export type { ProblemDetails } from './problem.js';
 export { keepRawBody } from './parsed-body.js';
+export { requestId } from './headers.js';

@@ -9,7 +9,7 @@ import { classifyError, type Classification, type Phase } from './classify.js';
 import { Attempt, createPool, type AttemptOutcome } from './engine.js';
 import { ClientAbortedError, isClientAborted, isProxyTimeout, LimitExceededError, ProxyTimeoutError } from './errors.js';
 import { FAILURES, type FailureCode, type ProxyStatusError } from './failures.js';
-import { requestIdFor, upstreamRequestHeaders } from './headers.js';
+import { requestId, upstreamRequestHeaders } from './headers.js';
 import { DEFAULTS, resolveOptions, type ExchangeEvent, type FailureEvent, type ProxyOptions, type ResolvedOptions, type RetryEvent } from './options.js';
 import { sendProblem } from './problem.js';
 import { runWithRetries } from './retry.js';
@@ -97,6 +97,12 @@ class Exchange {
 }
 
 const HOOK_WARNED = new WeakSet<object>();
+
+/** A client waiting for `100 Continue` that nobody has sent yet. */
+function expectsContinue(req: IncomingMessage, res: ServerResponse): boolean {
+  const expect = req.headers.expect;
+  return typeof expect === 'string' && expect.toLowerCase() === '100-continue' && (res as ServerResponse & { _sent100?: boolean })._sent100 !== true;
+}
 
 /** Failures that say nothing about the upstream's health: the breaker ignores them. */
 const NOT_THE_UPSTREAMS = new Set<FailureCode>(['PROXY_INTERNAL_ERROR', 'REQUEST_INVALID', 'REQUEST_TOO_LARGE']);
@@ -270,9 +276,15 @@ export function createProxyHandler(options: ProxyOptions): ProxyHandler {
     try {
       const maxBody = config.limits.requestBodyBytes;
       if (maxBody > 0 && Number(req.headers['content-length']) > maxBody) {
+        // The body will not be read: the connection cannot carry another request.
+        if (!res.headersSent) res.setHeader('connection', 'close');
         fail(exchange, fromClassification(classifyError(new LimitExceededError('request', maxBody), 'connect'), null, null));
         return;
       }
+      // Wired to the server's 'checkContinue' event, the proxy says `100
+      // Continue` only once it means to read the body (a 413 or a refusal
+      // comes first); otherwise Node already said it.
+      if (expectsContinue(req, res)) res.writeContinue();
       const replayLimit = retry !== null && retry.retries > 0 ? retry.maxBodyBytes : null;
       const { body, rebuilt, replayable } = await requestBody(req, replayLimit, context?.body);
       if (exchange.cancelReason !== null) return;
@@ -367,7 +379,7 @@ export function createProxyHandler(options: ProxyOptions): ProxyHandler {
     upstream: config.upstream,
     handle(req, res, context) {
       const path = upstreamPath(config.basePath, context?.url ?? req.url);
-      const exchange = new Exchange(req, res, requestIdFor(req, config.requestIdHeader), path ?? '', performance.now());
+      const exchange = new Exchange(req, res, requestId(req, config.requestIdHeader), path ?? '', performance.now());
       if (path === null) {
         fail(exchange, fromClassification({ code: 'REQUEST_INVALID', proxyStatus: 'http_request_error' }, null, null));
         return;

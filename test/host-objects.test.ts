@@ -11,8 +11,11 @@ import Fastify from 'fastify';
 import Koa from 'koa';
 import mount from 'koa-mount';
 import morgan from 'morgan';
+import { pino } from 'pino';
+import { pinoHttp } from 'pino-http';
 import { describe, expect, it } from 'vitest';
 import { fastifyProxy } from '../src/fastify.js';
+import { requestId } from '../src/index.js';
 import { koaProxy } from '../src/koa.js';
 import { faults, refusedUrl, type Behaviour } from '../src/testing/index.js';
 import { listen, onCleanup, proxy, testRegistry, upstream } from './support.js';
@@ -203,5 +206,46 @@ describe('Fastify plugin options', () => {
     onCleanup(() => app.close());
     void app.register(fastifyProxy, { prefix: '/api', target: 'not a url' });
     await expect(app.ready()).rejects.toThrow('Expected `target` to be an absolute http: or https: URL');
+  });
+});
+
+describe('the request id joins the app’s logs', () => {
+  it('pino-http with genReqId: requestId logs the id the upstream received and the error body echoes', async () => {
+    const up = await upstream();
+    up.enqueue(faults.respond(200), faults.status(503));
+    const lines = logLines();
+    const app = express();
+    app.use(pinoHttp({ logger: pino(lines.stream), genReqId: (req) => requestId(req) }));
+    app.use('/api', proxy({ target: up.url, retry: false }));
+    const { url } = await listen(app);
+
+    const ok = await fetch(`${url}/api/a`);
+    const okLog = JSON.parse(await lines.next()) as { req: { id: string }; res: { statusCode: number } };
+    const failed = await fetch(`${url}/api/b`);
+    const failedLog = JSON.parse(await lines.next()) as { req: { id: string }; res: { statusCode: number } };
+    const problem = (await failed.json()) as { requestId: string };
+
+    expect(ok.status).toBe(200);
+    expect(okLog.res.statusCode).toBe(200);
+    expect(okLog.req.id).toBe(up.requests[0]?.headers['x-request-id']);
+    expect(failedLog.res.statusCode).toBe(502);
+    expect(failedLog.req.id).toBe(up.requests[1]?.headers['x-request-id']);
+    expect(problem.requestId).toBe(failedLog.req.id);
+  });
+
+  it('a client’s own id is kept; without one, an id the app set on req.id is used', async () => {
+    const up = await upstream();
+    const app = express();
+    app.use((req, _res, next) => {
+      Object.assign(req, { id: 41 });
+      next();
+    });
+    app.use('/api', proxy({ target: up.url }));
+    const { url } = await listen(app);
+
+    await fetch(`${url}/api/a`, { headers: { 'x-request-id': 'from-client' } });
+    await fetch(`${url}/api/b`);
+
+    expect(up.requests.map((r) => r.headers['x-request-id'])).toStrictEqual(['from-client', '41']);
   });
 });

@@ -173,3 +173,52 @@ describe('size limits', () => {
     expect(result.body.length).toBeLessThanOrEqual(256 * 1024);
   });
 });
+
+describe('Expect: 100-continue', () => {
+  /** Sends a head with `Expect: 100-continue`; the body only after `100 Continue`. Returns everything the server said. */
+  async function expectContinue(port: number, length: number): Promise<string> {
+    const socket = connect(port, '127.0.0.1');
+    socket.write(`POST /api/upload HTTP/1.1\r\nhost: x\r\nexpect: 100-continue\r\ncontent-length: ${length}\r\nconnection: close\r\n\r\n`);
+    let answer = '';
+    socket.setEncoding('latin1').on('data', (chunk: string) => {
+      answer += chunk;
+      if (answer === 'HTTP/1.1 100 Continue\r\n\r\n') socket.write('b'.repeat(length));
+    });
+    socket.on('error', () => undefined);
+    await new Promise((resolve) => socket.once('close', resolve));
+    return answer;
+  }
+
+  it("wired to 'checkContinue': a body declared over the limit gets 413 and never 100 Continue", async () => {
+    const up = await upstream();
+    const gateway = await listen(expressGateway({ target: up.url, limits: { requestBodyBytes: 1024 } }));
+    gateway.server.on('checkContinue', (req, res) => gateway.server.emit('request', req, res));
+
+    const answer = await expectContinue(gateway.port, 4096);
+
+    expect(statusLine(answer)).toBe('HTTP/1.1 413 Payload Too Large');
+    expect(answer).toMatch(/\r\nconnection: close\r\n/i);
+    expect(up.requests).toHaveLength(0);
+  });
+
+  it("wired to 'checkContinue': a body within the limit gets 100 Continue once, then the upstream's answer", async () => {
+    const up = await upstream({ fallback: faults.echo() });
+    const gateway = await listen(expressGateway({ target: up.url, limits: { requestBodyBytes: 1024 } }));
+    gateway.server.on('checkContinue', (req, res) => gateway.server.emit('request', req, res));
+
+    const answer = await expectContinue(gateway.port, 512);
+
+    expect(answer.startsWith('HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\n')).toBe(true);
+    expect(up.requests[0]?.bodyBytes).toBe(512);
+  });
+
+  it('not wired: Node has said 100 Continue itself, and the proxy does not say it twice', async () => {
+    const up = await upstream({ fallback: faults.echo() });
+    const gateway = await listen(expressGateway({ target: up.url }));
+
+    const answer = await expectContinue(gateway.port, 512);
+
+    expect(answer.split('100 Continue')).toHaveLength(2);
+    expect(answer).toContain('HTTP/1.1 200 OK\r\n');
+  });
+});

@@ -30,9 +30,15 @@ const BEFORE_ANY_BYTE = new Set<FailureCode>([
  * Whether a failure may be retried. Idempotent methods retry every retryable
  * class. Any other method retries only when the attempt failed before the
  * request was written. TLS failures are never retried: they would fail the same way.
+ *
+ * A response timeout is retried only on a host this request has not tried
+ * (`untriedHost`): a host that held a request for the whole
+ * `timeout.response` will likely hold the next one too, and retrying it there
+ * would make the worst case three full timeouts and three upstream requests.
  */
-export function isRetryable(code: FailureCode, phase: Phase | null, idempotent: boolean): boolean {
+export function isRetryable(code: FailureCode, phase: Phase | null, idempotent: boolean, untriedHost = false): boolean {
   if (!RETRYABLE.has(code)) return false;
+  if (code === 'UPSTREAM_RESPONSE_TIMEOUT' && !untriedHost) return false;
   if (idempotent) return true;
   return phase === 'connect' && BEFORE_ANY_BYTE.has(code);
 }

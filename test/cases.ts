@@ -52,7 +52,7 @@ export const cases: Case[] = [
   { name: 'a self-signed certificate', code: 'UPSTREAM_TLS_FAILED', proxyStatus: 'tls_certificate_error', setup: async () => ({ target: (await upstream({ tls })).url }), attempts: 1 },
   { name: 'a reset after the request was read', code: 'UPSTREAM_RESET', proxyStatus: 'connection_terminated', setup: behaving(faults.resetBeforeHeaders()) },
   { name: 'a clean close before headers', code: 'UPSTREAM_RESET', proxyStatus: 'connection_terminated', setup: behaving(faults.closeBeforeHeaders()) },
-  { name: 'an upstream that never answers', code: 'UPSTREAM_RESPONSE_TIMEOUT', proxyStatus: 'http_response_timeout', setup: behaving(faults.hang()), timeout: { response: 100 } },
+  { name: 'an upstream that never answers', code: 'UPSTREAM_RESPONSE_TIMEOUT', proxyStatus: 'http_response_timeout', setup: behaving(faults.hang()), timeout: { response: 100 }, attempts: 1 },
   { name: 'the total deadline before headers', code: 'UPSTREAM_RESPONSE_TIMEOUT', proxyStatus: 'http_response_timeout', setup: behaving(faults.hang()), timeout: { total: 100 }, attempts: 1 },
   { name: 'a malformed status line', code: 'UPSTREAM_BAD_RESPONSE', proxyStatus: 'http_protocol_error', setup: behaving(faults.malformedStatusLine()) },
   { name: 'a header section over the limit', code: 'UPSTREAM_BAD_RESPONSE', proxyStatus: 'http_response_header_section_size', setup: behaving(faults.oversizedHeaders()) },

@@ -17,7 +17,7 @@ const rules: [FailureCode, Phase | null, boolean, boolean][] = [
   ['UPSTREAM_RESET', 'request', false, false],
   ['UPSTREAM_RESET', 'response', false, false],
   ['UPSTREAM_RESET', 'response', true, true],
-  ['UPSTREAM_RESPONSE_TIMEOUT', 'response', true, true],
+  ['UPSTREAM_RESPONSE_TIMEOUT', 'response', true, false],
   ['UPSTREAM_RESPONSE_TIMEOUT', 'response', false, false],
   ['UPSTREAM_BAD_RESPONSE', 'response', true, true],
   ['UPSTREAM_BAD_RESPONSE', 'response', false, false],
@@ -35,6 +35,12 @@ const rules: [FailureCode, Phase | null, boolean, boolean][] = [
 describe('isRetryable', () => {
   it.each(rules)('%s in phase %s, idempotent %s → %s', (code, phase, idempotent, expected) => {
     expect(isRetryable(code, phase, idempotent)).toBe(expected);
+  });
+
+  it('a response timeout is retried only on a host the request has not tried, and only when idempotent', () => {
+    expect(isRetryable('UPSTREAM_RESPONSE_TIMEOUT', 'response', true, true)).toBe(true);
+    expect(isRetryable('UPSTREAM_RESPONSE_TIMEOUT', 'response', false, true)).toBe(false);
+    expect(isRetryable('UPSTREAM_RESET', 'response', true, false)).toBe(true);
   });
 });
 

@@ -23,15 +23,21 @@ export interface TimeoutOptions {
    */
   response: number;
   /**
-   * The longest gap between two pieces of the response body (and, while
-   * uploading, the longest time the upstream may refuse to read the request
-   * body). Time the client spends not reading is not counted. Default `30000` ms.
+   * The longest gap between two pieces of the response body, the first one
+   * included (and, while uploading, the longest time the upstream may refuse
+   * to read the request body). Time the client spends not reading is not
+   * counted. A response head waits at most 100 ms for its first body byte
+   * before it goes to the client; past that a late body ends in a cut
+   * connection, within it in `UPSTREAM_RESPONSE_TIMEOUT`. Default `30000` ms.
    */
   idle: number;
   /**
-   * A deadline for the whole exchange, from the moment the proxy receives the
-   * request until the response is complete. Default `0` (none): per-phase
-   * timers already bound every wait, and a deadline would cut long downloads.
+   * A deadline for the whole exchange, from the moment the request body is in
+   * the proxy's hands until the response is complete: at arrival for a
+   * request without a body or with a streamed one, after the client finished
+   * sending for a body buffered for retries (a slow upload is not the
+   * upstream's time). Default `0` (none): per-phase timers already bound
+   * every wait, and a deadline would cut long downloads.
    */
   total: number;
 }

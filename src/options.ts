@@ -3,11 +3,11 @@
 // is a TypeError naming it, and the caller's object is never touched.
 
 import type { Dispatcher } from 'undici';
-import type { Phase } from './classify.js';
-import type { FailureCode, ProxyStatusError } from './failures.js';
-import type { BreakerOptions, BreakerStateChange } from './breaker.js';
-import { defaultRegistry, UpstreamRegistry } from './registry.js';
-import type { RetryBudgetOptions } from './retry-budget.js';
+import type { Phase } from './contract/classify.js';
+import type { FailureCode, ProxyStatusError } from './contract/failures.js';
+import type { BreakerOptions, BreakerStateChange } from './upstream/breaker.js';
+import { defaultRegistry, UpstreamRegistry } from './upstream/registry.js';
+import type { RetryBudgetOptions } from './upstream/retry-budget.js';
 
 /** Per-phase time limits, in milliseconds. `0` turns a timer off. */
 export interface TimeoutOptions {

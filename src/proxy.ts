@@ -4,17 +4,17 @@
 // (headers already sent) a destroyed client connection.
 
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { requestBody } from './body.js';
-import { classifyError, type Classification, type Phase } from './classify.js';
-import { Attempt, createPool, type AttemptOutcome } from './engine.js';
-import { ClientAbortedError, isClientAborted, isProxyTimeout, LimitExceededError, ProxyTimeoutError } from './errors.js';
-import { FAILURES, type FailureCode, type ProxyStatusError } from './failures.js';
-import { requestId, upstreamRequestHeaders } from './headers.js';
+import { requestBody } from './exchange/body.js';
+import { classifyError, type Classification, type Phase } from './contract/classify.js';
+import { Attempt, createPool, type AttemptOutcome } from './exchange/attempt.js';
+import { ClientAbortedError, isClientAborted, isProxyTimeout, LimitExceededError, ProxyTimeoutError } from './contract/errors.js';
+import { FAILURES, type FailureCode, type ProxyStatusError } from './contract/failures.js';
+import { requestId, upstreamRequestHeaders } from './exchange/headers.js';
 import { DEFAULTS, resolveOptions, type ExchangeEvent, type FailureEvent, type ProxyOptions, type ResolvedOptions, type RetryEvent } from './options.js';
-import { sendProblem } from './problem.js';
-import { runWithRetries } from './retry.js';
-import { backoffDelay, isRetryable, parseRetryAfter } from './retry-policy.js';
-import { upstreamPath } from './upstream-path.js';
+import { sendProblem } from './contract/problem.js';
+import { runWithRetries } from './policy/retry.js';
+import { backoffDelay, isRetryable, parseRetryAfter } from './policy/retry-policy.js';
+import { upstreamPath } from './exchange/upstream-path.js';
 
 export type NextFunction = (error?: unknown) => void;
 

@@ -3,7 +3,7 @@
 
 import { describe, expect, it } from 'vitest';
 import { classifyError, type Phase } from '../src/index.js';
-import { ProxyTimeoutError } from '../src/errors.js';
+import { ProxyTimeoutError } from '../src/contract/errors.js';
 
 function systemError(code: string, syscall = 'connect'): Error {
   return Object.assign(new Error(`${syscall} ${code}`), { code, syscall });

@@ -3,8 +3,8 @@
 
 import { describe, expect, it } from 'vitest';
 import type { FailureCode, Phase } from '../src/index.js';
-import { RetryBudget } from '../src/retry-budget.js';
-import { backoffDelay, isRetryable, parseRetryAfter } from '../src/retry-policy.js';
+import { RetryBudget } from '../src/upstream/retry-budget.js';
+import { backoffDelay, isRetryable, parseRetryAfter } from '../src/policy/retry-policy.js';
 
 const rules: [FailureCode, Phase | null, boolean, boolean][] = [
   // code, phase, idempotent, retryable

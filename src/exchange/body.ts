@@ -6,7 +6,7 @@
 import type { IncomingMessage } from 'node:http';
 import { Readable } from 'node:stream';
 import { buffer } from 'node:stream/consumers';
-import { BodyNotReplayableError, ClientAbortedError } from './errors.js';
+import { BodyNotReplayableError, ClientAbortedError } from '../contract/errors.js';
 import { mediaType, rebuildBody, type ParsedBody } from './parsed-body.js';
 
 export interface RequestBody {

@@ -6,10 +6,10 @@
 import type { IncomingHttpHeaders, OutgoingHttpHeaders, ServerResponse } from 'node:http';
 import { Pool, type Dispatcher } from 'undici';
 import type { ClientBody } from './body.js';
-import type { Phase } from './classify.js';
-import { LimitExceededError, ProxyTimeoutError, type TimerKind } from './errors.js';
+import type { Phase } from '../contract/classify.js';
+import { LimitExceededError, ProxyTimeoutError, type TimerKind } from '../contract/errors.js';
 import { clientResponseHeaders } from './headers.js';
-import type { LimitOptions, TimeoutOptions } from './options.js';
+import type { LimitOptions, TimeoutOptions } from '../options.js';
 
 /** The keep-alive pool the proxy owns when no dispatcher is given. */
 export function createPool(origin: string, timeout: Readonly<TimeoutOptions>): Dispatcher {

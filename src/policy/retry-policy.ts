@@ -2,8 +2,8 @@
 // functions: the safety rules of RFC 9110 §9.2.2 as a table, the backoff, and
 // Retry-After parsing.
 
-import type { Phase } from './classify.js';
-import type { FailureCode } from './failures.js';
+import type { Phase } from '../contract/classify.js';
+import type { FailureCode } from '../contract/failures.js';
 
 /** Classes worth another attempt for an idempotent request. */
 const RETRYABLE = new Set<FailureCode>([

@@ -6,6 +6,10 @@ import type { Dispatcher } from 'undici';
 import type { Phase } from './contract/classify.js';
 import type { FailureCode, ProxyStatusError } from './contract/failures.js';
 import type { BreakerOptions, BreakerStateChange } from './upstream/breaker.js';
+import type { Balance } from './upstream/balancer.js';
+import type { HostStateChange, TargetSpec } from './upstream/group.js';
+import type { HealthCheckOptions } from './upstream/health-check.js';
+import type { OutlierOptions } from './upstream/outlier.js';
 import { defaultRegistry, UpstreamRegistry } from './upstream/registry.js';
 import type { RetryBudgetOptions } from './upstream/retry-budget.js';
 
@@ -88,6 +92,14 @@ export interface ProxyHooks {
   onRetry?: (event: RetryEvent) => void;
   /** Called when the upstream's circuit changes state (`closed`, `open`, `halfOpen`). */
   onBreakerStateChange?: (change: BreakerStateChange) => void;
+  /** Called when a host of the group changes state (`healthy`, `ejected`, `unhealthy`), with the reason. */
+  onHostStateChange?: (change: HostStateChange) => void;
+}
+
+/** One host of a group with a weight (default `1`). */
+export interface WeightedTarget {
+  url: string | URL;
+  weight?: number;
 }
 
 /** When and how failed attempts are tried again. See the README for the safety rules. */
@@ -115,8 +127,25 @@ export interface RetryOptions {
 export type StatusOption = number | ((code: FailureCode, proxyStatus: ProxyStatusError | null) => number);
 
 export interface ProxyOptions {
-  /** The upstream: an `http:` or `https:` URL. Its path, if any, is a prefix for every request path. */
-  target: string | URL;
+  /**
+   * The upstream: an `http:` or `https:` URL, or a list of them (several hosts
+   * of one service, optionally `{ url, weight }`). Its path, if any, is a
+   * prefix for every request path; all hosts of a list share scheme and path.
+   */
+  target: string | URL | readonly (string | URL | WeightedTarget)[];
+  /**
+   * How a host is picked for each attempt in a group: `'least-request'` (two
+   * random choices, fewer in flight per weight wins), `'round-robin'` (smooth
+   * weighted) or `'peak-ewma'` (two random choices, latency × load). Default
+   * `'peak-ewma'`: see the README's fault benchmark.
+   */
+  balance?: Balance;
+  /** Passive ejection of hosts that fail in a row, or `false`. Defaults: see {@link OutlierOptions}. */
+  outlierDetection?: Partial<OutlierOptions> | false;
+  /** Active health checks, off by default; `true` or an object turns them on. Defaults: see {@link HealthCheckOptions}. */
+  healthCheck?: Partial<HealthCheckOptions> | boolean;
+  /** A host that joins or comes back gets a share of traffic that grows over this many ms, from 10 %. Default `10000`; `0` for none. */
+  slowStart?: number;
   /**
    * The upstream's public name: the breaker key and the `upstream` field of
    * error bodies. Default: none; the breaker is then keyed by the target's
@@ -213,6 +242,10 @@ export const DEFAULTS = Object.freeze({
     rollingCountTimeout: 10_000,
     capacity: 0,
   }),
+  balance: 'peak-ewma',
+  outlierDetection: Object.freeze({ consecutiveFailures: 5, baseEjectionTime: 30_000, maxEjectionTime: 300_000, maxEjectionPercent: 50 }),
+  healthCheck: Object.freeze({ path: '/healthz', interval: 10_000, timeout: 2_000, healthyThreshold: 2, unhealthyThreshold: 2 }),
+  slowStart: 10_000,
 });
 
 export interface ResolvedRetry {
@@ -228,8 +261,14 @@ export interface ResolvedRetry {
 }
 
 export interface ResolvedOptions {
+  /** The first host (the only one of a single target). */
   readonly target: URL;
   readonly origin: string;
+  readonly targets: readonly TargetSpec[];
+  readonly balance: Balance;
+  readonly outlierDetection: Readonly<OutlierOptions> | null;
+  readonly healthCheck: Readonly<HealthCheckOptions> | null;
+  readonly slowStart: number;
   /** Path prefix from the target, without a trailing slash ('' for none). */
   readonly basePath: string;
   readonly name: string | null;
@@ -305,6 +344,77 @@ function resolveTarget(value: unknown): URL {
   return url;
 }
 
+/** The hosts of `target`: one URL, or a list sharing scheme and path prefix. */
+export function resolveTargets(value: unknown): { first: URL; targets: TargetSpec[] } {
+  if (!Array.isArray(value)) {
+    const url = resolveTarget(value);
+    return { first: url, targets: [{ origin: url.origin, weight: 1 }] };
+  }
+  if (value.length === 0) fail('target', 'a URL or a non-empty list of URLs', value);
+  const urls: URL[] = [];
+  const targets: TargetSpec[] = [];
+  value.forEach((entry: unknown, index) => {
+    let url: URL;
+    let weight = 1;
+    if (isPlainObject(entry) && !(entry instanceof URL)) {
+      checkKeys(`target[${index}]`, entry, ['url', 'weight']);
+      url = resolveTarget(entry.url);
+      weight = positive(`target[${index}].weight`, entry.weight, 1, 'a whole number from 1 to 1000', (n) => Number.isInteger(n) && n >= 1 && n <= 1000);
+    } else url = resolveTarget(entry);
+    const first = urls[0];
+    if (first !== undefined && (url.protocol !== first.protocol || basePathOf(url) !== basePathOf(first))) {
+      fail('target', `a list of URLs that share one scheme and path prefix (like ${first.protocol}//…${basePathOf(first)})`, url.href);
+    }
+    if (targets.some((target) => target.origin === url.origin)) fail('target', 'a list of distinct hosts', `${url.origin} twice`);
+    urls.push(url);
+    targets.push({ origin: url.origin, weight });
+  });
+  return { first: urls[0] as URL, targets };
+}
+
+function basePathOf(url: URL): string {
+  return url.pathname.replace(/\/+$/, '');
+}
+
+const BALANCES: readonly Balance[] = ['least-request', 'round-robin', 'peak-ewma'];
+
+function resolveOutlier(value: unknown): OutlierOptions | null {
+  const defaults = DEFAULTS.outlierDetection;
+  if (value === false) return null;
+  if (value === undefined) return { ...defaults };
+  if (!isPlainObject(value)) fail('outlierDetection', 'an object of outlier detection options or false', value);
+  checkKeys('outlierDetection', value, ['consecutiveFailures', 'baseEjectionTime', 'maxEjectionTime', 'maxEjectionPercent']);
+  const ms = (n: number): boolean => n >= 1 && n <= 86_400_000;
+  const options = {
+    consecutiveFailures: positive('outlierDetection.consecutiveFailures', value.consecutiveFailures, defaults.consecutiveFailures, 'a whole number from 1 to 1000', (n) => Number.isInteger(n) && n >= 1 && n <= 1000),
+    baseEjectionTime: positive('outlierDetection.baseEjectionTime', value.baseEjectionTime, defaults.baseEjectionTime, 'a number of milliseconds from 1 to 86400000', ms),
+    maxEjectionTime: positive('outlierDetection.maxEjectionTime', value.maxEjectionTime, defaults.maxEjectionTime, 'a number of milliseconds from 1 to 86400000', ms),
+    maxEjectionPercent: positive('outlierDetection.maxEjectionPercent', value.maxEjectionPercent, defaults.maxEjectionPercent, 'a percentage from 0 to 100', (n) => n >= 0 && n <= 100),
+  };
+  if (options.maxEjectionTime < options.baseEjectionTime) {
+    fail('outlierDetection.maxEjectionTime', `at least \`outlierDetection.baseEjectionTime\` (${options.baseEjectionTime})`, options.maxEjectionTime);
+  }
+  return options;
+}
+
+function resolveHealthCheck(value: unknown): HealthCheckOptions | null {
+  const defaults = DEFAULTS.healthCheck;
+  if (value === undefined || value === false) return null;
+  if (value === true) return { ...defaults };
+  if (!isPlainObject(value)) fail('healthCheck', 'an object of health check options, true or false', value);
+  checkKeys('healthCheck', value, ['path', 'interval', 'timeout', 'healthyThreshold', 'unhealthyThreshold']);
+  const path = value.path ?? defaults.path;
+  if (typeof path !== 'string' || !/^\/[\x21-\x7e]*$/.test(path)) fail('healthCheck.path', 'a path starting with /', value.path);
+  const whole = (n: number): boolean => Number.isInteger(n) && n >= 1 && n <= 100;
+  return {
+    path,
+    interval: positive('healthCheck.interval', value.interval, defaults.interval, 'a number of milliseconds from 100 to 3600000', (n) => n >= 100 && n <= 3_600_000),
+    timeout: positive('healthCheck.timeout', value.timeout, defaults.timeout, 'a number of milliseconds from 1 to 3600000', (n) => n >= 1 && n <= 3_600_000),
+    healthyThreshold: positive('healthCheck.healthyThreshold', value.healthyThreshold, defaults.healthyThreshold, 'a whole number from 1 to 100', whole),
+    unhealthyThreshold: positive('healthCheck.unhealthyThreshold', value.unhealthyThreshold, defaults.unhealthyThreshold, 'a whole number from 1 to 100', whole),
+  };
+}
+
 function resolveTimeouts(value: unknown): TimeoutOptions {
   if (value === undefined) return { ...DEFAULTS.timeout };
   if (!isPlainObject(value)) fail('timeout', 'an object like { connect, response, idle, total }', value);
@@ -351,7 +461,7 @@ function resolveDispatcher(value: unknown): Dispatcher | null {
   return value as unknown as Dispatcher;
 }
 
-const HOOKS = ['onFailure', 'onRetry', 'onBreakerStateChange'] as const;
+const HOOKS = ['onFailure', 'onRetry', 'onBreakerStateChange', 'onHostStateChange'] as const;
 
 function resolveHooks(value: unknown): ProxyHooks {
   if (value === undefined) return {};
@@ -477,12 +587,23 @@ const KNOWN = [
   'trustProxy',
   'limits',
   'hooks',
+  'balance',
+  'outlierDetection',
+  'healthCheck',
+  'slowStart',
 ] as const;
+
+function freeze<T extends object>(value: T | null): Readonly<T> | null {
+  return value === null ? null : Object.freeze(value);
+}
 
 export function resolveOptions(options: unknown): ResolvedOptions {
   if (!isPlainObject(options)) fail('options', 'an object with at least a `target`', options);
   checkKeys('', options, KNOWN);
-  const target = resolveTarget(options.target);
+  const { first: target, targets } = resolveTargets(options.target);
+  if (options.balance !== undefined && !BALANCES.includes(options.balance as Balance)) {
+    fail('balance', `one of ${BALANCES.map((b) => `'${b}'`).join(', ')}`, options.balance);
+  }
   const name = optionalString('name', options.name, /^[\x21-\x7e](?:[\x20-\x7e]{0,98}[\x21-\x7e])?$/, 'a non-empty printable ASCII string of at most 100 characters');
   if (options.changeOrigin !== undefined && typeof options.changeOrigin !== 'boolean') {
     fail('changeOrigin', 'a boolean', options.changeOrigin);
@@ -495,9 +616,14 @@ export function resolveOptions(options: unknown): ResolvedOptions {
   return Object.freeze({
     target,
     origin: target.origin,
-    basePath: target.pathname.replace(/\/+$/, ''),
+    basePath: basePathOf(target),
+    targets: Object.freeze(targets),
+    balance: (options.balance as Balance | undefined) ?? DEFAULTS.balance,
+    outlierDetection: freeze(resolveOutlier(options.outlierDetection)),
+    healthCheck: freeze(resolveHealthCheck(options.healthCheck)),
+    slowStart: duration('slowStart', options.slowStart, DEFAULTS.slowStart),
     name,
-    upstream: name ?? target.origin,
+    upstream: name ?? targets.map((t) => t.origin).join(','),
     timeout: Object.freeze(resolveTimeouts(options.timeout)),
     changeOrigin: options.changeOrigin ?? DEFAULTS.changeOrigin,
     failureStatuses: resolveFailureStatuses(options.failureStatuses),

@@ -228,8 +228,17 @@ describe('sharing and inspection', () => {
 
     expect(health.status).toBe(200);
     expect(health.body).toStrictEqual([
-      { upstream: 'orders', state: 'closed', inFlight: 0, capacity: 10, overloaded: 0, stats: { fires: 1, successes: 1, failures: 0, rejects: 0 } },
-      { upstream: 'billing', state: 'disabled', inFlight: 0, capacity: null, overloaded: 0, stats: null },
+      {
+        upstream: 'orders',
+        state: 'closed',
+        inFlight: 0,
+        capacity: 10,
+        overloaded: 0,
+        stats: { fires: 1, successes: 1, failures: 0, rejects: 0 },
+        hosts: [{ url: up.url, weight: 1, state: 'healthy', inFlight: 0, ejections: 0 }],
+        panics: 0,
+      },
+      { upstream: 'billing', state: 'disabled', inFlight: 0, capacity: null, overloaded: 0, stats: null, hosts: [{ url: up.url, weight: 1, state: 'healthy', inFlight: 0, ejections: 0 }], panics: 0 },
     ]);
   });
 });

@@ -27,7 +27,7 @@ const invalid: [string, unknown, string][] = [
   ['a bad request id header', { target, requestIdHeader: 'x id' }, 'Expected `requestIdHeader` to be a header name, got the string "x id".'],
   ['a dispatcher without dispatch()', { target, dispatcher: {} }, 'Expected `dispatcher` to be an undici Dispatcher (Agent, Pool, Client), got an object.'],
   ['a hook that is not a function', { target, hooks: { onFailure: 'log' } }, 'Expected `hooks.onFailure` to be a function, got the string "log".'],
-  ['an unknown hook', { target, hooks: { onError: () => undefined } }, 'Unknown option `hooks.onError`. Known options: onFailure, onRetry, onBreakerStateChange.'],
+  ['an unknown hook', { target, hooks: { onError: () => undefined } }, 'Unknown option `hooks.onError`. Known options: onFailure, onRetry, onBreakerStateChange, onHostStateChange.'],
   ['retry that is not an object', { target, retry: 'yes' }, 'Expected `retry` to be an object of retry options or false, got the string "yes".'],
   ['a negative retry count', { target, retry: { retries: -1 } }, 'Expected `retry.retries` to be a whole number from 0 to 10, got -1.'],
   ['a fractional retry count', { target, retry: { retries: 1.5 } }, 'Expected `retry.retries` to be a whole number from 0 to 10, got 1.5.'],
@@ -51,7 +51,7 @@ const invalid: [string, unknown, string][] = [
   ['an unknown limit', { target, limits: { headerBytes: 1 } }, 'Unknown option `limits.headerBytes`. Known options: requestBodyBytes, responseBodyBytes.'],
   ['an option key that is not a name', { target, timeout: { 'con nect': 1 } }, 'Unknown option `timeout."con nect"`. Known options: connect, response, idle, total.'],
   ['a registry that is not one', { target, registry: {} }, 'Expected `registry` to be an UpstreamRegistry, got an object.'],
-  ['a misspelt option', { target, timeouts: {} }, 'Unknown option `timeouts`. Known options: target, name, timeout, changeOrigin, failureStatuses, status, proxyName, requestIdHeader, dispatcher, retry, breaker, registry, trustProxy, limits, hooks.'],
+  ['a misspelt option', { target, timeouts: {} }, 'Unknown option `timeouts`. Known options: target, name, timeout, changeOrigin, failureStatuses, status, proxyName, requestIdHeader, dispatcher, retry, breaker, registry, trustProxy, limits, hooks, balance, outlierDetection, healthCheck, slowStart.'],
 ];
 
 describe('option validation', () => {
@@ -101,6 +101,10 @@ describe('option validation', () => {
       trustProxy: false,
       limits: { requestBodyBytes: 0, responseBodyBytes: 0 },
       breaker: { errorThresholdPercentage: 50, volumeThreshold: 20, resetTimeout: 5_000, rollingCountTimeout: 10_000, capacity: 0 },
+      balance: 'peak-ewma',
+      outlierDetection: { consecutiveFailures: 5, baseEjectionTime: 30_000, maxEjectionTime: 300_000, maxEjectionPercent: 50 },
+      healthCheck: { path: '/healthz', interval: 10_000, timeout: 2_000, healthyThreshold: 2, unhealthyThreshold: 2 },
+      slowStart: 10_000,
     });
     expect(Object.isFrozen(DEFAULTS)).toBe(true);
   });

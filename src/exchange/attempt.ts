@@ -90,6 +90,9 @@ export class Attempt implements Dispatcher.DispatchHandler {
   #stream = false;
   #resolve!: (outcome: AttemptOutcome) => void;
   readonly #spec: AttemptSpec;
+  /** When the attempt started and when its response head arrived (`performance.now()`; 0 for none), for latency-aware balancing. */
+  readonly startedAt = performance.now();
+  headersAt = 0;
 
   constructor(spec: AttemptSpec) {
     this.#spec = spec;
@@ -152,6 +155,7 @@ export class Attempt implements Dispatcher.DispatchHandler {
     statusMessage?: string,
   ): void {
     if (this.#settled || statusCode < 200) return;
+    this.headersAt = performance.now();
     this.#stopWatchingUpload();
     if (this.#spec.failureStatuses.has(statusCode)) {
       this.#discarding = { statusCode, headers, bytes: 0 };

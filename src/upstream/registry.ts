@@ -1,24 +1,37 @@
 // Per-upstream state shared by every proxy to the same upstream, keyed by the
-// upstream's name (or origin): the circuit breaker, the in-flight count for
-// the concurrency limit, and the retry budget. Proxies use the default
-// registry unless given one, so two apps — or two tests — in one process can
-// keep theirs apart. Proxies that share an upstream's key must agree on what
-// it is (its origin) and on the settings of the state they share.
+// upstream's name (or its origin): the circuit breaker, the in-flight count
+// for the concurrency limit, the retry budget, and the group of hosts with
+// their ejections and health. Proxies use the default registry unless given
+// one, so two apps — or two tests — in one process can keep theirs apart.
+// Proxies that share a key must agree on what the upstream is and on the
+// settings of the state they share; the last one to close releases it.
 
 import { UpstreamBreaker, type BreakerOptions, type BreakerState, type BreakerStats } from './breaker.js';
+import { UpstreamGroup, type GroupSettings, type HostSnapshot, type TargetSpec } from './group.js';
 import { RetryBudget } from './retry-budget.js';
+
+export interface UpstreamSettings {
+  /** The hosts as configured: one key, one service. */
+  readonly targets: readonly TargetSpec[];
+  readonly budgetWindow: number;
+  readonly breaker: Readonly<BreakerOptions> | null;
+  readonly group: GroupSettings;
+}
 
 export class UpstreamState {
   readonly key: string;
   readonly settings: UpstreamSettings;
   readonly budget: RetryBudget;
   readonly breaker: UpstreamBreaker | null;
+  readonly group: UpstreamGroup;
   /** The most attempts in flight at once, or `null` for no limit. */
   readonly capacity: number | null;
   /** Attempts in flight now. */
   inFlight = 0;
   /** Attempts refused by the concurrency limit since the start. */
   overloaded = 0;
+  /** Proxies using this state. */
+  users = 0;
 
   constructor(key: string, settings: UpstreamSettings) {
     const { budgetWindow, breaker } = settings;
@@ -27,10 +40,11 @@ export class UpstreamState {
     this.budget = new RetryBudget(budgetWindow);
     this.breaker = breaker === null ? null : new UpstreamBreaker(key, breaker);
     this.capacity = breaker === null || breaker.capacity === 0 ? null : breaker.capacity;
+    this.group = new UpstreamGroup(key, settings.targets, settings.group);
   }
 }
 
-/** What a health endpoint may show about one upstream. */
+/** What a health endpoint may show about one upstream. Host URLs are for operators: never send them to clients. */
 export interface UpstreamSnapshot {
   readonly upstream: string;
   /** The breaker's state, or `disabled` when the upstream's proxies run without one. */
@@ -41,68 +55,91 @@ export interface UpstreamSnapshot {
   readonly overloaded: number;
   /** The breaker's rolling-window counts, or `null` without a breaker. */
   readonly stats: BreakerStats | null;
-}
-
-export interface UpstreamSettings {
-  /** The upstream's origin: one key, one service. */
-  readonly origin: string;
-  readonly budgetWindow: number;
-  readonly breaker: Readonly<BreakerOptions> | null;
+  /** Each host with its state (`healthy`, `ejected`, `unhealthy`), in-flight count and ejections. */
+  readonly hosts: readonly HostSnapshot[];
+  /** Picks made in panic mode (fewer than half the hosts eligible, so all took traffic). */
+  readonly panics: number;
 }
 
 export class UpstreamRegistry {
   readonly #upstreams = new Map<string, UpstreamState>();
 
   /**
-   * The state of `key`, created with `settings` on first use. A proxy whose
-   * settings differ from those the state was made with would silently run on
-   * the first one's: that is a TypeError naming `name`.
+   * The state of `key` for one more proxy, created with `settings` on first
+   * use. A proxy whose settings differ from those the state was made with
+   * would silently run on the first one's: that is a TypeError naming `name`.
    */
   upstream(key: string, settings: UpstreamSettings): UpstreamState {
     let state = this.#upstreams.get(key);
     if (state === undefined) {
       state = new UpstreamState(key, settings);
       this.#upstreams.set(key, state);
-      return state;
+    } else {
+      const difference = differenceOf(state.settings, settings);
+      if (difference !== null) {
+        throw new TypeError(
+          `Expected \`name\` "${key}" to stand for one upstream with one set of settings in its registry, but it is already used with ${difference}. ` +
+            'Proxies that share a name share its breaker, budget, capacity and hosts, so they must agree on them; ' +
+            'give this proxy another `name`, the same settings, or its own `registry`.',
+        );
+      }
     }
-    const difference = differenceOf(state.settings, settings);
-    if (difference !== null) {
-      throw new TypeError(
-        `Expected \`name\` "${key}" to stand for one upstream with one set of settings in its registry, but it is already used with ${difference}. ` +
-          'Proxies that share a name share its breaker, budget and capacity, so they must agree on them; ' +
-          'give this proxy another `name`, the same settings, or its own `registry`.',
-      );
-    }
+    state.users += 1;
     return state;
   }
 
-  /** One upstream's breaker state and counts, or `undefined` if no proxy used it yet. */
+  /** One proxy stopped using `state`; the last one closes its pools and health checks and forgets it. */
+  async release(state: UpstreamState): Promise<void> {
+    state.users -= 1;
+    if (state.users > 0 || this.#upstreams.get(state.key) !== state) return;
+    this.#upstreams.delete(state.key);
+    state.breaker?.shutdown();
+    await state.group.close();
+  }
+
+  /** One upstream's state and counts, or `undefined` if no open proxy uses it. */
   get(upstream: string): UpstreamSnapshot | undefined {
     const state = this.#upstreams.get(upstream);
     return state === undefined ? undefined : snapshotOf(state);
   }
 
-  /** Every upstream's breaker state and counts, e.g. for a `/health` route. */
+  /** Every upstream's state and counts, e.g. for a `/health` route. */
   snapshot(): UpstreamSnapshot[] {
     return [...this.#upstreams.values()].map(snapshotOf);
   }
 
-  /** Stops every breaker's timers and forgets all state. */
+  /** Stops every breaker's timers and health check, closes the pools the registry's groups own, and forgets all state. */
   close(): void {
-    for (const state of this.#upstreams.values()) state.breaker?.shutdown();
+    for (const state of this.#upstreams.values()) {
+      state.breaker?.shutdown();
+      void state.group.close();
+    }
     this.#upstreams.clear();
   }
 }
 
+function targetsKey(targets: readonly TargetSpec[]): string {
+  return targets.map((target) => (target.weight === 1 ? target.origin : `${target.origin} (weight ${target.weight})`)).join(', ');
+}
+
 /** What differs between two proxies' settings for one upstream, said for a person; `null` when nothing does. */
 function differenceOf(first: UpstreamSettings, second: UpstreamSettings): string | null {
-  if (first.origin !== second.origin) return `another target (${first.origin}, not ${second.origin})`;
+  const [a, b] = [targetsKey(first.targets), targetsKey(second.targets)];
+  if (a !== b) return `another target (${a}, not ${b})`;
   if (first.budgetWindow !== second.budgetWindow) return `another \`retry.budget.window\` (${first.budgetWindow}, not ${second.budgetWindow})`;
   if ((first.breaker === null) !== (second.breaker === null)) return first.breaker === null ? '`breaker: false`' : 'a breaker (here `breaker: false`)';
   if (first.breaker !== null && second.breaker !== null) {
     for (const name of Object.keys(first.breaker) as (keyof BreakerOptions)[]) {
       if (first.breaker[name] !== second.breaker[name]) return `another \`breaker.${name}\` (${first.breaker[name]}, not ${second.breaker[name]})`;
     }
+  }
+  const [g, h] = [first.group, second.group];
+  if (g.dispatcher !== h.dispatcher) return 'another `dispatcher`';
+  for (const name of ['balance', 'slowStart'] as const) {
+    if (g[name] !== h[name]) return `another \`${name}\` (${String(g[name])}, not ${String(h[name])})`;
+  }
+  for (const name of ['outlierDetection', 'healthCheck'] as const) {
+    if (JSON.stringify(g[name]) !== JSON.stringify(h[name])) return `another \`${name}\``;
   }
   return null;
 }
@@ -115,6 +152,8 @@ function snapshotOf(state: UpstreamState): UpstreamSnapshot {
     capacity: state.capacity,
     overloaded: state.overloaded,
     stats: state.breaker?.stats ?? null,
+    hosts: state.group.snapshot(),
+    panics: state.group.panics,
   };
 }
 

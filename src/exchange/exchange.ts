@@ -1,0 +1,380 @@
+// One client request and everything that happens to it: its body, its
+// attempts (each on a host the group picks, behind the breaker and the
+// concurrency limit), its retries, and how it ends — with exactly one of the
+// upstream's complete response, the error contract, or (headers already sent)
+// a destroyed client connection. Per-request state lives here and nowhere else.
+
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { classifyError, type Classification, type Phase } from '../contract/classify.js';
+import { ClientAbortedError, isClientAborted, isProxyTimeout, LimitExceededError, ProxyTimeoutError } from '../contract/errors.js';
+import { FAILURES, type FailureCode, type ProxyStatusError } from '../contract/failures.js';
+import { sendProblem } from '../contract/problem.js';
+import type { ExchangeEvent, FailureEvent, ResolvedOptions, RetryEvent } from '../options.js';
+import { runWithRetries } from '../policy/retry.js';
+import { backoffDelay, isRetryable, parseRetryAfter } from '../policy/retry-policy.js';
+import type { Host } from '../upstream/group.js';
+import type { UpstreamState } from '../upstream/registry.js';
+import { Attempt, type AttemptOutcome } from './attempt.js';
+import { requestBody } from './body.js';
+import { upstreamRequestHeaders } from './headers.js';
+import type { ParsedBody } from './parsed-body.js';
+
+/** What an adapter knows about a request that Node's request object does not carry. */
+export interface ForwardContext {
+  /** The request target to forward, when the framework mounted the proxy under a prefix it did not strip. */
+  readonly url?: string;
+  /** A body the framework's parser already read (`parsed`), and its raw text when kept. */
+  readonly body?: ParsedBody;
+}
+
+/** What every exchange of one proxy shares: its options and its upstream's state. */
+export interface ProxyCore {
+  readonly config: ResolvedOptions;
+  readonly upstream: UpstreamState;
+}
+
+export interface Failure {
+  readonly code: FailureCode;
+  readonly proxyStatus: ProxyStatusError | null;
+  readonly phase: Phase | null;
+  readonly error: unknown;
+  readonly receivedStatus: number | null;
+  readonly retryAfter: string | null;
+}
+
+/** An attempt the proxy refused to make: the circuit is open, or the upstream is at capacity. */
+interface Refused {
+  readonly kind: 'refused';
+  readonly code: 'CIRCUIT_OPEN' | 'UPSTREAM_OVERLOADED';
+  readonly retryAfter: string | null;
+}
+
+type Outcome = AttemptOutcome | Refused;
+type FailedOutcome = Exclude<Outcome, { kind: 'delivered' }>;
+
+const HOOK_WARNED = new WeakSet<object>();
+
+/** Failures that say nothing about the upstream's health: the breaker and outlier detection ignore them. */
+const NOT_THE_UPSTREAMS = new Set<FailureCode>(['PROXY_INTERNAL_ERROR', 'REQUEST_INVALID', 'REQUEST_TOO_LARGE']);
+
+/** Hooks observe; one that throws must not break the request it observes. */
+export function callHook<T>(hook: ((event: T) => void) | undefined, event: T): void {
+  if (hook === undefined) return;
+  try {
+    hook(event);
+  } catch (error) {
+    if (!HOOK_WARNED.has(hook)) {
+      HOOK_WARNED.add(hook);
+      process.emitWarning(`A resilient-proxy hook threw; it is ignored: ${String(error)}`, {
+        code: 'RESILIENT_PROXY_HOOK_ERROR',
+      });
+    }
+  }
+}
+
+export function fromClassification(classification: Classification, phase: Phase | null, error: unknown): Failure {
+  return { ...classification, phase, error, receivedStatus: null, retryAfter: null };
+}
+
+function retryAfterOf(outcome: Extract<FailedOutcome, { kind: 'status' }>): string | null {
+  const value = outcome.headers['retry-after'];
+  return typeof value === 'string' && /^[\x20-\x7e]{1,64}$/.test(value) ? value : null;
+}
+
+export function refusal(code: Refused['code'], retryAfter: string | null): Failure {
+  return { code, proxyStatus: FAILURES[code].proxyStatus, phase: null, error: null, receivedStatus: null, retryAfter };
+}
+
+function failureOf(outcome: FailedOutcome): Failure {
+  if (outcome.kind === 'refused') return refusal(outcome.code, outcome.retryAfter);
+  if (outcome.kind === 'status') {
+    return { code: 'UPSTREAM_STATUS', proxyStatus: null, phase: 'response', error: null, receivedStatus: outcome.statusCode, retryAfter: retryAfterOf(outcome) };
+  }
+  return fromClassification(classifyError(outcome.error, outcome.phase), outcome.phase, outcome.error);
+}
+
+export function internalFailure(error: unknown): Failure {
+  return fromClassification({ code: 'PROXY_INTERNAL_ERROR', proxyStatus: 'proxy_internal_error' }, null, error);
+}
+
+/** What the breaker and outlier detection count against the upstream: its failures, never a client's abort or the proxy's own fault. */
+export function countsAgainstUpstream(outcome: AttemptOutcome): boolean {
+  if (outcome.kind === 'delivered') return false;
+  if (outcome.kind === 'status') return true;
+  if (isClientAborted(outcome.error)) return false;
+  const { code } = classifyError(outcome.error, outcome.phase);
+  return !NOT_THE_UPSTREAMS.has(code);
+}
+
+/** A client waiting for `100 Continue` that nobody has sent yet. */
+function expectsContinue(req: IncomingMessage, res: ServerResponse): boolean {
+  const expect = req.headers.expect;
+  return typeof expect === 'string' && expect.toLowerCase() === '100-continue' && (res as ServerResponse & { _sent100?: boolean })._sent100 !== true;
+}
+
+export class Exchange {
+  attempts = 0;
+  current: Attempt | null = null;
+  cancelReason: Error | null = null;
+  /** The hosts already tried, in order; allocated only when a retry needs it. */
+  tried: Host[] | null = null;
+  /** The host of the latest attempt. */
+  host: Host | null = null;
+  #sleep: AbortController | null = null;
+  #headers: Record<string, string | string[]> | null = null;
+
+  constructor(
+    readonly core: ProxyCore,
+    readonly req: IncomingMessage,
+    readonly res: ServerResponse,
+    readonly requestId: string,
+    readonly path: string,
+    readonly started: number,
+  ) {}
+
+  get method(): string {
+    return this.req.method ?? 'GET';
+  }
+
+  /** Ends whatever is under way: the current attempt, or a backoff wait. */
+  cancel(reason: Error): void {
+    if (this.cancelReason !== null) return;
+    this.cancelReason = reason;
+    this.current?.abort(reason);
+    this.#sleep?.abort(reason);
+  }
+
+  /** Created only when a retry waits, so the common path allocates no AbortController. */
+  sleepSignal(): AbortSignal {
+    this.#sleep ??= new AbortController();
+    if (this.cancelReason !== null) this.#sleep.abort(this.cancelReason);
+    return this.#sleep.signal;
+  }
+
+  #statusFor(failure: Failure): { status: number; failure: Failure } {
+    const { config } = this.core;
+    // The client's own faults are answered as such, whatever `status` says.
+    if (failure.code === 'REQUEST_INVALID' || failure.code === 'REQUEST_TOO_LARGE') return { status: FAILURES[failure.code].rfc9209Status, failure };
+    if (typeof config.status === 'number') return { status: config.status, failure };
+    try {
+      const status = config.status(failure.code, failure.proxyStatus);
+      if (Number.isInteger(status) && status >= 400 && status <= 599) return { status, failure };
+      throw new TypeError(`The \`status\` option returned ${String(status)}, not an HTTP error status.`);
+    } catch (error) {
+      return { status: 500, failure: internalFailure(error) };
+    }
+  }
+
+  #event(failure: Failure): ExchangeEvent {
+    const { config } = this.core;
+    return {
+      code: failure.code,
+      proxyStatus: failure.proxyStatus,
+      phase: failure.phase,
+      upstream: config.upstream,
+      target: this.host?.origin ?? config.origin,
+      requestId: this.requestId,
+      method: this.method,
+      path: this.path,
+      receivedStatus: failure.receivedStatus,
+      error: failure.error,
+    };
+  }
+
+  #report(failure: Failure, statusCode: number | null): void {
+    const { onFailure } = this.core.config.hooks;
+    if (onFailure === undefined) return;
+    const event: FailureEvent = { ...this.#event(failure), attempts: this.attempts, statusCode };
+    callHook(onFailure, event);
+  }
+
+  /** Ends the exchange with a failure: the contract, or a cut connection once headers are out. */
+  fail(initial: Failure): void {
+    const { req, res } = this;
+    const { config } = this.core;
+    if (initial.phase === 'body' || res.headersSent) {
+      if (!res.destroyed) res.destroy();
+      this.#report(initial.phase === 'body' ? initial : { ...initial, code: 'UPSTREAM_RESPONSE_INCOMPLETE' }, null);
+      return;
+    }
+    const { status, failure } = this.#statusFor(initial);
+    if (!res.destroyed && !res.writableEnded) {
+      sendProblem(req, res, {
+        code: failure.code,
+        status,
+        proxyStatus: failure.proxyStatus,
+        receivedStatus: failure.receivedStatus,
+        retryAfter: failure.retryAfter,
+        upstream: config.name,
+        attempts: this.attempts,
+        requestId: this.requestId,
+        proxyName: config.proxyName,
+        requestIdHeader: config.requestIdHeader,
+      });
+    }
+    this.#report(failure, status);
+  }
+
+  /** The wait before the next attempt, or null when this failure must not be retried. */
+  #planRetry(outcome: FailedOutcome, attempt: number): number | null {
+    const { config, upstream } = this.core;
+    const retry = config.retry;
+    if (retry === null || this.cancelReason !== null || this.res.headersSent) return null;
+    const failure = failureOf(outcome);
+    let delay = backoffDelay(attempt, retry);
+    const retryAfter = parseRetryAfter(failure.retryAfter);
+    const total = config.timeout.total;
+    const remaining = total > 0 ? total - (performance.now() - this.started) : Number.POSITIVE_INFINITY;
+    if (retryAfter !== null) {
+      // Honour the upstream's wish when the client can afford the wait;
+      // otherwise fail now and pass its Retry-After on.
+      if (retryAfter > (total > 0 ? remaining : retry.maxDelay)) return null;
+      delay = retryAfter;
+    }
+    if (delay >= remaining) return null;
+    if (retry.budget !== null && !upstream.budget.tryRetry(retry.budget, retry.retries)) return null;
+    const event: RetryEvent = { ...this.#event(failure), attempt, delay };
+    callHook(config.hooks.onRetry, event);
+    return delay;
+  }
+
+  #isRetryCandidate(outcome: Outcome): outcome is FailedOutcome {
+    // A refusal ends the loop at once: an open circuit is not to be hammered.
+    if (outcome.kind === 'delivered' || outcome.kind === 'refused') return false;
+    const idempotent = this.core.config.retry?.methods.has(this.method) === true;
+    if (outcome.kind === 'status') return isRetryable('UPSTREAM_STATUS', 'response', idempotent);
+    if (isClientAborted(outcome.error) || (isProxyTimeout(outcome.error) && outcome.error.timer === 'total')) return false;
+    const { code } = classifyError(outcome.error, outcome.phase);
+    return isRetryable(code, outcome.phase, idempotent, code === 'UPSTREAM_RESPONSE_TIMEOUT' && this.core.upstream.group.hasUntried(this.tried ?? (this.host === null ? [] : [this.host])));
+  }
+
+  /** Headers for the upstream, built when the first attempt really runs: a refusal needs none. */
+  #upstreamHeaders(host: Host, rebuilt: Buffer | null): Record<string, string | string[]> {
+    const { config } = this.core;
+    let headers = this.#headers;
+    if (headers === null) {
+      headers = upstreamRequestHeaders(this.req, {
+        requestIdHeader: config.requestIdHeader,
+        requestId: this.requestId,
+        host: config.changeOrigin ? new URL(host.origin).host : this.req.headers.host,
+        trustProxy: config.trustProxy,
+      });
+      if (rebuilt !== null) {
+        headers['content-length'] = String(rebuilt.length);
+        delete headers['content-encoding'];
+      }
+      this.#headers = headers;
+    } else if (config.changeOrigin && this.host !== host) {
+      headers.host = new URL(host.origin).host;
+    }
+    return headers;
+  }
+
+  /** Reads what it must of the body, then runs the attempts; settles when the exchange has ended. */
+  async forward(context: ForwardContext | undefined): Promise<void> {
+    const { req, res } = this;
+    const { config, upstream } = this.core;
+    const retry = config.retry;
+    const onClientClose = (): void => {
+      if (!res.writableFinished) this.cancel(new ClientAbortedError());
+    };
+    res.once('close', onClientClose);
+    let deadline: NodeJS.Timeout | null = null;
+    try {
+      const maxBody = config.limits.requestBodyBytes;
+      if (maxBody > 0 && Number(req.headers['content-length']) > maxBody) {
+        // The body will not be read: the connection cannot carry another request.
+        if (!res.headersSent) res.setHeader('connection', 'close');
+        this.fail(fromClassification(classifyError(new LimitExceededError('request', maxBody), 'connect'), null, null));
+        return;
+      }
+      // Wired to the server's 'checkContinue' event, the proxy says `100
+      // Continue` only once it means to read the body (a 413 or a refusal
+      // comes first); otherwise Node already said it.
+      if (expectsContinue(req, res)) res.writeContinue();
+      const replayLimit = retry !== null && retry.retries > 0 ? retry.maxBodyBytes : null;
+      const { body, rebuilt, replayable } = await requestBody(req, replayLimit, context?.body);
+      if (this.cancelReason !== null) return;
+      const rebuiltBytes = rebuilt && Buffer.isBuffer(body) ? body : null;
+      // The deadline starts once the body is in hand: a client's slow upload
+      // is not the upstream's time.
+      const total = config.timeout.total;
+      if (total > 0) deadline = setTimeout(() => this.cancel(new ProxyTimeoutError('total', total)), total);
+      if (retry?.budget) upstream.budget.recordRequest();
+
+      const run = async (n: number): Promise<AttemptOutcome> => {
+        const { group } = upstream;
+        const host = group.pick(this.tried);
+        const headers = this.#upstreamHeaders(host, rebuiltBytes);
+        // The object is this request's own, and undici serialises it during
+        // dispatch(): the next attempt may overwrite the number.
+        if (retry?.attemptHeader) headers[retry.attemptHeader] = String(n);
+        const attempt = new Attempt({
+          dispatcher: host.dispatcher,
+          origin: host.origin,
+          path: this.path,
+          method: this.method,
+          headers,
+          body,
+          timeout: config.timeout,
+          failureStatuses: config.failureStatuses,
+          limits: config.limits,
+          res,
+        });
+        if (this.host !== null) (this.tried ??= [this.host]).push(host);
+        this.host = host;
+        this.current = attempt;
+        this.attempts += 1;
+        upstream.inFlight += 1;
+        host.active += 1;
+        let outcome: AttemptOutcome | null = null;
+        try {
+          outcome = await attempt.start();
+          return outcome;
+        } finally {
+          upstream.inFlight -= 1;
+          host.active -= 1;
+          const result = outcome === null || (outcome.kind === 'failed' && isClientAborted(outcome.error)) ? 'neutral' : countsAgainstUpstream(outcome) ? 'failure' : 'success';
+          group.record(host, result, attempt.headersAt === 0 ? null : attempt.headersAt - attempt.startedAt);
+        }
+      };
+
+      const send = async (n: number): Promise<Outcome> => {
+        if (this.cancelReason !== null) return { kind: 'failed', error: this.cancelReason, phase: 'connect' };
+        if (upstream.capacity !== null && upstream.inFlight >= upstream.capacity) {
+          upstream.overloaded += 1;
+          return { kind: 'refused', code: 'UPSTREAM_OVERLOADED', retryAfter: null };
+        }
+        const { breaker } = upstream;
+        if (breaker === null) return run(n);
+        const guarded = await breaker.run(() => run(n), countsAgainstUpstream);
+        if (guarded.ran) return guarded.outcome;
+        return { kind: 'refused', code: 'CIRCUIT_OPEN', retryAfter: String(guarded.retryAfterSeconds) };
+      };
+
+      const outcome =
+        retry === null || retry.retries === 0 || !replayable
+          ? await send(1)
+          : await runWithRetries({
+              retries: retry.retries,
+              attempt: send,
+              isCandidate: (o) => this.#isRetryCandidate(o),
+              plan: (o, n) => this.#planRetry(o as FailedOutcome, n),
+              signal: () => this.sleepSignal(),
+            });
+      this.current = null;
+
+      if (outcome.kind === 'delivered') return;
+      // A client that left is not an upstream failure: the attempt is
+      // cancelled and nothing is reported or counted.
+      if (isClientAborted(this.cancelReason) || (outcome.kind === 'failed' && isClientAborted(outcome.error))) return;
+      this.fail(failureOf(outcome));
+    } catch (error) {
+      if (isClientAborted(error) || isClientAborted(this.cancelReason)) return;
+      throw error;
+    } finally {
+      if (deadline !== null) clearTimeout(deadline);
+      res.off('close', onClientClose);
+    }
+  }
+}

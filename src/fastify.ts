@@ -43,8 +43,14 @@ export const fastifyProxy: FastifyPluginCallback<FastifyProxyOptions> = (instanc
     parsed(null);
   });
   const forward = (request: FastifyRequest, reply: FastifyReply): void => {
+    // Headers set through reply.header() (by @fastify/cors, @fastify/rate-limit,
+    // hooks) live in Fastify's own map until Fastify sends the reply; once
+    // hijacked it never does, so they are put on the raw response here.
+    for (const [name, value] of Object.entries(reply.getHeaders())) {
+      if (value !== undefined && !reply.raw.hasHeader(name)) reply.raw.setHeader(name, value);
+    }
     reply.hijack();
-    handler.handle(request.raw, reply.raw, { url: withoutPrefix(request.raw.url ?? '/', instance.prefix) });
+    void handler.handle(request.raw, reply.raw, { url: withoutPrefix(request.raw.url ?? '/', instance.prefix), requestId: request.id });
   };
   instance.route({ method: METHODS, url: '/', handler: forward, exposeHeadRoute: false });
   instance.route({ method: METHODS, url: '/*', handler: forward, exposeHeadRoute: false });

@@ -23,27 +23,29 @@ export interface KoaProxyMiddleware {
   close(): Promise<void>;
 }
 
-/** Settles once the response is over: finished, or its connection gone. */
-function responseDone(res: ServerResponse): Promise<void> {
-  if (res.writableFinished || res.destroyed) return Promise.resolve();
-  return new Promise((resolve) => res.once('close', () => resolve()));
-}
 
 /**
  * `app.use(mount('/api', koaProxy({ target })))` or on a router. The proxy
  * answers every request it gets; it never calls `next`. The returned promise
- * settles when the response is over, so middleware that awaits `next()`
- * (koa-logger, timers) sees the status the client got and the real
- * duration. Works on Koa 2 and 3.
+ * settles once the response's status is sent (its head went out, or the
+ * error contract was written, or the client left), so middleware that awaits
+ * `next()` sees the status the client got, and koa-logger, which waits for
+ * the response's end from there, logs its real end and duration. Works on
+ * Koa 2 and 3.
  */
 export function koaProxy(options: ProxyOptions): KoaProxyMiddleware {
   const handler = createProxyHandler(options);
   const middleware = (ctx: KoaContextLike): Promise<void> => {
     ctx.respond = false;
     const { body, rawBody } = ctx.request;
-    const done = responseDone(ctx.res);
-    handler.handle(ctx.req, ctx.res, body === undefined ? undefined : { body: { parsed: body, raw: rawBody } });
-    return done;
+    // Settles once the status the client gets is known and the response is
+    // on its way: its head went out, or the proxy is done with it. A logger
+    // that waits for the response's end from here (koa-logger) sees its real
+    // end, a completed one or a cut one.
+    return new Promise<void>((resolve) => {
+      const parsed = body === undefined ? undefined : { parsed: body, raw: rawBody };
+      void handler.handle(ctx.req, ctx.res, { body: parsed, onHead: resolve }).then(resolve);
+    });
   };
   return Object.assign(middleware, { upstream: handler.upstream, close: () => handler.close() });
 }

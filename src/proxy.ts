@@ -16,7 +16,8 @@ export type NextFunction = (error?: unknown) => void;
 
 /** The proxy as adapters see it. */
 export interface ProxyHandler {
-  handle(req: IncomingMessage, res: ServerResponse, context?: ForwardContext): void;
+  /** Settles when the proxy is done with the response: ended, answered with the contract, or cut. Never rejects. */
+  handle(req: IncomingMessage, res: ServerResponse, context?: ForwardContext): Promise<void>;
   readonly upstream: string;
   setTargets(target: ProxyOptions['target']): void;
   close(): Promise<void>;
@@ -36,6 +37,8 @@ export interface ResilientProxy {
   /** Stops using the upstream's shared state; the last proxy of an upstream closes its pools (not a dispatcher you passed in) and health checks. */
   close(): Promise<void>;
 }
+
+const DONE = Promise.resolve();
 
 /** The proxy without its listener shape, for adapters that pass more context. */
 export function createProxyHandler(options: ProxyOptions): ProxyHandler {
@@ -67,18 +70,19 @@ export function createProxyHandler(options: ProxyOptions): ProxyHandler {
     upstream: config.upstream,
     handle(req, res, context) {
       const path = upstreamPath(config.basePath, context?.url ?? req.url);
-      const exchange = new Exchange(core, req, res, requestId(req, config.requestIdHeader), path ?? '', performance.now());
+      const id = context?.requestId === undefined ? requestId(req, config.requestIdHeader) : requestId(req, config.requestIdHeader, context.requestId);
+      const exchange = new Exchange(core, req, res, id, path ?? '', performance.now());
       if (path === null) {
         exchange.fail(fromClassification({ code: 'REQUEST_INVALID', proxyStatus: 'http_request_error' }, null, null));
-        return;
+        return DONE;
       }
       // An open circuit is known at once: refuse before reading anything.
       const refused = breaker?.refusal() ?? null;
       if (refused !== null) {
         exchange.fail(refusal('CIRCUIT_OPEN', String(refused)));
-        return;
+        return DONE;
       }
-      exchange.forward(context).catch((error: unknown) => {
+      return exchange.forward(context).catch((error: unknown) => {
         exchange.fail(internalFailure(error));
       });
     },
@@ -105,7 +109,7 @@ export function createProxyHandler(options: ProxyOptions): ProxyHandler {
 export function createProxy(options: ProxyOptions): ResilientProxy {
   const handler = createProxyHandler(options);
   const proxy = (req: IncomingMessage, res: ServerResponse): void => {
-    handler.handle(req, res);
+    void handler.handle(req, res);
   };
   return Object.assign(proxy, {
     upstream: handler.upstream,

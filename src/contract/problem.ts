@@ -121,6 +121,19 @@ function render(problem: ProblemDetails, format: Format): { contentType: string;
 // may have set: they would describe a body that is not the one being sent.
 const STALE_HEADERS = ['content-encoding', 'content-range', 'content-disposition', 'content-language', 'etag', 'last-modified', 'location'];
 
+/** `Vary` values joined, each field name once (case-insensitive); `*` absorbs the rest. */
+export function joinVary(...values: (string | number | readonly string[] | undefined)[]): string {
+  const names = new Map<string, string>();
+  for (const value of values) {
+    if (value === undefined) continue;
+    for (const token of (typeof value === 'object' ? value.join(',') : String(value)).split(',')) {
+      const name = token.trim();
+      if (name !== '') names.set(name.toLowerCase(), name);
+    }
+  }
+  return names.has('*') ? '*' : [...names.values()].join(', ');
+}
+
 /** Sends the error response. The caller has checked that no header was sent yet. */
 export function sendProblem(req: IncomingMessage, res: ServerResponse, input: ProblemInput): void {
   const problem = problemDetails(input);
@@ -130,7 +143,7 @@ export function sendProblem(req: IncomingMessage, res: ServerResponse, input: Pr
     'content-type': contentType,
     'content-length': Buffer.byteLength(body),
     'cache-control': 'no-store',
-    vary: 'Accept',
+    vary: joinVary(res.getHeader('vary'), 'Accept'),
     'proxy-status': proxyStatusValue(input.proxyName, input.proxyStatus, input.receivedStatus),
     [input.requestIdHeader]: input.requestId,
   };

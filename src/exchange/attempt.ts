@@ -8,7 +8,7 @@ import { Pool, type Dispatcher } from 'undici';
 import type { ClientBody } from './body.js';
 import type { Phase } from '../contract/classify.js';
 import { LimitExceededError, ProxyTimeoutError, type TimerKind } from '../contract/errors.js';
-import { clientResponseHeaders } from './headers.js';
+import { clientResponseHeaders, withAppHeaders } from './headers.js';
 import type { LimitOptions, TimeoutOptions } from '../options.js';
 
 /** The keep-alive pool the proxy owns when no dispatcher is given. */
@@ -33,6 +33,8 @@ export interface AttemptSpec {
   readonly failureStatuses: ReadonlySet<number>;
   readonly limits: Readonly<LimitOptions>;
   readonly res: ServerResponse;
+  /** Told when the response head has gone to the client. */
+  readonly onHead?: (() => void) | undefined;
 }
 
 export type AttemptOutcome =
@@ -86,6 +88,9 @@ export class Attempt implements Dispatcher.DispatchHandler {
   #bytes = 0;
   /** The upstream's response head, not yet sent to the client. */
   #pending: { statusCode: number; statusMessage: string | undefined; headers: OutgoingHttpHeaders } | null = null;
+  /** Paused until the client drains, and whether the drain listener is attached. */
+  #awaitingDrain = false;
+  #drainListener = false;
   /** The response is an event stream: every chunk is flushed through compression middleware. */
   #stream = false;
   #resolve!: (outcome: AttemptOutcome) => void;
@@ -195,9 +200,11 @@ export class Attempt implements Dispatcher.DispatchHandler {
     this.#pending = null;
     const res = this.#spec.res;
     try {
-      if (pending.statusMessage === undefined || pending.statusMessage === '') res.writeHead(pending.statusCode, pending.headers);
-      else res.writeHead(pending.statusCode, pending.statusMessage, pending.headers);
+      const headers = withAppHeaders(res, pending.headers);
+      if (pending.statusMessage === undefined || pending.statusMessage === '') res.writeHead(pending.statusCode, headers);
+      else res.writeHead(pending.statusCode, pending.statusMessage, headers);
       if (flush) res.flushHeaders();
+      this.#spec.onHead?.();
     } catch (error) {
       // A status or header value Node refuses to send (the upstream's fault);
       // drop what was set so the error response carries none of it.
@@ -236,7 +243,14 @@ export class Attempt implements Dispatcher.DispatchHandler {
       // not count its slowness against the upstream.
       controller.pause();
       this.#disarm();
-      res.once('drain', this.#onClientDrain);
+      this.#awaitingDrain = true;
+      // One listener for the attempt's life: compression routes 'drain'
+      // listeners to its zlib stream, where once()'s self-removal and off()
+      // never reach, so a listener per pause would pile up there.
+      if (!this.#drainListener) {
+        this.#drainListener = true;
+        res.on('drain', this.#onClientDrain);
+      }
     }
   }
 
@@ -286,7 +300,8 @@ export class Attempt implements Dispatcher.DispatchHandler {
   };
 
   readonly #onClientDrain = (): void => {
-    if (this.#settled) return;
+    if (this.#settled || !this.#awaitingDrain) return;
+    this.#awaitingDrain = false;
     this.#arm('idle');
     this.#controller?.resume();
   };
@@ -349,7 +364,7 @@ export class Attempt implements Dispatcher.DispatchHandler {
     this.#settled = true;
     this.#disarm();
     this.#stopWatchingUpload();
-    this.#spec.res.off('drain', this.#onClientDrain);
+    if (this.#drainListener) this.#spec.res.off('drain', this.#onClientDrain);
     if (outcome.kind === 'failed' && this.#phase === 'body') {
       // Headers are out: only a cut connection tells the client the body is
       // incomplete. end() would make a truncated body look whole.

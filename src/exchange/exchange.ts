@@ -24,7 +24,11 @@ export interface ForwardContext {
   /** The request target to forward, when the framework mounted the proxy under a prefix it did not strip. */
   readonly url?: string;
   /** A body the framework's parser already read (`parsed`), and its raw text when kept. */
-  readonly body?: ParsedBody;
+  readonly body?: ParsedBody | undefined;
+  /** The id the framework gave the request (Fastify's `request.id`), used when the client sent none. */
+  readonly requestId?: string | undefined;
+  /** Told when the response head has gone to the client. */
+  readonly onHead?: (() => void) | undefined;
 }
 
 /** What every exchange of one proxy shares: its options and its upstream's state. */
@@ -53,6 +57,9 @@ type Outcome = AttemptOutcome | Refused;
 type FailedOutcome = Exclude<Outcome, { kind: 'delivered' }>;
 
 const HOOK_WARNED = new WeakSet<object>();
+
+/** nginx's status for a request whose client closed the connection before the response. */
+const CLIENT_CLOSED_REQUEST = 499;
 
 /** Failures that say nothing about the upstream's health: the breaker and outlier detection ignore them. */
 const NOT_THE_UPSTREAMS = new Set<FailureCode>(['PROXY_INTERNAL_ERROR', 'REQUEST_INVALID', 'REQUEST_TOO_LARGE']);
@@ -276,7 +283,11 @@ export class Exchange {
     const { config, upstream } = this.core;
     const retry = config.retry;
     const onClientClose = (): void => {
-      if (!res.writableFinished) this.cancel(new ClientAbortedError());
+      if (res.writableFinished) return;
+      // The client left before any status was sent: loggers read 499, as
+      // nginx logs it, not a status nobody sent. Nothing goes on the wire.
+      if (!res.headersSent) res.statusCode = CLIENT_CLOSED_REQUEST;
+      this.cancel(new ClientAbortedError());
     };
     res.once('close', onClientClose);
     let deadline: NodeJS.Timeout | null = null;
@@ -320,6 +331,7 @@ export class Exchange {
           failureStatuses: config.failureStatuses,
           limits: config.limits,
           res,
+          onHead: context?.onHead,
         });
         if (this.host !== null) (this.tried ??= [this.host]).push(host);
         this.host = host;

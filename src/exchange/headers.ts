@@ -2,8 +2,9 @@
 // Hop-by-hop headers (RFC 9110 §7.6.1) and any header a `Connection` field
 // names stay on their own hop; X-Forwarded-* describe the client's hop.
 
-import type { IncomingHttpHeaders, IncomingMessage, OutgoingHttpHeaders } from 'node:http';
+import type { IncomingHttpHeaders, IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
 import { randomUUID } from 'node:crypto';
+import { joinVary } from '../contract/problem.js';
 import type { TLSSocket } from 'node:tls';
 
 const HOP_BY_HOP = new Set([
@@ -98,15 +99,33 @@ function saneId(value: unknown): string | null {
 /**
  * The request id of `req`, the same every time it is asked: the client's
  * `header` when it is a sane token, else an id the app already gave the
- * request (`req.id`, as pino-http and others set it), else a fresh UUID. The proxy
+ * request (`req.id`, as pino-http and others set it; Fastify's `request.id`
+ * through its adapter), else a fresh UUID. The proxy
  * uses this id upstream and in error bodies; a logger that asks for it (for
  * example pino-http's `genReqId`) logs the same one.
  */
-export function requestId(req: IncomingMessage, header = 'x-request-id'): string {
+export function requestId(req: IncomingMessage, header = 'x-request-id', appId: unknown = (req as IncomingMessage & { id?: unknown }).id): string {
   let id = ids.get(req);
   if (id === undefined) {
-    id = saneId(req.headers[header]) ?? saneId((req as IncomingMessage & { id?: unknown }).id) ?? randomUUID();
+    id = saneId(req.headers[header]) ?? saneId(appId) ?? randomUUID();
     ids.set(req, id);
   }
   return id;
+}
+
+/**
+ * The upstream's headers, joined with the list-valued headers the app set on
+ * the response before the proxy ran (cors's `Vary: Origin`, a cookie set by
+ * the app): `writeHead` would otherwise replace them.
+ */
+export function withAppHeaders(res: ServerResponse, headers: OutgoingHttpHeaders): OutgoingHttpHeaders {
+  const vary = res.getHeader('vary');
+  if (vary !== undefined && headers.vary !== undefined) headers.vary = joinVary(vary, headers.vary);
+  const cookies = res.getHeader('set-cookie');
+  if (cookies !== undefined && headers['set-cookie'] !== undefined) {
+    const own = Array.isArray(cookies) ? cookies : [String(cookies)];
+    const theirs = headers['set-cookie'];
+    headers['set-cookie'] = [...own, ...(Array.isArray(theirs) ? theirs : [theirs])];
+  }
+  return headers;
 }

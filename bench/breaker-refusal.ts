@@ -93,6 +93,7 @@ for (let round = 0; round < rounds; round += 1) {
 }
 const labels: Record<Measure, string> = { head: 'writeHead()', end: 'res.end()', finish: "'finish'" };
 const summary = measures.map((measure) => ({
+  measure,
   until: labels[measure],
   refusedMicros: median(results.refused[measure]),
   openMicros: median(results.open[measure]),

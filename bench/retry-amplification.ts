@@ -5,7 +5,7 @@
 import { once } from 'node:events';
 import { createServer, request } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { createProxy, UpstreamRegistry, type ProxyOptions } from 'resilient-proxy';
+import { createProxy, DEFAULTS, UpstreamRegistry, type ProxyOptions } from 'resilient-proxy';
 import { faults, startFaultUpstream } from 'resilient-proxy/testing';
 
 const numbers = process.argv.filter((arg) => /^\d+$/.test(arg)).map(Number);
@@ -59,9 +59,9 @@ const runs: [string, Pick<ProxyOptions, 'retry' | 'breaker'>][] = [
 const results = [];
 for (const [label, options] of runs) results.push({ label, ...(await measure(options)) });
 if (json) {
-  console.log(JSON.stringify({ total, concurrency, results }));
+  console.log(JSON.stringify({ total, concurrency, retries: DEFAULTS.retry.retries, results }));
 } else {
-  console.log(`total outage (every upstream answer is 503), ${total} client GETs, concurrency ${concurrency}, retries: 2`);
+  console.log(`total outage (every upstream answer is 503), ${total} client GETs, concurrency ${concurrency}, retries: ${DEFAULTS.retry.retries}`);
   for (const result of results) {
     console.log(`${result.label.padEnd(28)} ${String(result.hits).padStart(6)} upstream requests = ${result.ratio.toFixed(3)}x in ${result.seconds.toFixed(1)} s`);
   }

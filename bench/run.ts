@@ -2,19 +2,25 @@
 // alternatives, side by side in one run on loopback. Every contender runs in
 // its own process against one upstream process; load comes from autocannon
 // in this process, keep-alive, fixed concurrency, in interleaved rounds so
-// drift hits every contender alike. Prints the tables BENCHMARKS.md holds.
-// `--smoke` runs a few seconds of everything, to prove the benchmark works.
+// drift hits every contender alike. Writes its results to
+// bench/results/latest.json (`npm run bench:docs` renders README.md's and
+// BENCHMARKS.md's figures from that file) and prints the tables.
+// `--smoke` runs a few seconds of everything, to prove the benchmark works;
+// its results go to a temporary file, never to latest.json.
+// `--out FILE` writes the results elsewhere.
 
 import { execFileSync, fork, spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { request } from 'node:http';
 import { createServer, connect, type AddressInfo } from 'node:net';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { cpus, tmpdir, totalmem, type } from 'node:os';
+import { join, relative, resolve } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import autocannon from 'autocannon';
+import { benchmarksBlock } from './render.js';
+import { asEarlier, LATEST, readResults, writeResults, type BenchResults, type ContenderId, type MemoryRow, type RefusalMeasure, type ThroughputTable } from './results.js';
 import type { Kind } from './servers.js';
 import { writeBytes } from './write-bytes.js';
 
@@ -23,13 +29,18 @@ const settings = smoke
   ? { rounds: 1, seconds: 1, connections: 10, sizes: ['1k'], streamBytes: 16 * 1024 * 1024, refusals: 200, outage: 200 }
   : { rounds: 5, seconds: 4, connections: 50, sizes: ['1k', '1m'], streamBytes: 1024 * 1024 * 1024, refusals: 5000, outage: 2000 };
 
+const outIndex = process.argv.indexOf('--out');
+const outFile =
+  outIndex !== -1 ? resolve(process.argv[outIndex + 1] ?? '') : smoke ? join(tmpdir(), 'resilient-proxy-bench-smoke.json') : LATEST;
+const SIZE_BYTES: Record<string, number> = { '1k': 1024, '1m': 1024 * 1024 };
+
 const root = fileURLToPath(new URL('..', import.meta.url));
 // Children import resilient-proxy by name: without the tsconfig `paths` that
 // point the name at src/, Node resolves it to the build in dist/.
 const childEnv = { ...process.env, TSX_TSCONFIG_PATH: join(root, 'bench/tsconfig.runtime.json') };
 
 interface Contender {
-  readonly id: string;
+  readonly id: ContenderId;
   readonly label: string;
   readonly url: string;
   readonly pid: number | null;
@@ -147,7 +158,20 @@ const median = (values: number[]): number => {
   const middle = Math.floor(sorted.length / 2);
   return sorted.length % 2 === 1 ? (sorted[middle] ?? Number.NaN) : ((sorted[middle - 1] ?? 0) + (sorted[middle] ?? 0)) / 2;
 };
-const range = (values: number[], digits = 0): string => `${Math.min(...values).toFixed(digits)}–${Math.max(...values).toFixed(digits)}`;
+const spread = (values: number[]) => ({ median: median(values), min: Math.min(...values), max: Math.max(...values) });
+
+/** The commit measured, and whether the work tree differed from it. */
+function commit(): string | null {
+  try {
+    const head = execFileSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: root, encoding: 'utf8' }).trim();
+    // Only what is measured counts: the library, the bench and the dependencies.
+    const measured = ['src', 'bench/*.ts', 'package.json', 'package-lock.json'];
+    const dirty = execFileSync('git', ['status', '--porcelain', '--', ...measured], { cwd: root, encoding: 'utf8' }).trim() !== '';
+    return dirty ? `${head} with uncommitted changes` : head;
+  } catch {
+    return null;
+  }
+}
 
 function rssMiB(pid: number): number {
   const status = readFileSync(`/proc/${pid}/status`, 'utf8');
@@ -201,11 +225,11 @@ async function main(): Promise<void> {
   const started = performance.now();
   const upstream = await server('upstream');
   const contenders: Contender[] = [{ id: 'a', label: '(a) upstream called directly', url: upstream.url, pid: null, stop: () => Promise.resolve() }];
-  const kinds: [string, string, Kind][] = [
+  const kinds: [ContenderId, string, Kind][] = [
     ['b', '(b) bare undici proxy (Pool.stream)', 'bare-undici'],
     ['c', '(c) resilient-proxy, node:http', 'rp-node'],
     ['d', '(d) resilient-proxy, Express, all on', 'rp-express'],
-    ['b2', "(b') bare undici proxy inside Express (diagnostic)", 'bare-undici-express'],
+    ['b2', '(b′) bare undici proxy inside Express (diagnostic)', 'bare-undici-express'],
     ['e', '(e) http-proxy-middleware, Express', 'hpm-express'],
     ['f', '(f) resilient-proxy, Fastify adapter', 'rp-fastify'],
     ['g', '(g) @fastify/http-proxy', 'fastify-http-proxy'],
@@ -248,65 +272,89 @@ async function main(): Promise<void> {
     }
   }
 
-  const lines: string[] = [];
-  const print = (line = ''): void => {
-    lines.push(line);
-  };
-  print(`Node ${process.version}, ${settings.rounds} rounds × ${settings.seconds} s per contender and size, ${settings.connections} keep-alive connections, interleaved; median (min–max of rounds).`);
-  for (const size of settings.sizes) {
-    const rps = (id: string): number => median((samples.get(`${size}:${id}`) ?? []).map((s) => s.rps));
-    print();
-    print(`Responses of ${size === '1k' ? '1 KiB' : '1 MiB'}:`);
-    print();
-    print('| contender | req/s | p50 ms | p99 ms | req/s vs (b) | req/s vs (a) |');
-    print('|---|---|---|---|---|---|');
-    for (const contender of contenders) {
+  const throughput: ThroughputTable[] = settings.sizes.map((size) => ({
+    size,
+    bytes: SIZE_BYTES[size] ?? 0,
+    rows: contenders.map((contender) => {
       const runs = samples.get(`${size}:${contender.id}`) ?? [];
-      const r = runs.map((s) => s.rps);
-      print(
-        `| ${contender.label} | ${median(r).toFixed(0)} (${range(r)}) | ${median(runs.map((s) => s.p50)).toFixed(1)} | ${median(runs.map((s) => s.p99)).toFixed(1)} (${range(runs.map((s) => s.p99), 1)}) | ${(median(r) / rps('b')).toFixed(2)} | ${(median(r) / rps('a')).toFixed(2)} |`,
-      );
-    }
-  }
+      return {
+        id: contender.id,
+        label: contender.label,
+        rps: spread(runs.map((s) => s.rps)),
+        p50: median(runs.map((s) => s.p50)),
+        p99: spread(runs.map((s) => s.p99)),
+      };
+    }),
+  }));
 
-  print();
-  print(`Peak RSS growth of the proxy process while streaming ${(settings.streamBytes / 1024 / 1024).toFixed(0)} MiB through it (over its RSS before):`);
-  print();
-  print('| contender | download, MiB | upload, MiB |');
-  print('|---|---|---|');
+  const memory: MemoryRow[] = [];
   for (const contender of contenders) {
     if (contender.pid === null) continue;
     const growth = await streamingRss(contender.url, contender.pid, settings.streamBytes);
-    print(`| ${contender.label} | ${growth.download.toFixed(1)} | ${growth.upload.toFixed(1)} |`);
+    memory.push({ id: contender.id, label: contender.label, download: Number(growth.download.toFixed(1)), upload: Number(growth.upload.toFixed(1)) });
   }
 
   for (const contender of contenders) await contender.stop();
   await upstream.stop();
 
   const refusal = script('bench/breaker-refusal.ts', [String(settings.refusals)]) as {
-    summary: { until: string; refusedMicros: number; openMicros: number; ratio: number }[];
+    count: number;
+    rounds: number;
+    summary: { measure: RefusalMeasure; refusedMicros: number; openMicros: number }[];
   };
-  print();
-  print(`Refusing a request, server-side µs (median of 5 interleaved rounds, ${settings.refusals} sequential requests):`);
-  print();
-  print('| until | refused connection | circuit open | ratio |');
-  print('|---|---|---|---|');
-  for (const row of refusal.summary) print(`| ${row.until} | ${row.refusedMicros.toFixed(1)} | ${row.openMicros.toFixed(1)} | ${row.ratio.toFixed(1)}× |`);
-
   const amplification = script('bench/retry-amplification.ts', [String(settings.outage), '50']) as {
-    results: { label: string; hits: number; ratio: number }[];
+    total: number;
+    concurrency: number;
+    retries: number;
+    results: { label: string; hits: number }[];
   };
-  print();
-  print(`Upstream amplification under a total outage (every answer 503), ${settings.outage} client GETs, retries: 2:`);
-  print();
-  print('| configuration | upstream requests | per client request |');
-  print('|---|---|---|');
-  for (const row of amplification.results) print(`| ${row.label} | ${row.hits} | ${row.ratio.toFixed(3)} |`);
 
-  print();
-  for (const note of notes) print(note);
-  print(`nginx: ${reference === null ? 'not installed, skipped (apt-get install nginx-light to include it)' : 'included'}. Total time ${((performance.now() - started) / 1000).toFixed(0)} s.`);
-  console.log(lines.join('\n'));
+  const date = new Date().toISOString();
+  const measured = commit();
+  const previous = !smoke && outFile === LATEST && existsSync(LATEST) ? readResults(LATEST) : null;
+  const results: BenchResults = {
+    schema: 1,
+    run: {
+      description: smoke
+        ? `A smoke run of bench/run.ts on ${date.slice(0, 10)}: a few seconds of every measurement, to prove the benchmark works.`
+        : `A full run of \`npm run bench\` on ${date.slice(0, 10)}${measured === null ? '' : `, on commit ${measured}`}.`,
+      date,
+      commit: measured,
+      node: process.version,
+      machine: `${cpus().length} cores, ${Math.round(totalmem() / 1024 ** 3)} GiB, ${type()}`,
+      smoke,
+      rounds: settings.rounds,
+      seconds: settings.seconds,
+      connections: settings.connections,
+      nginx: reference !== null,
+      totalSeconds: Math.round((performance.now() - started) / 1000),
+      notes,
+    },
+    throughput,
+    memory: { bytes: settings.streamBytes, rows: memory },
+    refusal: {
+      requests: refusal.count,
+      rounds: refusal.rounds,
+      rows: refusal.summary.map(({ measure, refusedMicros, openMicros }) => ({ measure, refusedMicros, openMicros })),
+    },
+    amplification: {
+      clientRequests: amplification.total,
+      concurrency: amplification.concurrency,
+      retries: amplification.retries,
+      rows: amplification.results.map(({ label, hits }) => ({ label, hits })),
+    },
+    // The two full runs before this one, to show how much figures move.
+    earlier: previous === null ? [] : [asEarlier(previous), ...previous.earlier].slice(0, 2),
+  };
+  writeResults(results, outFile);
+
+  console.log(benchmarksBlock(results));
+  console.log();
+  for (const note of notes) console.log(note);
+  if (reference === null) console.log('nginx: not installed, skipped (apt-get install nginx-light to include it).');
+  const shown = relative(process.cwd(), outFile);
+  console.log(`Total time ${results.run.totalSeconds ?? 0} s. Results written to ${shown.startsWith('..') ? outFile : shown}.`);
+  if (!smoke && outFile === LATEST) console.log('Run `npm run bench:docs` to put these figures into README.md and BENCHMARKS.md.');
 }
 
 try {

@@ -1,6 +1,8 @@
 // `npm run demo`: starts a misbehaving upstream and an Express gateway on
 // loopback, sends one request per failure class through the gateway, and
 // prints what the client got. Every row is answered by the same contract.
+// Below the table, notes explain the rows that surprise people (one try where
+// retries are on, a 502 where RFC 9209 says 503).
 //
 // Run: npm install && npm run demo
 
@@ -10,7 +12,16 @@ import { request, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import express from 'express';
 import type { Dispatcher } from 'undici';
-import { createProxy, UpstreamRegistry, type BreakerOptions, type FailureEvent, type ResilientProxy } from 'resilient-proxy';
+import {
+  createProxy,
+  DEFAULTS,
+  rfc9209Status,
+  UpstreamRegistry,
+  type BreakerOptions,
+  type FailureEvent,
+  type ResilientProxy,
+  type StatusOption,
+} from 'resilient-proxy';
 import {
   connectHangDispatcher,
   dnsFailureDispatcher,
@@ -29,6 +40,7 @@ interface Scenario {
   readonly dispatcher?: () => Dispatcher;
   readonly method?: string;
   readonly breaker?: Partial<BreakerOptions>;
+  readonly status?: StatusOption;
   /** A request sent first, to trip the breaker or fill the upstream's capacity. */
   readonly prime?: 'await' | 'in-flight';
 }
@@ -85,6 +97,14 @@ const scenarios: Scenario[] = [
     prime: 'await',
   },
   {
+    path: '/circuit-rfc9209',
+    what: 'same, status: rfc9209Status',
+    target: () => misbehaving(faults.status(503)),
+    breaker: { volumeThreshold: 3, resetTimeout: 30_000 },
+    status: rfc9209Status,
+    prime: 'await',
+  },
+  {
     path: '/overloaded',
     what: 'slow, at capacity (1)',
     target: () => misbehaving(faults.hang()),
@@ -103,7 +123,16 @@ interface Row {
   ms: string;
 }
 
-function call(base: string, scenario: Scenario): Promise<Omit<Row, 'what' | 'code' | 'ms' | 'attempts'> & { code: string; attempts: number | null }> {
+interface Answer {
+  status: string;
+  code: string;
+  attempts: number | null;
+  proxyStatus: string;
+  ending: string;
+  retryAfter: string | undefined;
+}
+
+function call(base: string, scenario: Scenario): Promise<Answer> {
   return new Promise((resolve, reject) => {
     const req = request(`${base}${scenario.path}/items`, { method: scenario.method ?? 'GET', agent: false }, (res) => {
       let body = '';
@@ -112,7 +141,14 @@ function call(base: string, scenario: Scenario): Promise<Omit<Row, 'what' | 'cod
         let code = '-';
         let attempts: number | null = null;
         if (res.headers['content-type'] === 'application/problem+json') ({ code, attempts } = JSON.parse(body) as { code: string; attempts: number });
-        resolve({ status: String(res.statusCode), code, attempts, proxyStatus: String(res.headers['proxy-status'] ?? '-'), ending });
+        resolve({
+          status: String(res.statusCode),
+          code,
+          attempts,
+          proxyStatus: String(res.headers['proxy-status'] ?? '-'),
+          ending,
+          retryAfter: res.headers['retry-after'],
+        });
       };
       res.once('end', () => done(res.complete ? 'complete' : 'cut off'));
       res.once('aborted', () => done('cut off'));
@@ -145,6 +181,7 @@ async function main(): Promise<void> {
       timeout,
       registry,
       ...(scenario.breaker && { breaker: scenario.breaker }),
+      ...(scenario.status !== undefined && { status: scenario.status }),
       ...(scenario.dispatcher && { dispatcher: owned(scenario.dispatcher()) }),
       hooks: {
         onFailure: (event) => failures.set(scenario.path, event),
@@ -159,6 +196,7 @@ async function main(): Promise<void> {
   const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
 
   const rows: Row[] = [];
+  const answers = new Map<string, Answer>();
   const primed: Promise<unknown>[] = [];
   for (const scenario of scenarios) {
     if (scenario.prime === 'await') await call(base, scenario);
@@ -178,25 +216,89 @@ async function main(): Promise<void> {
     // The error body says how many attempts were made; for a response that
     // went through, count the retries the hook saw.
     const attempts = String(result.attempts ?? (retries.get(scenario.path) ?? 0) + 1);
-    rows.push({ what: scenario.what, ...result, attempts, code, ms });
+    const { status, proxyStatus, ending } = result;
+    answers.set(scenario.path, { ...result, attempts: Number(attempts) });
+    rows.push({ what: scenario.what, status, attempts, code, proxyStatus, ending, ms });
   }
 
-  const header: Row = { what: 'upstream fault', status: 'status', attempts: 'tries', code: 'code', proxyStatus: 'Proxy-Status', ending: 'body', ms: 'ms' };
-  const keys = Object.keys(header) as (keyof Row)[];
-  const width = Object.fromEntries(keys.map((k) => [k, Math.max(...[header, ...rows].map((r) => r[k].length))])) as Record<keyof Row, number>;
-  const line = (row: Row) => keys.map((k) => (k === 'ms' ? row[k].padStart(width[k]) : row[k].padEnd(width[k]))).join('  ');
-  console.log(`\nresilient-proxy demo: one request per failure class through ${base}\n`);
-  console.log(line(header));
-  console.log(keys.map((k) => '-'.repeat(width[k])).join('  '));
-  for (const row of rows) console.log(line(row));
-  console.log('\nTimeouts in this demo: connect 300 ms, response 300 ms, idle 300 ms.');
-  console.log('GETs are retried up to twice when that is safe; TLS failures and broken bodies never are.');
-
+  // The gateway is closed before anything is printed: the output names no
+  // address, since none would answer by the time you read it.
   await Promise.all(primed);
   server.closeAllConnections();
   server.close();
   registry.close();
   await Promise.all([...proxies.map((p) => p.close()), ...upstreams.map((u) => u.close()), ...dispatchers.map((d) => d.destroy())]);
+
+  const header: Row = { what: 'upstream fault', status: 'status', attempts: 'tries', code: 'code', proxyStatus: 'Proxy-Status', ending: 'body', ms: 'ms' };
+  const keys = Object.keys(header) as (keyof Row)[];
+  const width = Object.fromEntries(keys.map((k) => [k, Math.max(...[header, ...rows].map((r) => r[k].length))])) as Record<keyof Row, number>;
+  const line = (row: Row) => keys.map((k) => (k === 'ms' ? row[k].padStart(width[k]) : row[k].padEnd(width[k]))).join('  ');
+  console.log('\nresilient-proxy demo: one request per failure class, through an Express gateway on loopback\n');
+  console.log(line(header));
+  console.log(keys.map((k) => '-'.repeat(width[k])).join('  '));
+  for (const row of rows) console.log(line(row));
+  console.log(`\nTimeouts in this demo: connect ${timeout.connect} ms, response ${timeout.response} ms, idle ${timeout.idle} ms.`);
+  console.log('GETs are retried up to twice when that is safe. TLS failures, broken bodies and a response timeout on');
+  console.log('the only host are not retried.');
+  const explained = notes(answers);
+  if (explained.length > 0) {
+    console.log('\nWhy some rows look the way they do:');
+    for (const note of explained) console.log(`- ${note}`);
+  }
+}
+
+/**
+ * Notes on the rows people ask about, each printed only when the row shows
+ * what it explains, so a note can never contradict the table above it.
+ */
+function notes(answers: Map<string, Answer>): string[] {
+  const out: string[] = [];
+  const wrap = (text: string): string => text.replace(/(.{1,100})(?: |$)/g, '$1\n  ').trimEnd();
+  const unavailable = answers.get('/unavailable');
+  if (unavailable?.attempts === 1 && unavailable.code === 'UPSTREAM_STATUS' && unavailable.retryAfter !== undefined) {
+    out.push(
+      wrap(
+        `"answers 503 Retry-After: 5", 1 try: the upstream asked for a wait of ${unavailable.retryAfter} s, longer than ` +
+          `retry.maxDelay (${DEFAULTS.retry.maxDelay} ms), and no timeout.total is set, so the proxy does not wait at all. ` +
+          `It answers at once and passes Retry-After: ${unavailable.retryAfter} on to the client.`,
+      ),
+    );
+  }
+  const hang = answers.get('/hang');
+  if (hang?.attempts === 1 && hang.code === 'UPSTREAM_RESPONSE_TIMEOUT') {
+    out.push(
+      wrap(
+        '"never answers", 1 try: a response timeout is retried only on a host the request has not tried yet, and this ' +
+          `proxy has one target. A hung upstream costs one timeout.response (${timeout.response} ms here; 30 s by default) ` +
+          'and one upstream request, not three of each.',
+      ),
+    );
+  }
+  const open = answers.get('/circuit');
+  const rfc = answers.get('/circuit-rfc9209');
+  if (open?.code === 'CIRCUIT_OPEN' && open.status === '502') {
+    out.push(
+      wrap(
+        '"keeps failing: circuit opens", 502: every error is a 502 unless you set the `status` option. RFC 9209 ' +
+          `says 503 for CIRCUIT_OPEN (destination_unavailable)` +
+          (rfc?.code === 'CIRCUIT_OPEN' ? `; with \`status: rfc9209Status\` the same refusal is the ${rfc.status} in the next row.` : '.'),
+      ),
+    );
+  }
+  const refused = [...answers.entries()].filter(([, answer]) => answer.attempts === 0).map(([path]) => path);
+  if (refused.length > 0) {
+    out.push(wrap('0 tries: answered without calling the upstream (a body already consumed, an open circuit, the capacity limit).'));
+  }
+  const cut = ['/mid-body', '/stall'].filter((path) => answers.get(path)?.ending === 'cut off');
+  if (cut.length > 0) {
+    out.push(
+      wrap(
+        '200 and "cut off": the head and the first body bytes had reached the client, so a 502 was no longer possible. ' +
+          'The proxy cut the connection, so the client cannot take the body for complete, and told onFailure.',
+      ),
+    );
+  }
+  return out;
 }
 
 await main();

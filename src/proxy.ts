@@ -71,7 +71,7 @@ export function createProxyHandler(options: ProxyOptions): ProxyHandler {
     handle(req, res, context) {
       const path = upstreamPath(config.basePath, context?.url ?? req.url);
       const id = context?.requestId === undefined ? requestId(req, config.requestIdHeader) : requestId(req, config.requestIdHeader, context.requestId);
-      const exchange = new Exchange(core, req, res, id, path ?? '', performance.now());
+      const exchange = new Exchange(core, req, res, id, path ?? '');
       if (path === null) {
         exchange.fail(fromClassification({ code: 'REQUEST_INVALID', proxyStatus: 'http_request_error' }, null, null));
         return DONE;

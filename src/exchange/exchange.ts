@@ -129,6 +129,8 @@ export class Exchange {
   host: Host | null = null;
   #sleep: AbortController | null = null;
   #headers: Record<string, string | string[]> | null = null;
+  /** When `timeout.total` started counting: once the body is in hand. */
+  #deadlineFrom = 0;
 
   constructor(
     readonly core: ProxyCore,
@@ -136,7 +138,6 @@ export class Exchange {
     readonly res: ServerResponse,
     readonly requestId: string,
     readonly path: string,
-    readonly started: number,
   ) {}
 
   get method(): string {
@@ -231,7 +232,7 @@ export class Exchange {
     let delay = backoffDelay(attempt, retry);
     const retryAfter = parseRetryAfter(failure.retryAfter);
     const total = config.timeout.total;
-    const remaining = total > 0 ? total - (performance.now() - this.started) : Number.POSITIVE_INFINITY;
+    const remaining = total > 0 ? total - (performance.now() - this.#deadlineFrom) : Number.POSITIVE_INFINITY;
     if (retryAfter !== null) {
       // Honour the upstream's wish when the client can afford the wait;
       // otherwise fail now and pass its Retry-After on.
@@ -310,6 +311,7 @@ export class Exchange {
       // The deadline starts once the body is in hand: a client's slow upload
       // is not the upstream's time.
       const total = config.timeout.total;
+      this.#deadlineFrom = performance.now();
       if (total > 0) deadline = setTimeout(() => this.cancel(new ProxyTimeoutError('total', total)), total);
       if (retry?.budget) upstream.budget.recordRequest();
 

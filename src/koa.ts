@@ -17,8 +17,10 @@ export interface KoaContextLike {
 
 export interface KoaProxyMiddleware {
   (ctx: KoaContextLike, next?: () => Promise<unknown>): Promise<void>;
-  /** The upstream's key: its name, or its origin. */
+  /** The upstream's key: its name, or its origin(s). */
   readonly upstream: string;
+  /** Replaces the hosts of the group at run time, in the same shape as `target`. */
+  setTargets(target: ProxyOptions['target']): void;
   /** Closes the proxy's own connection pool. */
   close(): Promise<void>;
 }
@@ -47,5 +49,9 @@ export function koaProxy(options: ProxyOptions): KoaProxyMiddleware {
       void handler.handle(ctx.req, ctx.res, { body: parsed, onHead: resolve }).then(resolve);
     });
   };
-  return Object.assign(middleware, { upstream: handler.upstream, close: () => handler.close() });
+  return Object.assign(middleware, {
+    upstream: handler.upstream,
+    setTargets: (target: ProxyOptions['target']) => handler.setTargets(target),
+    close: () => handler.close(),
+  });
 }

@@ -100,18 +100,7 @@ describe('RetryBudget', () => {
   it('keeps a floor so a quiet upstream can still retry', () => {
     const budget = new RetryBudget(10_000, () => 0);
     const floor = { ratio: 0.2, minRetriesPerSecond: 0.5, window: 10_000 };
-    for (let i = 0; i < 10; i += 1) budget.recordRequest();
-    // floor 5 + 20 % of 10 requests
-    expect(Array.from({ length: 10 }, () => budget.tryRetry(floor, 2)).filter(Boolean).length).toBe(7);
-  });
-
-  it('the floor never grants more retries than the instance’s own requests could make, so N quiet instances cannot add N × floor', () => {
-    const budget = new RetryBudget(10_000, () => 0);
-    const floor = { ratio: 0.2, minRetriesPerSecond: 3, window: 10_000 };
-    expect(budget.tryRetry(floor, 2)).toBe(false);
-    budget.recordRequest();
-    // one request, two retries at most: min(30, 1 × 2) + 0.2
-    expect(Array.from({ length: 5 }, () => budget.tryRetry(floor, 2)).filter(Boolean).length).toBe(2);
+    expect(Array.from({ length: 8 }, () => budget.tryRetry(floor)).filter(Boolean).length).toBe(5);
   });
 
   it('forgets requests and retries that slid out of the window', () => {

@@ -240,7 +240,7 @@ export class Exchange {
       delay = retryAfter;
     }
     if (delay >= remaining) return null;
-    if (retry.budget !== null && !upstream.budget.tryRetry(retry.budget, retry.retries)) return null;
+    if (retry.budget !== null && !upstream.budget.tryRetry(retry.budget)) return null;
     const event: RetryEvent = { ...this.#event(failure), attempt, delay };
     callHook(config.hooks.onRetry, event);
     return delay;
@@ -264,7 +264,7 @@ export class Exchange {
       headers = upstreamRequestHeaders(this.req, {
         requestIdHeader: config.requestIdHeader,
         requestId: this.requestId,
-        host: config.changeOrigin ? new URL(host.origin).host : this.req.headers.host,
+        host: config.changeOrigin ? host.authority : this.req.headers.host,
         trustProxy: config.trustProxy,
       });
       if (rebuilt !== null) {
@@ -273,7 +273,7 @@ export class Exchange {
       }
       this.#headers = headers;
     } else if (config.changeOrigin && this.host !== host) {
-      headers.host = new URL(host.origin).host;
+      headers.host = host.authority;
     }
     return headers;
   }

@@ -61,6 +61,8 @@ export class Host implements BalancedHost {
   removed = false;
   readonly outlier: OutlierState;
   checker: HealthChecker | null = null;
+  /** `host[:port]`, for `Host` with `changeOrigin`. */
+  readonly authority: string;
 
   constructor(
     readonly origin: string,
@@ -72,6 +74,7 @@ export class Host implements BalancedHost {
     warming: boolean,
   ) {
     this.outlier = outlierState(now);
+    this.authority = new URL(origin).host;
     this.warmingSince = warming ? now : Number.NEGATIVE_INFINITY;
   }
 

@@ -1,16 +1,12 @@
 // A retry budget per upstream, after Finagle's and Envoy's: retries may not
 // exceed a share of the requests seen in a sliding window, plus a small floor
-// so that a quiet service can still retry. The floor never allows more retries
-// than this instance's own requests could make (requests × retries), so a
-// fleet of N proxies cannot turn it into N × floor retries of nobody's
-// traffic: under a total outage the fleet's load stays a multiple of its
-// clients' load, (1 + ratio) × when busy and at most (1 + retries) × when
-// every instance is quiet.
+// so that a quiet service can still retry. Under a total outage this bounds
+// the load a fleet of proxies adds to about (1 + ratio) × the client traffic.
 
 export interface RetryBudgetOptions {
   /** Retries allowed per request in the window. Default `0.2` (20 %). */
   ratio: number;
-  /** Retries allowed per second of window even at low traffic, but never more than this instance's own requests could make. Default `3`. */
+  /** Retries always allowed per second of window, whatever the traffic. Default `3`. */
   minRetriesPerSecond: number;
   /** The sliding window, in ms. Default `10000`. */
   window: number;
@@ -38,11 +34,10 @@ export class RetryBudget {
     this.#requests[this.#bucket] = (this.#requests[this.#bucket] ?? 0) + 1;
   }
 
-  /** Takes one retry from the budget (`retriesPerRequest`: the most one request may make); `false` when it is spent. */
-  tryRetry(options: RetryBudgetOptions, retriesPerRequest = 1): boolean {
+  /** Takes one retry from the budget; `false` when it is spent. */
+  tryRetry(options: RetryBudgetOptions): boolean {
     this.#advance();
-    const requests = sum(this.#requests);
-    const allowed = Math.min(options.minRetriesPerSecond * (options.window / 1000), requests * retriesPerRequest) + options.ratio * requests;
+    const allowed = options.minRetriesPerSecond * (options.window / 1000) + options.ratio * sum(this.#requests);
     if (sum(this.#retries) + 1 > allowed) return false;
     this.#retries[this.#bucket] = (this.#retries[this.#bucket] ?? 0) + 1;
     return true;

@@ -50,7 +50,11 @@ export const fastifyProxy: FastifyPluginCallback<FastifyProxyOptions> = (instanc
       if (value !== undefined && !reply.raw.hasHeader(name)) reply.raw.setHeader(name, value);
     }
     reply.hijack();
-    void handler.handle(request.raw, reply.raw, { url: withoutPrefix(request.raw.url ?? '/', instance.prefix), requestId: request.id });
+    void handler.handle(request.raw, reply.raw, {
+      url: withoutPrefix(request.raw.url ?? '/', instance.prefix),
+      requestId: request.id,
+      mountPath: instance.prefix,
+    });
   };
   instance.route({ method: METHODS, url: '/', handler: forward, exposeHeadRoute: false });
   instance.route({ method: METHODS, url: '/*', handler: forward, exposeHeadRoute: false });

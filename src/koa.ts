@@ -13,6 +13,8 @@ export interface KoaContextLike {
   // `| undefined` so Koa's own context fits under exactOptionalPropertyTypes.
   respond?: boolean | undefined;
   readonly request: { readonly body?: unknown; readonly rawBody?: unknown };
+  /** Set by koa-mount: where the proxy is mounted, for redirects. */
+  readonly mountPath?: string | undefined;
 }
 
 export interface KoaProxyMiddleware {
@@ -46,7 +48,7 @@ export function koaProxy(options: ProxyOptions): KoaProxyMiddleware {
     // end, a completed one or a cut one.
     return new Promise<void>((resolve) => {
       const parsed = body === undefined ? undefined : { parsed: body, raw: rawBody };
-      void handler.handle(ctx.req, ctx.res, { body: parsed, onHead: resolve }).then(resolve);
+      void handler.handle(ctx.req, ctx.res, { body: parsed, onHead: resolve, mountPath: ctx.mountPath ?? '' }).then(resolve);
     });
   };
   return Object.assign(middleware, {

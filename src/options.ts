@@ -10,6 +10,9 @@ import type { Balance } from './upstream/balancer.js';
 import type { HostStateChange, TargetSpec } from './upstream/group.js';
 import type { HealthCheckOptions } from './upstream/health-check.js';
 import type { OutlierOptions } from './upstream/outlier.js';
+import type { IncomingMessage } from 'node:http';
+import { compilePathRewrite, type CookieRewrite, type HeaderMap, type HeaderPatch, type PathRewrite } from './exchange/rewrite.js';
+import type { TransformResponse } from './exchange/transform.js';
 import { defaultRegistry, UpstreamRegistry } from './upstream/registry.js';
 import type { RetryBudgetOptions } from './upstream/retry-budget.js';
 
@@ -96,6 +99,18 @@ export interface ProxyHooks {
   onHostStateChange?: (change: HostStateChange) => void;
 }
 
+/** Rewrites the headers sent upstream: gets a plain copy (lower-case names), returns the headers to send. May be async. */
+export type RequestHeadersHook = (headers: HeaderMap, req: IncomingMessage) => Record<string, string | readonly string[]> | Promise<Record<string, string | readonly string[]>>;
+/** Rewrites the response headers sent to the client: gets a plain copy, returns the headers to send. */
+export type ResponseHeadersHook = (headers: HeaderMap, context: { readonly statusCode: number; readonly req: IncomingMessage }) => Record<string, string | readonly string[]>;
+
+export interface HeaderOptions {
+  /** Headers to set (`null` removes) on every upstream request, or a function returning the headers to send. */
+  request?: HeaderPatch | RequestHeadersHook;
+  /** Headers to set (`null` removes) on every upstream response passed to the client, or a function returning them. */
+  response?: HeaderPatch | ResponseHeadersHook;
+}
+
 /** One host of a group with a weight (default `1`). */
 export interface WeightedTarget {
   url: string | URL;
@@ -146,6 +161,27 @@ export interface ProxyOptions {
   healthCheck?: Partial<HealthCheckOptions> | boolean;
   /** A host that joins or comes back gets a share of traffic that grows over this many ms, from 10 %. Default `10000`; `0` for none. */
   slowStart?: number;
+  /**
+   * Rewrites the request path (as the app sees it, mount path removed, with its
+   * query) before the target's prefix: http-proxy-middleware's object of
+   * regular expression → replacement (the first matching rule applies), or
+   * `(path, req) => path`. The result is checked like any path.
+   */
+  pathRewrite?: PathRewrite;
+  /** Header rewriting in both directions. */
+  headers?: HeaderOptions;
+  /**
+   * Rewrites `Location`, `Content-Location` and `Refresh` that point at a host
+   * of the target to the origin and mount path the client used, and
+   * path-absolute ones under the target's path to the mount path. Default `true`.
+   */
+  rewriteRedirects?: boolean;
+  /** Rewrites the `Domain` of every `Set-Cookie`: a value for all, a map (`'*'` for any other; `''` removes), or `false`. Default `false`. */
+  cookieDomainRewrite?: CookieRewrite;
+  /** Rewrites the `Path` of every `Set-Cookie`, in the same shapes. Default `false`. */
+  cookiePathRewrite?: CookieRewrite;
+  /** Buffers, decodes, transforms and re-encodes matching responses. Off by default. */
+  transformResponse?: TransformResponse;
   /**
    * The upstream's public name: the breaker key and the `upstream` field of
    * error bodies. Default: none; the breaker is then keyed by the target's
@@ -246,6 +282,8 @@ export const DEFAULTS = Object.freeze({
   outlierDetection: Object.freeze({ consecutiveFailures: 5, baseEjectionTime: 30_000, maxEjectionTime: 300_000, maxEjectionPercent: 50 }),
   healthCheck: Object.freeze({ path: '/healthz', interval: 10_000, timeout: 2_000, healthyThreshold: 2, unhealthyThreshold: 2 }),
   slowStart: 10_000,
+  rewriteRedirects: true,
+  transformMaxBytes: 1024 * 1024,
 });
 
 export interface ResolvedRetry {
@@ -269,6 +307,13 @@ export interface ResolvedOptions {
   readonly outlierDetection: Readonly<OutlierOptions> | null;
   readonly healthCheck: Readonly<HealthCheckOptions> | null;
   readonly slowStart: number;
+  readonly pathRewrite: ((path: string, req: IncomingMessage) => string) | null;
+  readonly requestHeaders: HeaderPatch | RequestHeadersHook | null;
+  readonly responseHeaders: HeaderPatch | ResponseHeadersHook | null;
+  readonly rewriteRedirects: boolean;
+  readonly cookieDomainRewrite: CookieRewrite;
+  readonly cookiePathRewrite: CookieRewrite;
+  readonly transformResponse: Readonly<Required<TransformResponse>> | null;
   /** Path prefix from the target, without a trailing slash ('' for none). */
   readonly basePath: string;
   readonly name: string | null;
@@ -413,6 +458,59 @@ function resolveHealthCheck(value: unknown): HealthCheckOptions | null {
     healthyThreshold: positive('healthCheck.healthyThreshold', value.healthyThreshold, defaults.healthyThreshold, 'a whole number from 1 to 100', whole),
     unhealthyThreshold: positive('healthCheck.unhealthyThreshold', value.unhealthyThreshold, defaults.unhealthyThreshold, 'a whole number from 1 to 100', whole),
   };
+}
+
+function resolvePathRewrite(value: unknown): ResolvedOptions['pathRewrite'] {
+  if (value === undefined) return null;
+  if (typeof value === 'function') return compilePathRewrite(value as PathRewrite);
+  if (!isPlainObject(value)) fail('pathRewrite', 'an object of regular expression → replacement, or a function (path, req) => path', value);
+  for (const [pattern, replacement] of Object.entries(value)) {
+    try {
+      new RegExp(pattern);
+    } catch {
+      fail('pathRewrite', 'an object whose keys are regular expressions', pattern);
+    }
+    if (typeof replacement !== 'string') fail(`pathRewrite[${JSON.stringify(pattern)}]`, 'a replacement string', replacement);
+  }
+  return compilePathRewrite(value as Record<string, string>);
+}
+
+const HOP_BY_HOP_NAMES = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'te', 'trailer', 'upgrade', 'http2-settings']);
+const FIELD_VALUE = /^[\t\x20-\x7e\x80-\xff]*$/;
+
+function resolveHeaderPatch(option: string, value: unknown): HeaderPatch | ((...args: never[]) => unknown) | null {
+  if (value === undefined) return null;
+  if (typeof value === 'function') return value as (...args: never[]) => unknown;
+  if (!isPlainObject(value)) fail(option, 'an object of headers (null removes one) or a function', value);
+  for (const [name, header] of Object.entries(value)) {
+    if (!HEADER_NAME.test(name)) fail(option, 'an object whose keys are header names', name);
+    const values = Array.isArray(header) ? header : [header];
+    if (header !== null && !values.every((item) => typeof item === 'string' && FIELD_VALUE.test(item))) {
+      fail(`${option}.${name}`, 'a header value (string or array of strings, no CR, LF or NUL) or null', header);
+    }
+    if (name.toLowerCase() === 'host') fail(`${option}.host`, 'left out: the Host header is set by `changeOrigin`', header);
+    if (HOP_BY_HOP_NAMES.has(name.toLowerCase())) fail(`${option}.${name}`, 'left out: hop-by-hop headers belong to each connection', header);
+  }
+  return value as HeaderPatch;
+}
+
+function resolveCookieRewrite(option: string, value: unknown): CookieRewrite {
+  if (value === undefined || value === false) return false;
+  if (typeof value === 'string') return value;
+  if (!isPlainObject(value) || !Object.values(value).every((item) => typeof item === 'string')) {
+    fail(option, "a string, false, or an object mapping old values to new ones ('*' for any other)", value);
+  }
+  return value as Record<string, string>;
+}
+
+function resolveTransform(value: unknown): Readonly<Required<TransformResponse>> | null {
+  if (value === undefined) return null;
+  if (!isPlainObject(value)) fail('transformResponse', 'an object like { match, transform, maxBytes }', value);
+  checkKeys('transformResponse', value, ['match', 'transform', 'maxBytes']);
+  if (typeof value.match !== 'function') fail('transformResponse.match', 'a function (statusCode, headers) => boolean', value.match);
+  if (typeof value.transform !== 'function') fail('transformResponse.transform', 'a function (body, context) => body', value.transform);
+  const maxBytes = positive('transformResponse.maxBytes', value.maxBytes, DEFAULTS.transformMaxBytes, 'a whole number of bytes from 1 to 67108864', (n) => Number.isInteger(n) && n >= 1 && n <= 64 * 1024 * 1024);
+  return Object.freeze({ match: value.match as TransformResponse['match'], transform: value.transform as TransformResponse['transform'], maxBytes });
 }
 
 function resolveTimeouts(value: unknown): TimeoutOptions {
@@ -591,6 +689,12 @@ const KNOWN = [
   'outlierDetection',
   'healthCheck',
   'slowStart',
+  'pathRewrite',
+  'headers',
+  'rewriteRedirects',
+  'cookieDomainRewrite',
+  'cookiePathRewrite',
+  'transformResponse',
 ] as const;
 
 function freeze<T extends object>(value: T | null): Readonly<T> | null {
@@ -611,6 +715,12 @@ export function resolveOptions(options: unknown): ResolvedOptions {
   if (options.trustProxy !== undefined && typeof options.trustProxy !== 'boolean') {
     fail('trustProxy', 'a boolean', options.trustProxy);
   }
+  if (options.rewriteRedirects !== undefined && typeof options.rewriteRedirects !== 'boolean') {
+    fail('rewriteRedirects', 'a boolean', options.rewriteRedirects);
+  }
+  const headers = options.headers ?? {};
+  if (!isPlainObject(headers)) fail('headers', 'an object like { request, response }', options.headers);
+  checkKeys('headers', headers, ['request', 'response']);
   const proxyName = optionalString('proxyName', options.proxyName, TOKEN, 'an RFC 8941 token such as "gateway"');
   const requestIdHeader = optionalString('requestIdHeader', options.requestIdHeader, HEADER_NAME, 'a header name');
   return Object.freeze({
@@ -622,6 +732,13 @@ export function resolveOptions(options: unknown): ResolvedOptions {
     outlierDetection: freeze(resolveOutlier(options.outlierDetection)),
     healthCheck: freeze(resolveHealthCheck(options.healthCheck)),
     slowStart: duration('slowStart', options.slowStart, DEFAULTS.slowStart),
+    pathRewrite: resolvePathRewrite(options.pathRewrite),
+    requestHeaders: resolveHeaderPatch('headers.request', headers.request) as ResolvedOptions['requestHeaders'],
+    responseHeaders: resolveHeaderPatch('headers.response', headers.response) as ResolvedOptions['responseHeaders'],
+    rewriteRedirects: options.rewriteRedirects ?? DEFAULTS.rewriteRedirects,
+    cookieDomainRewrite: resolveCookieRewrite('cookieDomainRewrite', options.cookieDomainRewrite),
+    cookiePathRewrite: resolveCookieRewrite('cookiePathRewrite', options.cookiePathRewrite),
+    transformResponse: resolveTransform(options.transformResponse),
     name,
     upstream: name ?? targets.map((t) => t.origin).join(','),
     timeout: Object.freeze(resolveTimeouts(options.timeout)),

@@ -8,6 +8,8 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { createPool } from './exchange/attempt.js';
 import { callHook, Exchange, fromClassification, internalFailure, refusal, type ForwardContext, type ProxyCore } from './exchange/exchange.js';
 import { requestId } from './exchange/headers.js';
+import { responseRewriter } from './exchange/response-rewrite.js';
+import { rewritePath } from './exchange/rewrite.js';
 import { upstreamPath } from './exchange/upstream-path.js';
 import { DEFAULTS, resolveTargets, resolveOptions, type ProxyOptions, type ResolvedOptions } from './options.js';
 
@@ -40,6 +42,12 @@ export interface ResilientProxy {
 
 const DONE = Promise.resolve();
 
+/** Where Express mounted the proxy (`req.baseUrl`), '' elsewhere. */
+function mountPathOf(req: IncomingMessage): string {
+  const baseUrl = (req as IncomingMessage & { baseUrl?: unknown }).baseUrl;
+  return typeof baseUrl === 'string' ? baseUrl : '';
+}
+
 /** The proxy without its listener shape, for adapters that pass more context. */
 export function createProxyHandler(options: ProxyOptions): ProxyHandler {
   const config: ResolvedOptions = resolveOptions(options);
@@ -57,7 +65,7 @@ export function createProxyHandler(options: ProxyOptions): ProxyHandler {
       createPool: (origin) => createPool(origin, config.timeout),
     },
   });
-  const core: ProxyCore = { config, upstream };
+  const core: ProxyCore = { config, upstream, rewrite: responseRewriter(config, upstream.group) };
   const { breaker } = upstream;
   const stopBreaker = breaker?.onStateChange((change) => {
     callHook(config.hooks.onBreakerStateChange, change);
@@ -69,9 +77,17 @@ export function createProxyHandler(options: ProxyOptions): ProxyHandler {
   return {
     upstream: config.upstream,
     handle(req, res, context) {
-      const path = upstreamPath(config.basePath, context?.url ?? req.url);
       const id = context?.requestId === undefined ? requestId(req, config.requestIdHeader) : requestId(req, config.requestIdHeader, context.requestId);
-      const exchange = new Exchange(core, req, res, id, path ?? '');
+      const mountPath = context?.mountPath ?? mountPathOf(req);
+      const asked = context?.url ?? req.url ?? '/';
+      let path: string | null;
+      try {
+        path = upstreamPath(config.basePath, config.pathRewrite === null ? asked : rewritePath(config.pathRewrite, asked, req));
+      } catch (error) {
+        new Exchange(core, req, res, id, '', mountPath).fail(internalFailure(error));
+        return DONE;
+      }
+      const exchange = new Exchange(core, req, res, id, path ?? '', mountPath);
       if (path === null) {
         exchange.fail(fromClassification({ code: 'REQUEST_INVALID', proxyStatus: 'http_request_error' }, null, null));
         return DONE;

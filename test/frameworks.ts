@@ -25,6 +25,8 @@ export interface Framework {
    * (Fastify's plugin keeps bodies raw in its own context whatever the app does).
    */
   readonly mount: (options: ProxyOptions, parseBodies?: boolean) => Promise<string>;
+  /** Where the proxy's redirects are moved to: `/api`, or '' where the app strips the prefix by hand (node:http). */
+  readonly mountPath: string;
 }
 
 function withRegistry(options: ProxyOptions): ProxyOptions & { registry: UpstreamRegistry } {
@@ -78,14 +80,15 @@ function koaMount(factory: new () => KoaLike): Framework['mount'] {
 }
 
 export const frameworks: Framework[] = [
-  { name: 'Express 5', mount: expressMount(express) },
-  { name: 'Express 4', mount: expressMount(express4) },
-  { name: 'Fastify 5', mount: fastifyMount(() => Fastify()) },
-  { name: 'Fastify 4', mount: fastifyMount(() => Fastify4() as unknown as FastifyLike) },
-  { name: 'Koa 3', mount: koaMount(Koa) },
-  { name: 'Koa 2', mount: koaMount(Koa2) },
+  { name: 'Express 5', mountPath: '/api', mount: expressMount(express) },
+  { name: 'Express 4', mountPath: '/api', mount: expressMount(express4) },
+  { name: 'Fastify 5', mountPath: '/api', mount: fastifyMount(() => Fastify()) },
+  { name: 'Fastify 4', mountPath: '/api', mount: fastifyMount(() => Fastify4() as unknown as FastifyLike) },
+  { name: 'Koa 3', mountPath: '/api', mount: koaMount(Koa) },
+  { name: 'Koa 2', mountPath: '/api', mount: koaMount(Koa2) },
   {
     name: 'node:http',
+    mountPath: '',
     mount: async (options) => {
       const handler = proxy(options);
       // What an app does by hand to mount a listener under a prefix.

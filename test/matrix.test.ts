@@ -24,7 +24,37 @@ function bytes(size: number): Buffer {
 
 const sha256 = (data: Buffer): string => createHash('sha256').update(data).digest('hex');
 
-describe.each(frameworks)('$name', ({ mount }) => {
+describe.each(frameworks)('$name', ({ mount, mountPath }) => {
+  it('rewrites: pathRewrite, headers both ways, a redirect to the upstream host, cookie domain', async () => {
+    let url = '';
+    const up = await upstream({
+      fallback: ({ req, res }) => {
+        res.writeHead(302, {
+          location: `${url}/v1/after`,
+          'set-cookie': 'sid=1; Domain=internal.local; Path=/',
+          'x-seen-path': req.url ?? '',
+          'x-seen-key': String(req.headers['x-api-key']),
+          'content-length': 0,
+        });
+        res.end();
+      },
+    });
+    url = up.url;
+    const base = await mount({
+      target: `${up.url}/v1`,
+      pathRewrite: { '^/old': '/new' },
+      headers: { request: (headers) => Promise.resolve({ ...headers, 'x-api-key': 'k1' }), response: { 'x-gateway': 'rp' } },
+      cookieDomainRewrite: 'shop.example',
+    });
+
+    const response = await request(base).get('/api/old/7').set('host', 'shop.example');
+
+    expect(response.status).toBe(302);
+    expect([response.headers['x-seen-path'], response.headers['x-seen-key'], response.headers['x-gateway']]).toStrictEqual(['/v1/new/7', 'k1', 'rp']);
+    expect(response.headers.location).toBe(`http://shop.example${mountPath}/after`);
+    expect(response.headers['set-cookie']).toStrictEqual(['sid=1; Domain=shop.example; Path=/']);
+  });
+
   it.each(cases)('$code: $name', async ({ code, proxyStatus, setup, timeout, attempts = 3 }) => {
     const { target, dispatcher } = await setup();
     const base = await mount({ target, name: 'orders', retry: fastRetry, ...(dispatcher && { dispatcher }), ...(timeout && { timeout }) });

@@ -51,7 +51,7 @@ const invalid: [string, unknown, string][] = [
   ['an unknown limit', { target, limits: { headerBytes: 1 } }, 'Unknown option `limits.headerBytes`. Known options: requestBodyBytes, responseBodyBytes.'],
   ['an option key that is not a name', { target, timeout: { 'con nect': 1 } }, 'Unknown option `timeout."con nect"`. Known options: connect, response, idle, total.'],
   ['a registry that is not one', { target, registry: {} }, 'Expected `registry` to be an UpstreamRegistry, got an object.'],
-  ['a misspelt option', { target, timeouts: {} }, 'Unknown option `timeouts`. Known options: target, name, timeout, changeOrigin, failureStatuses, status, proxyName, requestIdHeader, dispatcher, retry, breaker, registry, trustProxy, limits, hooks, balance, outlierDetection, healthCheck, slowStart.'],
+  ['a misspelt option', { target, timeouts: {} }, 'Unknown option `timeouts`. Known options: target, name, timeout, changeOrigin, failureStatuses, status, proxyName, requestIdHeader, dispatcher, retry, breaker, registry, trustProxy, limits, hooks, balance, outlierDetection, healthCheck, slowStart, pathRewrite, headers, rewriteRedirects, cookieDomainRewrite, cookiePathRewrite, transformResponse.'],
 ];
 
 describe('option validation', () => {
@@ -105,6 +105,8 @@ describe('option validation', () => {
       outlierDetection: { consecutiveFailures: 5, baseEjectionTime: 30_000, maxEjectionTime: 300_000, maxEjectionPercent: 50 },
       healthCheck: { path: '/healthz', interval: 10_000, timeout: 2_000, healthyThreshold: 2, unhealthyThreshold: 2 },
       slowStart: 10_000,
+      rewriteRedirects: true,
+      transformMaxBytes: 1024 * 1024,
     });
     expect(Object.isFrozen(DEFAULTS)).toBe(true);
   });

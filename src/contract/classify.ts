@@ -2,7 +2,7 @@
 // function of the error and the phase the attempt was in: Node and undici
 // raise the same codes in different phases, so the phase decides.
 
-import { errorCode, isLimitExceeded, isProxyTimeout } from './errors.js';
+import { errorCode, HOOK_ERROR_CODE, isLimitExceeded, isProxyTimeout } from './errors.js';
 import { FAILURES, type FailureCode, type ProxyStatusError } from './failures.js';
 
 /**
@@ -93,6 +93,7 @@ function isSystemError(error: unknown): boolean {
 
 /** Classifies a failed attempt. Client aborts are not failures and never reach here. */
 export function classifyError(error: unknown, phase: Phase): Classification {
+  if (errorCode(error) === HOOK_ERROR_CODE) return failure('PROXY_INTERNAL_ERROR');
   if (isLimitExceeded(error)) {
     if (error.body === 'request') return failure('REQUEST_TOO_LARGE');
     return phase === 'body' ? failure('UPSTREAM_RESPONSE_INCOMPLETE', 'http_response_body_size') : failure('UPSTREAM_BAD_RESPONSE', 'http_response_body_size');

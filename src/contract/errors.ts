@@ -9,6 +9,7 @@ export const TIMEOUT_CODE = 'ERR_RESILIENT_PROXY_TIMEOUT';
 export const CLIENT_ABORTED_CODE = 'ERR_RESILIENT_PROXY_CLIENT_ABORTED';
 export const BODY_NOT_REPLAYABLE_CODE = 'ERR_RESILIENT_PROXY_BODY_CONSUMED';
 export const LIMIT_EXCEEDED_CODE = 'ERR_RESILIENT_PROXY_LIMIT_EXCEEDED';
+export const HOOK_ERROR_CODE = 'ERR_RESILIENT_PROXY_HOOK';
 
 /** Raised when one of the per-phase timers (or the total deadline) fires. */
 export class ProxyTimeoutError extends Error {
@@ -54,6 +55,16 @@ export class BodyNotReplayableError extends Error {
         'Mount the proxy before the body parser, or parse only the routes that are not proxied.',
     );
     this.name = 'BodyNotReplayableError';
+  }
+}
+
+/** A rewrite option's function threw, rejected, or returned something that cannot be sent: the user's code, not the upstream. */
+export class RewriteHookError extends Error {
+  readonly code = HOOK_ERROR_CODE;
+
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'RewriteHookError';
   }
 }
 

@@ -7,8 +7,11 @@ import type { IncomingHttpHeaders, OutgoingHttpHeaders, ServerResponse } from 'n
 import { Pool, type Dispatcher } from 'undici';
 import type { ClientBody } from './body.js';
 import type { Phase } from '../contract/classify.js';
-import { LimitExceededError, ProxyTimeoutError, type TimerKind } from '../contract/errors.js';
+import { LimitExceededError, ProxyTimeoutError, RewriteHookError, type TimerKind } from '../contract/errors.js';
 import { clientResponseHeaders, withAppHeaders } from './headers.js';
+import type { ResponseRewriter, ResponseSide } from './response-rewrite.js';
+import { plainHeaders } from './rewrite.js';
+import { codecFor, type TransformResponse } from './transform.js';
 import type { LimitOptions, TimeoutOptions } from '../options.js';
 
 /** The keep-alive pool the proxy owns when no dispatcher is given. */
@@ -35,6 +38,10 @@ export interface AttemptSpec {
   readonly res: ServerResponse;
   /** Told when the response head has gone to the client. */
   readonly onHead?: (() => void) | undefined;
+  /** Rewrites the response head (redirects, cookies, `headers.response`), or `null`. */
+  readonly rewrite: ResponseRewriter | null;
+  readonly transform: Readonly<Required<TransformResponse>> | null;
+  readonly side: ResponseSide;
 }
 
 export type AttemptOutcome =
@@ -91,6 +98,8 @@ export class Attempt implements Dispatcher.DispatchHandler {
   /** Paused until the client drains, and whether the drain listener is attached. */
   #awaitingDrain = false;
   #drainListener = false;
+  /** A response being read whole for `transformResponse`. */
+  #buffer: Buffer[] | null = null;
   /** The response is an event stream: every chunk is flushed through compression middleware. */
   #stream = false;
   #resolve!: (outcome: AttemptOutcome) => void;
@@ -177,9 +186,22 @@ export class Attempt implements Dispatcher.DispatchHandler {
     // Held back until the first body byte (or the end): Node only puts
     // headers on the wire with the body, so until then the client has
     // received nothing, and a failure can still be answered with the contract.
-    const outgoing = clientResponseHeaders(headers);
+    let outgoing = clientResponseHeaders(headers);
+    const spec = this.#spec;
+    try {
+      if (spec.rewrite !== null) outgoing = spec.rewrite(statusCode, outgoing, spec.side);
+      if (spec.transform !== null && this.#transforms(spec.transform, statusCode, headers, outgoing)) this.#buffer = [];
+    } catch (error) {
+      this.#settle({ kind: 'failed', error: error instanceof RewriteHookError ? error : new RewriteHookError('`transformResponse.match` threw', { cause: error }), phase: 'response' });
+      this.#cancelUpstream(error as Error);
+      return;
+    }
     this.#pending = { statusCode, statusMessage, headers: outgoing };
     this.#bytes = 0;
+    if (this.#buffer !== null) {
+      this.#arm('idle');
+      return;
+    }
     this.#stream = isEventStream(outgoing['content-type']);
     // An event stream's client waits for its head, whatever comes next.
     if (this.#stream) {
@@ -187,6 +209,56 @@ export class Attempt implements Dispatcher.DispatchHandler {
       return;
     }
     this.#arm('hold');
+  }
+
+  /** Whether this response is to be read whole and transformed. */
+  #transforms(transform: Readonly<Required<TransformResponse>>, statusCode: number, headers: IncomingHttpHeaders, outgoing: OutgoingHttpHeaders): boolean {
+    if (this.#spec.method === 'HEAD' || statusCode === 204 || statusCode === 304) return false;
+    if (codecFor(outgoing['content-encoding']) === null) return false;
+    if (Number(headers['content-length']) > transform.maxBytes) return false;
+    return transform.match(statusCode, headers);
+  }
+
+  /** Over `maxBytes`: what was read goes out as it came, and the rest streams. */
+  #giveUpTransform(controller: Dispatcher.DispatchController): void {
+    const chunks = this.#buffer ?? [];
+    this.#buffer = null;
+    if (!this.#commit()) return;
+    this.#arm('idle');
+    const res = this.#spec.res;
+    let written = true;
+    for (const chunk of chunks) written = res.write(chunk);
+    if (!written) this.#pauseForClient(controller);
+  }
+
+  async #finishTransform(transform: Readonly<Required<TransformResponse>>): Promise<void> {
+    const chunks = this.#buffer ?? [];
+    this.#buffer = null;
+    this.#disarm();
+    const pending = this.#pending;
+    if (pending === null) return;
+    const original = Buffer.concat(chunks);
+    const codec = codecFor(pending.headers['content-encoding']);
+    let body: Buffer = original;
+    try {
+      const decoded = codec === null ? null : await codec[0](original).catch(() => null);
+      // A body that does not decode as it says is passed on as it came.
+      if (decoded !== null && codec !== null) {
+        const result = await transform.transform(decoded, { statusCode: pending.statusCode, headers: plainHeaders(pending.headers), req: this.#spec.side.req });
+        if (typeof result !== 'string' && !Buffer.isBuffer(result)) throw new TypeError(`returned ${typeof result}, not a Buffer or string`);
+        body = await codec[1](typeof result === 'string' ? Buffer.from(result) : result);
+        pending.headers['content-length'] = body.length;
+        // The body changed: validators of the old one would lie.
+        delete pending.headers.etag;
+        delete pending.headers['content-md5'];
+      }
+    } catch (error) {
+      if (!this.#settled) this.#settle({ kind: 'failed', error: new RewriteHookError('The `transformResponse` function failed', { cause: error }), phase: 'response' });
+      return;
+    }
+    if (this.#settled || !this.#commit()) return;
+    this.#spec.res.end(body);
+    this.#settle({ kind: 'delivered' });
   }
 
   /**
@@ -231,6 +303,12 @@ export class Attempt implements Dispatcher.DispatchHandler {
       this.abort(new LimitExceededError('response', limit));
       return;
     }
+    if (this.#buffer !== null) {
+      this.#timer?.refresh();
+      this.#buffer.push(chunk);
+      if (this.#bytes > (this.#spec.transform?.maxBytes ?? 0)) this.#giveUpTransform(controller);
+      return;
+    }
     if (this.#pending === null) this.#timer?.refresh();
     else if (this.#commit()) this.#arm('idle');
     else return;
@@ -238,19 +316,20 @@ export class Attempt implements Dispatcher.DispatchHandler {
     const written = res.write(chunk);
     // compression (Express) buffers what it deflates until told to flush.
     if (this.#stream) (res as ServerResponse & { flush?: () => void }).flush?.();
-    if (!written) {
-      // The client reads slower than the upstream sends: wait for it, and do
-      // not count its slowness against the upstream.
-      controller.pause();
-      this.#disarm();
-      this.#awaitingDrain = true;
-      // One listener for the attempt's life: compression routes 'drain'
-      // listeners to its zlib stream, where once()'s self-removal and off()
-      // never reach, so a listener per pause would pile up there.
-      if (!this.#drainListener) {
-        this.#drainListener = true;
-        res.on('drain', this.#onClientDrain);
-      }
+    if (!written) this.#pauseForClient(controller);
+  }
+
+  /** The client reads slower than the upstream sends: wait for it, and do not count its slowness against the upstream. */
+  #pauseForClient(controller: Dispatcher.DispatchController): void {
+    controller.pause();
+    this.#disarm();
+    this.#awaitingDrain = true;
+    // One listener for the attempt's life: compression routes 'drain'
+    // listeners to its zlib stream, where once()'s self-removal and off()
+    // never reach, so a listener per pause would pile up there.
+    if (!this.#drainListener) {
+      this.#drainListener = true;
+      this.#spec.res.on('drain', this.#onClientDrain);
     }
   }
 
@@ -258,6 +337,11 @@ export class Attempt implements Dispatcher.DispatchHandler {
     if (this.#settled) return;
     if (this.#discarding !== null) {
       this.#endDiscard();
+      return;
+    }
+    const transform = this.#spec.transform;
+    if (this.#buffer !== null && transform !== null) {
+      void this.#finishTransform(transform);
       return;
     }
     if (!this.#commit()) return;

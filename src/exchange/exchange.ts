@@ -6,17 +6,19 @@
 
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { classifyError, type Classification, type Phase } from '../contract/classify.js';
-import { ClientAbortedError, isClientAborted, isProxyTimeout, LimitExceededError, ProxyTimeoutError } from '../contract/errors.js';
+import { ClientAbortedError, isClientAborted, isProxyTimeout, LimitExceededError, ProxyTimeoutError, RewriteHookError } from '../contract/errors.js';
 import { FAILURES, type FailureCode, type ProxyStatusError } from '../contract/failures.js';
 import { sendProblem } from '../contract/problem.js';
-import type { ExchangeEvent, FailureEvent, ResolvedOptions, RetryEvent } from '../options.js';
+import type { ExchangeEvent, FailureEvent, RequestHeadersHook, ResolvedOptions, RetryEvent } from '../options.js';
 import { runWithRetries } from '../policy/retry.js';
 import { backoffDelay, isRetryable, parseRetryAfter } from '../policy/retry-policy.js';
 import type { Host } from '../upstream/group.js';
 import type { UpstreamState } from '../upstream/registry.js';
 import { Attempt, type AttemptOutcome } from './attempt.js';
 import { requestBody } from './body.js';
-import { upstreamRequestHeaders } from './headers.js';
+import { isHopByHop, upstreamRequestHeaders } from './headers.js';
+import type { ResponseRewriter } from './response-rewrite.js';
+import { checkedHeaders, patchHeaders, plainHeaders } from './rewrite.js';
 import type { ParsedBody } from './parsed-body.js';
 
 /** What an adapter knows about a request that Node's request object does not carry. */
@@ -29,12 +31,15 @@ export interface ForwardContext {
   readonly requestId?: string | undefined;
   /** Told when the response head has gone to the client. */
   readonly onHead?: (() => void) | undefined;
+  /** Where the framework mounted the proxy (Fastify's prefix, koa-mount's path), for redirects. */
+  readonly mountPath?: string | undefined;
 }
 
 /** What every exchange of one proxy shares: its options and its upstream's state. */
 export interface ProxyCore {
   readonly config: ResolvedOptions;
   readonly upstream: UpstreamState;
+  readonly rewrite: ResponseRewriter | null;
 }
 
 export interface Failure {
@@ -57,6 +62,8 @@ type Outcome = AttemptOutcome | Refused;
 type FailedOutcome = Exclude<Outcome, { kind: 'delivered' }>;
 
 const HOOK_WARNED = new WeakSet<object>();
+
+const CANCELLED = Symbol('cancelled');
 
 /** nginx's status for a request whose client closed the connection before the response. */
 const CLIENT_CLOSED_REQUEST = 499;
@@ -138,6 +145,8 @@ export class Exchange {
     readonly res: ServerResponse,
     readonly requestId: string,
     readonly path: string,
+    /** Where the proxy is mounted, '' at the root: redirects to the upstream are rewritten under it. */
+    readonly mountPath: string,
   ) {}
 
   get method(): string {
@@ -150,6 +159,11 @@ export class Exchange {
     this.cancelReason = reason;
     this.current?.abort(reason);
     this.#sleep?.abort(reason);
+  }
+
+  /** Why the exchange was cancelled, or `null` (a method, so a read after an await is not narrowed away). */
+  #cancelledBy(): Error | null {
+    return this.cancelReason;
   }
 
   /** Created only when a retry waits, so the common path allocates no AbortController. */
@@ -271,11 +285,40 @@ export class Exchange {
         headers['content-length'] = String(rebuilt.length);
         delete headers['content-encoding'];
       }
+      const patch = config.requestHeaders;
+      if (patch !== null && typeof patch !== 'function') headers = patchHeaders(headers, patch);
       this.#headers = headers;
     } else if (config.changeOrigin && this.host !== host) {
       headers.host = host.authority;
     }
     return headers;
+  }
+
+  /** Runs `headers.request` on the headers the first attempt would send; what it returns is what every attempt sends. */
+  async #runRequestHook(hook: RequestHeadersHook, rebuilt: Buffer | null): Promise<void> {
+    const host = this.core.upstream.group.hosts[0];
+    if (host === undefined) return;
+    const built = this.#upstreamHeaders(host, rebuilt);
+    let returned: unknown;
+    try {
+      // The deadline or the client leaving ends the wait for a hook that never settles.
+      const signal = this.sleepSignal();
+      const cancelled = new Promise<typeof CANCELLED>((resolve) => signal.addEventListener('abort', () => resolve(CANCELLED), { once: true }));
+      returned = await Promise.race([hook(plainHeaders(built), this.req), cancelled]);
+    } catch (error) {
+      throw new RewriteHookError('The `headers.request` function threw or rejected', { cause: error });
+    }
+    if (returned === CANCELLED) return;
+    const returnedHeaders = checkedHeaders(returned, 'headers.request');
+    // What frames the body, and the Host, stay the proxy's: a hook cannot
+    // make the upstream read another body or address another host.
+    const headers: Record<string, string | string[]> = {};
+    for (const [name, value] of Object.entries(returnedHeaders)) {
+      if (name !== 'content-length' && name !== 'host' && !isHopByHop(name, returnedHeaders)) headers[name] = value;
+    }
+    if (built['content-length'] !== undefined) headers['content-length'] = built['content-length'];
+    if (built.host !== undefined) headers.host = built.host;
+    this.#headers = headers;
   }
 
   /** Reads what it must of the body, then runs the attempts; settles when the exchange has ended. */
@@ -314,9 +357,22 @@ export class Exchange {
       this.#deadlineFrom = performance.now();
       if (total > 0) deadline = setTimeout(() => this.cancel(new ProxyTimeoutError('total', total)), total);
       if (retry?.budget) upstream.budget.recordRequest();
+      // An async header hook runs once, before the first attempt, on the deadline's time.
+      if (typeof config.requestHeaders === 'function') {
+        await this.#runRequestHook(config.requestHeaders, rebuiltBytes);
+        const reason = this.#cancelledBy();
+        if (isProxyTimeout(reason)) {
+          this.fail(fromClassification(classifyError(reason, 'connect'), null, reason));
+          return;
+        }
+        if (reason !== null) return;
+      }
 
       const run = async (n: number): Promise<AttemptOutcome> => {
         const { group } = upstream;
+        // A retry avoids every host tried so far, the previous one included:
+        // the list must exist before the pick, not only after it.
+        if (this.host !== null) this.tried ??= [this.host];
         const host = group.pick(this.tried);
         const headers = this.#upstreamHeaders(host, rebuiltBytes);
         // The object is this request's own, and undici serialises it during
@@ -334,8 +390,11 @@ export class Exchange {
           limits: config.limits,
           res,
           onHead: context?.onHead,
+          rewrite: this.core.rewrite,
+          transform: config.transformResponse,
+          side: this,
         });
-        if (this.host !== null) (this.tried ??= [this.host]).push(host);
+        this.tried?.push(host);
         this.host = host;
         this.current = attempt;
         this.attempts += 1;

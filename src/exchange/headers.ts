@@ -36,6 +36,13 @@ function connectionTokens(value: string | string[] | undefined): Set<string> | n
   return tokens.size === 0 ? null : tokens;
 }
 
+/** Whether `name` stays on this hop: a hop-by-hop header, or one that `headers`' Connection names. */
+export function isHopByHop(name: string, headers: Readonly<Record<string, unknown>>): boolean {
+  if (HOP_BY_HOP.has(name)) return true;
+  const connection = headers.connection;
+  return typeof connection === 'string' && connectionTokens(connection)?.has(name) === true;
+}
+
 export interface ForwardContext {
   readonly requestIdHeader: string;
   readonly requestId: string;

@@ -31,6 +31,8 @@ export interface BalancedHost {
 export const LATENCY_DECAY_MS = 10_000;
 /** The latency assumed for a host with no sample yet, in ms: low, so new hosts are tried. */
 const FIRST_LATENCY_MS = 1;
+/** The cost of a host with attempts in flight and no answer yet: above any latency × load seen in practice. */
+const UNANSWERED_COST = 1e9;
 
 /**
  * The weight a host gets now: its weight, ramped over `slowStart` ms after it
@@ -64,7 +66,12 @@ export function recordLatency(host: BalancedHost, ms: number, now: number): void
 
 function cost(host: BalancedHost, balance: Balance, now: number, slowStart: number): number {
   const load = (host.active + 1) / effectiveWeight(host, now, slowStart);
-  return balance === 'peak-ewma' ? load * Math.max(latencyOf(host, now), 0.001) : load;
+  if (balance !== 'peak-ewma') return load;
+  // A host that has not answered yet but already holds attempts is unknown,
+  // not fast: it loses to any host with a sample (Finagle's penalty), or a
+  // cold or newly joined slow host would take a burst before its first answer.
+  if (host.latencyAt === 0 && host.active > 0) return UNANSWERED_COST + load;
+  return load * Math.max(latencyOf(host, now), 0.001);
 }
 
 /** The `n`-th host (0-based) that `isCandidate` accepts. */

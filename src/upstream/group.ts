@@ -5,7 +5,7 @@
 
 import type { Dispatcher } from 'undici';
 import { pick, recordLatency, type Balance, type BalancedHost } from './balancer.js';
-import { HealthChecker, type HealthCheckOptions } from './health-check.js';
+import { HealthChecker, type CheckVerdict, type HealthCheckOptions } from './health-check.js';
 import { ejectionOver, ejectionRoom, outlierState, recordFailure, recordSuccess, returnToService, type OutlierOptions, type OutlierState } from './outlier.js';
 
 export type HostState = 'healthy' | 'ejected' | 'unhealthy';
@@ -129,8 +129,8 @@ export class UpstreamGroup {
     );
     const check = this.settings.healthCheck;
     if (check !== null) {
-      host.checker = new HealthChecker(check, host.dispatcher, host.origin, (verdict) => {
-        this.#onCheck(host, verdict === 'healthy');
+      host.checker = new HealthChecker(check, host.dispatcher, host.origin, (passed, verdict) => {
+        this.#onCheck(host, passed, verdict);
       });
     }
     return host;
@@ -202,19 +202,21 @@ export class UpstreamGroup {
     }
   }
 
-  #onCheck(host: Host, healthy: boolean): void {
+  #onCheck(host: Host, passed: boolean, verdict: CheckVerdict): void {
     if (host.removed) return;
     const from = host.state;
-    host.checkedHealthy = healthy;
-    if (healthy) {
-      // A host that passes its checks is back, whatever ejected it (Envoy's default).
-      if (host.ejected) {
-        host.ejected = false;
-        returnToService(host.outlier, this.now());
-      }
-      host.warmingSince = this.now();
+    if (verdict !== null) host.checkedHealthy = verdict === 'healthy';
+    // Any pass of a host its checks find healthy brings it back, whatever
+    // ejected it (Envoy's default): not only the pass that ends an unhealthy
+    // spell, or a host ejected by outlier detection whose checks never failed
+    // would wait out its whole ejection.
+    if (passed && host.checkedHealthy && host.ejected) {
+      host.ejected = false;
+      returnToService(host.outlier, this.now());
     }
-    if (host.state !== from) this.#emitFrom(host, from, healthy ? 'health-check-passed' : 'health-check-failed');
+    if (host.state === from) return;
+    if (host.eligible) host.warmingSince = this.now();
+    this.#emitFrom(host, from, passed ? 'health-check-passed' : 'health-check-failed');
   }
 
   /** Replaces the membership. Hosts that stay keep their state; removed ones finish what is in flight. */

@@ -61,7 +61,12 @@ export class HealthChecker {
     readonly options: Readonly<HealthCheckOptions>,
     readonly dispatcher: Dispatcher,
     readonly origin: string,
-    readonly onVerdict: (verdict: Exclude<CheckVerdict, null>) => void,
+    /**
+     * Told after every check: whether it passed, and the new verdict when the
+     * host's health changed. Every pass is news, not only a change: it brings
+     * back a host that outlier detection ejected.
+     */
+    readonly onCheck: (passed: boolean, verdict: CheckVerdict) => void,
   ) {
     this.#counter = new CheckCounter(options);
     this.#schedule();
@@ -98,8 +103,7 @@ export class HealthChecker {
       this.#inFlight = null;
     }
     if (this.#stopped) return;
-    const verdict = this.#counter.record(passed);
-    if (verdict !== null) this.onVerdict(verdict);
+    this.onCheck(passed, this.#counter.record(passed));
     this.#schedule();
   }
 

@@ -1,0 +1,163 @@
+// What migrants from http-proxy-middleware rewrite: the path, headers both
+// ways, redirects that name an internal host, and cookies' Domain and Path.
+// Everything a user function returns is checked here: a value that could
+// smuggle a header (CR, LF, NUL) or a name that is not a token is the user's
+// bug, reported as PROXY_INTERNAL_ERROR, never sent.
+
+import type { IncomingMessage } from 'node:http';
+import type { TLSSocket } from 'node:tls';
+import { RewriteHookError } from '../contract/errors.js';
+
+export type HeaderMap = Record<string, string | string[]>;
+/** An object of headers to set (`null` removes one). */
+export type HeaderPatch = Readonly<Record<string, string | readonly string[] | null>>;
+
+export type PathRewrite = Readonly<Record<string, string>> | ((path: string, req: IncomingMessage) => string);
+/** http-proxy-middleware's shape: one value for every cookie, `false` for none, or a map (`'*'` for any other). */
+export type CookieRewrite = string | false | Readonly<Record<string, string>>;
+
+const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+// Field values: visible characters, spaces and tabs (RFC 9110 §5.5); never CR, LF or NUL.
+const FIELD_VALUE = /^[\t\x20-\x7e\x80-\xff]*$/;
+
+/** The path rewrite as one function, or `null` without one. Object form: the first rule whose pattern matches is applied (as http-proxy-middleware does). */
+export function compilePathRewrite(option: PathRewrite | undefined): ((path: string, req: IncomingMessage) => string) | null {
+  if (option === undefined) return null;
+  if (typeof option === 'function') return option;
+  const rules = Object.entries(option).map(([pattern, replacement]) => ({ pattern: new RegExp(pattern), replacement }));
+  return (path) => {
+    for (const rule of rules) {
+      if (rule.pattern.test(path)) return path.replace(rule.pattern, rule.replacement);
+    }
+    return path;
+  };
+}
+
+/** Runs the path rewrite; what it returns must be a path (`/…`), or the hook is at fault. */
+export function rewritePath(rewrite: (path: string, req: IncomingMessage) => string, path: string, req: IncomingMessage): string {
+  let result: unknown;
+  try {
+    result = rewrite(path, req);
+  } catch (error) {
+    throw new RewriteHookError('The `pathRewrite` function threw', { cause: error });
+  }
+  if (typeof result !== 'string') throw new RewriteHookError(`\`pathRewrite\` returned ${typeof result}, not a path`);
+  if (result === '') return '/';
+  // The object form's replacement may drop the leading slash (`'^/api': ''`).
+  return result.startsWith('/') ? result : `/${result}`;
+}
+
+/** Copies `headers` as plain lower-case data a user function may change freely. */
+export function plainHeaders(headers: Readonly<Record<string, unknown>>): HeaderMap {
+  const copy: HeaderMap = {};
+  for (const name in headers) {
+    const value = headers[name];
+    if (typeof value === 'string') copy[name] = value;
+    else if (typeof value === 'number') copy[name] = String(value);
+    else if (Array.isArray(value)) copy[name] = value.map(String);
+  }
+  return copy;
+}
+
+/** Applies an object of headers (`null` removes). */
+export function patchHeaders(headers: HeaderMap, patch: HeaderPatch): HeaderMap {
+  const removed = new Set<string>();
+  const patched: HeaderMap = {};
+  for (const [name, value] of Object.entries(patch)) {
+    if (value === null) removed.add(name.toLowerCase());
+    else patched[name.toLowerCase()] = typeof value === 'string' ? value : [...value];
+  }
+  const result: HeaderMap = {};
+  for (const [name, value] of Object.entries(headers)) if (!removed.has(name)) result[name] = value;
+  return Object.assign(result, patched);
+}
+
+/** What a header hook returned, checked: token names, values without CR/LF/NUL, lower-case keys. */
+export function checkedHeaders(value: unknown, hook: string): HeaderMap {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new RewriteHookError(`\`${hook}\` returned ${value === null ? 'null' : typeof value}, not an object of headers`);
+  const headers: HeaderMap = {};
+  for (const [name, raw] of Object.entries(value as Record<string, unknown>)) {
+    if (raw === undefined || raw === null) continue;
+    if (!TOKEN.test(name)) throw new RewriteHookError(`\`${hook}\` returned a header name that is not a token: ${JSON.stringify(name)}`);
+    const strings: string[] = [];
+    for (const item of Array.isArray(raw) ? (raw as unknown[]) : [raw]) {
+      const text = typeof item === 'string' ? item : typeof item === 'number' ? String(item) : null;
+      if (text === null || !FIELD_VALUE.test(text)) {
+        throw new RewriteHookError(`\`${hook}\` returned a value for ${name} that cannot be sent (CR, LF, NUL, or not a string)`);
+      }
+      strings.push(text);
+    }
+    headers[name.toLowerCase()] = Array.isArray(raw) ? strings : (strings[0] ?? '');
+  }
+  return headers;
+}
+
+/** The origin and mount path the client used, for redirects that name an upstream host. */
+export interface ClientView {
+  /** `scheme://host`, as the client addressed the proxy. */
+  readonly origin: string;
+  /** Where the proxy is mounted (`/api`), '' at the root. */
+  readonly mountPath: string;
+}
+
+export function clientView(req: IncomingMessage, trustProxy: boolean, mountPath: string): ClientView | null {
+  const forwardedProto = trustProxy ? req.headers['x-forwarded-proto'] : undefined;
+  const forwardedHost = trustProxy ? req.headers['x-forwarded-host'] : undefined;
+  const proto = typeof forwardedProto === 'string' ? forwardedProto.split(',')[0]?.trim() : (req.socket as Partial<TLSSocket>).encrypted === true ? 'https' : 'http';
+  const host = typeof forwardedHost === 'string' ? forwardedHost.split(',')[0]?.trim() : req.headers.host;
+  if (host === undefined || host === '' || (proto !== 'http' && proto !== 'https')) return null;
+  return { origin: `${proto}://${host}`, mountPath };
+}
+
+/**
+ * A redirect target seen by the client: one that points at a host of the
+ * group (absolute) or under the target's path (path-absolute) moves to the
+ * client's origin and mount path; anything else (another site, another path)
+ * passes as it is.
+ */
+export function rewriteRedirect(value: string, hosts: ReadonlySet<string>, basePath: string, view: ClientView): string {
+  let path: string;
+  if (value.startsWith('/') && !value.startsWith('//')) {
+    path = value;
+  } else {
+    let url: URL;
+    try {
+      url = new URL(value);
+    } catch {
+      return value;
+    }
+    if (!hosts.has(url.origin)) return value;
+    path = url.pathname + url.search + url.hash;
+    const moved = underBase(path, basePath);
+    return view.origin + view.mountPath + (moved ?? path);
+  }
+  const moved = underBase(path, basePath);
+  return moved === null ? value : view.mountPath + moved;
+}
+
+/** `path` without the target's prefix, or `null` when it is not under it. */
+function underBase(path: string, basePath: string): string | null {
+  if (basePath === '') return path;
+  if (path === basePath) return '/';
+  if (path.startsWith(basePath) && /^[/?#]/.test(path.slice(basePath.length))) return path.slice(basePath.length).replace(/^(?=[?#])/, '/');
+  return null;
+}
+
+/** `Refresh: 5; url=…` with its URL rewritten. */
+export function rewriteRefresh(value: string, rewrite: (url: string) => string): string {
+  const match = /^(\s*\d+(?:\.\d*)?\s*[;,]\s*url\s*=\s*)(['"]?)(.*?)\2\s*$/i.exec(value);
+  if (match === null) return value;
+  const [, prefix = '', quote = '', url = ''] = match;
+  return `${prefix}${quote}${rewrite(url)}${quote}`;
+}
+
+/** One cookie's attribute (`domain` or `path`) rewritten by an http-proxy-middleware-shaped rule. */
+export function rewriteCookieAttribute(cookie: string, attribute: 'domain' | 'path', rule: CookieRewrite): string {
+  if (rule === false) return cookie;
+  const pattern = new RegExp(`(;\\s*${attribute}=)([^;]*)`, 'i');
+  return cookie.replace(pattern, (whole, prefix: string, previous: string) => {
+    const next = typeof rule === 'string' ? rule : (rule[previous] ?? rule['*']);
+    if (next === undefined) return whole;
+    return next === '' ? '' : prefix + next;
+  });
+}

@@ -31,7 +31,7 @@ export function responseRewriter(config: ResolvedOptions, group: UpstreamGroup):
     if (rewriteRedirects && (headers.location !== undefined || headers['content-location'] !== undefined || headers.refresh !== undefined)) {
       const view = clientView(side.req, trustProxy, side.mountPath);
       if (view !== null) {
-        const hosts = new Set(group.hosts.map((host) => host.origin));
+        const hosts = group.origins;
         const move = (url: string): string => rewriteRedirect(url, hosts, basePath, view);
         for (const name of REDIRECT_HEADERS) {
           const value = headers[name];

@@ -94,6 +94,7 @@ const ANY = 1;
 
 export class UpstreamGroup {
   #hosts: Host[] = [];
+  #origins: ReadonlySet<string> | null = null;
   /** Picks made in panic mode (fewer than half the hosts eligible: all of them used). */
   panics = 0;
   readonly #listeners = new Set<(change: HostStateChange) => void>();
@@ -114,6 +115,12 @@ export class UpstreamGroup {
 
   get hosts(): readonly Host[] {
     return this.#hosts;
+  }
+
+  /** The origins of the hosts, for recognising redirects to them. */
+  get origins(): ReadonlySet<string> {
+    this.#origins ??= new Set(this.#hosts.map((host) => host.origin));
+    return this.#origins;
   }
 
   #host(target: TargetSpec, warming: boolean): Host {
@@ -233,6 +240,7 @@ export class UpstreamGroup {
       }
     }
     this.#hosts = next;
+    this.#origins = null;
     for (const gone of kept.values()) void this.#retire(gone);
   }
 

@@ -121,3 +121,97 @@ export function asEarlier(results: BenchResults): EarlierRun {
     memory: results.memory.rows.map(({ id, download, upload }) => ({ id, download, upload })),
   };
 }
+
+// The fault benchmark (`npm run bench:faults`, bench/faults.ts) writes its
+// own file, bench/results/faults.json; `npm run bench:docs` renders
+// BENCHMARKS.md's fault section from it.
+
+export const FAULTS = join(ROOT, 'bench/results/faults.json');
+
+export type FaultScenarioId = 'S1' | 'S2' | 'S3' | 'S4' | 'S5' | 'S6';
+export type Balance = 'least-request' | 'round-robin' | 'peak-ewma';
+
+/** One contender in one scenario, over every round. */
+export interface FaultRow {
+  /** `rp` (the defaults), `rp-single`, `rp-<balance>`, `nginx` or `hpm`. */
+  readonly id: string;
+  readonly label: string;
+  /** resilient-proxy's balance mode for a group, `null` for other contenders and a single target. */
+  readonly balance: Balance | null;
+  /** Rounds measured. */
+  readonly rounds: number;
+  /** Client requests over all rounds: responses plus socket errors and timeouts. */
+  readonly requests: number;
+  /** Responses other than 2xx, over all rounds. */
+  readonly non2xx: number;
+  /** Socket errors and timeouts at the client, over all rounds. */
+  readonly errors: number;
+  /** Responses by status, over all rounds. */
+  readonly statuses: Readonly<Record<string, number>>;
+  /** Responses per second (every status), over rounds. */
+  readonly rps: Spread;
+  /** Median p50 latency over rounds, ms (every status). */
+  readonly p50: number;
+  /** p99 latency, ms (every status). */
+  readonly p99: Spread;
+  /** Requests each replica received, over all rounds. */
+  readonly replicas: readonly number[];
+  /** Connection attempts (SYNs) to each replica's port, over all rounds; `null` when they were not counted. */
+  readonly connects: readonly number[] | null;
+  /** Non-2xx responses that carried `application/problem+json`, when the scenario checks the contract. */
+  readonly problemJson: number | null;
+  /** The `code` of those problem+json bodies, by count. */
+  readonly codes: Readonly<Record<string, number>> | null;
+}
+
+export interface FaultScenario {
+  readonly id: FaultScenarioId;
+  readonly title: string;
+  /** Seconds per run. */
+  readonly seconds: number;
+  /** Each replica's mode during the runs. */
+  readonly modes: readonly string[];
+  readonly rows: readonly FaultRow[];
+}
+
+export interface FaultResults {
+  readonly schema: 1;
+  readonly run: {
+    readonly description: string;
+    readonly date: string | null;
+    readonly commit: string | null;
+    readonly node: string;
+    readonly machine: string;
+    /** A smoke run proves the benchmark works; its figures mean nothing. */
+    readonly smoke: boolean;
+    readonly rounds: number;
+    readonly connections: number;
+    /** A flapping replica's half-period, ms. */
+    readonly flapMs: number;
+    /** The slow replica's delay, ms. */
+    readonly slowMs: number;
+    /** resilient-proxy's default `balance` in the build measured. */
+    readonly defaultBalance: Balance;
+    readonly nginx: string | null;
+    /** Whether connection attempts were counted (tcpdump on loopback). */
+    readonly connectsCounted: boolean;
+    /** CPU load average (1 min) when the run started and ended. */
+    readonly load: readonly [number, number];
+    /** Share of the machine's CPU time used by processes outside the benchmark during the run (0–1), when known: noise. */
+    readonly otherCpu: number | null;
+    readonly totalSeconds: number | null;
+    readonly notes: readonly string[];
+  };
+  readonly scenarios: readonly FaultScenario[];
+}
+
+export function readFaultResults(file = FAULTS): FaultResults {
+  const results = JSON.parse(readFileSync(file, 'utf8')) as { schema?: unknown; scenarios?: unknown };
+  if (results.schema !== 1 || !Array.isArray(results.scenarios)) throw new Error(`${file}: not a fault benchmark results file (schema 1)`);
+  return results as FaultResults;
+}
+
+export function writeFaultResults(results: FaultResults, file = FAULTS): void {
+  mkdirSync(dirname(file), { recursive: true });
+  writeFileSync(file, `${JSON.stringify(results, null, 2)}\n`);
+}

@@ -44,7 +44,7 @@ async function serve(): Promise<void> {
 function start(kind: string, target = ''): Promise<{ child: ChildProcess; url: string }> {
   const child = fork(fileURLToPath(import.meta.url), ['serve', kind, target], { execArgv: ['--import', 'tsx'] });
   return new Promise((resolve, reject) => {
-    child.once('message', (port) => resolve({ child, url: `http://127.0.0.1:${String(port)}` }));
+    child.once('message', (port: number) => resolve({ child, url: `http://127.0.0.1:${port}` }));
     child.once('error', reject);
   });
 }

@@ -1,0 +1,169 @@
+// The balancer is pure: hosts carry their counters, time and randomness come
+// from the caller. Each rule is checked from a table, with fixed random
+// sequences and made-up times.
+
+import { describe, expect, it } from 'vitest';
+import { effectiveWeight, LATENCY_DECAY_MS, latencyOf, pick, recordLatency, type Balance, type BalancedHost } from '../src/upstream/balancer.js';
+
+interface TestHost extends BalancedHost {
+  readonly name: string;
+}
+
+function host(name: string, fields: Partial<BalancedHost> = {}): TestHost {
+  return { name, weight: 1, active: 0, current: 0, latency: 0, latencyAt: 0, warmingSince: Number.NEGATIVE_INFINITY, ...fields };
+}
+
+/** A `random` that plays `values` in order and fails the test if asked for more. */
+function sequence(...values: number[]): () => number {
+  let next = 0;
+  return () => {
+    const value = values[next];
+    next += 1;
+    if (value === undefined) throw new Error(`random() called ${next} times, only ${values.length} values given`);
+    return value;
+  };
+}
+
+const everyone = (): boolean => true;
+const noRandom = (): number => {
+  throw new Error('random() must not be called');
+};
+
+describe('effectiveWeight: slow start', () => {
+  // Weight 2, joined at t = 1000, slowStart 10 s: weight × max(0.1, age / slowStart).
+  it.each([
+    { now: 1000, expected: 0.2 },
+    { now: 1500, expected: 0.2 },
+    { now: 2000, expected: 0.2 },
+    { now: 3000, expected: 0.4 },
+    { now: 6000, expected: 1 },
+    { now: 10_999, expected: 1.9998 },
+    { now: 11_000, expected: 2 },
+    { now: 500_000, expected: 2 },
+  ])('at t = $now it is $expected', ({ now, expected }) => {
+    expect(effectiveWeight(host('a', { weight: 2, warmingSince: 1000 }), now, 10_000)).toBeCloseTo(expected, 10);
+  });
+
+  it('a host that never joined late has its full weight at once', () => {
+    expect(effectiveWeight(host('a', { weight: 3 }), 0, 10_000)).toBe(3);
+  });
+
+  it('slowStart 0 turns the ramp off', () => {
+    expect(effectiveWeight(host('a', { weight: 3, warmingSince: 1000 }), 1000, 0)).toBe(3);
+  });
+});
+
+describe('latency: peak-EWMA', () => {
+  it('a host with no sample is assumed fast (1 ms), so it gets tried', () => {
+    expect(latencyOf(host('a'), 50_000)).toBe(1);
+  });
+
+  it('the first sample is taken as is, then decays to 1/e per LATENCY_DECAY_MS unused', () => {
+    const a = host('a');
+    recordLatency(a, 40, 1000);
+    expect(latencyOf(a, 1000)).toBe(40);
+    expect(latencyOf(a, 1000 + LATENCY_DECAY_MS)).toBeCloseTo(40 / Math.E, 10);
+    expect(latencyOf(a, 1000 + 3 * LATENCY_DECAY_MS)).toBeCloseTo(40 / Math.E ** 3, 10);
+  });
+
+  it('a sample above the estimate replaces it at once (peak-sensitive)', () => {
+    const a = host('a');
+    recordLatency(a, 5, 1000);
+    recordLatency(a, 80, 1001);
+    expect(a.latency).toBe(80);
+    expect(a.latencyAt).toBe(1001);
+  });
+
+  it('a sample below the estimate pulls it down by how long ago the last one was', () => {
+    const a = host('a');
+    recordLatency(a, 40, 1000);
+    recordLatency(a, 10, 1000);
+    expect(a.latency).toBe(40);
+    recordLatency(a, 10, 1000 + LATENCY_DECAY_MS);
+    expect(a.latency).toBeCloseTo(40 / Math.E + 10 * (1 - 1 / Math.E), 10);
+  });
+});
+
+describe('round-robin (smooth weighted)', () => {
+  it('equal weights: each host in turn', () => {
+    const hosts = [host('a'), host('b'), host('c')];
+    const picks = Array.from({ length: 6 }, () => pick(hosts, everyone, 3, 'round-robin', 0, 0, noRandom).name);
+    expect(picks).toStrictEqual(['a', 'b', 'c', 'a', 'b', 'c']);
+  });
+
+  it('weights 1, 1, 2: interleaved, exactly in proportion over each cycle of 4', () => {
+    const hosts = [host('a'), host('b'), host('c', { weight: 2 })];
+    const picks = Array.from({ length: 8 }, () => pick(hosts, everyone, 3, 'round-robin', 0, 0, noRandom).name);
+    expect(picks).toStrictEqual(['c', 'a', 'b', 'c', 'c', 'a', 'b', 'c']);
+  });
+
+  it('skips the hosts that are not candidates', () => {
+    const hosts = [host('a'), host('b'), host('c')];
+    const notB = (h: TestHost): boolean => h.name !== 'b';
+    const picks = Array.from({ length: 4 }, () => pick(hosts, notB, 2, 'round-robin', 0, 0, noRandom).name);
+    expect(picks).toStrictEqual(['a', 'c', 'a', 'c']);
+  });
+
+  it('a warming host gets its slow-start share: 1 pick in 21 at 10 %', () => {
+    const hosts = [host('a'), host('b'), host('new', { warmingSince: 0 })];
+    const counts: Record<string, number> = { a: 0, b: 0, new: 0 };
+    for (let i = 0; i < 21; i += 1) {
+      const chosen = pick(hosts, everyone, 3, 'round-robin', 0, 10_000, noRandom).name;
+      counts[chosen] = (counts[chosen] ?? 0) + 1;
+    }
+    expect(counts).toStrictEqual({ a: 10, b: 10, new: 1 });
+  });
+
+  it('throws when nothing is a candidate (the group never lets that happen)', () => {
+    expect(() => pick([host('a')], () => false, 0, 'round-robin', 0, 0, noRandom)).toThrow(new RangeError('no candidate host'));
+  });
+});
+
+describe('two random choices (least-request, peak-ewma)', () => {
+  const balances: Balance[] = ['least-request', 'peak-ewma'];
+
+  it.each(balances)('%s: a single candidate is taken without drawing', (balance) => {
+    const hosts = [host('a'), host('b'), host('c')];
+    expect(pick(hosts, (h) => h.name === 'b', 1, balance, 0, 0, noRandom).name).toBe('b');
+  });
+
+  // Three idle candidates: the first draw picks index floor(r × 3), the second
+  // floor(r × 2) among the others (shifted past the first).
+  it.each([
+    { draws: [0, 0], expected: ['a', 'b'] },
+    { draws: [0, 0.99], expected: ['a', 'c'] },
+    { draws: [0.5, 0], expected: ['b', 'a'] },
+    { draws: [0.5, 0.5], expected: ['b', 'c'] },
+    { draws: [0.99, 0], expected: ['c', 'a'] },
+    { draws: [0.99, 0.99], expected: ['c', 'b'] },
+  ])('draws $draws compare $expected', ({ draws, expected }) => {
+    const [first, second] = expected as [string, string];
+    // Ties go to the first draw; a busier first draw loses to the second.
+    const idle = [host('a'), host('b'), host('c')];
+    expect(pick(idle, everyone, 3, 'least-request', 0, 0, sequence(...draws)).name).toBe(first);
+    const busy = [host('a'), host('b'), host('c')];
+    for (const h of busy) if (h.name === first) h.active = 1;
+    expect(pick(busy, everyone, 3, 'least-request', 0, 0, sequence(...draws)).name).toBe(second);
+  });
+
+  it('draws only among candidates', () => {
+    const hosts = [host('a'), host('b', { active: 2 }), host('c'), host('d')];
+    const notA = (h: TestHost): boolean => h.name !== 'a';
+    // Candidates b, c, d: first index 0 (b), second index floor(0.6 × 2) = 1, shifted past 0 to 2 (d); d is idle, b busy.
+    expect(pick(hosts, notA, 3, 'least-request', 0, 0, sequence(0, 0.6)).name).toBe('d');
+  });
+
+  it.each([
+    { name: 'least-request weighs load by weight: 3 in flight on weight 4 beats 1 on weight 1', balance: 'least-request' as const, a: { active: 1 }, b: { active: 3, weight: 4 }, expected: 'b' },
+    { name: 'least-request ignores latency', balance: 'least-request' as const, a: { active: 0, latency: 500, latencyAt: 1000 }, b: { active: 1 }, expected: 'a' },
+    { name: 'peak-ewma: a slow idle host loses to a fast busy one', balance: 'peak-ewma' as const, a: { active: 0, latency: 50, latencyAt: 1000 }, b: { active: 3, latency: 2, latencyAt: 1000 }, expected: 'b' },
+    { name: 'peak-ewma: at equal latency, load decides', balance: 'peak-ewma' as const, a: { active: 2, latency: 5, latencyAt: 1000 }, b: { active: 1, latency: 5, latencyAt: 1000 }, expected: 'b' },
+    { name: 'a warming host (10 % weight) loses to a busier warm one', balance: 'least-request' as const, a: { active: 5 }, b: { active: 0, warmingSince: 1000 }, expected: 'a' },
+    { name: 'peak-ewma: an idle host with no sample yet is tried (taken as 1 ms)', balance: 'peak-ewma' as const, a: { active: 0, latency: 2, latencyAt: 1000 }, b: { active: 0 }, expected: 'b' },
+    { name: 'peak-ewma: a host holding attempts and no answer yet loses to any host with a sample', balance: 'peak-ewma' as const, a: { active: 1 }, b: { active: 20, latency: 400, latencyAt: 1000 }, expected: 'b' },
+    { name: 'peak-ewma: between two hosts with no answer yet, load decides', balance: 'peak-ewma' as const, a: { active: 3 }, b: { active: 2 }, expected: 'b' },
+  ])('$name', ({ balance, a, b, expected }) => {
+    const hosts = [host('a', a), host('b', b)];
+    expect(pick(hosts, everyone, 2, balance, 1000, 10_000, sequence(0, 0)).name).toBe(expected);
+  });
+});

@@ -1,0 +1,332 @@
+// UpstreamGroup with its clock and randomness injected: picks, ejections,
+// returns, panic, slow start and membership changes, step by step in made-up
+// time. Each host gets a real undici Pool to an origin nothing is ever sent
+// to, so closing the group is checked for real.
+
+import { Pool } from 'undici';
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import { UpstreamGroup, type GroupSettings, type Host, type HostStateChange, type TargetSpec } from '../src/upstream/group.js';
+import { onCleanup } from './support.js';
+
+const detection = { consecutiveFailures: 2, baseEjectionTime: 1000, maxEjectionTime: 10_000, maxEjectionPercent: 50 };
+
+interface Harness {
+  readonly group: UpstreamGroup;
+  readonly changes: HostStateChange[];
+  readonly pools: Pool[];
+  /** The test's clock, in ms. */
+  now: number;
+  /** What `random()` returns next. */
+  random: number;
+  host(name: string): Host;
+  /** Names of the hosts picked by `count` picks with nothing tried. */
+  picks(count: number): string[];
+  fail(name: string, times?: number): void;
+  states(): Record<string, string>;
+  /** Closes the group (once: a closed pool refuses a second close). */
+  close(): Promise<void>;
+}
+
+function origin(name: string): string {
+  return `http://${name}.test`;
+}
+
+function nameOf(host: Host): string {
+  return new URL(host.origin).hostname.replace(/\.test$/, '');
+}
+
+function harness(names: (string | [string, number])[], settings: Partial<GroupSettings> = {}): Harness {
+  const pools: Pool[] = [];
+  const targets: TargetSpec[] = names.map((entry) => (typeof entry === 'string' ? { origin: origin(entry), weight: 1 } : { origin: origin(entry[0]), weight: entry[1] }));
+  const h: Harness = {
+    now: 1000,
+    random: 0,
+    changes: [],
+    pools,
+    group: undefined as unknown as UpstreamGroup,
+    host(name) {
+      const found = h.group.hosts.find((host) => nameOf(host) === name);
+      if (found === undefined) throw new Error(`no host ${name}`);
+      return found;
+    },
+    picks(count) {
+      return Array.from({ length: count }, () => nameOf(h.group.pick(null)));
+    },
+    fail(name, times = 1) {
+      for (let i = 0; i < times; i += 1) h.group.record(h.host(name), 'failure', null);
+    },
+    states() {
+      return Object.fromEntries(h.group.snapshot().map((s) => [new URL(s.url).hostname.replace(/\.test$/, ''), s.state]));
+    },
+    close() {
+      closing ??= h.group.close();
+      return closing;
+    },
+  };
+  let closing: Promise<void> | null = null;
+  const group = new UpstreamGroup(
+    'orders',
+    targets,
+    {
+      balance: 'round-robin',
+      outlierDetection: detection,
+      healthCheck: null,
+      slowStart: 0,
+      basePath: '/v1',
+      dispatcher: null,
+      // Pools to an origin that is never dispatched to: nothing connects.
+      createPool: () => {
+        const pool = new Pool('http://127.0.0.1:9');
+        pools.push(pool);
+        return pool;
+      },
+      ...settings,
+    },
+    () => h.now,
+    () => h.random,
+  );
+  (h as { group: UpstreamGroup }).group = group;
+  group.onStateChange((change) => h.changes.push(change));
+  onCleanup(() => h.close());
+  return h;
+}
+
+afterEach(() => {
+  vi.useRealTimers();
+});
+
+describe('picking', () => {
+  it('a group of one host always picks it, and never ejects it', () => {
+    const h = harness(['a']);
+    h.fail('a', 10);
+    expect(h.picks(3)).toStrictEqual(['a', 'a', 'a']);
+    expect(h.states()).toStrictEqual({ a: 'healthy' });
+    expect(h.changes).toStrictEqual([]);
+  });
+
+  it.each(['least-request', 'peak-ewma', 'round-robin'] as const)('%s: a retry avoids every host already tried while another is left', (balance) => {
+    const h = harness(['a', 'b', 'c'], { balance });
+    for (const random of [0, 0.5, 0.99]) {
+      h.random = random;
+      const tried: Host[] = [];
+      for (let attempt = 0; attempt < 3; attempt += 1) tried.push(h.group.pick(tried));
+      expect(new Set(tried.map(nameOf))).toStrictEqual(new Set(['a', 'b', 'c']));
+      // All tried: any candidate will do rather than none.
+      expect(['a', 'b', 'c']).toContain(nameOf(h.group.pick(tried)));
+    }
+  });
+
+  it('hasUntried counts only eligible hosts, or all of them in panic', () => {
+    const h = harness(['a', 'b', 'c', 'd'], { outlierDetection: { ...detection, maxEjectionPercent: 100 } });
+    h.fail('a', 2);
+    const [a, b, c, d] = [h.host('a'), h.host('b'), h.host('c'), h.host('d')];
+    expect(h.group.hasUntried([b, c, d])).toBe(false);
+    expect(h.group.hasUntried([b, c])).toBe(true);
+    h.fail('b', 2);
+    h.fail('c', 2);
+    expect(h.states()).toStrictEqual({ a: 'ejected', b: 'ejected', c: 'ejected', d: 'healthy' });
+    expect(h.group.hasUntried([b, c, d])).toBe(true);
+    expect(h.group.hasUntried([a, b, c, d])).toBe(false);
+  });
+
+  it('records each response time for peak-EWMA', () => {
+    const h = harness(['a', 'b']);
+    h.group.record(h.host('a'), 'success', 12);
+    expect(h.host('a')).toMatchObject({ latency: 12, latencyAt: 1000 });
+    h.group.record(h.host('b'), 'failure', null);
+    expect(h.host('b')).toMatchObject({ latency: 0, latencyAt: 0 });
+  });
+});
+
+describe('ejection', () => {
+  it('N failures in a row eject a host: it gets no picks, the snapshot and the hook say so', () => {
+    const h = harness(['a', 'b', 'c']);
+    h.fail('b');
+    expect(h.states()).toStrictEqual({ a: 'healthy', b: 'healthy', c: 'healthy' });
+    h.fail('b');
+    expect(h.states()).toStrictEqual({ a: 'healthy', b: 'ejected', c: 'healthy' });
+    expect(h.changes).toStrictEqual([{ upstream: 'orders', host: 'http://b.test/v1', from: 'healthy', to: 'ejected', reason: 'consecutive-failures' }]);
+    expect(h.picks(6)).toStrictEqual(['a', 'c', 'a', 'c', 'a', 'c']);
+    expect(h.group.snapshot().map((s) => s.ejections)).toStrictEqual([0, 1, 0]);
+    expect(h.group.panics).toBe(0);
+  });
+
+  it('a success between failures, and neutral results, keep the host in', () => {
+    const h = harness(['a', 'b']);
+    h.fail('a');
+    h.group.record(h.host('a'), 'success', null);
+    h.fail('a');
+    h.group.record(h.host('a'), 'neutral', null);
+    h.group.record(h.host('a'), 'neutral', null);
+    expect(h.states()).toStrictEqual({ a: 'healthy', b: 'healthy' });
+    h.fail('a');
+    expect(h.states()).toStrictEqual({ a: 'ejected', b: 'healthy' });
+  });
+
+  it('outlierDetection off: nothing is ever ejected', () => {
+    const h = harness(['a', 'b'], { outlierDetection: null });
+    h.fail('a', 50);
+    expect(h.states()).toStrictEqual({ a: 'healthy', b: 'healthy' });
+  });
+
+  it('maxEjectionPercent: no more than its share of the group is out; the next host goes once there is room', () => {
+    const h = harness(['a', 'b', 'c']);
+    h.fail('a', 2);
+    h.fail('b', 5);
+    expect(h.states()).toStrictEqual({ a: 'ejected', b: 'healthy', c: 'healthy' });
+    h.now += 1000;
+    expect(h.states()).toStrictEqual({ a: 'healthy', b: 'healthy', c: 'healthy' });
+    h.fail('b');
+    expect(h.states()).toStrictEqual({ a: 'healthy', b: 'ejected', c: 'healthy' });
+  });
+
+  it('one host of two may always be ejected, even at maxEjectionPercent 0, but never the second', () => {
+    const h = harness(['a', 'b'], { outlierDetection: { ...detection, maxEjectionPercent: 0 } });
+    h.fail('a', 2);
+    h.fail('b', 10);
+    expect(h.states()).toStrictEqual({ a: 'ejected', b: 'healthy' });
+  });
+
+  it('failures of an ejected host (picked in panic) do not lengthen its ejection', () => {
+    const h = harness(['a', 'b']);
+    h.fail('a', 2);
+    h.fail('a', 10);
+    expect(h.group.snapshot()[0]).toMatchObject({ state: 'ejected', ejections: 1 });
+    h.now += 1000;
+    expect(h.states().a).toBe('healthy');
+  });
+});
+
+describe('return after the ejection time', () => {
+  it('the host is back when its time is up, noticed at the next snapshot or pick, on probation', () => {
+    const h = harness(['a', 'b', 'c']);
+    h.fail('a', 2);
+    h.now += 999;
+    expect(h.states().a).toBe('ejected');
+    h.now += 1;
+    expect(h.picks(3)).toStrictEqual(['a', 'b', 'c']);
+    expect(h.changes.map((c) => [c.from, c.to, c.reason])).toStrictEqual([
+      ['healthy', 'ejected', 'consecutive-failures'],
+      ['ejected', 'healthy', 'ejection-ended'],
+    ]);
+    // Probation: one failure sends it out again, for twice as long.
+    h.fail('a');
+    expect(h.group.snapshot()[0]).toMatchObject({ state: 'ejected', ejections: 2 });
+    h.now += 1999;
+    expect(h.states().a).toBe('ejected');
+    h.now += 1;
+    expect(h.states().a).toBe('healthy');
+  });
+
+  it('the jitter lengthens an ejection by up to 10 %', () => {
+    const h = harness(['a', 'b']);
+    h.random = 0.999_999;
+    h.fail('a', 2);
+    h.now += 1099;
+    expect(h.states().a).toBe('ejected');
+    h.now += 1;
+    expect(h.states().a).toBe('healthy');
+  });
+
+  it('a returning host ramps up with slow start: 1 pick in 21 at first, its full share after slowStart', () => {
+    const h = harness(['a', 'b', 'c'], { slowStart: 10_000 });
+    h.fail('c', 2);
+    h.now += 1000;
+    const count = (picks: string[]): Record<string, number> => {
+      const counts: Record<string, number> = { a: 0, b: 0, c: 0 };
+      for (const p of picks) counts[p] = (counts[p] ?? 0) + 1;
+      return counts;
+    };
+    expect(count(h.picks(21))).toStrictEqual({ a: 10, b: 10, c: 1 });
+    h.now += 10_000;
+    expect(count(h.picks(30))).toStrictEqual({ a: 10, b: 10, c: 10 });
+  });
+});
+
+describe('panic', () => {
+  it('fewer than half the hosts eligible: every host is a candidate, and each such pick is counted', () => {
+    const h = harness(['a', 'b', 'c'], { outlierDetection: { ...detection, maxEjectionPercent: 100 } });
+    h.fail('a', 2);
+    expect(h.picks(4)).toStrictEqual(['b', 'c', 'b', 'c']);
+    expect(h.group.panics).toBe(0);
+    h.fail('b', 2);
+    expect(h.states()).toStrictEqual({ a: 'ejected', b: 'ejected', c: 'healthy' });
+    const picks = h.picks(6);
+    expect(new Set(picks)).toStrictEqual(new Set(['a', 'b', 'c']));
+    expect(h.group.panics).toBe(6);
+  });
+
+  it('exactly half eligible is not panic', () => {
+    const h = harness(['a', 'b', 'c', 'd'], { outlierDetection: { ...detection, maxEjectionPercent: 100 } });
+    h.fail('a', 2);
+    h.fail('b', 2);
+    expect(new Set(h.picks(8))).toStrictEqual(new Set(['c', 'd']));
+    expect(h.group.panics).toBe(0);
+  });
+});
+
+describe('setTargets', () => {
+  it('kept hosts keep their state, new ones start on slow start, removed ones are retired and their pools closed', () => {
+    const h = harness(['a', 'b', 'c'], { slowStart: 10_000 });
+    h.fail('a', 2);
+    const [a, b, c] = [h.host('a'), h.host('b'), h.host('c')];
+    const cPool = h.pools[2] as Pool;
+    h.group.setTargets([
+      { origin: origin('a'), weight: 1 },
+      { origin: origin('b'), weight: 1 },
+      { origin: origin('d'), weight: 1 },
+    ]);
+    expect(h.group.hosts.map(nameOf)).toStrictEqual(['a', 'b', 'd']);
+    expect(h.host('a')).toBe(a);
+    expect(h.host('b')).toBe(b);
+    expect(h.group.snapshot()).toStrictEqual([
+      { url: 'http://a.test/v1', weight: 1, state: 'ejected', inFlight: 0, ejections: 1 },
+      { url: 'http://b.test/v1', weight: 1, state: 'healthy', inFlight: 0, ejections: 0 },
+      { url: 'http://d.test/v1', weight: 1, state: 'healthy', inFlight: 0, ejections: 0 },
+    ]);
+    expect(c.removed).toBe(true);
+    expect(cPool.closed).toBe(true);
+    // Results of attempts still in flight on a removed host change nothing.
+    h.group.record(c, 'failure', null);
+    h.group.record(c, 'failure', null);
+    expect(c.ejected).toBe(false);
+    // d joined just now: 10 % of its weight, 1 pick in 11 beside b. a is still out.
+    expect(h.picks(11)).toStrictEqual(['b', 'b', 'b', 'b', 'b', 'd', 'b', 'b', 'b', 'b', 'b']);
+  });
+
+  it('a new weight for a kept origin makes it a new host', () => {
+    const h = harness(['a', 'b']);
+    h.fail('a', 2);
+    const a = h.host('a');
+    h.group.setTargets([
+      { origin: origin('a'), weight: 3 },
+      { origin: origin('b'), weight: 1 },
+    ]);
+    expect(h.host('a')).not.toBe(a);
+    expect(a.removed).toBe(true);
+    expect(h.group.snapshot()[0]).toMatchObject({ weight: 3, state: 'healthy', ejections: 0 });
+  });
+});
+
+describe('close', () => {
+  it('closes every pool the group owns, but not a dispatcher passed in', async () => {
+    const shared = new Pool('http://127.0.0.1:9');
+    onCleanup(() => shared.close());
+    const own = harness(['a', 'b']);
+    const passed = harness(['a', 'b'], { dispatcher: shared });
+    expect(own.pools).toHaveLength(2);
+    expect(passed.pools).toHaveLength(0);
+    await own.close();
+    await passed.close();
+    expect(own.pools.map((p) => p.closed)).toStrictEqual([true, true]);
+    expect(shared.closed).toBe(false);
+  });
+
+  it('with health checks on: one timer per host, none after close', async () => {
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout'] });
+    const h = harness(['a', 'b', 'c'], { healthCheck: { path: '/healthz', interval: 10_000, timeout: 2000, healthyThreshold: 2, unhealthyThreshold: 2 } });
+    expect(vi.getTimerCount()).toBe(3);
+    await h.close();
+    expect(vi.getTimerCount()).toBe(0);
+  });
+});

@@ -5,15 +5,53 @@
 
 import type { FastifyPluginCallback, FastifyReply, FastifyRequest } from 'fastify';
 import type { ProxyOptions } from './options.js';
+import type { IncomingMessage, Server } from 'node:http';
+import type { Duplex } from 'node:stream';
 import { createProxyHandler, type ProxyHandler } from './proxy.js';
 
 /** The proxy's options; Fastify's own `prefix` (stripped from the path before forwarding) goes beside them. */
-export type FastifyProxyOptions = ProxyOptions;
+export type FastifyProxyOptions = ProxyOptions & {
+  /** Also proxy WebSocket upgrades under the prefix. Default `false`. */
+  websocket?: boolean;
+};
+
+/**
+ * One 'upgrade' listener per server, shared by every plugin registered on it:
+ * each upgrade goes to the plugin with the longest matching prefix, and one
+ * that matches none is refused rather than left hanging.
+ */
+const upgradeRoutes = new WeakMap<Server, Map<string, ProxyHandler>>();
+
+function underPrefix(url: string, prefix: string): boolean {
+  return prefix === '' || url === prefix || url.startsWith(`${prefix}/`) || url.startsWith(`${prefix}?`);
+}
+
+function routeUpgrades(server: Server, prefix: string, handler: ProxyHandler): () => void {
+  let routes = upgradeRoutes.get(server);
+  if (routes === undefined) {
+    const table = new Map<string, ProxyHandler>();
+    routes = table;
+    upgradeRoutes.set(server, table);
+    server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+      const url = req.url ?? '/';
+      let best: [string, ProxyHandler] | null = null;
+      for (const entry of table) if (underPrefix(url, entry[0]) && (best === null || entry[0].length > best[0].length)) best = entry;
+      if (best === null) {
+        socket.on('error', () => socket.destroy());
+        socket.end('HTTP/1.1 404 Not Found\r\nconnection: close\r\ncontent-length: 0\r\n\r\n');
+        return;
+      }
+      void best[1].upgrade(req, socket, head, { mountPath: best[0] });
+    });
+  }
+  routes.set(prefix, handler);
+  return () => routes.delete(prefix);
+}
 
 // The methods Fastify 4 and 5 both route.
 const METHODS = ['DELETE', 'GET', 'HEAD', 'PATCH', 'POST', 'PUT', 'OPTIONS'];
 // Options Fastify's register() reads itself and passes on to the plugin.
-const REGISTER_OPTIONS = new Set(['prefix', 'logLevel', 'logSerializers']);
+const REGISTER_OPTIONS = new Set(['prefix', 'logLevel', 'logSerializers', 'websocket']);
 
 function withoutPrefix(url: string, prefix: string): string {
   if (prefix === '' || !url.startsWith(prefix)) return url;
@@ -30,6 +68,9 @@ export const fastifyProxy: FastifyPluginCallback<FastifyProxyOptions> = (instanc
   const proxyOptions = Object.fromEntries(Object.entries(options).filter(([key]) => !REGISTER_OPTIONS.has(key)));
   let handler: ProxyHandler;
   try {
+    if (options.websocket !== undefined && typeof options.websocket !== 'boolean') {
+      throw new TypeError(`Expected \`websocket\` to be a boolean, got ${typeof options.websocket}.`);
+    }
     handler = createProxyHandler(proxyOptions as unknown as ProxyOptions);
   } catch (error) {
     // A bad option is register()'s and ready()'s error, not an exception
@@ -58,7 +99,9 @@ export const fastifyProxy: FastifyPluginCallback<FastifyProxyOptions> = (instanc
   };
   instance.route({ method: METHODS, url: '/', handler: forward, exposeHeadRoute: false });
   instance.route({ method: METHODS, url: '/*', handler: forward, exposeHeadRoute: false });
+  const stopUpgrades = options.websocket === true ? routeUpgrades(instance.server, instance.prefix, handler) : null;
   instance.addHook('onClose', (_instance, closed) => {
+    stopUpgrades?.();
     handler.close().then(() => closed(), closed);
   });
   done();

@@ -9,7 +9,10 @@ export {
   type StatusOption,
   type RetryOptions,
   type RetryEvent,
+  type StaleEvent,
 } from './options.js';
+export { MemoryStaleStore, type MemoryStaleStoreOptions, type StaleEntry, type StaleResponse, type StaleStore, type StaleVariants } from './stale/store.js';
+export type { StaleIfErrorOptions } from './stale/layer.js';
 export { UpstreamRegistry, defaultRegistry, type UpstreamSnapshot } from './upstream/registry.js';
 export type { BreakerOptions, BreakerState, BreakerStateChange, BreakerStats } from './upstream/breaker.js';
 export type { RetryBudgetOptions } from './upstream/retry-budget.js';
@@ -18,3 +21,11 @@ export { classifyError, type Classification, type Phase } from './contract/class
 export type { ProblemDetails } from './contract/problem.js';
 export { keepRawBody } from './exchange/parsed-body.js';
 export { requestId } from './exchange/headers.js';
+export type { Balance } from './upstream/balancer.js';
+export type { HostSnapshot, HostState, HostStateChange } from './upstream/group.js';
+export type { HealthCheckOptions } from './upstream/health-check.js';
+export type { OutlierOptions } from './upstream/outlier.js';
+export type { UpgradeOptions } from './exchange/upgrade.js';
+export type { CookieRewrite, HeaderPatch, PathRewrite } from './exchange/rewrite.js';
+export type { TransformContext, TransformResponse } from './exchange/transform.js';
+export type { HeaderOptions, RequestHeadersHook, ResponseHeadersHook, WeightedTarget } from './options.js';

@@ -3,8 +3,9 @@
 // read. It translates only; every policy is in the core.
 
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Duplex } from 'node:stream';
 import type { ProxyOptions } from './options.js';
-import { createProxyHandler } from './proxy.js';
+import { createProxyHandler, type UpgradeOptions } from './proxy.js';
 
 /** The part of a Koa 2 or 3 context the adapter uses. */
 export interface KoaContextLike {
@@ -23,6 +24,8 @@ export interface KoaProxyMiddleware {
   readonly upstream: string;
   /** Replaces the hosts of the group at run time, in the same shape as `target`. */
   setTargets(target: ProxyOptions['target']): void;
+  /** Handles the server's `'upgrade'` event (WebSocket): `server.on('upgrade', (req, socket, head) => middleware.upgrade(req, socket, head, { mountPath: '/api' }))`. */
+  upgrade(req: IncomingMessage, socket: Duplex, head: Buffer, options?: UpgradeOptions): Promise<void>;
   /** Closes the proxy's own connection pool. */
   close(): Promise<void>;
 }
@@ -54,6 +57,7 @@ export function koaProxy(options: ProxyOptions): KoaProxyMiddleware {
   return Object.assign(middleware, {
     upstream: handler.upstream,
     setTargets: (target: ProxyOptions['target']) => handler.setTargets(target),
+    upgrade: (req: IncomingMessage, socket: Duplex, head: Buffer, upgradeOptions?: UpgradeOptions) => handler.upgrade(req, socket, head, upgradeOptions),
     close: () => handler.close(),
   });
 }

@@ -13,6 +13,8 @@ import type { OutlierOptions } from './upstream/outlier.js';
 import type { IncomingMessage } from 'node:http';
 import { compilePathRewrite, type CookieRewrite, type HeaderMap, type HeaderPatch, type PathRewrite } from './exchange/rewrite.js';
 import type { TransformResponse } from './exchange/transform.js';
+import type { ResolvedStaleIfError, StaleIfErrorOptions } from './stale/layer.js';
+import { DEFAULT_STALE_MAX_BYTES, MemoryStaleStore } from './stale/store.js';
 import { defaultRegistry, UpstreamRegistry } from './upstream/registry.js';
 import type { RetryBudgetOptions } from './upstream/retry-budget.js';
 
@@ -47,6 +49,11 @@ export interface TimeoutOptions {
    * every wait, and a deadline would cut long downloads.
    */
   total: number;
+  /**
+   * The longest silence, in either direction, of a WebSocket tunnel after
+   * `101` before both sides are closed. Default: `idle`. `0` turns it off.
+   */
+  tunnelIdle?: number;
 }
 
 /** What every hook event says about the request and the failure it reports. May contain internal detail; never send it to a client. */
@@ -67,6 +74,8 @@ export interface ExchangeEvent {
   readonly path: string;
   /** The upstream's status, for `UPSTREAM_STATUS`. */
   readonly receivedStatus: number | null;
+  /** Present on the failures of a WebSocket upgrade's handshake (`proxy.upgrade`). */
+  readonly upgrade?: true;
   /** The underlying error, when there is one. For logs only. */
   readonly error: unknown;
 }
@@ -87,6 +96,16 @@ export interface RetryEvent extends ExchangeEvent {
   readonly delay: number;
 }
 
+/** What the `onStale` hook is told: the failure a kept response hid from the client. */
+export interface StaleEvent extends ExchangeEvent {
+  /** Number of upstream attempts made. */
+  readonly attempts: number;
+  /** The status of the kept response sent in place of the error. */
+  readonly statusCode: number;
+  /** Its `Age`, in seconds. */
+  readonly age: number;
+}
+
 /** Observers. They only observe: a hook that throws is caught and ignored. */
 export interface ProxyHooks {
   /** Called once for each request that ends in a failure (including after headers were sent). */
@@ -97,6 +116,8 @@ export interface ProxyHooks {
   onBreakerStateChange?: (change: BreakerStateChange) => void;
   /** Called when a host of the group changes state (`healthy`, `ejected`, `unhealthy`), with the reason. */
   onHostStateChange?: (change: HostStateChange) => void;
+  /** Called when `staleIfError` answered a failure with a kept response (`onFailure` is then not called). */
+  onStale?: (event: StaleEvent) => void;
 }
 
 /** Rewrites the headers sent upstream: gets a plain copy (lower-case names), returns the headers to send. May be async. */
@@ -233,6 +254,12 @@ export interface ProxyOptions {
   limits?: Partial<LimitOptions>;
   /** Observation hooks. */
   hooks?: ProxyHooks;
+  /**
+   * Stale on error: keep the last good response of GET and HEAD requests a
+   * shared cache may store, and answer a failure with it while its age
+   * allows. `true` for the defaults; off by default. See {@link StaleIfErrorOptions}.
+   */
+  staleIfError?: Partial<StaleIfErrorOptions> | boolean;
 }
 
 /** Body size limits, in bytes. `0` turns a limit off. */
@@ -284,6 +311,7 @@ export const DEFAULTS = Object.freeze({
   slowStart: 10_000,
   rewriteRedirects: true,
   transformMaxBytes: 1024 * 1024,
+  staleIfError: Object.freeze({ maxStale: 300_000, maxEntryBytes: 1024 * 1024, maxBytes: DEFAULT_STALE_MAX_BYTES }),
 });
 
 export interface ResolvedRetry {
@@ -314,12 +342,13 @@ export interface ResolvedOptions {
   readonly cookieDomainRewrite: CookieRewrite;
   readonly cookiePathRewrite: CookieRewrite;
   readonly transformResponse: Readonly<Required<TransformResponse>> | null;
+  readonly staleIfError: ResolvedStaleIfError | null;
   /** Path prefix from the target, without a trailing slash ('' for none). */
   readonly basePath: string;
   readonly name: string | null;
   /** The breaker and registry key: the name, or the origin. */
   readonly upstream: string;
-  readonly timeout: Readonly<TimeoutOptions>;
+  readonly timeout: Readonly<TimeoutOptions & { tunnelIdle: number }>;
   readonly changeOrigin: boolean;
   readonly failureStatuses: ReadonlySet<number>;
   readonly status: StatusOption;
@@ -513,15 +542,34 @@ function resolveTransform(value: unknown): Readonly<Required<TransformResponse>>
   return Object.freeze({ match: value.match as TransformResponse['match'], transform: value.transform as TransformResponse['transform'], maxBytes });
 }
 
-function resolveTimeouts(value: unknown): TimeoutOptions {
-  if (value === undefined) return { ...DEFAULTS.timeout };
+function resolveStaleIfError(value: unknown): ResolvedStaleIfError | null {
+  const defaults = DEFAULTS.staleIfError;
+  if (value === undefined || value === false) return null;
+  if (value !== true && !isPlainObject(value)) fail('staleIfError', 'true, false or an object like { maxStale, maxEntryBytes, maxBytes, store }', value);
+  const options: Record<string, unknown> = value === true ? {} : value;
+  checkKeys('staleIfError', options, ['maxStale', 'maxEntryBytes', 'maxBytes', 'store']);
+  const maxStale = positive('staleIfError.maxStale', options.maxStale, defaults.maxStale, 'a number of milliseconds from 0 to 2147483647', (n) => n >= 0 && n <= 2_147_483_647);
+  const maxBytes = positive('staleIfError.maxBytes', options.maxBytes, defaults.maxBytes, 'a whole number of bytes (1 or more)', (n) => Number.isSafeInteger(n) && n >= 1);
+  const maxEntryBytes = positive('staleIfError.maxEntryBytes', options.maxEntryBytes, Math.min(defaults.maxEntryBytes, maxBytes), 'a whole number of bytes (1 or more)', (n) => Number.isSafeInteger(n) && n >= 1);
+  if (maxEntryBytes > maxBytes) fail('staleIfError.maxEntryBytes', `at most \`staleIfError.maxBytes\` (${maxBytes})`, maxEntryBytes);
+  const { store } = options;
+  if (store !== undefined && !(typeof store === 'object' && store !== null && ['get', 'set', 'delete'].every((method) => typeof (store as Record<string, unknown>)[method] === 'function'))) {
+    fail('staleIfError.store', 'a store with get, set and delete methods', store);
+  }
+  return Object.freeze({ maxStale, maxEntryBytes, maxBytes, store: (store as StaleIfErrorOptions['store'] | undefined) ?? new MemoryStaleStore({ maxBytes }) });
+}
+
+function resolveTimeouts(value: unknown): TimeoutOptions & { tunnelIdle: number } {
+  if (value === undefined) return { ...DEFAULTS.timeout, tunnelIdle: DEFAULTS.timeout.idle };
   if (!isPlainObject(value)) fail('timeout', 'an object like { connect, response, idle, total }', value);
-  checkKeys('timeout', value, ['connect', 'response', 'idle', 'total']);
+  checkKeys('timeout', value, ['connect', 'response', 'idle', 'total', 'tunnelIdle']);
+  const idle = duration('timeout.idle', value.idle, DEFAULTS.timeout.idle);
   return {
     connect: duration('timeout.connect', value.connect, DEFAULTS.timeout.connect),
     response: duration('timeout.response', value.response, DEFAULTS.timeout.response),
-    idle: duration('timeout.idle', value.idle, DEFAULTS.timeout.idle),
+    idle,
     total: duration('timeout.total', value.total, DEFAULTS.timeout.total),
+    tunnelIdle: duration('timeout.tunnelIdle', value.tunnelIdle, idle),
   };
 }
 
@@ -559,7 +607,7 @@ function resolveDispatcher(value: unknown): Dispatcher | null {
   return value as unknown as Dispatcher;
 }
 
-const HOOKS = ['onFailure', 'onRetry', 'onBreakerStateChange', 'onHostStateChange'] as const;
+const HOOKS = ['onFailure', 'onRetry', 'onBreakerStateChange', 'onHostStateChange', 'onStale'] as const;
 
 function resolveHooks(value: unknown): ProxyHooks {
   if (value === undefined) return {};
@@ -695,6 +743,7 @@ const KNOWN = [
   'cookieDomainRewrite',
   'cookiePathRewrite',
   'transformResponse',
+  'staleIfError',
 ] as const;
 
 function freeze<T extends object>(value: T | null): Readonly<T> | null {
@@ -739,6 +788,7 @@ export function resolveOptions(options: unknown): ResolvedOptions {
     cookieDomainRewrite: resolveCookieRewrite('cookieDomainRewrite', options.cookieDomainRewrite),
     cookiePathRewrite: resolveCookieRewrite('cookiePathRewrite', options.cookiePathRewrite),
     transformResponse: resolveTransform(options.transformResponse),
+    staleIfError: resolveStaleIfError(options.staleIfError),
     name,
     upstream: name ?? targets.map((t) => t.origin).join(','),
     timeout: Object.freeze(resolveTimeouts(options.timeout)),

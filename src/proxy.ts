@@ -5,15 +5,19 @@
 // connection.
 
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Duplex } from 'node:stream';
 import { createPool } from './exchange/attempt.js';
 import { callHook, Exchange, fromClassification, internalFailure, refusal, type ForwardContext, type ProxyCore } from './exchange/exchange.js';
 import { requestId } from './exchange/headers.js';
 import { responseRewriter } from './exchange/response-rewrite.js';
 import { rewritePath } from './exchange/rewrite.js';
+import { asksForUpgrade, Upgrades, type UpgradeOptions } from './exchange/upgrade.js';
 import { upstreamPath } from './exchange/upstream-path.js';
 import { DEFAULTS, resolveTargets, resolveOptions, type ProxyOptions, type ResolvedOptions } from './options.js';
+import { staleLayer } from './stale/layer.js';
 
 export type { ForwardContext } from './exchange/exchange.js';
+export type { UpgradeOptions } from './exchange/upgrade.js';
 export type NextFunction = (error?: unknown) => void;
 
 /** The proxy as adapters see it. */
@@ -22,6 +26,8 @@ export interface ProxyHandler {
   handle(req: IncomingMessage, res: ServerResponse, context?: ForwardContext): Promise<void>;
   readonly upstream: string;
   setTargets(target: ProxyOptions['target']): void;
+  /** Handles a server's `'upgrade'` event (WebSocket). Never throws or rejects. */
+  upgrade(req: IncomingMessage, socket: Duplex, head: Buffer, options?: UpgradeOptions): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -36,6 +42,13 @@ export interface ResilientProxy {
    * that stay keep their state; new ones start with slow start.
    */
   setTargets(target: ProxyOptions['target']): void;
+  /**
+   * Handles a server's `'upgrade'` event: `server.on('upgrade', (req, socket,
+   * head) => proxy.upgrade(req, socket, head, { mountPath: '/api' }))`. Only
+   * WebSocket is forwarded; the handshake runs under the timeouts, breaker and
+   * host choice, a failure before `101` gets the error contract on the socket.
+   */
+  upgrade(req: IncomingMessage, socket: Duplex, head: Buffer, options?: UpgradeOptions): Promise<void>;
   /** Stops using the upstream's shared state; the last proxy of an upstream closes its pools (not a dispatcher you passed in) and health checks. */
   close(): Promise<void>;
 }
@@ -65,7 +78,7 @@ export function createProxyHandler(options: ProxyOptions): ProxyHandler {
       createPool: (origin) => createPool(origin, config.timeout),
     },
   });
-  const core: ProxyCore = { config, upstream, rewrite: responseRewriter(config, upstream.group) };
+  const core: ProxyCore = { config, upstream, rewrite: responseRewriter(config, upstream.group), stale: staleLayer(config) };
   const { breaker } = upstream;
   const stopBreaker = breaker?.onStateChange((change) => {
     callHook(config.hooks.onBreakerStateChange, change);
@@ -73,6 +86,7 @@ export function createProxyHandler(options: ProxyOptions): ProxyHandler {
   const { onHostStateChange } = config.hooks;
   const stopHosts = onHostStateChange === undefined ? undefined : upstream.group.onStateChange((change) => callHook(onHostStateChange, change));
   let closed: Promise<void> | null = null;
+  const upgrades = new Upgrades(core);
 
   return {
     upstream: config.upstream,
@@ -88,26 +102,35 @@ export function createProxyHandler(options: ProxyOptions): ProxyHandler {
         return DONE;
       }
       const exchange = new Exchange(core, req, res, id, path ?? '', mountPath);
-      if (path === null) {
+      // An upgrade reaches a request listener only when the server has no
+      // 'upgrade' listener: forwarded as a plain request it would not upgrade.
+      if (path === null || asksForUpgrade(req)) {
         exchange.fail(fromClassification({ code: 'REQUEST_INVALID', proxyStatus: 'http_request_error' }, null, null));
         return DONE;
       }
       // An open circuit is known at once: refuse before reading anything.
       const refused = breaker?.refusal() ?? null;
-      if (refused !== null) {
-        exchange.fail(refusal('CIRCUIT_OPEN', String(refused)));
-        return DONE;
-      }
+      if (refused !== null) return exchange.failOrStale(refusal('CIRCUIT_OPEN', String(refused))) ?? DONE;
       return exchange.forward(context).catch((error: unknown) => {
         exchange.fail(internalFailure(error));
       });
     },
     setTargets(target) {
-      const { targets } = resolveTargets(target);
+      const { first, targets } = resolveTargets(target);
+      // The path prefix and scheme are the proxy's, fixed at construction.
+      if (first.protocol !== config.target.protocol || first.pathname.replace(/\/+$/, '') !== config.basePath) {
+        throw new TypeError(`Expected \`target\` to keep the scheme and path prefix of the proxy (${config.target.protocol}//…${config.basePath}), got ${first.href}.`);
+      }
       upstream.group.setTargets(targets);
+    },
+    upgrade(req, socket, head, options) {
+      return upgrades.handle(req, socket, head, options).catch(() => {
+        socket.destroy();
+      });
     },
     close() {
       closed ??= (async () => {
+        upgrades.closeAll();
         stopBreaker?.();
         stopHosts?.();
         await config.registry.release(upstream);
@@ -130,6 +153,7 @@ export function createProxy(options: ProxyOptions): ResilientProxy {
   return Object.assign(proxy, {
     upstream: handler.upstream,
     setTargets: (target: ProxyOptions['target']) => handler.setTargets(target),
+    upgrade: (req: IncomingMessage, socket: Duplex, head: Buffer, upgradeOptions?: UpgradeOptions) => handler.upgrade(req, socket, head, upgradeOptions),
     close: () => handler.close(),
   });
 }

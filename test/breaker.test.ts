@@ -234,11 +234,12 @@ describe('sharing and inspection', () => {
         inFlight: 0,
         capacity: 10,
         overloaded: 0,
+        tunnels: 0,
         stats: { fires: 1, successes: 1, failures: 0, rejects: 0 },
         hosts: [{ url: up.url, weight: 1, state: 'healthy', inFlight: 0, ejections: 0 }],
         panics: 0,
       },
-      { upstream: 'billing', state: 'disabled', inFlight: 0, capacity: null, overloaded: 0, stats: null, hosts: [{ url: up.url, weight: 1, state: 'healthy', inFlight: 0, ejections: 0 }], panics: 0 },
+      { upstream: 'billing', state: 'disabled', inFlight: 0, capacity: null, overloaded: 0, tunnels: 0, stats: null, hosts: [{ url: up.url, weight: 1, state: 'healthy', inFlight: 0, ejections: 0 }], panics: 0 },
     ]);
   });
 });

@@ -18,7 +18,7 @@ const invalid: [string, unknown, string][] = [
   ['a negative timeout', { target, timeout: { connect: -1 } }, 'Expected `timeout.connect` to be a non-negative finite number of milliseconds (0 turns it off), got -1.'],
   ['a timeout in seconds as a string', { target, timeout: { response: '30s' } }, 'Expected `timeout.response` to be a non-negative finite number of milliseconds (0 turns it off), got the string "30s".'],
   ['an infinite idle timeout', { target, timeout: { idle: Infinity } }, 'Expected `timeout.idle` to be a non-negative finite number of milliseconds (0 turns it off), got Infinity.'],
-  ['an unknown timeout', { target, timeout: { read: 5 } }, 'Unknown option `timeout.read`. Known options: connect, response, idle, total.'],
+  ['an unknown timeout', { target, timeout: { read: 5 } }, 'Unknown option `timeout.read`. Known options: connect, response, idle, total, tunnelIdle.'],
   ['a timeout that is a number', { target, timeout: 5000 }, 'Expected `timeout` to be an object like { connect, response, idle, total }, got 5000.'],
   ['a changeOrigin string', { target, changeOrigin: 'yes' }, 'Expected `changeOrigin` to be a boolean, got the string "yes".'],
   ['a failure status out of range', { target, failureStatuses: [503, 999] }, 'Expected `failureStatuses` to be an array of HTTP status codes (100-599), got 999.'],
@@ -27,7 +27,7 @@ const invalid: [string, unknown, string][] = [
   ['a bad request id header', { target, requestIdHeader: 'x id' }, 'Expected `requestIdHeader` to be a header name, got the string "x id".'],
   ['a dispatcher without dispatch()', { target, dispatcher: {} }, 'Expected `dispatcher` to be an undici Dispatcher (Agent, Pool, Client), got an object.'],
   ['a hook that is not a function', { target, hooks: { onFailure: 'log' } }, 'Expected `hooks.onFailure` to be a function, got the string "log".'],
-  ['an unknown hook', { target, hooks: { onError: () => undefined } }, 'Unknown option `hooks.onError`. Known options: onFailure, onRetry, onBreakerStateChange, onHostStateChange.'],
+  ['an unknown hook', { target, hooks: { onError: () => undefined } }, 'Unknown option `hooks.onError`. Known options: onFailure, onRetry, onBreakerStateChange, onHostStateChange, onStale.'],
   ['retry that is not an object', { target, retry: 'yes' }, 'Expected `retry` to be an object of retry options or false, got the string "yes".'],
   ['a negative retry count', { target, retry: { retries: -1 } }, 'Expected `retry.retries` to be a whole number from 0 to 10, got -1.'],
   ['a fractional retry count', { target, retry: { retries: 1.5 } }, 'Expected `retry.retries` to be a whole number from 0 to 10, got 1.5.'],
@@ -49,9 +49,9 @@ const invalid: [string, unknown, string][] = [
   ['trustProxy that is not a boolean', { target, trustProxy: 'yes' }, 'Expected `trustProxy` to be a boolean, got the string "yes".'],
   ['a negative body limit', { target, limits: { requestBodyBytes: -1 } }, 'Expected `limits.requestBodyBytes` to be a whole number of bytes (0 for no limit), got -1.'],
   ['an unknown limit', { target, limits: { headerBytes: 1 } }, 'Unknown option `limits.headerBytes`. Known options: requestBodyBytes, responseBodyBytes.'],
-  ['an option key that is not a name', { target, timeout: { 'con nect': 1 } }, 'Unknown option `timeout."con nect"`. Known options: connect, response, idle, total.'],
+  ['an option key that is not a name', { target, timeout: { 'con nect': 1 } }, 'Unknown option `timeout."con nect"`. Known options: connect, response, idle, total, tunnelIdle.'],
   ['a registry that is not one', { target, registry: {} }, 'Expected `registry` to be an UpstreamRegistry, got an object.'],
-  ['a misspelt option', { target, timeouts: {} }, 'Unknown option `timeouts`. Known options: target, name, timeout, changeOrigin, failureStatuses, status, proxyName, requestIdHeader, dispatcher, retry, breaker, registry, trustProxy, limits, hooks, balance, outlierDetection, healthCheck, slowStart, pathRewrite, headers, rewriteRedirects, cookieDomainRewrite, cookiePathRewrite, transformResponse.'],
+  ['a misspelt option', { target, timeouts: {} }, 'Unknown option `timeouts`. Known options: target, name, timeout, changeOrigin, failureStatuses, status, proxyName, requestIdHeader, dispatcher, retry, breaker, registry, trustProxy, limits, hooks, balance, outlierDetection, healthCheck, slowStart, pathRewrite, headers, rewriteRedirects, cookieDomainRewrite, cookiePathRewrite, transformResponse, staleIfError.'],
 ];
 
 describe('option validation', () => {
@@ -107,6 +107,7 @@ describe('option validation', () => {
       slowStart: 10_000,
       rewriteRedirects: true,
       transformMaxBytes: 1024 * 1024,
+      staleIfError: { maxStale: 300_000, maxEntryBytes: 1024 * 1024, maxBytes: 32 * 1024 * 1024 },
     });
     expect(Object.isFrozen(DEFAULTS)).toBe(true);
   });

@@ -4,6 +4,7 @@
 // from the upstream's error: only fixed sentences and the client's own id.
 
 import { STATUS_CODES, type IncomingMessage, type ServerResponse } from 'node:http';
+import type { Duplex } from 'node:stream';
 import { FAILURES, type FailureCode, type ProxyStatusError } from './failures.js';
 
 /** The JSON body of every error response. */
@@ -134,21 +135,43 @@ export function joinVary(...values: (string | number | readonly string[] | undef
   return names.has('*') ? '*' : [...names.values()].join(', ');
 }
 
-/** Sends the error response. The caller has checked that no header was sent yet. */
-export function sendProblem(req: IncomingMessage, res: ServerResponse, input: ProblemInput): void {
+/** The error response's headers and body, for `req`. */
+function problemResponse(req: IncomingMessage, input: ProblemInput, vary: string | number | readonly string[] | undefined): { headers: Record<string, string | number>; body: string } {
   const problem = problemDetails(input);
   const { contentType, body } = render(problem, negotiateFormat(req.headers.accept));
-  for (const name of STALE_HEADERS) res.removeHeader(name);
   const headers: Record<string, string | number> = {
     'content-type': contentType,
     'content-length': Buffer.byteLength(body),
     'cache-control': 'no-store',
-    vary: joinVary(res.getHeader('vary'), 'Accept'),
+    vary: joinVary(vary, 'Accept'),
     'proxy-status': proxyStatusValue(input.proxyName, input.proxyStatus, input.receivedStatus),
     [input.requestIdHeader]: input.requestId,
   };
   if (input.retryAfter !== null) headers['retry-after'] = input.retryAfter;
+  return { headers, body };
+}
+
+/** Sends the error response. The caller has checked that no header was sent yet. */
+export function sendProblem(req: IncomingMessage, res: ServerResponse, input: ProblemInput): void {
+  const { headers, body } = problemResponse(req, input, res.getHeader('vary'));
+  for (const name of STALE_HEADERS) res.removeHeader(name);
   res.writeHead(input.status, headers);
   if (req.method === 'HEAD') res.end();
   else res.end(body);
+}
+
+/**
+ * Writes the error response on a raw socket (an upgrade request, which has
+ * no ServerResponse), then closes the connection.
+ */
+export function sendProblemOnSocket(req: IncomingMessage, socket: Duplex, input: ProblemInput): void {
+  const { headers, body } = problemResponse(req, input, undefined);
+  headers.connection = 'close';
+  let head = `HTTP/1.1 ${input.status} ${STATUS_CODES[input.status] ?? 'Error'}\r\n`;
+  for (const [name, value] of Object.entries(headers)) head += `${name}: ${value}\r\n`;
+  if (!socket.writable) {
+    socket.destroy();
+    return;
+  }
+  socket.end(`${head}\r\n${req.method === 'HEAD' ? '' : body}`);
 }

@@ -42,7 +42,21 @@ export interface AttemptSpec {
   readonly rewrite: ResponseRewriter | null;
   readonly transform: Readonly<Required<TransformResponse>> | null;
   readonly side: ResponseSide;
+  /** Asked when the head goes to the client whether to copy the response (stale on error), or absent. */
+  readonly keep?: KeepResponse | null | undefined;
 }
+
+/** Takes a copy of a response's body as it streams to the client. */
+export interface ResponseTee {
+  write(chunk: Buffer): void;
+  /** The body ended whole. */
+  end(): void;
+  /** The attempt failed: nothing is kept. */
+  drop(): void;
+}
+
+/** Decides on the head the client gets (before the app's own headers join it) whether to copy the response. */
+export type KeepResponse = (statusCode: number, statusMessage: string | undefined, headers: OutgoingHttpHeaders) => ResponseTee | null;
 
 export type AttemptOutcome =
   | { readonly kind: 'delivered' }
@@ -102,10 +116,17 @@ export class Attempt implements Dispatcher.DispatchHandler {
   #buffer: Buffer[] | null = null;
   /** The response is an event stream: every chunk is flushed through compression middleware. */
   #stream = false;
+  /** The copy of a response being kept for stale on error. */
+  #tee: ResponseTee | null = null;
   #resolve!: (outcome: AttemptOutcome) => void;
   readonly #spec: AttemptSpec;
-  /** When the attempt started and when its response head arrived (`performance.now()`; 0 for none), for latency-aware balancing. */
-  readonly startedAt = performance.now();
+  /**
+   * When the request was fully sent and when the response head arrived
+   * (`performance.now()`; 0 for none): the upstream's own time, for
+   * latency-aware balancing. Connecting and uploading are left out, so a new
+   * connection's handshake does not make a host look slow.
+   */
+  sentAt = 0;
   headersAt = 0;
 
   constructor(spec: AttemptSpec) {
@@ -227,7 +248,10 @@ export class Attempt implements Dispatcher.DispatchHandler {
     this.#arm('idle');
     const res = this.#spec.res;
     let written = true;
-    for (const chunk of chunks) written = res.write(chunk);
+    for (const chunk of chunks) {
+      written = res.write(chunk);
+      this.#tee?.write(chunk);
+    }
     if (!written) this.#pauseForClient(controller);
   }
 
@@ -258,6 +282,7 @@ export class Attempt implements Dispatcher.DispatchHandler {
     }
     if (this.#settled || !this.#commit()) return;
     this.#spec.res.end(body);
+    this.#tee?.write(body);
     this.#settle({ kind: 'delivered' });
   }
 
@@ -271,6 +296,8 @@ export class Attempt implements Dispatcher.DispatchHandler {
     if (pending === null) return true;
     this.#pending = null;
     const res = this.#spec.res;
+    // Decided on the upstream's own head, before the app's Vary and cookies join it.
+    const tee = this.#spec.keep?.(pending.statusCode, pending.statusMessage, pending.headers) ?? null;
     try {
       const headers = withAppHeaders(res, pending.headers);
       if (pending.statusMessage === undefined || pending.statusMessage === '') res.writeHead(pending.statusCode, headers);
@@ -281,10 +308,12 @@ export class Attempt implements Dispatcher.DispatchHandler {
       // A status or header value Node refuses to send (the upstream's fault);
       // drop what was set so the error response carries none of it.
       for (const name in pending.headers) res.removeHeader(name);
+      tee?.drop();
       this.#settle({ kind: 'failed', error, phase: 'response' });
       this.#cancelUpstream(error as Error);
       return false;
     }
+    this.#tee = tee;
     this.#phase = 'body';
     return true;
   }
@@ -314,6 +343,7 @@ export class Attempt implements Dispatcher.DispatchHandler {
     else return;
     const res = this.#spec.res;
     const written = res.write(chunk);
+    this.#tee?.write(chunk);
     // compression (Express) buffers what it deflates until told to flush.
     if (this.#stream) (res as ServerResponse & { flush?: () => void }).flush?.();
     if (!written) this.#pauseForClient(controller);
@@ -373,6 +403,7 @@ export class Attempt implements Dispatcher.DispatchHandler {
     if (this.#settled || this.#phase !== 'request' && this.#phase !== 'connect') return;
     this.#stopWatchingUpload();
     this.#phase = 'response';
+    this.sentAt = performance.now();
     this.#arm('response');
   };
 
@@ -449,6 +480,12 @@ export class Attempt implements Dispatcher.DispatchHandler {
     this.#disarm();
     this.#stopWatchingUpload();
     if (this.#drainListener) this.#spec.res.off('drain', this.#onClientDrain);
+    if (this.#tee !== null) {
+      // Only a body that ended whole is kept.
+      if (outcome.kind === 'delivered') this.#tee.end();
+      else this.#tee.drop();
+      this.#tee = null;
+    }
     if (outcome.kind === 'failed' && this.#phase === 'body') {
       // Headers are out: only a cut connection tells the client the body is
       // incomplete. end() would make a truncated body look whole.

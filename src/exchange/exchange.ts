@@ -9,7 +9,7 @@ import { classifyError, type Classification, type Phase } from '../contract/clas
 import { ClientAbortedError, isClientAborted, isProxyTimeout, LimitExceededError, ProxyTimeoutError, RewriteHookError } from '../contract/errors.js';
 import { FAILURES, type FailureCode, type ProxyStatusError } from '../contract/failures.js';
 import { sendProblem } from '../contract/problem.js';
-import type { ExchangeEvent, FailureEvent, RequestHeadersHook, ResolvedOptions, RetryEvent } from '../options.js';
+import type { ExchangeEvent, FailureEvent, RequestHeadersHook, ResolvedOptions, RetryEvent, StaleEvent } from '../options.js';
 import { runWithRetries } from '../policy/retry.js';
 import { backoffDelay, isRetryable, parseRetryAfter } from '../policy/retry-policy.js';
 import type { Host } from '../upstream/group.js';
@@ -20,6 +20,7 @@ import { isHopByHop, upstreamRequestHeaders } from './headers.js';
 import type { ResponseRewriter } from './response-rewrite.js';
 import { checkedHeaders, patchHeaders, plainHeaders } from './rewrite.js';
 import type { ParsedBody } from './parsed-body.js';
+import type { StaleLayer } from '../stale/layer.js';
 
 /** What an adapter knows about a request that Node's request object does not carry. */
 export interface ForwardContext {
@@ -40,6 +41,8 @@ export interface ProxyCore {
   readonly config: ResolvedOptions;
   readonly upstream: UpstreamState;
   readonly rewrite: ResponseRewriter | null;
+  /** Stale on error, when `staleIfError` is on. */
+  readonly stale?: StaleLayer | null | undefined;
 }
 
 export interface Failure {
@@ -237,6 +240,31 @@ export class Exchange {
     this.#report(failure, status);
   }
 
+  /**
+   * Ends the exchange with a failure, or, when `staleIfError` keeps a
+   * response that may stand in for it, with that response: then
+   * `hooks.onStale` is told instead of `onFailure`. Synchronous (undefined)
+   * unless a kept response is looked up.
+   */
+  failOrStale(failure: Failure): Promise<void> | undefined {
+    const stale = this.core.stale;
+    if (stale === undefined || stale === null || !stale.covers(this, failure)) {
+      this.fail(failure);
+      return undefined;
+    }
+    return this.#serveStale(stale, failure);
+  }
+
+  async #serveStale(stale: StaleLayer, failure: Failure): Promise<void> {
+    const served = await stale.serve(this, failure).catch(() => null);
+    if (served === null) {
+      this.fail(failure);
+      return;
+    }
+    const event: StaleEvent = { ...this.#event(failure), attempts: this.attempts, statusCode: served.statusCode, age: served.age };
+    callHook(this.core.config.hooks.onStale, event);
+  }
+
   /** The wait before the next attempt, or null when this failure must not be retried. */
   #planRetry(outcome: FailedOutcome, attempt: number): number | null {
     const { config, upstream } = this.core;
@@ -362,7 +390,7 @@ export class Exchange {
         await this.#runRequestHook(config.requestHeaders, rebuiltBytes);
         const reason = this.#cancelledBy();
         if (isProxyTimeout(reason)) {
-          this.fail(fromClassification(classifyError(reason, 'connect'), null, reason));
+          await this.failOrStale(fromClassification(classifyError(reason, 'connect'), null, reason));
           return;
         }
         if (reason !== null) return;
@@ -393,6 +421,7 @@ export class Exchange {
           rewrite: this.core.rewrite,
           transform: config.transformResponse,
           side: this,
+          keep: this.core.stale?.keeper(this) ?? null,
         });
         this.tried?.push(host);
         this.host = host;
@@ -408,7 +437,7 @@ export class Exchange {
           upstream.inFlight -= 1;
           host.active -= 1;
           const result = outcome === null || (outcome.kind === 'failed' && isClientAborted(outcome.error)) ? 'neutral' : countsAgainstUpstream(outcome) ? 'failure' : 'success';
-          group.record(host, result, attempt.headersAt === 0 ? null : attempt.headersAt - attempt.startedAt);
+          group.record(host, result, attempt.headersAt === 0 || attempt.sentAt === 0 ? null : attempt.headersAt - attempt.sentAt);
         }
       };
 
@@ -441,7 +470,7 @@ export class Exchange {
       // A client that left is not an upstream failure: the attempt is
       // cancelled and nothing is reported or counted.
       if (isClientAborted(this.cancelReason) || (outcome.kind === 'failed' && isClientAborted(outcome.error))) return;
-      this.fail(failureOf(outcome));
+      await this.failOrStale(failureOf(outcome));
     } catch (error) {
       if (isClientAborted(error) || isClientAborted(this.cancelReason)) return;
       throw error;

@@ -245,6 +245,7 @@ export class UpstreamGroup {
   }
 
   async #retire(host: Host): Promise<void> {
+    if (host.removed) return;
     host.removed = true;
     host.checker?.stop();
     // close() lets requests in flight finish.

@@ -30,6 +30,8 @@ export class UpstreamState {
   inFlight = 0;
   /** Attempts refused by the concurrency limit since the start. */
   overloaded = 0;
+  /** WebSocket tunnels open now (each also holds an in-flight slot). */
+  tunnels = 0;
   /** Proxies using this state. */
   users = 0;
 
@@ -53,6 +55,8 @@ export interface UpstreamSnapshot {
   readonly capacity: number | null;
   /** Attempts refused by the concurrency limit since the start. */
   readonly overloaded: number;
+  /** WebSocket tunnels open now; each counts in `inFlight` and against `capacity`. */
+  readonly tunnels: number;
   /** The breaker's rolling-window counts, or `null` without a breaker. */
   readonly stats: BreakerStats | null;
   /** Each host with its state (`healthy`, `ejected`, `unhealthy`), in-flight count and ejections. */
@@ -151,6 +155,7 @@ function snapshotOf(state: UpstreamState): UpstreamSnapshot {
     inFlight: state.inFlight,
     capacity: state.capacity,
     overloaded: state.overloaded,
+    tunnels: state.tunnels,
     stats: state.breaker?.stats ?? null,
     hosts: state.group.snapshot(),
     panics: state.group.panics,

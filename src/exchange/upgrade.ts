@@ -1,0 +1,424 @@
+// WebSocket upgrades: the handshake is an attempt like any GET (a host of the
+// group, the breaker, the concurrency limit, the connect and response timers,
+// retries on another host when nothing reached the upstream), answered on the
+// raw socket; after `101` the two sockets are joined into a tunnel that relays
+// bytes both ways with backpressure, ends on `idle` silence, and destroys both
+// sides when either leaves. Only `Upgrade: websocket` is forwarded.
+
+import type { IncomingHttpHeaders, IncomingMessage } from 'node:http';
+import type { Duplex } from 'node:stream';
+import type { Dispatcher } from 'undici';
+import { classifyError, type Phase } from '../contract/classify.js';
+import { ClientAbortedError, isClientAborted, ProxyTimeoutError, RewriteHookError } from '../contract/errors.js';
+import { FAILURES } from '../contract/failures.js';
+import { sendProblemOnSocket } from '../contract/problem.js';
+import type { FailureEvent } from '../options.js';
+import { backoffDelay, isRetryable } from '../policy/retry-policy.js';
+import type { Host } from '../upstream/group.js';
+import { callHook, type Failure, type ProxyCore } from './exchange.js';
+import { requestId, upstreamRequestHeaders } from './headers.js';
+import { checkedHeaders, patchHeaders, plainHeaders } from './rewrite.js';
+import { upstreamPath } from './upstream-path.js';
+
+export interface UpgradeOptions {
+  /** Where the proxy is mounted (`/api`): stripped from the path like a framework's mount path. A request outside it is refused. */
+  readonly mountPath?: string;
+}
+
+type HandshakeOutcome =
+  | { readonly kind: 'upgraded'; readonly headers: IncomingHttpHeaders; readonly socket: Duplex }
+  | { readonly kind: 'relayed' }
+  | { readonly kind: 'status'; readonly statusCode: number }
+  | { readonly kind: 'failed'; readonly error: unknown; readonly phase: Phase };
+
+/** Whether `req` asks to switch to WebSocket, the only upgrade the proxy forwards. */
+export function isWebSocketUpgrade(req: IncomingMessage): boolean {
+  const upgrade = req.headers.upgrade;
+  return typeof upgrade === 'string' && upgrade.trim().toLowerCase() === 'websocket';
+}
+
+/** Whether `req` asks for any protocol upgrade (`Connection: upgrade` with an `Upgrade` header). */
+export function asksForUpgrade(req: IncomingMessage): boolean {
+  const connection = req.headers.connection;
+  return req.headers.upgrade !== undefined && typeof connection === 'string' && /(?:^|,)\s*upgrade\s*(?:,|$)/i.test(connection);
+}
+
+function headLines(headers: IncomingHttpHeaders | Record<string, string | number | string[] | undefined>): string {
+  let lines = '';
+  for (const [name, value] of Object.entries(headers)) {
+    if (value === undefined) continue;
+    for (const item of Array.isArray(value) ? value : [value]) lines += `${name}: ${String(item)}\r\n`;
+  }
+  return lines;
+}
+
+/** One handshake with one host. Settles once. */
+class Handshake implements Dispatcher.DispatchHandler {
+  readonly #promise: Promise<HandshakeOutcome>;
+  #resolve!: (outcome: HandshakeOutcome) => void;
+  #settled = false;
+  #phase: Phase = 'connect';
+  #timer: NodeJS.Timeout | null = null;
+  #controller: Dispatcher.DispatchController | null = null;
+  #reason: Error | null = null;
+  /** A non-101 answer being relayed to the client as it came. */
+  #relaying = false;
+  #discarding: number | null = null;
+
+  constructor(
+    readonly host: Host,
+    readonly path: string,
+    readonly headers: Record<string, string | string[]>,
+    readonly client: Duplex,
+    readonly core: ProxyCore,
+  ) {
+    this.#promise = new Promise((resolve) => {
+      this.#resolve = resolve;
+    });
+  }
+
+  start(): Promise<HandshakeOutcome> {
+    this.#arm('connect');
+    try {
+      this.host.dispatcher.dispatch(
+        { origin: this.host.origin, path: this.path, method: 'GET', headers: this.headers, upgrade: 'websocket', headersTimeout: 0, bodyTimeout: 0 },
+        this,
+      );
+    } catch (error) {
+      this.#settle({ kind: 'failed', error, phase: 'connect' });
+    }
+    return this.#promise;
+  }
+
+  abort(reason: Error): void {
+    if (this.#settled) return;
+    this.#settle({ kind: 'failed', error: reason, phase: this.#phase });
+    this.#reason = reason;
+    this.#controller?.abort(reason);
+  }
+
+  onRequestStart(controller: Dispatcher.DispatchController): void {
+    if (this.#reason !== null) {
+      controller.abort(this.#reason);
+      return;
+    }
+    this.#controller = controller;
+    // The handshake has no body: it is sent as soon as the connection is.
+    this.#phase = 'response';
+    this.#arm('response');
+  }
+
+  onRequestUpgrade(_controller: Dispatcher.DispatchController, _statusCode: number, headers: IncomingHttpHeaders, socket: Duplex): void {
+    if (this.#settled) {
+      socket.destroy();
+      return;
+    }
+    this.#settle({ kind: 'upgraded', headers, socket });
+  }
+
+  onResponseStart(controller: Dispatcher.DispatchController, statusCode: number, headers: IncomingHttpHeaders, statusMessage?: string): void {
+    if (this.#settled || statusCode < 200) return;
+    if (this.core.config.failureStatuses.has(statusCode)) {
+      // A failure status is the upstream's failure, like any GET's.
+      this.#discarding = statusCode;
+      return;
+    }
+    this.#disarm();
+    this.#relaying = true;
+    this.#phase = 'body';
+    const relayed: Record<string, string | string[] | undefined> = { ...headers, connection: 'close', 'transfer-encoding': undefined, 'keep-alive': undefined };
+    this.client.write(`HTTP/1.1 ${statusCode} ${statusMessage ?? ''}\r\n${headLines(relayed)}\r\n`);
+  }
+
+  onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
+    if (this.#settled || !this.#relaying) return;
+    if (!this.client.write(chunk)) {
+      controller.pause();
+      this.client.once('drain', () => controller.resume());
+    }
+  }
+
+  onResponseEnd(): void {
+    if (this.#settled) return;
+    if (this.#discarding !== null) {
+      this.#settle({ kind: 'status', statusCode: this.#discarding });
+      return;
+    }
+    this.client.end();
+    this.#settle({ kind: 'relayed' });
+  }
+
+  onResponseError(_controller: Dispatcher.DispatchController, error: Error): void {
+    if (this.#settled) return;
+    if (this.#discarding !== null) {
+      this.#settle({ kind: 'status', statusCode: this.#discarding });
+      return;
+    }
+    if (this.#relaying) this.client.destroy();
+    this.#settle({ kind: 'failed', error, phase: this.#phase });
+  }
+
+  #arm(kind: 'connect' | 'response'): void {
+    this.#disarm();
+    const ms = this.core.config.timeout[kind];
+    if (ms > 0) this.#timer = setTimeout(() => this.abort(new ProxyTimeoutError(kind, ms)), ms);
+  }
+
+  #disarm(): void {
+    if (this.#timer !== null) clearTimeout(this.#timer);
+    this.#timer = null;
+  }
+
+  #settle(outcome: HandshakeOutcome): void {
+    if (this.#settled) return;
+    this.#settled = true;
+    this.#disarm();
+    this.#resolve(outcome);
+  }
+}
+
+/** Joins the client and the upstream after `101`; `onEnd` runs once, when both are gone. */
+function tunnel(client: Duplex, upstream: Duplex, idle: number, onEnd: () => void): () => void {
+  let ended = false;
+  const end = (): void => {
+    if (ended) return;
+    ended = true;
+    client.destroy();
+    upstream.destroy();
+    onEnd();
+  };
+  for (const side of [client, upstream]) {
+    side.on('error', end);
+    side.once('close', end);
+    // Messages are small and interactive: Nagle's algorithm would hold each
+    // one back for the peer's delayed ACK, about 40 ms.
+    (side as Duplex & { setNoDelay?: (noDelay: boolean) => void }).setNoDelay?.(true);
+  }
+  // pipe() applies backpressure both ways and passes a half-close on.
+  client.pipe(upstream);
+  upstream.pipe(client);
+  const socket = client as Duplex & { setTimeout?: (ms: number, listener?: () => void) => void };
+  // Activity in either direction is a read or a write on the client's socket.
+  if (idle > 0) socket.setTimeout?.(idle, end);
+  return end;
+}
+
+/** Upgrades under one proxy, and the tunnels it keeps open. */
+export class Upgrades {
+  readonly #open = new Set<() => void>();
+
+  constructor(readonly core: ProxyCore) {}
+
+  get open(): number {
+    return this.#open.size;
+  }
+
+  /** Ends every tunnel of this proxy. */
+  closeAll(): void {
+    for (const end of [...this.#open]) end();
+  }
+
+  #reply(req: IncomingMessage, socket: Duplex, id: string, failure: Failure, attempts: number): void {
+    const { config } = this.core;
+    let status = FAILURES[failure.code].rfc9209Status;
+    if (failure.code !== 'REQUEST_INVALID' && failure.code !== 'REQUEST_TOO_LARGE') {
+      try {
+        status = typeof config.status === 'number' ? config.status : config.status(failure.code, failure.proxyStatus);
+      } catch {
+        status = 500;
+      }
+    }
+    sendProblemOnSocket(req, socket, {
+      code: failure.code,
+      status,
+      proxyStatus: failure.proxyStatus,
+      receivedStatus: failure.receivedStatus,
+      retryAfter: failure.retryAfter,
+      upstream: config.name,
+      attempts,
+      requestId: id,
+      proxyName: config.proxyName,
+      requestIdHeader: config.requestIdHeader,
+    });
+    const event: FailureEvent = {
+      code: failure.code,
+      proxyStatus: failure.proxyStatus,
+      phase: failure.phase,
+      upstream: config.upstream,
+      target: config.origin,
+      requestId: id,
+      method: req.method ?? 'GET',
+      path: req.url ?? '',
+      receivedStatus: failure.receivedStatus,
+      error: failure.error,
+      attempts,
+      statusCode: status,
+      upgrade: true,
+    };
+    callHook(config.hooks.onFailure, event);
+  }
+
+  /** Handles a server's `'upgrade'` event for this proxy. Never throws; every path ends the socket or opens a tunnel. */
+  async handle(req: IncomingMessage, socket: Duplex, head: Buffer, options: UpgradeOptions = {}): Promise<void> {
+    const { config, upstream } = this.core;
+    const id = requestId(req, config.requestIdHeader);
+    const invalid = (error: unknown = null): void =>
+      this.#reply(req, socket, id, { code: 'REQUEST_INVALID', proxyStatus: 'http_request_error', phase: null, error, receivedStatus: null, retryAfter: null }, 0);
+    socket.on('error', () => socket.destroy());
+    // h2c and the rest are request-smuggling vectors through proxies.
+    if (!isWebSocketUpgrade(req) || req.method !== 'GET') {
+      invalid();
+      return;
+    }
+    const mountPath = options.mountPath ?? '';
+    let url = req.url ?? '/';
+    if (mountPath !== '') {
+      if (url !== mountPath && !url.startsWith(`${mountPath}/`) && !url.startsWith(`${mountPath}?`)) {
+        invalid();
+        return;
+      }
+      url = url.slice(mountPath.length) || '/';
+      if (url.startsWith('?')) url = `/${url}`;
+    }
+    let path: string | null;
+    try {
+      path = upstreamPath(config.basePath, config.pathRewrite === null ? url : config.pathRewrite(url, req));
+    } catch (error) {
+      this.#reply(req, socket, id, { code: 'PROXY_INTERNAL_ERROR', proxyStatus: 'proxy_internal_error', phase: null, error: new RewriteHookError('The `pathRewrite` function threw', { cause: error }), receivedStatus: null, retryAfter: null }, 0);
+      return;
+    }
+    if (path === null) {
+      invalid();
+      return;
+    }
+    const refused = upstream.breaker?.refusal() ?? null;
+    if (refused !== null) {
+      this.#reply(req, socket, id, { code: 'CIRCUIT_OPEN', proxyStatus: FAILURES.CIRCUIT_OPEN.proxyStatus, phase: null, error: null, receivedStatus: null, retryAfter: String(refused) }, 0);
+      return;
+    }
+    let headers: Record<string, string | string[]>;
+    try {
+      headers = await this.#headers(req, id);
+    } catch (error) {
+      this.#reply(req, socket, id, { code: 'PROXY_INTERNAL_ERROR', proxyStatus: 'proxy_internal_error', phase: null, error, receivedStatus: null, retryAfter: null }, 0);
+      return;
+    }
+    await this.#attempts(req, socket, head, id, path, headers);
+  }
+
+  async #headers(req: IncomingMessage, id: string): Promise<Record<string, string | string[]>> {
+    const { config } = this.core;
+    const built = upstreamRequestHeaders(req, { requestIdHeader: config.requestIdHeader, requestId: id, host: config.changeOrigin ? undefined : req.headers.host, trustProxy: config.trustProxy });
+    const hook = config.requestHeaders;
+    if (hook === null) return built;
+    if (typeof hook !== 'function') return patchHeaders(built, hook);
+    let returned: unknown;
+    try {
+      returned = await hook(plainHeaders(built), req);
+    } catch (error) {
+      throw new RewriteHookError('The `headers.request` function threw or rejected', { cause: error });
+    }
+    const headers = checkedHeaders(returned, 'headers.request');
+    const kept: Record<string, string | string[]> = {};
+    for (const [name, value] of Object.entries(headers)) if (name !== 'host' && name !== 'connection' && name !== 'upgrade') kept[name] = value;
+    if (built.host !== undefined) kept.host = built.host;
+    return kept;
+  }
+
+  async #attempts(req: IncomingMessage, socket: Duplex, head: Buffer, id: string, path: string, headers: Record<string, string | string[]>): Promise<void> {
+    const { config, upstream } = this.core;
+    const retries = config.retry?.retries ?? 0;
+    let tried: Host[] | null = null;
+    let last: HandshakeOutcome = { kind: 'failed', error: new ClientAbortedError(), phase: 'connect' };
+    let attempts = 0;
+    let gone = false;
+    // A function, not the variable: it changes in a listener, between awaits.
+    const clientGone = (): boolean => gone;
+    const onGone = (): void => {
+      gone = true;
+      current?.abort(new ClientAbortedError());
+    };
+    let current: Handshake | null = null;
+    socket.once('close', onGone);
+    try {
+      for (let n = 1; n <= retries + 1; n += 1) {
+        if (clientGone()) return;
+        if (upstream.capacity !== null && upstream.inFlight >= upstream.capacity) {
+          upstream.overloaded += 1;
+          this.#reply(req, socket, id, { code: 'UPSTREAM_OVERLOADED', proxyStatus: FAILURES.UPSTREAM_OVERLOADED.proxyStatus, phase: null, error: null, receivedStatus: null, retryAfter: null }, attempts);
+          return;
+        }
+        const host = upstream.group.pick(tried);
+        if (config.changeOrigin) headers.host = host.authority;
+        const handshake: Handshake = new Handshake(host, path, headers, socket, this.core);
+        current = handshake;
+        attempts += 1;
+        upstream.inFlight += 1;
+        host.active += 1;
+        let held = false;
+        const run = async (): Promise<HandshakeOutcome> => handshake.start();
+        const counts = (outcome: HandshakeOutcome): boolean =>
+          outcome.kind === 'status' || (outcome.kind === 'failed' && !isClientAborted(outcome.error) && classifyError(outcome.error, outcome.phase).code !== 'PROXY_INTERNAL_ERROR');
+        try {
+          if (upstream.breaker === null) last = await run();
+          else {
+            const guarded = await upstream.breaker.run(run, counts);
+            if (!guarded.ran) {
+              this.#reply(req, socket, id, { code: 'CIRCUIT_OPEN', proxyStatus: FAILURES.CIRCUIT_OPEN.proxyStatus, phase: null, error: null, receivedStatus: null, retryAfter: String(guarded.retryAfterSeconds) }, attempts - 1);
+              return;
+            }
+            last = guarded.outcome;
+          }
+          upstream.group.record(host, last.kind === 'failed' && isClientAborted(last.error) ? 'neutral' : counts(last) ? 'failure' : 'success', null);
+          if (last.kind === 'upgraded') {
+            held = true;
+            this.#open101(socket, head, last, host);
+            return;
+          }
+        } finally {
+          if (!held) {
+            upstream.inFlight -= 1;
+            host.active -= 1;
+          }
+        }
+        if (last.kind === 'relayed' || clientGone()) return;
+        const code = last.kind === 'status' ? 'UPSTREAM_STATUS' : classifyError(last.error, last.phase).code;
+        const phase = last.kind === 'status' ? 'response' : last.phase;
+        if (n > retries || !isRetryable(code, phase, true, code === 'UPSTREAM_RESPONSE_TIMEOUT' && upstream.group.hasUntried([...(tried ?? []), host]))) break;
+        if (config.retry?.budget && !upstream.budget.tryRetry(config.retry.budget)) break;
+        (tried ??= []).push(host);
+        const delay = config.retry === null ? 0 : backoffDelay(n, config.retry);
+        if (delay > 0) await new Promise((resolve) => setTimeout(resolve, delay));
+      }
+      if (clientGone()) return;
+      if (last.kind === 'status') {
+        this.#reply(req, socket, id, { code: 'UPSTREAM_STATUS', proxyStatus: null, phase: 'response', error: null, receivedStatus: last.statusCode, retryAfter: null }, attempts);
+      } else if (!isClientAborted(last.error)) {
+        const classified = classifyError(last.error, last.phase);
+        this.#reply(req, socket, id, { ...classified, phase: last.phase, error: last.error, receivedStatus: null, retryAfter: null }, attempts);
+      }
+    } finally {
+      socket.off('close', onGone);
+    }
+  }
+
+  #open101(client: Duplex, head: Buffer, outcome: Extract<HandshakeOutcome, { kind: 'upgraded' }>, host: Host): void {
+    const { config, upstream } = this.core;
+    const release = (): void => {
+      upstream.inFlight -= 1;
+      upstream.tunnels -= 1;
+      host.active -= 1;
+      this.#open.delete(end);
+    };
+    upstream.tunnels += 1;
+    if (client.destroyed) {
+      outcome.socket.destroy();
+      release();
+      return;
+    }
+    client.write(`HTTP/1.1 101 Switching Protocols\r\n${headLines(outcome.headers)}\r\n`);
+    if (head.length > 0) outcome.socket.write(head);
+    const end = tunnel(client, outcome.socket, config.timeout.tunnelIdle, release);
+    this.#open.add(end);
+  }
+}

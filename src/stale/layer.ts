@@ -1,0 +1,462 @@
+// Stale on error (RFC 5861 stale-if-error, RFC 9211 Cache-Status). It is a
+// fallback, not a cache: every request goes upstream. Responses a shared
+// cache may store are copied while they stream to the client (the attempt
+// tees its chunks here), and when an exchange fails before the client got
+// anything, the last good response for the request stands in for the 502 if
+// its age allows. What may be stored, and how old a response is and how long
+// it stays fresh, is http-cache-semantics' decision (`shared: true`); this
+// file adds only what a fallback needs on top: the proxy's `maxStale`, the
+// directives that forbid ever serving a stale response, and no cookies.
+
+import { createHash } from 'node:crypto';
+import type { IncomingHttpHeaders, IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
+import CachePolicy from 'http-cache-semantics';
+import type { FailureCode } from '../contract/failures.js';
+import type { KeepResponse, ResponseTee } from '../exchange/attempt.js';
+import type { Failure } from '../exchange/exchange.js';
+import { withAppHeaders } from '../exchange/headers.js';
+import type { ResolvedOptions } from '../options.js';
+import type { StaleEntry, StaleResponse, StaleStore, StaleVariants } from './store.js';
+
+/** `staleIfError`: keep the last good responses and answer failures with them. */
+export interface StaleIfErrorOptions {
+  /**
+   * How long past its freshness lifetime a kept response may still stand in
+   * for a failure, in milliseconds. The origin's `stale-if-error` and the
+   * client's `max-stale` may allow longer. Default `300000` (5 minutes).
+   */
+  maxStale: number;
+  /** The largest body kept, in bytes; a larger response streams on and is not kept. Default `1048576` (1 MiB). */
+  maxEntryBytes: number;
+  /**
+   * The default store's bound in bytes, and the bound on the bytes being
+   * copied from responses still streaming (copies past it are given up).
+   * Default `33554432` (32 MiB).
+   */
+  maxBytes: number;
+  /** Where responses are kept. Default: a `MemoryStaleStore` of `maxBytes`, one per proxy. */
+  store: StaleStore;
+}
+
+export type ResolvedStaleIfError = Readonly<StaleIfErrorOptions>;
+
+/** What the layer needs to know of an exchange. */
+export interface StaleSide {
+  readonly req: IncomingMessage;
+  readonly res: ServerResponse;
+  readonly method: string;
+  /** The path sent upstream, with its query. */
+  readonly path: string;
+  /** Where the proxy is mounted: redirects in a kept response were rewritten for it. */
+  readonly mountPath: string;
+  readonly requestId: string;
+}
+
+/** What was sent in place of the failure. */
+export interface StaleServed {
+  readonly statusCode: number;
+  /** The `Age` sent, in seconds. */
+  readonly age: number;
+}
+
+/** The longest a store's `get` is waited for; past it, the failure is answered with the contract. */
+export const STORE_WAIT_MS = 500;
+
+/** Bytes counted per kept entry besides its body and headers: the objects around them and the policy. */
+const ENTRY_OVERHEAD = 1024;
+
+/**
+ * The failures a kept response may hide: every upstream failure before the
+ * client got anything, and the proxy's refusals to call a failing or full
+ * upstream. Never the client's own faults or the proxy's.
+ */
+const HIDDEN = new Set<FailureCode>([
+  'UPSTREAM_DNS_FAILED',
+  'UPSTREAM_UNREACHABLE',
+  'UPSTREAM_CONNECT_REFUSED',
+  'UPSTREAM_CONNECT_TIMEOUT',
+  'UPSTREAM_TLS_FAILED',
+  'UPSTREAM_RESET',
+  'UPSTREAM_RESPONSE_TIMEOUT',
+  'UPSTREAM_BAD_RESPONSE',
+  'UPSTREAM_STATUS',
+  'CIRCUIT_OPEN',
+  'UPSTREAM_OVERLOADED',
+]);
+
+/** The response headers http-cache-semantics reads; the rest are not given to it. */
+const POLICY_HEADERS = ['cache-control', 'pragma', 'expires', 'date', 'last-modified', 'age', 'vary'] as const;
+
+/** A revalidation that got an error answer, to ask the library whether the origin's `stale-if-error` still allows the stored response. */
+const REVALIDATION_REQUEST: CachePolicy.Request = { headers: {} };
+const ERROR_ANSWER: CachePolicy.Response = { status: 504, headers: {} };
+
+type HeaderValue = string | number | readonly string[] | undefined;
+
+function headerText(value: HeaderValue): string | undefined {
+  if (value === undefined) return undefined;
+  return Array.isArray(value) ? value.join(', ') : String(value);
+}
+
+/** Cache-Control directives (RFC 9111 §5.2), lower-case names to values ('' for none), quotes removed. */
+function directives(value: HeaderValue): Map<string, string> {
+  const found = new Map<string, string>();
+  const text = headerText(value);
+  if (text === undefined) return found;
+  for (const part of text.split(',')) {
+    const eq = part.indexOf('=');
+    const name = (eq === -1 ? part : part.slice(0, eq)).trim().toLowerCase();
+    if (name !== '') found.set(name, eq === -1 ? '' : part.slice(eq + 1).trim().replace(/^"|"$/g, ''));
+  }
+  return found;
+}
+
+/**
+ * A stale response is never served under these (RFC 9111 §4.2.4): `no-cache`,
+ * `must-revalidate`, `proxy-revalidate`, and `s-maxage`, which carries
+ * `proxy-revalidate` for a shared cache (§5.2.2.10).
+ */
+function forbidsStale(cacheControl: Map<string, string>): boolean {
+  return cacheControl.has('no-cache') || cacheControl.has('must-revalidate') || cacheControl.has('proxy-revalidate') || cacheControl.has('s-maxage');
+}
+
+/** The request as the policy needs it: no credential and no header it does not read. */
+function policyRequest(side: StaleSide): CachePolicy.Request {
+  const { headers } = side.req;
+  const reduced: CachePolicy.Headers = { host: headers.host };
+  if (headers['cache-control'] !== undefined) reduced['cache-control'] = headers['cache-control'];
+  if (headers.pragma !== undefined) reduced.pragma = headers.pragma;
+  // Only whether there is one matters.
+  if (headers.authorization !== undefined) reduced.authorization = 'present';
+  return { method: side.method, url: side.path, headers: reduced };
+}
+
+function policyResponse(statusCode: number, headers: OutgoingHttpHeaders): CachePolicy.Response {
+  const picked: CachePolicy.Headers = {};
+  for (const name of POLICY_HEADERS) {
+    const value = headerText(headers[name]);
+    if (value !== undefined) picked[name] = value;
+  }
+  return { status: statusCode, headers: picked };
+}
+
+/** The request header names a response varies on, sorted; `null` for `Vary: *`, which no request matches. */
+function varyNames(value: OutgoingHttpHeaders[string]): string[] | null {
+  const text = headerText(value);
+  if (text === undefined) return [];
+  const names = new Set<string>();
+  for (const token of text.split(',')) {
+    const name = token.trim().toLowerCase();
+    if (name === '*') return null;
+    if (name !== '') names.add(name);
+  }
+  return [...names].sort();
+}
+
+/** The key of one variant: the URL's key and a hash of the selecting header values (no value is kept in a key). */
+function variantKey(primary: string, vary: readonly string[], headers: IncomingHttpHeaders): string {
+  const hash = createHash('sha256');
+  for (const name of vary) {
+    const value = headers[name];
+    // An absent header and an empty one select different variants.
+    hash.update(value === undefined ? `${name}\n` : `${name}:${Array.isArray(value) ? value.join(', ') : value}\n`);
+  }
+  return `${primary}\n${hash.digest('base64url')}`;
+}
+
+function isEventStream(contentType: OutgoingHttpHeaders[string]): boolean {
+  return typeof contentType === 'string' && /^\s*text\/event-stream\s*(?:;|$)/i.test(contentType);
+}
+
+function isThenable(value: unknown): value is PromiseLike<unknown> {
+  return typeof value === 'object' && value !== null && typeof (value as { then?: unknown }).then === 'function';
+}
+
+/** A store's `set` or `delete` that fails is ignored: the response the client got is already on its way. */
+function ignoreFailure(call: () => unknown): void {
+  try {
+    const result = call();
+    if (isThenable(result)) result.then(undefined, () => undefined);
+  } catch {
+    // ignored, as above
+  }
+}
+
+/** Whether a store gave back something this layer can serve (a shared store may hand back anything). */
+function isResponse(entry: StaleEntry): entry is StaleResponse {
+  const loose = entry as unknown as Record<string, unknown>;
+  const { status } = loose;
+  return (
+    loose.kind === 'response' &&
+    typeof status === 'number' &&
+    Number.isInteger(status) &&
+    status >= 200 &&
+    status <= 599 &&
+    typeof loose.statusMessage === 'string' &&
+    typeof loose.headers === 'object' &&
+    loose.headers !== null &&
+    loose.body instanceof Uint8Array &&
+    typeof loose.policy === 'object' &&
+    loose.policy !== null
+  );
+}
+
+function headerBytes(headers: Readonly<Record<string, string | readonly string[]>>): number {
+  let bytes = 0;
+  for (const name in headers) {
+    const value = headers[name];
+    bytes += name.length + (typeof value === 'string' ? value.length : (value ?? []).reduce((sum, item) => sum + item.length, 0));
+  }
+  return bytes;
+}
+
+/** A response that varies: the request headers that select it, and its own key. */
+interface Variant {
+  readonly vary: readonly string[];
+  readonly key: string;
+}
+
+/** Copies one response's body as it streams to the client; kept only if it ends whole and within the limits. */
+class Tee implements ResponseTee {
+  #chunks: Buffer[] | null = [];
+  #bytes = 0;
+
+  constructor(
+    private readonly layer: StaleLayer,
+    private readonly key: string,
+    private readonly variant: Variant | null,
+    private readonly policy: CachePolicy,
+    private readonly status: number,
+    private readonly statusMessage: string,
+    private readonly headers: Record<string, string | readonly string[]>,
+  ) {}
+
+  write(chunk: Buffer): void {
+    const chunks = this.#chunks;
+    if (chunks === null || chunk.length === 0) return;
+    if (this.#bytes + chunk.length > this.layer.options.maxEntryBytes || !this.layer.reserve(chunk.length)) {
+      this.drop();
+      return;
+    }
+    this.#bytes += chunk.length;
+    chunks.push(chunk);
+  }
+
+  drop(): void {
+    if (this.#chunks === null) return;
+    this.#chunks = null;
+    this.layer.release(this.#bytes);
+  }
+
+  end(): void {
+    const chunks = this.#chunks;
+    if (chunks === null) return;
+    this.#chunks = null;
+    // One exact, unpooled copy: the chunks are views into the socket's reads.
+    const body = Buffer.allocUnsafeSlow(this.#bytes);
+    let offset = 0;
+    for (const chunk of chunks) offset += chunk.copy(body, offset);
+    this.layer.release(this.#bytes);
+    const entry: StaleResponse = {
+      kind: 'response',
+      status: this.status,
+      statusMessage: this.statusMessage,
+      headers: this.headers,
+      body,
+      policy: this.policy.toObject() as unknown as Readonly<Record<string, unknown>>,
+      size: body.length + headerBytes(this.headers) + ENTRY_OVERHEAD,
+    };
+    this.layer.keep(this.key, this.variant, entry);
+  }
+}
+
+/** One proxy's stale-on-error: what it keeps, and what it may serve. */
+export class StaleLayer {
+  /** Bytes held by copies of responses still streaming. */
+  #copying = 0;
+
+  constructor(
+    readonly options: ResolvedStaleIfError,
+    private readonly config: Pick<ResolvedOptions, 'upstream' | 'proxyName' | 'requestIdHeader'>,
+  ) {}
+
+  /** The URL's key: the method, the upstream, the Host the client asked for, the mount path and the upstream path. */
+  #key(method: string, side: StaleSide): string {
+    return `${method}\n${this.config.upstream}\n${side.req.headers.host ?? ''}\n${side.mountPath}\n${side.path}`;
+  }
+
+  /** For the attempts of `side`: decides, when a response head goes to the client, whether to copy it. */
+  keeper(side: StaleSide): KeepResponse | null {
+    const { method } = side;
+    if (method !== 'GET' && method !== 'HEAD') return null;
+    return (statusCode, statusMessage, headers) => {
+      try {
+        return this.#tee(side, statusCode, statusMessage, headers);
+      } catch {
+        // Whatever went wrong, the response itself goes on unkept.
+        return null;
+      }
+    };
+  }
+
+  #tee(side: StaleSide, statusCode: number, statusMessage: string | undefined, headers: OutgoingHttpHeaders): ResponseTee | null {
+    // A server error is no new version of the resource: it neither replaces
+    // the kept response nor is kept itself. Another client's cookie is never
+    // handed out (http-cache-semantics would keep a `public` response that
+    // sets one), and an event stream is no resource to replay.
+    if (statusCode >= 500 || headers['set-cookie'] !== undefined || isEventStream(headers['content-type'])) return null;
+    if (side.method === 'GET' && Number(headers['content-length']) > this.options.maxEntryBytes) return null;
+    const policy = new CachePolicy(policyRequest(side), policyResponse(statusCode, headers), { shared: true });
+    if (!policy.storable()) return null;
+    const vary = varyNames(headers.vary);
+    // Stale already, and forbidden to be served stale: it could never be used.
+    if (vary === null || (policy.stale() && forbidsStale(directives(headers['cache-control'])))) return null;
+    const kept: Record<string, string | readonly string[]> = {};
+    for (const name in headers) {
+      const value = headers[name];
+      if (value !== undefined) kept[name] = typeof value === 'number' ? String(value) : typeof value === 'string' ? value : [...value];
+    }
+    const key = this.#key(side.method, side);
+    const variant = vary.length === 0 ? null : { vary, key: variantKey(key, vary, side.req.headers) };
+    return new Tee(this, key, variant, policy, statusCode, statusMessage ?? '', kept);
+  }
+
+  /** Counts `bytes` more being copied; `false` when that would pass `maxBytes`. */
+  reserve(bytes: number): boolean {
+    if (this.#copying + bytes > this.options.maxBytes) return false;
+    this.#copying += bytes;
+    return true;
+  }
+
+  release(bytes: number): void {
+    this.#copying -= bytes;
+  }
+
+  /** Stores a whole response: under its URL's key, or, when it varies, under its variant's key with the URL's key naming the headers. */
+  keep(key: string, variant: Variant | null, entry: StaleResponse): void {
+    const { store } = this.options;
+    if (variant === null) {
+      ignoreFailure(() => store.set(key, entry));
+      return;
+    }
+    const variants: StaleVariants = { kind: 'variants', vary: variant.vary, size: ENTRY_OVERHEAD };
+    ignoreFailure(() => store.set(key, variants));
+    ignoreFailure(() => store.set(variant.key, entry));
+  }
+
+  /** Whether a kept response may stand in for this failure at all. */
+  covers(side: StaleSide, failure: Failure): boolean {
+    return (side.method === 'GET' || side.method === 'HEAD') && HIDDEN.has(failure.code) && failure.phase !== 'body' && !side.res.headersSent;
+  }
+
+  /** Answers `side` with a kept response in place of `failure`; `null` when there is none it may use (the caller sends the contract). */
+  async serve(side: StaleSide, failure: Failure): Promise<StaleServed | null> {
+    const found = await this.#lookup(side);
+    const { res } = side;
+    if (found === null || res.headersSent || res.destroyed || res.writableEnded) return null;
+    const { entry, age, fromGet } = found;
+    // A clock set back since the response was kept must not make it younger than new.
+    const seconds = Math.max(0, Math.floor(age));
+    let cacheStatus = `${this.config.proxyName}; fwd=stale`;
+    if (failure.receivedStatus !== null) cacheStatus += `; fwd-status=${failure.receivedStatus}`;
+    cacheStatus += `; detail=${failure.code}`;
+    const earlier = headerText(entry.headers['cache-status']);
+    const headers: OutgoingHttpHeaders = {};
+    for (const name in entry.headers) {
+      const value = entry.headers[name];
+      if (value !== undefined) headers[name] = typeof value === 'string' ? value : [...value];
+    }
+    headers.age = String(seconds);
+    // A list, nearest the origin first (RFC 9211 §2): this proxy comes last.
+    headers['cache-status'] = earlier === undefined ? cacheStatus : `${earlier}, ${cacheStatus}`;
+    headers[this.config.requestIdHeader] = side.requestId;
+    if (fromGet && headers['content-length'] === undefined) headers['content-length'] = entry.body.length;
+    try {
+      const sent = withAppHeaders(res, headers);
+      if (entry.statusMessage === '') res.writeHead(entry.status, sent);
+      else res.writeHead(entry.status, entry.statusMessage, sent);
+    } catch {
+      for (const name in headers) res.removeHeader(name);
+      return null;
+    }
+    if (side.method === 'HEAD') res.end();
+    else res.end(entry.body);
+    return { statusCode: entry.status, age: seconds };
+  }
+
+  async #lookup(side: StaleSide): Promise<{ entry: StaleResponse; age: number; fromGet: boolean } | null> {
+    const { headers } = side.req;
+    const requestCacheControl = directives(headers['cache-control']);
+    // The client wants no stored response without validation (RFC 9111 §5.2.1.4).
+    if (requestCacheControl.has('no-cache') || (headers['cache-control'] === undefined && directives(headers.pragma).has('no-cache'))) return null;
+    // A HEAD may be answered from its own kept response or from the GET's.
+    for (const method of side.method === 'HEAD' ? ['HEAD', 'GET'] : ['GET']) {
+      let key = this.#key(method, side);
+      let entry = await this.#get(key);
+      if (entry?.kind === 'variants') {
+        key = Array.isArray(entry.vary) ? variantKey(key, entry.vary, headers) : '';
+        entry = key === '' ? undefined : await this.#get(key);
+      }
+      if (entry === undefined) continue;
+      if (!isResponse(entry)) {
+        this.#delete(key);
+        continue;
+      }
+      const age = this.#usableAge(key, entry, requestCacheControl);
+      if (age !== null) return { entry, age, fromGet: method === 'GET' };
+    }
+    return null;
+  }
+
+  /** The entry's age in seconds when it may be served now, else `null`. */
+  #usableAge(key: string, entry: StaleResponse, requestCacheControl: Map<string, string>): number | null {
+    let policy: CachePolicy;
+    try {
+      policy = CachePolicy.fromObject(entry.policy as unknown as CachePolicy.CachePolicyObject);
+    } catch {
+      this.#delete(key);
+      return null;
+    }
+    const age = policy.age();
+    if (!policy.stale()) return age;
+    if (forbidsStale(directives(entry.headers['cache-control']))) {
+      // It only gets older: it can never be served again.
+      this.#delete(key);
+      return null;
+    }
+    const staleness = age - policy.maxAge();
+    if (staleness * 1000 <= this.options.maxStale) return age;
+    // RFC 5861 as the library implements it: a revalidation answered with an
+    // error keeps the stored response while its `stale-if-error` allows.
+    if (!policy.revalidatedPolicy(REVALIDATION_REQUEST, ERROR_ANSWER).modified) return age;
+    const maxStale = requestCacheControl.get('max-stale');
+    if (maxStale !== undefined && (maxStale === '' || staleness <= Number(maxStale))) return age;
+    return null;
+  }
+
+  async #get(key: string): Promise<StaleEntry | undefined> {
+    let timer: NodeJS.Timeout | undefined;
+    try {
+      const result = this.options.store.get(key);
+      if (!isThenable(result)) return result;
+      const late = new Promise<undefined>((resolve) => {
+        timer = setTimeout(resolve, STORE_WAIT_MS, undefined);
+      });
+      return await Promise.race([result, late]);
+    } catch {
+      return undefined;
+    } finally {
+      if (timer !== undefined) clearTimeout(timer);
+    }
+  }
+
+  #delete(key: string): void {
+    const { store } = this.options;
+    ignoreFailure(() => store.delete(key));
+  }
+}
+
+/** The layer for a proxy's options, or `null` when `staleIfError` is off. */
+export function staleLayer(config: ResolvedOptions): StaleLayer | null {
+  return config.staleIfError === null ? null : new StaleLayer(config.staleIfError, config);
+}

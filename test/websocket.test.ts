@@ -1,0 +1,383 @@
+// WebSocket through the proxy, with `ws` on both sides: the handshake under
+// the contract (timers, breaker, retries on another host), the tunnel (echo,
+// close codes, idle timeout, either side vanishing), upgrades that must not
+// be forwarded, and no handle left behind.
+
+import { once } from 'node:events';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { Socket, type AddressInfo } from 'node:net';
+import type { Duplex } from 'node:stream';
+import express from 'express';
+import express4 from 'express4';
+import Fastify, { type FastifyInstance } from 'fastify';
+import Fastify4 from 'fastify4';
+import Koa from 'koa';
+import Koa2 from 'koa2';
+import mount from 'koa-mount';
+import { describe, expect, it } from 'vitest';
+import { WebSocket, WebSocketServer, type RawData } from 'ws';
+import type { FailureEvent, ProxyOptions } from '../src/index.js';
+import { fastifyProxy } from '../src/fastify.js';
+import { koaProxy } from '../src/koa.js';
+import { refusedUrl } from '../src/testing/index.js';
+import { listen, onCleanup, proxy, testRegistry } from './support.js';
+
+/** A `ws` server on port 0 that echoes, answers `close:<code>` by closing with that code, and records its connections. */
+async function wsUpstream(options: { verifyClient?: (info: { req: IncomingMessage }, done: (ok: boolean, code?: number, message?: string) => void) => void } = {}) {
+  const server = createServer();
+  const wss = new WebSocketServer({ server, ...(options.verifyClient && { verifyClient: options.verifyClient }) });
+  const sockets: WebSocket[] = [];
+  const paths: string[] = [];
+  const byPath = new Map<string, WebSocket>();
+  wss.on('connection', (socket, req) => {
+    sockets.push(socket);
+    paths.push(req.url ?? '');
+    byPath.set(req.url ?? '', socket);
+    socket.on('message', (data, binary) => {
+      const text = Buffer.from(data as Buffer).toString();
+      if (!binary && text.startsWith('close:')) socket.close(Number(text.slice(6)), 'bye');
+      else if (!binary && text === 'silence') return;
+      else socket.send(data, { binary });
+    });
+  });
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  onCleanup(async () => {
+    for (const socket of wss.clients) socket.terminate();
+    wss.close();
+    server.closeAllConnections();
+    server.close();
+    await once(server, 'close');
+  });
+  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, server, wss, sockets, paths, byPath };
+}
+
+/** A node:http gateway: requests to the proxy, upgrades too (mounted at /api). */
+async function gateway(options: ProxyOptions): Promise<{ ws: string; server: Server }> {
+  const handler = proxy(options);
+  const { server, port } = await listen((req: IncomingMessage, res: ServerResponse) => {
+    req.url = (req.url ?? '/').replace(/^\/api(?=\/|\?|$)/, '') || '/';
+    handler(req, res);
+  });
+  server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => void handler.upgrade(req, socket, head, { mountPath: '/api' }));
+  return { ws: `ws://127.0.0.1:${port}`, server };
+}
+
+function open(url: string, protocols?: string[]): Promise<WebSocket> {
+  const socket = new WebSocket(url, protocols);
+  onCleanup(() => socket.terminate());
+  return new Promise((resolve, reject) => {
+    socket.once('open', () => resolve(socket));
+    socket.once('error', reject);
+  });
+}
+
+/** The answer to a handshake that did not upgrade: status, headers and body. */
+function refusedHandshake(url: string, headers: Record<string, string> = {}): Promise<{ status: number; headers: IncomingMessage['headers']; body: string }> {
+  const socket = new WebSocket(url, { headers });
+  onCleanup(() => socket.terminate());
+  return new Promise((resolve, reject) => {
+    socket.once('unexpected-response', (_req, res) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (chunk: string) => (body += chunk));
+      res.once('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body }));
+    });
+    socket.once('open', () => reject(new Error('unexpectedly upgraded')));
+    socket.once('error', () => undefined);
+  });
+}
+
+/** Sends a raw upgrade request for `protocol` and returns everything the server said. */
+function rawUpgrade(port: number, path: string, protocol: string): Promise<string> {
+  return new Promise((resolve) => {
+    const socket = new Socket();
+    let text = '';
+    socket.connect(port, '127.0.0.1', () =>
+      socket.write(`GET ${path} HTTP/1.1\r\nhost: x\r\nconnection: Upgrade, HTTP2-Settings\r\nupgrade: ${protocol}\r\nhttp2-settings: AAMAAABkAAQAAP__\r\n\r\n`),
+    );
+    socket.setEncoding('latin1').on('data', (chunk: string) => (text += chunk));
+    socket.once('close', () => resolve(text));
+  });
+}
+
+function nextMessage(socket: WebSocket): Promise<{ data: RawData; binary: boolean }> {
+  return new Promise((resolve) => socket.once('message', (data, binary) => resolve({ data, binary })));
+}
+
+function closed(socket: WebSocket): Promise<{ code: number; reason: string }> {
+  return new Promise((resolve) => socket.once('close', (code, reason) => resolve({ code, reason: reason.toString() })));
+}
+
+describe('the tunnel', () => {
+  it('echoes text and binary, with the mount path stripped and the subprotocol negotiated', async () => {
+    const up = await wsUpstream();
+    const { ws } = await gateway({ target: `${up.url}/v1` });
+
+    const client = await open(`${ws}/api/chat?room=7`, ['chat.v2']);
+    client.send('hello');
+    const text = await nextMessage(client);
+    client.send(Buffer.from([0, 1, 2, 255]));
+    const binary = await nextMessage(client);
+
+    expect(client.protocol).toBe('chat.v2');
+    expect(up.paths).toStrictEqual(['/v1/chat?room=7']);
+    expect([Buffer.from(text.data as Buffer).toString(), text.binary]).toStrictEqual(['hello', false]);
+    expect([Buffer.from(binary.data as Buffer).toString('hex'), binary.binary]).toStrictEqual(['000102ff', true]);
+  });
+
+  it('passes close codes through in both directions', async () => {
+    const up = await wsUpstream();
+    const { ws } = await gateway({ target: up.url });
+
+    const first = await open(`${ws}/api/x`);
+    const fromUpstream = closed(first);
+    first.send('close:4001');
+    const second = await open(`${ws}/api/x`);
+    const upstreamSide = up.sockets[1] as WebSocket;
+    const seenUpstream = new Promise<number>((resolve) => upstreamSide.once('close', (code) => resolve(code)));
+    second.close(4002, 'client done');
+
+    expect(await fromUpstream).toStrictEqual({ code: 4001, reason: 'bye' });
+    expect(await seenUpstream).toBe(4002);
+  });
+
+  it('a silent tunnel is closed by timeout.tunnelIdle, both sides', async () => {
+    const up = await wsUpstream();
+    const { ws } = await gateway({ target: up.url, timeout: { tunnelIdle: 100 } });
+
+    const client = await open(`${ws}/api/x`);
+    const upstreamClosed = new Promise<void>((resolve) => (up.sockets[0] as WebSocket).once('close', () => resolve()));
+
+    expect((await closed(client)).code).toBe(1006);
+    await upstreamClosed;
+  });
+
+  it('a client that vanishes: the upstream socket is closed', async () => {
+    const up = await wsUpstream();
+    const { ws } = await gateway({ target: up.url });
+
+    const client = await open(`${ws}/api/x`);
+    const upstreamClosed = new Promise<void>((resolve) => (up.sockets[0] as WebSocket).once('close', () => resolve()));
+    client.terminate();
+
+    await upstreamClosed;
+  });
+
+  it('an upstream that vanishes: the client is closed', async () => {
+    const up = await wsUpstream();
+    const { ws } = await gateway({ target: up.url });
+
+    const client = await open(`${ws}/api/x`);
+    const clientClosed = closed(client);
+    (up.sockets[0] as WebSocket).terminate();
+
+    expect((await clientClosed).code).toBe(1006);
+  });
+
+  it('open tunnels show in the snapshot and count in flight; close() ends them', async () => {
+    const up = await wsUpstream();
+    const registry = testRegistry();
+    const handler = proxy({ target: up.url, name: 'chat', registry });
+    const { server, port } = await listen((_req: IncomingMessage, res: ServerResponse) => res.end());
+    server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => void handler.upgrade(req, socket, head));
+
+    const client = await open(`ws://127.0.0.1:${port}/x`);
+    expect(registry.get('chat')).toMatchObject({ tunnels: 1, inFlight: 1 });
+    const clientClosed = closed(client);
+    await handler.close();
+
+    expect((await clientClosed).code).toBe(1006);
+  });
+});
+
+describe('the handshake', () => {
+  it('a refused upstream: the client reads the contract, on a GET retried on another host', async () => {
+    const up = await wsUpstream();
+    const dead = await refusedUrl();
+    const events: FailureEvent[] = [];
+    const { ws } = await gateway({ target: await refusedUrl(), name: 'chat', retry: { minDelay: 1, maxDelay: 1 }, hooks: { onFailure: (e) => events.push(e) } });
+    const { ws: groupWs } = await gateway({ target: [dead, up.url], name: 'chat-group', balance: 'round-robin', retry: { minDelay: 1, maxDelay: 1 } });
+
+    const answer = await refusedHandshake(`${ws}/api/x`);
+    const client = await open(`${groupWs}/api/x`);
+
+    expect(answer.status).toBe(502);
+    expect(answer.headers['content-type']).toBe('application/problem+json');
+    expect(answer.headers['proxy-status']).toBe('resilient-proxy; error=connection_refused');
+    expect(JSON.parse(answer.body)).toMatchObject({ code: 'UPSTREAM_CONNECT_REFUSED', upstream: 'chat', attempts: 3 });
+    expect(events.map((e) => [e.code, e.upgrade])).toStrictEqual([['UPSTREAM_CONNECT_REFUSED', true]]);
+    expect(client.readyState).toBe(WebSocket.OPEN);
+  });
+
+  it('a 403 from the upstream is relayed as it is, body included', async () => {
+    const up = await wsUpstream({ verifyClient: (_info, done) => done(false, 403, 'Forbidden') });
+    const { ws } = await gateway({ target: up.url });
+
+    const answer = await refusedHandshake(`${ws}/api/x`);
+
+    expect(answer.status).toBe(403);
+    expect(answer.body).toBe('Forbidden');
+  });
+
+  it('an upstream that never answers the handshake: 502 UPSTREAM_RESPONSE_TIMEOUT, once', async () => {
+    const silent = createServer();
+    let upgrades = 0;
+    silent.on('upgrade', () => (upgrades += 1));
+    silent.listen(0, '127.0.0.1');
+    await once(silent, 'listening');
+    onCleanup(() => {
+      silent.closeAllConnections();
+      silent.close();
+    });
+    const { ws } = await gateway({ target: `http://127.0.0.1:${(silent.address() as AddressInfo).port}`, timeout: { response: 100 } });
+
+    const answer = await refusedHandshake(`${ws}/api/x`);
+
+    expect(answer.status).toBe(502);
+    expect(JSON.parse(answer.body)).toMatchObject({ code: 'UPSTREAM_RESPONSE_TIMEOUT', attempts: 1 });
+    expect(upgrades).toBe(1);
+  });
+
+  it.each(['h2c', 'foo'])('Upgrade: %s is refused with 400 before reaching the upstream', async (protocol) => {
+    const up = await wsUpstream();
+    let reached = 0;
+    up.server.on('request', () => (reached += 1));
+    const { ws } = await gateway({ target: up.url });
+    const port = new URL(ws).port;
+
+    const answer = await rawUpgrade(Number(port), '/api/x', protocol);
+
+    expect(answer.split('\r\n')[0]).toBe('HTTP/1.1 400 Bad Request');
+    expect(answer).toContain('"code":"REQUEST_INVALID"');
+    expect([reached, up.sockets.length]).toStrictEqual([0, 0]);
+  });
+
+  it('a request listener not wired for upgrades answers the contract instead of forwarding a plain GET', async () => {
+    const up = await wsUpstream();
+    let plainRequests = 0;
+    up.server.on('request', () => (plainRequests += 1));
+    const handler = proxy({ target: up.url });
+    const { port } = await listen(handler);
+
+    const answer = await refusedHandshake(`ws://127.0.0.1:${port}/x`);
+
+    expect(answer.status).toBe(400);
+    expect(JSON.parse(answer.body)).toMatchObject({ code: 'REQUEST_INVALID' });
+    expect(plainRequests).toBe(0);
+  });
+});
+
+type ExpressFactory = typeof express;
+type FastifyFactory = () => FastifyInstance;
+type KoaFactory = typeof Koa;
+
+async function expressStart(factory: ExpressFactory, target: string): Promise<number> {
+  const app = factory();
+  const handler = proxy({ target });
+  app.use('/api', handler);
+  const { server, port } = await listen(app);
+  server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => void handler.upgrade(req, socket, head, { mountPath: '/api' }));
+  return port;
+}
+
+async function fastifyStart(factory: FastifyFactory, target: string): Promise<number> {
+  const app = factory();
+  await app.register(fastifyProxy, { prefix: '/api', target, registry: testRegistry(), websocket: true });
+  await app.register(fastifyProxy, { prefix: '/other', target: await refusedUrl(), registry: testRegistry(), websocket: true });
+  const url = await app.listen({ port: 0, host: '127.0.0.1' });
+  onCleanup(() => app.close());
+  return Number(new URL(url).port);
+}
+
+async function koaStart(factory: KoaFactory, target: string): Promise<number> {
+  const app = new factory();
+  const middleware = koaProxy({ target, registry: testRegistry() });
+  onCleanup(() => middleware.close());
+  app.use(mount('/api', middleware));
+  const { server, port } = await listen(app.callback() as Parameters<typeof listen>[0]);
+  server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => void middleware.upgrade(req, socket, head, { mountPath: '/api' }));
+  return port;
+}
+
+describe.each([
+  { name: 'Express 5', start: (target: string) => expressStart(express, target) },
+  { name: 'Express 4', start: (target: string) => expressStart(express4, target) },
+  { name: 'Fastify 5 (websocket: true, two plugins on one server)', start: (target: string) => fastifyStart(() => Fastify(), target) },
+  { name: 'Fastify 4 (websocket: true, two plugins on one server)', start: (target: string) => fastifyStart(() => Fastify4() as unknown as FastifyInstance, target) },
+  { name: 'Koa 3', start: (target: string) => koaStart(Koa, target) },
+  { name: 'Koa 2', start: (target: string) => koaStart(Koa2, target) },
+  {
+    name: 'node:http',
+    start: async (target: string) => Number(new URL((await gateway({ target })).ws).port),
+  },
+])('$name', ({ name, start }) => {
+  it('echoes text and binary under the mount path, passes a close code, and refuses h2c', async () => {
+    const up = await wsUpstream();
+    const port = await start(`${up.url}/v1`);
+
+    const client = await open(`ws://127.0.0.1:${port}/api/room`);
+    client.send('ping');
+    const text = await nextMessage(client);
+    client.send(Buffer.from([7, 8]));
+    const binary = await nextMessage(client);
+    const closing = closed(client);
+    client.send('close:4003');
+
+    expect(Buffer.from(text.data as Buffer).toString()).toBe('ping');
+    expect(Buffer.from(binary.data as Buffer).toString('hex')).toBe('0708');
+    expect((await closing).code).toBe(4003);
+    expect(up.paths).toStrictEqual(['/v1/room']);
+    const h2c = await rawUpgrade(port, '/api/room', 'h2c');
+    expect(h2c.split('\r\n')[0]).toBe('HTTP/1.1 400 Bad Request');
+    expect(up.sockets).toHaveLength(1);
+    if (name.startsWith('Fastify')) {
+      const refused = await refusedHandshake(`ws://127.0.0.1:${port}/other/x`);
+      expect([refused.status, (JSON.parse(refused.body) as { code: string }).code]).toStrictEqual([502, 'UPSTREAM_CONNECT_REFUSED']);
+    }
+  });
+});
+
+describe('soak', () => {
+  it('2,000 tunnels opened and killed at random leave no tunnel, in-flight count or socket behind', async () => {
+    const up = await wsUpstream();
+    const registry = testRegistry();
+    const handler = proxy({ target: up.url, name: 'soak', registry, retry: false, breaker: false });
+    const { server, port } = await listen((_req: IncomingMessage, res: ServerResponse) => res.end());
+    server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => void handler.upgrade(req, socket, head));
+    const before = process.getActiveResourcesInfo().filter((kind) => kind === 'TCPSocketWrap').length;
+    let seed = 42;
+    const random = (): number => ((seed = (seed * 1_103_515_245 + 12_345) % 2 ** 31) / 2 ** 31);
+
+    let next = 0;
+    const one = async (): Promise<void> => {
+      const path = `/x?n=${(next += 1)}`;
+      const client = new WebSocket(`ws://127.0.0.1:${port}${path}`);
+      const gone = new Promise<void>((resolve) => client.once('close', () => resolve()));
+      client.on('error', () => undefined);
+      const fate = random();
+      if (fate < 0.15) {
+        // The client leaves during the handshake.
+        setImmediate(() => client.terminate());
+        return gone;
+      }
+      await new Promise<void>((resolve) => {
+        client.once('open', () => resolve());
+        client.once('close', () => resolve());
+      });
+      if (client.readyState !== WebSocket.OPEN) return gone;
+      client.send('x');
+      await new Promise((resolve) => client.once('message', resolve));
+      if (fate < 0.5) client.terminate();
+      else if (fate < 0.75) client.close(1000);
+      else up.byPath.get(path)?.terminate();
+      return gone;
+    };
+    for (let batch = 0; batch < 40; batch += 1) await Promise.all(Array.from({ length: 50 }, one));
+
+    await expect.poll(() => registry.get('soak')?.tunnels, { timeout: 5_000 }).toBe(0);
+    expect(registry.get('soak')?.inFlight).toBe(0);
+    await expect.poll(() => up.wss.clients.size, { timeout: 5_000 }).toBe(0);
+    await expect.poll(() => process.getActiveResourcesInfo().filter((kind) => kind === 'TCPSocketWrap').length, { timeout: 5_000 }).toBeLessThanOrEqual(before);
+  }, 60_000);
+});

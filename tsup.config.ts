@@ -6,6 +6,7 @@ export default defineConfig({
     fastify: 'src/fastify.ts',
     koa: 'src/koa.ts',
     testing: 'src/testing/index.ts',
+    otel: 'src/otel.ts',
   },
   format: ['esm', 'cjs'],
   dts: true,

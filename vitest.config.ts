@@ -10,6 +10,7 @@ export default defineConfig({
       { find: /^resilient-proxy$/, replacement: source('./src/index.ts') },
       { find: /^resilient-proxy\/(fastify|koa)$/, replacement: source('./src/$1.ts') },
       { find: /^resilient-proxy\/testing$/, replacement: source('./src/testing/index.ts') },
+      { find: /^resilient-proxy\/otel$/, replacement: source('./src/otel.ts') },
     ],
   },
   test: {

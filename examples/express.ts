@@ -15,9 +15,11 @@ const proxy = createProxy({
   timeout: { connect: 1_000, response: 5_000 },
 });
 app.use('/api', proxy);
-// The breaker state of every upstream, for your load balancer or dashboards.
+// The breaker state of every upstream, for your load balancer. The full
+// snapshot names internal hosts: serve that only on an operators' port.
 app.get('/health', (_req, res) => {
-  res.json(defaultRegistry.snapshot());
+  const upstreams = defaultRegistry.snapshot().map(({ upstream, state }) => ({ upstream, state }));
+  res.status(upstreams.some((u) => u.state === 'open') ? 503 : 200).json(upstreams);
 });
 
 const gateway = await listening(createServer(app), gatewayPort);

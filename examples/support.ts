@@ -43,9 +43,10 @@ export async function listening(server: Server, port?: number): Promise<Running>
 
 /**
  * Prints how to try the gateway; in `--check` mode sends GET /api/orders/7
- * through it instead, prints the answer, closes everything and sets the exit code.
+ * through it instead, prints the answer, runs the example's own `verify` (if
+ * any), closes everything and sets the exit code.
  */
-export async function ready(gateway: string, close: () => Promise<unknown>): Promise<void> {
+export async function ready(gateway: string, close: () => Promise<unknown>, verify?: () => Promise<boolean>): Promise<void> {
   if (!checking) {
     console.log(`gateway on ${gateway}: try  curl -i ${gateway}/api/orders/7`);
     return;
@@ -53,6 +54,7 @@ export async function ready(gateway: string, close: () => Promise<unknown>): Pro
   const response = await fetch(`${gateway}/api/orders/7`);
   const body = await response.text();
   console.log(`GET /api/orders/7 → ${response.status} ${body}`);
+  const verified = verify === undefined || (await verify());
   await close();
-  process.exitCode = response.status === 200 && body === '{"id":7,"status":"shipped"}' ? 0 : 1;
+  process.exitCode = response.status === 200 && body === '{"id":7,"status":"shipped"}' && verified ? 0 : 1;
 }

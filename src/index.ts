@@ -29,3 +29,13 @@ export type { UpgradeOptions } from './exchange/upgrade.js';
 export type { CookieRewrite, HeaderPatch, PathRewrite } from './exchange/rewrite.js';
 export type { TransformContext, TransformResponse } from './exchange/transform.js';
 export type { HeaderOptions, RequestHeadersHook, ResponseHeadersHook, WeightedTarget } from './options.js';
+export {
+  DIAGNOSTICS_CHANNELS,
+  type AttemptEndOutcome,
+  type AttemptMessage,
+  type BudgetExhaustedMessage,
+  type ExchangeMessage,
+  type ExchangeOutcome,
+  type RefusalMessage,
+} from './observe/channels.js';
+export { foldRefusals, type FoldedFailureHook, type FoldRefusalsOptions } from './observe/fold-refusals.js';

@@ -86,6 +86,12 @@ export interface FailureEvent extends ExchangeEvent {
   readonly attempts: number;
   /** The status sent to the client, or `null` when the client connection was destroyed. */
   readonly statusCode: number | null;
+  /**
+   * Set only by a hook wrapped in `foldRefusals`, on a refusal (`CIRCUIT_OPEN`,
+   * `UPSTREAM_OVERLOADED`): how many refusals this event stands for, itself and
+   * those folded into it since the previous one reported.
+   */
+  readonly refusals?: number;
 }
 
 /** What the `onRetry` hook is told before each retry. */

@@ -110,7 +110,10 @@ export function createProxyHandler(options: ProxyOptions): ProxyHandler {
       }
       // An open circuit is known at once: refuse before reading anything.
       const refused = breaker?.refusal() ?? null;
-      if (refused !== null) return exchange.failOrStale(refusal('CIRCUIT_OPEN', String(refused))) ?? DONE;
+      if (refused !== null) {
+        exchange.refused('CIRCUIT_OPEN');
+        return exchange.failOrStale(refusal('CIRCUIT_OPEN', String(refused))) ?? DONE;
+      }
       return exchange.forward(context).catch((error: unknown) => {
         exchange.fail(internalFailure(error));
       });

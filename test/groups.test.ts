@@ -590,3 +590,29 @@ describe('close', () => {
     expect(registry.snapshot()).toStrictEqual([]);
   });
 });
+
+describe('the breaker of a group', () => {
+  it('one refusing and one failing replica never open the circuit while another host answers: every GET succeeds', async () => {
+    const ok = await named('ok');
+    const failing = await named('failing', 503);
+    const [dead] = await refusedUrls(1);
+    const gw = await gateway({ target: [ok.url, failing.url, { url: dead ?? '', weight: 2 }], retry: { minDelay: 1, maxDelay: 1 }, breaker: { volumeThreshold: 5 } });
+
+    const replies = await load(`${gw.url}/x`, 60, 1);
+
+    expect(tally(replies)).toStrictEqual({ ok: 60 });
+    expect(gw.snapshot().state).toBe('closed');
+  });
+
+  it('every replica down: the circuit opens after volumeThreshold requests (not attempts), then refuses at once', async () => {
+    const hosts = await refusedUrls(2);
+    const failing = await named('failing', 503);
+    const gw = await gateway({ target: [...hosts, failing.url], retry: { minDelay: 1, maxDelay: 1 }, breaker: { volumeThreshold: 4 } });
+
+    const replies = await load(`${gw.url}/x`, 10, 1);
+
+    expect(replies.slice(0, 4).map((r) => r.code)).not.toContain('CIRCUIT_OPEN');
+    expect(replies.slice(4).map((r) => r.code)).toStrictEqual(Array.from({ length: 6 }, () => 'CIRCUIT_OPEN'));
+    expect(gw.snapshot().state).toBe('open');
+  });
+});

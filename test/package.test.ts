@@ -23,8 +23,8 @@ function namesVia(kind: 'import' | 'require', entry: string): string[] {
 }
 
 describe('the built package', () => {
-  it('has the four entry points', () => {
-    expect(entries).toStrictEqual(['resilient-proxy', 'resilient-proxy/fastify', 'resilient-proxy/koa', 'resilient-proxy/testing']);
+  it('has the five entry points', () => {
+    expect(entries).toStrictEqual(['resilient-proxy', 'resilient-proxy/fastify', 'resilient-proxy/koa', 'resilient-proxy/testing', 'resilient-proxy/otel']);
   });
 
   it.each(entries)('%s exposes the same names to import and require', (entry) => {
@@ -38,5 +38,28 @@ describe('the built package', () => {
     expect(namesVia('require', 'resilient-proxy/fastify')).toStrictEqual(['fastifyProxy']);
     expect(namesVia('require', 'resilient-proxy/koa')).toStrictEqual(['koaProxy']);
     expect(namesVia('import', 'resilient-proxy/testing')).toContain('startFaultUpstream');
+    expect(namesVia('import', 'resilient-proxy')).toContain('DIAGNOSTICS_CHANNELS');
+    expect(namesVia('require', 'resilient-proxy/otel')).toStrictEqual(['BREAKER_STATE_VALUES', 'INSTRUMENTATION_NAME', 'METRICS', 'ResilientProxyInstrumentation']);
+  });
+
+  it('loads the main entry without OpenTelemetry: the OpenTelemetry packages are optional peers, needed only by resilient-proxy/otel', () => {
+    const script = `const loaded = []; const Module = require('node:module'); const load = Module._load;
+Module._load = function (request, ...rest) { if (request.startsWith('@opentelemetry/')) loaded.push(request); return load.call(this, request, ...rest); };
+require('resilient-proxy'); console.log(JSON.stringify(loaded));`;
+    expect(JSON.parse(execFileSync(process.execPath, ['-e', script], { cwd: root, encoding: 'utf8' }))).toStrictEqual([]);
+  });
+
+  it('declares @opentelemetry/api and @opentelemetry/instrumentation as optional peers, and VERSION is the package version', async () => {
+    const pkg = JSON.parse(readFileSync(new URL('package.json', root), 'utf8')) as {
+      version: string;
+      peerDependencies: Record<string, string>;
+      peerDependenciesMeta: Record<string, { optional?: boolean }>;
+    };
+    for (const name of ['@opentelemetry/api', '@opentelemetry/instrumentation']) {
+      expect(pkg.peerDependencies[name]).toBeTypeOf('string');
+      expect(pkg.peerDependenciesMeta[name]).toStrictEqual({ optional: true });
+    }
+    const { VERSION } = await import('../src/version.js');
+    expect(VERSION).toBe(pkg.version);
   });
 });

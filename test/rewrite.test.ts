@@ -260,6 +260,19 @@ describe('rewriteRedirects', () => {
   });
 
   it.each([
+    { location: '/other', expected: 'http://shop.example/other' },
+    { location: '/', expected: 'http://shop.example/' },
+    { location: '/v2foo/x', expected: 'http://shop.example/v2foo/x' },
+  ])('a Location at the upstream host outside the target path ($location) keeps only the client origin: no internal host, no wrong mount', async ({ location, expected }) => {
+    const up = await redirecting((url) => `${url}${location}`);
+    const app = expressGateway({ target: `${up.url}/v2` });
+
+    const response = await request(app).get('/api/x').set('host', 'shop.example');
+
+    expect(response.headers.location).toBe(expected);
+  });
+
+  it.each([
     { name: 'another site', location: () => 'https://login.example/auth?next=1' },
     { name: 'a path outside the target prefix', location: () => '/elsewhere' },
   ])('$name passes untouched', async ({ location }) => {

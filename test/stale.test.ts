@@ -271,6 +271,8 @@ describe('what is kept: RFC 9111 shared-cache rules, through http-cache-semantic
     { name: 's-maxage past freshness', response: { 'cache-control': 's-maxage=0' } },
     { name: 'Vary: *', response: { 'cache-control': 'max-age=60', vary: '*' } },
     { name: 'a client that said no-store', response: { 'cache-control': 'max-age=60' }, request: { 'cache-control': 'no-store' } },
+    { name: 'no Cache-Control or Expires (only heuristically storable)', response: {} },
+    { name: 'a request with a cookie, without public', response: { 'cache-control': 'max-age=60' }, request: { cookie: 'session=alice' } },
   ])('$name: not kept; the failure gets the contract', async ({ response, request }) => {
     const { first, reply, store } = await keepThenFail(response, request);
 
@@ -283,7 +285,8 @@ describe('what is kept: RFC 9111 shared-cache rules, through http-cache-semantic
     { name: 'Authorization with public', response: { 'cache-control': 'public, max-age=60' }, request: { authorization: 'Bearer t0k3n' } },
     { name: 'Authorization with s-maxage', response: { 'cache-control': 's-maxage=60' }, request: { authorization: 'Bearer t0k3n' } },
     { name: 'must-revalidate while fresh', response: { 'cache-control': 'max-age=60, must-revalidate' } },
-    { name: 'no Cache-Control (a 200 is storable by default)', response: {} },
+    { name: 'a request with a cookie and a public response', response: { 'cache-control': 'public, max-age=60' }, request: { cookie: 'session=alice' } },
+    { name: 'Expires only', response: { expires: new Date(Date.now() + 60_000).toUTCString() } },
   ])('$name: kept and served', async ({ response, request }) => {
     const { reply, store } = await keepThenFail(response, request);
 

@@ -128,6 +128,8 @@ export class Attempt implements Dispatcher.DispatchHandler {
    */
   sentAt = 0;
   headersAt = 0;
+  /** The upstream's final status, once its response head arrived (0 before), for diagnostics. */
+  statusCode = 0;
 
   constructor(spec: AttemptSpec) {
     this.#spec = spec;
@@ -191,6 +193,7 @@ export class Attempt implements Dispatcher.DispatchHandler {
   ): void {
     if (this.#settled || statusCode < 200) return;
     this.headersAt = performance.now();
+    this.statusCode = statusCode;
     this.#stopWatchingUpload();
     if (this.#spec.failureStatuses.has(statusCode)) {
       this.#discarding = { statusCode, headers, bytes: 0 };

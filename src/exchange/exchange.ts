@@ -21,6 +21,23 @@ import type { ResponseRewriter } from './response-rewrite.js';
 import { checkedHeaders, patchHeaders, plainHeaders } from './rewrite.js';
 import type { ParsedBody } from './parsed-body.js';
 import type { StaleLayer } from '../stale/layer.js';
+import {
+  attemptEnd,
+  attemptMessage,
+  attemptStart,
+  budgetExhausted,
+  endAttempt,
+  endExchange,
+  exchangeEnd,
+  exchangeMessage,
+  exchangeStart,
+  refusalChannel,
+  retryChannel,
+  staleChannel,
+  type AttemptMessage,
+  type ExchangeMessage,
+  type ExchangeOutcome,
+} from '../observe/channels.js';
 
 /** What an adapter knows about a request that Node's request object does not carry. */
 export interface ForwardContext {
@@ -123,6 +140,16 @@ export function countsAgainstUpstream(outcome: AttemptOutcome): boolean {
   return !NOT_THE_UPSTREAMS.has(code);
 }
 
+/** Publishes the end of an attempt with what its outcome says (classified only for a subscriber). */
+function endAttemptOf(message: AttemptMessage, outcome: AttemptOutcome | null, statusCode: number): void {
+  const status = statusCode === 0 ? null : statusCode;
+  if (outcome === null) endAttempt(message, 'failed', status, 'PROXY_INTERNAL_ERROR', null);
+  else if (outcome.kind === 'delivered') endAttempt(message, 'delivered', status, null, null);
+  else if (outcome.kind === 'status') endAttempt(message, 'status', outcome.statusCode, 'UPSTREAM_STATUS', null);
+  else if (isClientAborted(outcome.error)) endAttempt(message, 'cancelled', status, null, outcome.error);
+  else endAttempt(message, 'failed', status, classifyError(outcome.error, outcome.phase).code, outcome.error);
+}
+
 /** A client waiting for `100 Continue` that nobody has sent yet. */
 function expectsContinue(req: IncomingMessage, res: ServerResponse): boolean {
   const expect = req.headers.expect;
@@ -141,6 +168,8 @@ export class Exchange {
   #headers: Record<string, string | string[]> | null = null;
   /** When `timeout.total` started counting: once the body is in hand. */
   #deadlineFrom = 0;
+  /** The diagnostics message of this exchange, only when someone listens. */
+  readonly #message: ExchangeMessage | null = null;
 
   constructor(
     readonly core: ProxyCore,
@@ -150,7 +179,37 @@ export class Exchange {
     readonly path: string,
     /** Where the proxy is mounted, '' at the root: redirects to the upstream are rewritten under it. */
     readonly mountPath: string,
-  ) {}
+  ) {
+    if (exchangeStart.hasSubscribers || exchangeEnd.hasSubscribers) {
+      this.#message = exchangeMessage(requestId, core.config.upstream, this.method, path, req, false);
+      if (exchangeStart.hasSubscribers) exchangeStart.publish(this.#message);
+    }
+  }
+
+  /** Publishes the end of the exchange, when its start was published. */
+  #ended(outcome: ExchangeOutcome, statusCode: number | null, code: FailureCode | null): void {
+    if (this.#message !== null) endExchange(this.#message, outcome, statusCode, code, this.attempts);
+  }
+
+  /** The client left: nothing is reported, but a subscriber is told. */
+  #gone(): void {
+    if (this.#message !== null) this.#ended('client-gone', this.res.headersSent ? this.res.statusCode : null, null);
+  }
+
+  /** Publishes a refusal to call the upstream (circuit open or capacity). */
+  refused(code: Refused['code']): void {
+    if (!refusalChannel.hasSubscribers) return;
+    refusalChannel.publish({
+      upstream: this.core.config.upstream,
+      requestId: this.requestId,
+      method: this.method,
+      path: this.path,
+      reason: code === 'CIRCUIT_OPEN' ? 'circuit_open' : 'capacity',
+      code,
+      attempts: this.attempts,
+      upgrade: false,
+    });
+  }
 
   get method(): string {
     return this.req.method ?? 'GET';
@@ -219,11 +278,14 @@ export class Exchange {
     const { config } = this.core;
     if (initial.phase === 'body' || res.headersSent) {
       if (!res.destroyed) res.destroy();
-      this.#report(initial.phase === 'body' ? initial : { ...initial, code: 'UPSTREAM_RESPONSE_INCOMPLETE' }, null);
+      const cut: Failure = initial.phase === 'body' ? initial : { ...initial, code: 'UPSTREAM_RESPONSE_INCOMPLETE' };
+      this.#report(cut, null);
+      if (this.#message !== null) this.#ended('cut', res.headersSent ? res.statusCode : null, cut.code);
       return;
     }
     const { status, failure } = this.#statusFor(initial);
-    if (!res.destroyed && !res.writableEnded) {
+    const sending = !res.destroyed && !res.writableEnded;
+    if (sending) {
       sendProblem(req, res, {
         code: failure.code,
         status,
@@ -238,6 +300,7 @@ export class Exchange {
       });
     }
     this.#report(failure, status);
+    if (this.#message !== null) this.#ended(sending ? 'contract' : 'client-gone', sending ? status : null, failure.code);
   }
 
   /**
@@ -261,8 +324,13 @@ export class Exchange {
       this.fail(failure);
       return;
     }
-    const event: StaleEvent = { ...this.#event(failure), attempts: this.attempts, statusCode: served.statusCode, age: served.age };
-    callHook(this.core.config.hooks.onStale, event);
+    const { onStale } = this.core.config.hooks;
+    if (onStale !== undefined || staleChannel.hasSubscribers) {
+      const event: StaleEvent = { ...this.#event(failure), attempts: this.attempts, statusCode: served.statusCode, age: served.age };
+      callHook(onStale, event);
+      if (staleChannel.hasSubscribers) staleChannel.publish(event);
+    }
+    this.#ended('stale', served.statusCode, failure.code);
   }
 
   /** The wait before the next attempt, or null when this failure must not be retried. */
@@ -282,9 +350,18 @@ export class Exchange {
       delay = retryAfter;
     }
     if (delay >= remaining) return null;
-    if (retry.budget !== null && !upstream.budget.tryRetry(retry.budget)) return null;
-    const event: RetryEvent = { ...this.#event(failure), attempt, delay };
-    callHook(config.hooks.onRetry, event);
+    if (retry.budget !== null && !upstream.budget.tryRetry(retry.budget)) {
+      if (budgetExhausted.hasSubscribers) {
+        budgetExhausted.publish({ upstream: config.upstream, requestId: this.requestId, method: this.method, path: this.path, code: failure.code, attempt, upgrade: false });
+      }
+      return null;
+    }
+    const { onRetry } = config.hooks;
+    if (onRetry !== undefined || retryChannel.hasSubscribers) {
+      const event: RetryEvent = { ...this.#event(failure), attempt, delay };
+      callHook(onRetry, event);
+      if (retryChannel.hasSubscribers) retryChannel.publish(event);
+    }
     return delay;
   }
 
@@ -377,7 +454,10 @@ export class Exchange {
       if (expectsContinue(req, res)) res.writeContinue();
       const replayLimit = retry !== null && retry.retries > 0 ? retry.maxBodyBytes : null;
       const { body, rebuilt, replayable } = await requestBody(req, replayLimit, context?.body);
-      if (this.cancelReason !== null) return;
+      if (this.cancelReason !== null) {
+        this.#gone();
+        return;
+      }
       const rebuiltBytes = rebuilt && Buffer.isBuffer(body) ? body : null;
       // The deadline starts once the body is in hand: a client's slow upload
       // is not the upstream's time.
@@ -393,7 +473,10 @@ export class Exchange {
           await this.failOrStale(fromClassification(classifyError(reason, 'connect'), null, reason));
           return;
         }
-        if (reason !== null) return;
+        if (reason !== null) {
+          this.#gone();
+          return;
+        }
       }
 
       const run = async (n: number): Promise<AttemptOutcome> => {
@@ -430,6 +513,12 @@ export class Exchange {
         upstream.inFlight += 1;
         host.active += 1;
         let outcome: AttemptOutcome | null = null;
+        // Published before dispatch: a subscriber may still add headers (traceparent).
+        let message: AttemptMessage | null = null;
+        if (attemptStart.hasSubscribers || attemptEnd.hasSubscribers) {
+          message = attemptMessage(this.requestId, config.upstream, host.origin, this.method, this.path, n, headers, false);
+          if (attemptStart.hasSubscribers) attemptStart.publish(message);
+        }
         try {
           outcome = await attempt.start();
           return outcome;
@@ -438,41 +527,67 @@ export class Exchange {
           host.active -= 1;
           const result = outcome === null || (outcome.kind === 'failed' && isClientAborted(outcome.error)) ? 'neutral' : countsAgainstUpstream(outcome) ? 'failure' : 'success';
           group.record(host, result, attempt.headersAt === 0 || attempt.sentAt === 0 ? null : attempt.headersAt - attempt.sentAt);
+          if (message !== null) endAttemptOf(message, outcome, attempt.statusCode);
         }
       };
 
+      // In a group, a bad host is outlier detection's to handle: the service's
+      // breaker counts requests after their retries on other hosts, so one
+      // refusing or failing replica cannot open the circuit for all of them.
+      // With one host, every attempt counts, as an attempt is all there is.
+      const perRequest = upstream.group.hosts.length > 1;
       const send = async (n: number): Promise<Outcome> => {
         if (this.cancelReason !== null) return { kind: 'failed', error: this.cancelReason, phase: 'connect' };
         if (upstream.capacity !== null && upstream.inFlight >= upstream.capacity) {
           upstream.overloaded += 1;
+          this.refused('UPSTREAM_OVERLOADED');
           return { kind: 'refused', code: 'UPSTREAM_OVERLOADED', retryAfter: null };
         }
         const { breaker } = upstream;
-        if (breaker === null) return run(n);
+        if (breaker === null || perRequest) return run(n);
         const guarded = await breaker.run(() => run(n), countsAgainstUpstream);
         if (guarded.ran) return guarded.outcome;
+        this.refused('CIRCUIT_OPEN');
         return { kind: 'refused', code: 'CIRCUIT_OPEN', retryAfter: String(guarded.retryAfterSeconds) };
       };
 
-      const outcome =
+      const loop = (): Promise<Outcome> =>
         retry === null || retry.retries === 0 || !replayable
-          ? await send(1)
-          : await runWithRetries({
+          ? send(1)
+          : runWithRetries({
               retries: retry.retries,
               attempt: send,
               isCandidate: (o) => this.#isRetryCandidate(o),
               plan: (o, n) => this.#planRetry(o as FailedOutcome, n),
               signal: () => this.sleepSignal(),
             });
+      let outcome: Outcome;
+      if (perRequest && upstream.breaker !== null) {
+        const guarded = await upstream.breaker.run(loop, (o: Outcome) => o.kind !== 'refused' && countsAgainstUpstream(o));
+        if (guarded.ran) outcome = guarded.outcome;
+        else {
+          this.refused('CIRCUIT_OPEN');
+          outcome = { kind: 'refused', code: 'CIRCUIT_OPEN', retryAfter: String(guarded.retryAfterSeconds) };
+        }
+      } else outcome = await loop();
       this.current = null;
 
-      if (outcome.kind === 'delivered') return;
+      if (outcome.kind === 'delivered') {
+        if (this.#message !== null) this.#ended('delivered', res.statusCode, null);
+        return;
+      }
       // A client that left is not an upstream failure: the attempt is
       // cancelled and nothing is reported or counted.
-      if (isClientAborted(this.cancelReason) || (outcome.kind === 'failed' && isClientAborted(outcome.error))) return;
+      if (isClientAborted(this.cancelReason) || (outcome.kind === 'failed' && isClientAborted(outcome.error))) {
+        this.#gone();
+        return;
+      }
       await this.failOrStale(failureOf(outcome));
     } catch (error) {
-      if (isClientAborted(error) || isClientAborted(this.cancelReason)) return;
+      if (isClientAborted(error) || isClientAborted(this.cancelReason)) {
+        this.#gone();
+        return;
+      }
       throw error;
     } finally {
       if (deadline !== null) clearTimeout(deadline);

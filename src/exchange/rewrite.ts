@@ -110,10 +110,10 @@ export function clientView(req: IncomingMessage, trustProxy: boolean, mountPath:
 }
 
 /**
- * A redirect target seen by the client: one that points at a host of the
- * group (absolute) or under the target's path (path-absolute) moves to the
- * client's origin and mount path; anything else (another site, another path)
- * passes as it is.
+ * A redirect target seen by the client: an absolute one at a host of the
+ * group moves to the client's origin (and the mount path, when it is under
+ * the target's path); a path-absolute one under the target's path gets the
+ * mount path; anything else (another site, another path) passes as it is.
  */
 export function rewriteRedirect(value: string, hosts: ReadonlySet<string>, basePath: string, view: ClientView): string {
   let path: string;
@@ -129,7 +129,9 @@ export function rewriteRedirect(value: string, hosts: ReadonlySet<string>, baseP
     if (!hosts.has(url.origin)) return value;
     path = url.pathname + url.search + url.hash;
     const moved = underBase(path, basePath);
-    return view.origin + view.mountPath + (moved ?? path);
+    // Outside the target's path the proxy has no mount for it: the client
+    // still never sees the internal host, only its own origin.
+    return moved === null ? view.origin + path : view.origin + view.mountPath + moved;
   }
   const moved = underBase(path, basePath);
   return moved === null ? value : view.mountPath + moved;

@@ -12,13 +12,28 @@ import { classifyError, type Phase } from '../contract/classify.js';
 import { ClientAbortedError, isClientAborted, ProxyTimeoutError, RewriteHookError } from '../contract/errors.js';
 import { FAILURES } from '../contract/failures.js';
 import { sendProblemOnSocket } from '../contract/problem.js';
-import type { FailureEvent } from '../options.js';
+import type { FailureEvent, RetryEvent } from '../options.js';
 import { backoffDelay, isRetryable } from '../policy/retry-policy.js';
 import type { Host } from '../upstream/group.js';
 import { callHook, type Failure, type ProxyCore } from './exchange.js';
 import { requestId, upstreamRequestHeaders } from './headers.js';
 import { checkedHeaders, patchHeaders, plainHeaders } from './rewrite.js';
 import { upstreamPath } from './upstream-path.js';
+import {
+  attemptEnd,
+  attemptMessage,
+  attemptStart,
+  budgetExhausted,
+  endAttempt,
+  endExchange,
+  exchangeEnd,
+  exchangeMessage,
+  exchangeStart,
+  refusalChannel,
+  retryChannel,
+  type AttemptMessage,
+  type ExchangeMessage,
+} from '../observe/channels.js';
 
 export interface UpgradeOptions {
   /** Where the proxy is mounted (`/api`): stripped from the path like a framework's mount path. A request outside it is refused. */
@@ -27,7 +42,7 @@ export interface UpgradeOptions {
 
 type HandshakeOutcome =
   | { readonly kind: 'upgraded'; readonly headers: IncomingHttpHeaders; readonly socket: Duplex }
-  | { readonly kind: 'relayed' }
+  | { readonly kind: 'relayed'; readonly statusCode: number }
   | { readonly kind: 'status'; readonly statusCode: number }
   | { readonly kind: 'failed'; readonly error: unknown; readonly phase: Phase };
 
@@ -61,8 +76,8 @@ class Handshake implements Dispatcher.DispatchHandler {
   #timer: NodeJS.Timeout | null = null;
   #controller: Dispatcher.DispatchController | null = null;
   #reason: Error | null = null;
-  /** A non-101 answer being relayed to the client as it came. */
-  #relaying = false;
+  /** A non-101 answer being relayed to the client as it came (its status), or 0. */
+  #relaying = 0;
   #discarding: number | null = null;
 
   constructor(
@@ -124,14 +139,14 @@ class Handshake implements Dispatcher.DispatchHandler {
       return;
     }
     this.#disarm();
-    this.#relaying = true;
+    this.#relaying = statusCode;
     this.#phase = 'body';
     const relayed: Record<string, string | string[] | undefined> = { ...headers, connection: 'close', 'transfer-encoding': undefined, 'keep-alive': undefined };
     this.client.write(`HTTP/1.1 ${statusCode} ${statusMessage ?? ''}\r\n${headLines(relayed)}\r\n`);
   }
 
   onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
-    if (this.#settled || !this.#relaying) return;
+    if (this.#settled || this.#relaying === 0) return;
     if (!this.client.write(chunk)) {
       controller.pause();
       this.client.once('drain', () => controller.resume());
@@ -145,7 +160,7 @@ class Handshake implements Dispatcher.DispatchHandler {
       return;
     }
     this.client.end();
-    this.#settle({ kind: 'relayed' });
+    this.#settle({ kind: 'relayed', statusCode: this.#relaying });
   }
 
   onResponseError(_controller: Dispatcher.DispatchController, error: Error): void {
@@ -154,7 +169,7 @@ class Handshake implements Dispatcher.DispatchHandler {
       this.#settle({ kind: 'status', statusCode: this.#discarding });
       return;
     }
-    if (this.#relaying) this.client.destroy();
+    if (this.#relaying !== 0) this.client.destroy();
     this.#settle({ kind: 'failed', error, phase: this.#phase });
   }
 
@@ -175,6 +190,15 @@ class Handshake implements Dispatcher.DispatchHandler {
     this.#disarm();
     this.#resolve(outcome);
   }
+}
+
+/** Publishes the end of a handshake attempt. */
+function endHandshake(message: AttemptMessage, outcome: HandshakeOutcome): void {
+  if (outcome.kind === 'upgraded') endAttempt(message, 'delivered', 101, null, null);
+  else if (outcome.kind === 'relayed') endAttempt(message, 'delivered', outcome.statusCode, null, null);
+  else if (outcome.kind === 'status') endAttempt(message, 'status', outcome.statusCode, 'UPSTREAM_STATUS', null);
+  else if (isClientAborted(outcome.error)) endAttempt(message, 'cancelled', null, null, outcome.error);
+  else endAttempt(message, 'failed', null, classifyError(outcome.error, outcome.phase).code, outcome.error);
 }
 
 /** Joins the client and the upstream after `101`; `onEnd` runs once, when both are gone. */
@@ -218,7 +242,7 @@ export class Upgrades {
     for (const end of [...this.#open]) end();
   }
 
-  #reply(req: IncomingMessage, socket: Duplex, id: string, failure: Failure, attempts: number): void {
+  #reply(req: IncomingMessage, socket: Duplex, id: string, failure: Failure, attempts: number, message: ExchangeMessage | null): void {
     const { config } = this.core;
     let status = FAILURES[failure.code].rfc9209Status;
     if (failure.code !== 'REQUEST_INVALID' && failure.code !== 'REQUEST_TOO_LARGE') {
@@ -256,14 +280,37 @@ export class Upgrades {
       upgrade: true,
     };
     callHook(config.hooks.onFailure, event);
+    if (message !== null) endExchange(message, 'contract', status, failure.code, attempts);
+  }
+
+  /** Publishes a refusal to call the upstream during a handshake. */
+  #refused(req: IncomingMessage, id: string, path: string, code: 'CIRCUIT_OPEN' | 'UPSTREAM_OVERLOADED', attempts: number): void {
+    if (!refusalChannel.hasSubscribers) return;
+    refusalChannel.publish({
+      upstream: this.core.config.upstream,
+      requestId: id,
+      method: req.method ?? 'GET',
+      path,
+      reason: code === 'CIRCUIT_OPEN' ? 'circuit_open' : 'capacity',
+      code,
+      attempts,
+      upgrade: true,
+    });
   }
 
   /** Handles a server's `'upgrade'` event for this proxy. Never throws; every path ends the socket or opens a tunnel. */
   async handle(req: IncomingMessage, socket: Duplex, head: Buffer, options: UpgradeOptions = {}): Promise<void> {
     const { config, upstream } = this.core;
     const id = requestId(req, config.requestIdHeader);
+    // Published once the upstream path is known, or with '' for a request that has none.
+    const begin = (path: string): ExchangeMessage | null => {
+      if (!exchangeStart.hasSubscribers && !exchangeEnd.hasSubscribers) return null;
+      const message = exchangeMessage(id, config.upstream, req.method ?? 'GET', path, req, true);
+      if (exchangeStart.hasSubscribers) exchangeStart.publish(message);
+      return message;
+    };
     const invalid = (error: unknown = null): void =>
-      this.#reply(req, socket, id, { code: 'REQUEST_INVALID', proxyStatus: 'http_request_error', phase: null, error, receivedStatus: null, retryAfter: null }, 0);
+      this.#reply(req, socket, id, { code: 'REQUEST_INVALID', proxyStatus: 'http_request_error', phase: null, error, receivedStatus: null, retryAfter: null }, 0, begin(''));
     socket.on('error', () => socket.destroy());
     // h2c and the rest are request-smuggling vectors through proxies.
     if (!isWebSocketUpgrade(req) || req.method !== 'GET') {
@@ -284,26 +331,28 @@ export class Upgrades {
     try {
       path = upstreamPath(config.basePath, config.pathRewrite === null ? url : config.pathRewrite(url, req));
     } catch (error) {
-      this.#reply(req, socket, id, { code: 'PROXY_INTERNAL_ERROR', proxyStatus: 'proxy_internal_error', phase: null, error: new RewriteHookError('The `pathRewrite` function threw', { cause: error }), receivedStatus: null, retryAfter: null }, 0);
+      this.#reply(req, socket, id, { code: 'PROXY_INTERNAL_ERROR', proxyStatus: 'proxy_internal_error', phase: null, error: new RewriteHookError('The `pathRewrite` function threw', { cause: error }), receivedStatus: null, retryAfter: null }, 0, begin(''));
       return;
     }
     if (path === null) {
       invalid();
       return;
     }
+    const message = begin(path);
     const refused = upstream.breaker?.refusal() ?? null;
     if (refused !== null) {
-      this.#reply(req, socket, id, { code: 'CIRCUIT_OPEN', proxyStatus: FAILURES.CIRCUIT_OPEN.proxyStatus, phase: null, error: null, receivedStatus: null, retryAfter: String(refused) }, 0);
+      this.#refused(req, id, path, 'CIRCUIT_OPEN', 0);
+      this.#reply(req, socket, id, { code: 'CIRCUIT_OPEN', proxyStatus: FAILURES.CIRCUIT_OPEN.proxyStatus, phase: null, error: null, receivedStatus: null, retryAfter: String(refused) }, 0, message);
       return;
     }
     let headers: Record<string, string | string[]>;
     try {
       headers = await this.#headers(req, id);
     } catch (error) {
-      this.#reply(req, socket, id, { code: 'PROXY_INTERNAL_ERROR', proxyStatus: 'proxy_internal_error', phase: null, error, receivedStatus: null, retryAfter: null }, 0);
+      this.#reply(req, socket, id, { code: 'PROXY_INTERNAL_ERROR', proxyStatus: 'proxy_internal_error', phase: null, error, receivedStatus: null, retryAfter: null }, 0, message);
       return;
     }
-    await this.#attempts(req, socket, head, id, path, headers);
+    await this.#attempts(req, socket, head, id, path, headers, message);
   }
 
   async #headers(req: IncomingMessage, id: string): Promise<Record<string, string | string[]>> {
@@ -325,7 +374,7 @@ export class Upgrades {
     return kept;
   }
 
-  async #attempts(req: IncomingMessage, socket: Duplex, head: Buffer, id: string, path: string, headers: Record<string, string | string[]>): Promise<void> {
+  async #attempts(req: IncomingMessage, socket: Duplex, head: Buffer, id: string, path: string, headers: Record<string, string | string[]>, message: ExchangeMessage | null): Promise<void> {
     const { config, upstream } = this.core;
     const retries = config.retry?.retries ?? 0;
     let tried: Host[] | null = null;
@@ -339,13 +388,20 @@ export class Upgrades {
       current?.abort(new ClientAbortedError());
     };
     let current: Handshake | null = null;
+    const left = (): void => {
+      if (message !== null) endExchange(message, 'client-gone', null, null, attempts);
+    };
     socket.once('close', onGone);
     try {
       for (let n = 1; n <= retries + 1; n += 1) {
-        if (clientGone()) return;
+        if (clientGone()) {
+          left();
+          return;
+        }
         if (upstream.capacity !== null && upstream.inFlight >= upstream.capacity) {
           upstream.overloaded += 1;
-          this.#reply(req, socket, id, { code: 'UPSTREAM_OVERLOADED', proxyStatus: FAILURES.UPSTREAM_OVERLOADED.proxyStatus, phase: null, error: null, receivedStatus: null, retryAfter: null }, attempts);
+          this.#refused(req, id, path, 'UPSTREAM_OVERLOADED', attempts);
+          this.#reply(req, socket, id, { code: 'UPSTREAM_OVERLOADED', proxyStatus: FAILURES.UPSTREAM_OVERLOADED.proxyStatus, phase: null, error: null, receivedStatus: null, retryAfter: null }, attempts, message);
           return;
         }
         const host = upstream.group.pick(tried);
@@ -356,7 +412,16 @@ export class Upgrades {
         upstream.inFlight += 1;
         host.active += 1;
         let held = false;
-        const run = async (): Promise<HandshakeOutcome> => handshake.start();
+        const run = async (): Promise<HandshakeOutcome> => {
+          let attemptMsg: AttemptMessage | null = null;
+          if (attemptStart.hasSubscribers || attemptEnd.hasSubscribers) {
+            attemptMsg = attemptMessage(id, config.upstream, host.origin, 'GET', path, n, headers, true);
+            if (attemptStart.hasSubscribers) attemptStart.publish(attemptMsg);
+          }
+          const outcome = await handshake.start();
+          if (attemptMsg !== null) endHandshake(attemptMsg, outcome);
+          return outcome;
+        };
         const counts = (outcome: HandshakeOutcome): boolean =>
           outcome.kind === 'status' || (outcome.kind === 'failed' && !isClientAborted(outcome.error) && classifyError(outcome.error, outcome.phase).code !== 'PROXY_INTERNAL_ERROR');
         try {
@@ -364,7 +429,8 @@ export class Upgrades {
           else {
             const guarded = await upstream.breaker.run(run, counts);
             if (!guarded.ran) {
-              this.#reply(req, socket, id, { code: 'CIRCUIT_OPEN', proxyStatus: FAILURES.CIRCUIT_OPEN.proxyStatus, phase: null, error: null, receivedStatus: null, retryAfter: String(guarded.retryAfterSeconds) }, attempts - 1);
+              this.#refused(req, id, path, 'CIRCUIT_OPEN', attempts - 1);
+              this.#reply(req, socket, id, { code: 'CIRCUIT_OPEN', proxyStatus: FAILURES.CIRCUIT_OPEN.proxyStatus, phase: null, error: null, receivedStatus: null, retryAfter: String(guarded.retryAfterSeconds) }, attempts - 1, message);
               return;
             }
             last = guarded.outcome;
@@ -373,6 +439,7 @@ export class Upgrades {
           if (last.kind === 'upgraded') {
             held = true;
             this.#open101(socket, head, last, host);
+            if (message !== null) endExchange(message, socket.destroyed ? 'client-gone' : 'delivered', socket.destroyed ? null : 101, null, attempts);
             return;
           }
         } finally {
@@ -381,22 +448,54 @@ export class Upgrades {
             host.active -= 1;
           }
         }
-        if (last.kind === 'relayed' || clientGone()) return;
+        if (last.kind === 'relayed') {
+          if (message !== null) endExchange(message, 'delivered', last.statusCode, null, attempts);
+          return;
+        }
+        if (clientGone()) {
+          left();
+          return;
+        }
         const code = last.kind === 'status' ? 'UPSTREAM_STATUS' : classifyError(last.error, last.phase).code;
         const phase = last.kind === 'status' ? 'response' : last.phase;
         if (n > retries || !isRetryable(code, phase, true, code === 'UPSTREAM_RESPONSE_TIMEOUT' && upstream.group.hasUntried([...(tried ?? []), host]))) break;
-        if (config.retry?.budget && !upstream.budget.tryRetry(config.retry.budget)) break;
+        if (config.retry?.budget && !upstream.budget.tryRetry(config.retry.budget)) {
+          if (budgetExhausted.hasSubscribers) budgetExhausted.publish({ upstream: config.upstream, requestId: id, method: 'GET', path, code, attempt: n, upgrade: true });
+          break;
+        }
         (tried ??= []).push(host);
         const delay = config.retry === null ? 0 : backoffDelay(n, config.retry);
+        if (retryChannel.hasSubscribers) {
+          const classified = last.kind === 'status' ? null : classifyError(last.error, last.phase);
+          const event: RetryEvent = {
+            code,
+            proxyStatus: classified === null ? null : classified.proxyStatus,
+            phase,
+            upstream: config.upstream,
+            target: host.origin,
+            requestId: id,
+            method: 'GET',
+            path,
+            receivedStatus: last.kind === 'status' ? last.statusCode : null,
+            error: last.kind === 'failed' ? last.error : null,
+            upgrade: true,
+            attempt: n,
+            delay,
+          };
+          retryChannel.publish(event);
+        }
         if (delay > 0) await new Promise((resolve) => setTimeout(resolve, delay));
       }
-      if (clientGone()) return;
+      if (clientGone()) {
+        left();
+        return;
+      }
       if (last.kind === 'status') {
-        this.#reply(req, socket, id, { code: 'UPSTREAM_STATUS', proxyStatus: null, phase: 'response', error: null, receivedStatus: last.statusCode, retryAfter: null }, attempts);
+        this.#reply(req, socket, id, { code: 'UPSTREAM_STATUS', proxyStatus: null, phase: 'response', error: null, receivedStatus: last.statusCode, retryAfter: null }, attempts, message);
       } else if (!isClientAborted(last.error)) {
         const classified = classifyError(last.error, last.phase);
-        this.#reply(req, socket, id, { ...classified, phase: last.phase, error: last.error, receivedStatus: null, retryAfter: null }, attempts);
-      }
+        this.#reply(req, socket, id, { ...classified, phase: last.phase, error: last.error, receivedStatus: null, retryAfter: null }, attempts, message);
+      } else left();
     } finally {
       socket.off('close', onGone);
     }

@@ -305,6 +305,15 @@ export class StaleLayer {
     // handed out (http-cache-semantics would keep a `public` response that
     // sets one), and an event stream is no resource to replay.
     if (statusCode >= 500 || headers['set-cookie'] !== undefined || isEventStream(headers['content-type'])) return null;
+    // Only what the origin said may be shared is kept, never a heuristic
+    // guess (nginx's rule): a page built for one user's cookie with no
+    // Cache-Control at all must not reach another user. A request that
+    // carries a cookie needs the origin to have said `public` or `s-maxage`,
+    // as one with Authorization does.
+    const cacheControl = directives(headers['cache-control']);
+    const explicit = cacheControl.has('max-age') || cacheControl.has('s-maxage') || cacheControl.has('public') || headers.expires !== undefined;
+    if (!explicit) return null;
+    if (side.req.headers.cookie !== undefined && !cacheControl.has('public') && !cacheControl.has('s-maxage')) return null;
     if (side.method === 'GET' && Number(headers['content-length']) > this.options.maxEntryBytes) return null;
     const policy = new CachePolicy(policyRequest(side), policyResponse(statusCode, headers), { shared: true });
     if (!policy.storable()) return null;

@@ -4,6 +4,7 @@
 // until the circuit half-opens, for Retry-After.
 
 import CircuitBreaker from 'opossum';
+import { breakerState } from '../observe/channels.js';
 
 /** Breaker settings. Durations in ms. */
 export interface BreakerOptions {
@@ -161,6 +162,8 @@ export class UpstreamBreaker {
     const from = this.#state;
     if (from === to) return;
     this.#state = to;
-    for (const listener of this.#listeners) listener({ upstream: this.upstream, from, to });
+    const change: BreakerStateChange = { upstream: this.upstream, from, to };
+    if (breakerState.hasSubscribers) breakerState.publish(change);
+    for (const listener of this.#listeners) listener(change);
   }
 }

@@ -4,6 +4,7 @@
 // host behaves exactly like a single target: it is always picked.
 
 import type { Dispatcher } from 'undici';
+import { hostState } from '../observe/channels.js';
 import { pick, recordLatency, type Balance, type BalancedHost } from './balancer.js';
 import { HealthChecker, type CheckVerdict, type HealthCheckOptions } from './health-check.js';
 import { ejectionOver, ejectionRoom, outlierState, recordFailure, recordSuccess, returnToService, type OutlierOptions, type OutlierState } from './outlier.js';
@@ -271,8 +272,9 @@ export class UpstreamGroup {
 
   #emitFrom(host: Host, from: HostState, reason: HostStateChange['reason']): void {
     const to = host.state;
-    if (from === to || this.#listeners.size === 0) return;
+    if (from === to || (this.#listeners.size === 0 && !hostState.hasSubscribers)) return;
     const change: HostStateChange = { upstream: this.key, host: host.url, from, to, reason };
+    if (hostState.hasSubscribers) hostState.publish(change);
     for (const listener of this.#listeners) listener(change);
   }
 

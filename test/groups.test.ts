@@ -596,7 +596,8 @@ describe('the breaker of a group', () => {
     const ok = await named('ok');
     const failing = await named('failing', 503);
     const [dead] = await refusedUrls(1);
-    const gw = await gateway({ target: [ok.url, failing.url, { url: dead ?? '', weight: 2 }], retry: { minDelay: 1, maxDelay: 1 }, breaker: { volumeThreshold: 5 } });
+    // The budget is left out: what is measured is the breaker's count, not how many retries a burst may spend.
+    const gw = await gateway({ target: [ok.url, failing.url, { url: dead ?? '', weight: 2 }], retry: { minDelay: 1, maxDelay: 1, budget: false }, breaker: { volumeThreshold: 5 } });
 
     const replies = await load(`${gw.url}/x`, 60, 1);
 
@@ -614,5 +615,19 @@ describe('the breaker of a group', () => {
     expect(replies.slice(0, 4).map((r) => r.code)).not.toContain('CIRCUIT_OPEN');
     expect(replies.slice(4).map((r) => r.code)).toStrictEqual(Array.from({ length: 6 }, () => 'CIRCUIT_OPEN'));
     expect(gw.snapshot().state).toBe('open');
+  });
+});
+
+describe('a replica that fails fast', () => {
+  it('does not draw the traffic of the latency-aware balancer: a quick 503 counts as slow', async () => {
+    const ok = await named('ok');
+    const failing = await named('failing', 503);
+    const gw = await gateway({ target: [ok.url, failing.url], retry: { minDelay: 1, maxDelay: 1, budget: false }, outlierDetection: false });
+
+    const replies = await load(`${gw.url}/x`, 40, 1);
+
+    expect(tally(replies)).toStrictEqual({ ok: 40 });
+    // Each failure is retried on the other host; after its first failures the fast-failing host is rarely picked.
+    expect(failing.requests.length).toBeLessThan(10);
   });
 });

@@ -5,7 +5,7 @@
 
 import type { Dispatcher } from 'undici';
 import { hostState } from '../observe/channels.js';
-import { pick, recordLatency, type Balance, type BalancedHost } from './balancer.js';
+import { latencyOf, pick, recordLatency, type Balance, type BalancedHost } from './balancer.js';
 import { HealthChecker, type CheckVerdict, type HealthCheckOptions } from './health-check.js';
 import { ejectionOver, ejectionRoom, outlierState, recordFailure, recordSuccess, returnToService, type OutlierOptions, type OutlierState } from './outlier.js';
 
@@ -88,6 +88,9 @@ export class Host implements BalancedHost {
     return !this.ejected && this.checkedHealthy;
   }
 }
+
+/** What a failed attempt adds to a host's latency estimate, in ms (it also doubles). */
+const FAILURE_PENALTY_MS = 50;
 
 /** Candidate filters, set before a pick so that the pick allocates nothing. */
 const ELIGIBLE = 0;
@@ -193,7 +196,11 @@ export class UpstreamGroup {
   /** An attempt on `host` ended: `failure` counts toward its ejection, `success` resets that count, `neutral` neither. */
   record(host: Host, result: 'success' | 'failure' | 'neutral', latency: number | null): void {
     const now = this.now();
-    if (latency !== null) recordLatency(host, latency, now);
+    // A failure counts as slow, whatever its time: a host that fails fast
+    // (a quick 503, a refused connection) must not look like the fastest and
+    // draw the traffic of a latency-aware balancer to itself.
+    if (result === 'failure') recordLatency(host, Math.max(latency ?? 0, 2 * latencyOf(host, now) + FAILURE_PENALTY_MS), now);
+    else if (latency !== null) recordLatency(host, latency, now);
     const detection = this.settings.outlierDetection;
     if (detection === null || host.removed || host.ejected || result === 'neutral' || this.#hosts.length < 2) return;
     if (result === 'success') {

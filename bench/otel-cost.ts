@@ -24,7 +24,7 @@
 //   npx tsx bench/otel-cost.ts --baseline 881d500    the same, with (0)
 //   npx tsx bench/otel-cost.ts --smoke               1 round of 1 s, to prove it works
 
-import { execFileSync, fork, type ChildProcess } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { subscribe } from 'node:diagnostics_channel';
 import { once } from 'node:events';
 import { mkdtempSync, rmSync, symlinkSync } from 'node:fs';
@@ -34,6 +34,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import autocannon from 'autocannon';
+import { median, startServer } from './forked.js';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const childEnv = { ...process.env, TSX_TSCONFIG_PATH: join(root, 'bench/tsconfig.runtime.json') };
@@ -107,14 +108,8 @@ async function serve(): Promise<void> {
   process.send?.((server.address() as AddressInfo).port);
 }
 
-function start(kind: string, target = '', module = ''): Promise<{ child: ChildProcess; url: string }> {
-  const args = ['serve', kind, target, ...(module === '' ? [] : [module])];
-  const child = fork(fileURLToPath(import.meta.url), args, { execArgv: ['--import', 'tsx'], env: childEnv });
-  return new Promise((resolve, reject) => {
-    child.once('message', (port: number) => resolve({ child, url: `http://127.0.0.1:${port}` }));
-    child.once('error', reject);
-    child.once('exit', (code) => reject(new Error(`${kind} exited with ${String(code)}`)));
-  });
+function start(kind: string, target = '', module = ''): ReturnType<typeof startServer> {
+  return startServer(import.meta.url, ['serve', kind, target, ...(module === '' ? [] : [module])], 'http', { env: childEnv });
 }
 
 /** Builds the package at `ref` in a temporary folder; returns the folder and its dist/index.js. */
@@ -125,11 +120,6 @@ function buildBaseline(ref: string): { dir: string; entry: string } {
   symlinkSync(join(root, 'node_modules'), join(dir, 'node_modules'));
   execFileSync(process.execPath, [join(root, 'node_modules/tsup/dist/cli-default.js')], { cwd: dir, stdio: 'ignore' });
   return { dir, entry: pathToFileURL(join(dir, 'dist/index.js')).href };
-}
-
-function median(values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.floor(sorted.length / 2)] ?? 0;
 }
 
 async function main(): Promise<void> {

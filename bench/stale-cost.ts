@@ -12,12 +12,11 @@
 //   npx tsx bench/stale-cost.ts            5 rounds of 4 s
 //   npx tsx bench/stale-cost.ts --smoke    1 round of 1 s, to prove it works
 
-import { fork, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { fileURLToPath } from 'node:url';
 import autocannon from 'autocannon';
+import { median, startServer } from './forked.js';
 import { createProxy, UpstreamRegistry } from 'resilient-proxy';
 
 const [, , role, mode, upstreamUrl] = process.argv;
@@ -43,18 +42,7 @@ async function serve(): Promise<void> {
   process.send?.((server.address() as AddressInfo).port);
 }
 
-function start(kind: string, target = ''): Promise<{ child: ChildProcess; url: string }> {
-  const child = fork(fileURLToPath(import.meta.url), ['serve', kind, target], { execArgv: ['--import', 'tsx'] });
-  return new Promise((resolve, reject) => {
-    child.once('message', (port) => resolve({ child, url: `http://127.0.0.1:${Number(port)}` }));
-    child.once('error', reject);
-  });
-}
-
-function median(values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.floor(sorted.length / 2)] ?? 0;
-}
+const start = (kind: string, target = ''): ReturnType<typeof startServer> => startServer(import.meta.url, ['serve', kind, target]);
 
 async function main(): Promise<void> {
   const smoke = process.argv.includes('--smoke');

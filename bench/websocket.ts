@@ -10,18 +10,17 @@
 //   npx tsx bench/websocket.ts            3 rounds of 4 s per size
 //   npx tsx bench/websocket.ts --smoke    1 round of 1 s, to prove it works
 
-import { fork, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { createServer, type IncomingMessage } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
-import { fileURLToPath } from 'node:url';
 import fastifyHttpProxy from '@fastify/http-proxy';
 import express from 'express';
 import Fastify from 'fastify';
 import { createProxyMiddleware } from 'http-proxy-middleware';
 import { createProxy, UpstreamRegistry } from 'resilient-proxy';
 import { WebSocket, WebSocketServer } from 'ws';
+import { median, startServer } from './forked.js';
 
 const [, , role, kind, target] = process.argv;
 const CONNECTIONS = 20;
@@ -57,14 +56,6 @@ async function serve(): Promise<void> {
   process.send?.(port);
 }
 
-function start(name: string, upstream = ''): Promise<{ child: ChildProcess; url: string }> {
-  const child = fork(fileURLToPath(import.meta.url), ['serve', name, upstream], { execArgv: ['--import', 'tsx'] });
-  return new Promise((resolve, reject) => {
-    child.once('message', (port: number) => resolve({ child, url: `ws://127.0.0.1:${port}` }));
-    child.once('error', reject);
-  });
-}
-
 /** Runs CONNECTIONS echo loops for `seconds`; returns messages per second and the p99 round trip in ms. */
 async function load(url: string, size: number, seconds: number): Promise<{ rate: number; p99: number }> {
   const payload = Buffer.alloc(size, 'w');
@@ -94,10 +85,7 @@ async function load(url: string, size: number, seconds: number): Promise<{ rate:
   return { rate: times.length / seconds, p99: times[Math.floor(times.length * 0.99)] ?? 0 };
 }
 
-function median(values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.floor(sorted.length / 2)] ?? 0;
-}
+const start = (kind: string, target = ''): ReturnType<typeof startServer> => startServer(import.meta.url, ['serve', kind, target], 'ws');
 
 async function main(): Promise<void> {
   const smoke = process.argv.includes('--smoke');

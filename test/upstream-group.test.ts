@@ -129,12 +129,19 @@ describe('picking', () => {
     expect(h.group.hasUntried([a, b, c, d])).toBe(false);
   });
 
-  it('records each response time for peak-EWMA', () => {
+  it('records each response time for peak-EWMA, and a failure as slow (twice the estimate plus 50 ms, or its own time if longer)', () => {
     const h = harness(['a', 'b']);
     h.group.record(h.host('a'), 'success', 12);
     expect(h.host('a')).toMatchObject({ latency: 12, latencyAt: 1000 });
     h.group.record(h.host('b'), 'failure', null);
-    expect(h.host('b')).toMatchObject({ latency: 0, latencyAt: 0 });
+    // No sample yet counts as 1 ms: 2 × 1 + 50.
+    expect(h.host('b')).toMatchObject({ latency: 52, latencyAt: 1000 });
+    h.group.record(h.host('b'), 'failure', 3);
+    expect(h.host('b')).toMatchObject({ latency: 154 });
+    h.group.record(h.host('a'), 'failure', 500);
+    expect(h.host('a')).toMatchObject({ latency: 500 });
+    h.group.record(h.host('a'), 'neutral', null);
+    expect(h.host('a')).toMatchObject({ latency: 500 });
   });
 });
 

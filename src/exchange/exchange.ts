@@ -16,9 +16,9 @@ import type { Host } from '../upstream/group.js';
 import type { UpstreamState } from '../upstream/registry.js';
 import { Attempt, type AttemptOutcome } from './attempt.js';
 import { requestBody } from './body.js';
-import { isHopByHop, upstreamRequestHeaders } from './headers.js';
+import { upstreamRequestHeaders } from './headers.js';
 import type { ResponseRewriter } from './response-rewrite.js';
-import { checkedHeaders, patchHeaders, plainHeaders } from './rewrite.js';
+import { hookedRequestHeaders, patchHeaders, plainHeaders } from './rewrite.js';
 import type { ParsedBody } from './parsed-body.js';
 import type { StaleLayer } from '../stale/layer.js';
 import {
@@ -131,6 +131,20 @@ export function internalFailure(error: unknown): Failure {
   return fromClassification({ code: 'PROXY_INTERNAL_ERROR', proxyStatus: 'proxy_internal_error' }, null, error);
 }
 
+/** The status a failure is answered with, by the `status` option; a `status` function that throws or answers nonsense is the proxy's own fault (500). */
+export function statusFor(config: ResolvedOptions, failure: Failure): { status: number; failure: Failure } {
+  // The client's own faults are answered as such, whatever `status` says.
+  if (failure.code === 'REQUEST_INVALID' || failure.code === 'REQUEST_TOO_LARGE') return { status: FAILURES[failure.code].rfc9209Status, failure };
+  if (typeof config.status === 'number') return { status: config.status, failure };
+  try {
+    const status = config.status(failure.code, failure.proxyStatus);
+    if (Number.isInteger(status) && status >= 400 && status <= 599) return { status, failure };
+    throw new TypeError(`The \`status\` option returned ${String(status)}, not an HTTP error status.`);
+  } catch (error) {
+    return { status: 500, failure: internalFailure(error) };
+  }
+}
+
 /** What the breaker and outlier detection count against the upstream: its failures, never a client's abort or the proxy's own fault. */
 export function countsAgainstUpstream(outcome: AttemptOutcome): boolean {
   if (outcome.kind === 'delivered') return false;
@@ -235,20 +249,6 @@ export class Exchange {
     return this.#sleep.signal;
   }
 
-  #statusFor(failure: Failure): { status: number; failure: Failure } {
-    const { config } = this.core;
-    // The client's own faults are answered as such, whatever `status` says.
-    if (failure.code === 'REQUEST_INVALID' || failure.code === 'REQUEST_TOO_LARGE') return { status: FAILURES[failure.code].rfc9209Status, failure };
-    if (typeof config.status === 'number') return { status: config.status, failure };
-    try {
-      const status = config.status(failure.code, failure.proxyStatus);
-      if (Number.isInteger(status) && status >= 400 && status <= 599) return { status, failure };
-      throw new TypeError(`The \`status\` option returned ${String(status)}, not an HTTP error status.`);
-    } catch (error) {
-      return { status: 500, failure: internalFailure(error) };
-    }
-  }
-
   #event(failure: Failure): ExchangeEvent {
     const { config } = this.core;
     return {
@@ -283,7 +283,7 @@ export class Exchange {
       if (this.#message !== null) this.#ended('cut', res.headersSent ? res.statusCode : null, cut.code);
       return;
     }
-    const { status, failure } = this.#statusFor(initial);
+    const { status, failure } = statusFor(this.core.config, initial);
     const sending = !res.destroyed && !res.writableEnded;
     if (sending) {
       sendProblem(req, res, {
@@ -414,16 +414,7 @@ export class Exchange {
       throw new RewriteHookError('The `headers.request` function threw or rejected', { cause: error });
     }
     if (returned === CANCELLED) return;
-    const returnedHeaders = checkedHeaders(returned, 'headers.request');
-    // What frames the body, and the Host, stay the proxy's: a hook cannot
-    // make the upstream read another body or address another host.
-    const headers: Record<string, string | string[]> = {};
-    for (const [name, value] of Object.entries(returnedHeaders)) {
-      if (name !== 'content-length' && name !== 'host' && !isHopByHop(name, returnedHeaders)) headers[name] = value;
-    }
-    if (built['content-length'] !== undefined) headers['content-length'] = built['content-length'];
-    if (built.host !== undefined) headers.host = built.host;
-    this.#headers = headers;
+    this.#headers = hookedRequestHeaders(built, returned);
   }
 
   /** Reads what it must of the body, then runs the attempts; settles when the exchange has ended. */

@@ -7,6 +7,7 @@
 import type { IncomingMessage } from 'node:http';
 import type { TLSSocket } from 'node:tls';
 import { RewriteHookError } from '../contract/errors.js';
+import { isHopByHop } from './headers.js';
 
 export type HeaderMap = Record<string, string | string[]>;
 /** An object of headers to set (`null` removes one). */
@@ -162,4 +163,20 @@ export function rewriteCookieAttribute(cookie: string, attribute: 'domain' | 'pa
     if (next === undefined) return whole;
     return next === '' ? '' : prefix + next;
   });
+}
+
+/**
+ * What `headers.request` returned, made safe to send: checked, hop-by-hop
+ * headers dropped, and what frames the body and the Host kept from `built`,
+ * so a hook cannot make the upstream read another body or address another host.
+ */
+export function hookedRequestHeaders(built: Readonly<HeaderMap>, returned: unknown): HeaderMap {
+  const returnedHeaders = checkedHeaders(returned, 'headers.request');
+  const headers: HeaderMap = {};
+  for (const [name, value] of Object.entries(returnedHeaders)) {
+    if (name !== 'content-length' && name !== 'host' && !isHopByHop(name, returnedHeaders)) headers[name] = value;
+  }
+  if (built['content-length'] !== undefined) headers['content-length'] = built['content-length'];
+  if (built.host !== undefined) headers.host = built.host;
+  return headers;
 }

@@ -15,9 +15,9 @@ import { sendProblemOnSocket } from '../contract/problem.js';
 import type { FailureEvent, RetryEvent } from '../options.js';
 import { backoffDelay, isRetryable } from '../policy/retry-policy.js';
 import type { Host } from '../upstream/group.js';
-import { callHook, type Failure, type ProxyCore } from './exchange.js';
+import { callHook, statusFor, type Failure, type ProxyCore } from './exchange.js';
 import { requestId, upstreamRequestHeaders } from './headers.js';
-import { checkedHeaders, patchHeaders, plainHeaders } from './rewrite.js';
+import { hookedRequestHeaders, patchHeaders, plainHeaders } from './rewrite.js';
 import { upstreamPath } from './upstream-path.js';
 import {
   attemptEnd,
@@ -242,16 +242,9 @@ export class Upgrades {
     for (const end of [...this.#open]) end();
   }
 
-  #reply(req: IncomingMessage, socket: Duplex, id: string, failure: Failure, attempts: number, message: ExchangeMessage | null): void {
+  #reply(req: IncomingMessage, socket: Duplex, id: string, initial: Failure, attempts: number, message: ExchangeMessage | null): void {
     const { config } = this.core;
-    let status = FAILURES[failure.code].rfc9209Status;
-    if (failure.code !== 'REQUEST_INVALID' && failure.code !== 'REQUEST_TOO_LARGE') {
-      try {
-        status = typeof config.status === 'number' ? config.status : config.status(failure.code, failure.proxyStatus);
-      } catch {
-        status = 500;
-      }
-    }
+    const { status, failure } = statusFor(config, initial);
     sendProblemOnSocket(req, socket, {
       code: failure.code,
       status,
@@ -367,11 +360,7 @@ export class Upgrades {
     } catch (error) {
       throw new RewriteHookError('The `headers.request` function threw or rejected', { cause: error });
     }
-    const headers = checkedHeaders(returned, 'headers.request');
-    const kept: Record<string, string | string[]> = {};
-    for (const [name, value] of Object.entries(headers)) if (name !== 'host' && name !== 'connection' && name !== 'upgrade') kept[name] = value;
-    if (built.host !== undefined) kept.host = built.host;
-    return kept;
+    return hookedRequestHeaders(built, returned);
   }
 
   async #attempts(req: IncomingMessage, socket: Duplex, head: Buffer, id: string, path: string, headers: Record<string, string | string[]>, message: ExchangeMessage | null): Promise<void> {

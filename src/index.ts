@@ -10,6 +10,7 @@ export {
   type RetryOptions,
   type RetryEvent,
   type StaleEvent,
+  type NoRetryReason,
 } from './options.js';
 export { MemoryStaleStore, type MemoryStaleStoreOptions, type StaleEntry, type StaleResponse, type StaleStore, type StaleVariants } from './stale/store.js';
 export type { StaleIfErrorOptions } from './stale/layer.js';
@@ -22,7 +23,7 @@ export type { ProblemDetails } from './contract/problem.js';
 export { keepRawBody } from './exchange/parsed-body.js';
 export { requestId } from './exchange/headers.js';
 export type { Balance } from './upstream/balancer.js';
-export type { HostSnapshot, HostState, HostStateChange } from './upstream/group.js';
+export type { HostSnapshot, HostState, HostStateChange, LastFailure, PanicChange } from './upstream/group.js';
 export type { HealthCheckOptions } from './upstream/health-check.js';
 export type { OutlierOptions } from './upstream/outlier.js';
 export type { UpgradeOptions } from './exchange/upgrade.js';

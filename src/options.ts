@@ -7,7 +7,7 @@ import type { Phase } from './contract/classify.js';
 import type { FailureCode, ProxyStatusError } from './contract/failures.js';
 import type { BreakerOptions, BreakerStateChange } from './upstream/breaker.js';
 import type { Balance } from './upstream/balancer.js';
-import type { HostStateChange, TargetSpec } from './upstream/group.js';
+import type { HostStateChange, PanicChange, TargetSpec } from './upstream/group.js';
 import type { HealthCheckOptions } from './upstream/health-check.js';
 import type { OutlierOptions } from './upstream/outlier.js';
 import type { IncomingMessage } from 'node:http';
@@ -81,9 +81,36 @@ export interface ExchangeEvent {
 }
 
 /** What the `onFailure` hook is told, once per failed request. */
+/**
+ * Why a failed request was not tried again:
+ * - `disabled`: `retry: false` or `retries: 0`;
+ * - `not-retryable`: a failure another attempt would not fix (TLS, a 4xx, the proxy's own fault, a response timeout with no other host);
+ * - `not-idempotent`: the method is not in `retry.methods` and the request may have reached the upstream;
+ * - `body-not-replayable`: the body was streamed (over `retry.maxBodyBytes`);
+ * - `retries-exhausted`: every retry was made;
+ * - `budget`: the retry budget was spent;
+ * - `retry-after`: the upstream's `Retry-After` is longer than the request can wait, and no other host could take it;
+ * - `deadline`: the backoff would end past `timeout.total`;
+ * - `refused`: the circuit is open or the upstream at capacity;
+ * - `headers-sent`: the response had started.
+ */
+export type NoRetryReason =
+  | 'disabled'
+  | 'not-retryable'
+  | 'not-idempotent'
+  | 'body-not-replayable'
+  | 'retries-exhausted'
+  | 'budget'
+  | 'retry-after'
+  | 'deadline'
+  | 'refused'
+  | 'headers-sent';
+
 export interface FailureEvent extends ExchangeEvent {
   /** Number of upstream attempts made. */
   readonly attempts: number;
+  /** Why no further attempt was made; absent when the failure came before any attempt (a bad request, a hook's failure). */
+  readonly noRetry?: NoRetryReason;
   /** The status sent to the client, or `null` when the client connection was destroyed. */
   readonly statusCode: number | null;
   /**
@@ -120,8 +147,10 @@ export interface ProxyHooks {
   onRetry?: (event: RetryEvent) => void;
   /** Called when the upstream's circuit changes state (`closed`, `open`, `halfOpen`). */
   onBreakerStateChange?: (change: BreakerStateChange) => void;
-  /** Called when a host of the group changes state (`healthy`, `ejected`, `unhealthy`), with the reason. */
+  /** Called when a host of the group changes state (`healthy`, `failing`, `ejected`, `unhealthy`), with the reason. */
   onHostStateChange?: (change: HostStateChange) => void;
+  /** Called when the group enters panic mode (fewer than half its hosts in rotation: every host takes traffic) and when it leaves it. */
+  onPanic?: (change: PanicChange) => void;
   /** Called when `staleIfError` answered a failure with a kept response (`onFailure` is then not called). */
   onStale?: (event: StaleEvent) => void;
 }
@@ -613,7 +642,7 @@ function resolveDispatcher(value: unknown): Dispatcher | null {
   return value as unknown as Dispatcher;
 }
 
-const HOOKS = ['onFailure', 'onRetry', 'onBreakerStateChange', 'onHostStateChange', 'onStale'] as const;
+const HOOKS = ['onFailure', 'onRetry', 'onBreakerStateChange', 'onHostStateChange', 'onPanic', 'onStale'] as const;
 
 function resolveHooks(value: unknown): ProxyHooks {
   if (value === undefined) return {};

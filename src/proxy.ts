@@ -83,8 +83,9 @@ export function createProxyHandler(options: ProxyOptions): ProxyHandler {
   const stopBreaker = breaker?.onStateChange((change) => {
     callHook(config.hooks.onBreakerStateChange, change);
   });
-  const { onHostStateChange } = config.hooks;
+  const { onHostStateChange, onPanic } = config.hooks;
   const stopHosts = onHostStateChange === undefined ? undefined : upstream.group.onStateChange((change) => callHook(onHostStateChange, change));
+  const stopPanic = onPanic === undefined ? undefined : upstream.group.onPanic((change) => callHook(onPanic, change));
   let closed: Promise<void> | null = null;
   const upgrades = new Upgrades(core);
 
@@ -136,6 +137,7 @@ export function createProxyHandler(options: ProxyOptions): ProxyHandler {
         upgrades.closeAll();
         stopBreaker?.();
         stopHosts?.();
+        stopPanic?.();
         await config.registry.release(upstream);
       })();
       return closed;

@@ -3,7 +3,7 @@
 // sequences and made-up times.
 
 import { describe, expect, it } from 'vitest';
-import { effectiveWeight, LATENCY_DECAY_MS, latencyOf, pick, recordLatency, type Balance, type BalancedHost } from '../src/upstream/balancer.js';
+import { effectiveWeight, LATENCY_DECAY_MS, LATENCY_TTL_MS, latencyOf, pick, recordFailureLatency, recordLatency, slowStartFactor, type Balance, type BalancedHost } from '../src/upstream/balancer.js';
 
 interface TestHost extends BalancedHost {
   readonly name: string;
@@ -54,16 +54,23 @@ describe('effectiveWeight: slow start', () => {
 });
 
 describe('latency: peak-EWMA', () => {
-  it('a host with no sample is assumed fast (1 ms), so it gets tried', () => {
-    expect(latencyOf(host('a'), 50_000)).toBe(1);
+  it('a host with no sample has no estimate', () => {
+    expect(latencyOf(host('a'), 50_000)).toBeNull();
   });
 
-  it('the first sample is taken as is, then decays to 1/e per LATENCY_DECAY_MS unused', () => {
+  it('the first sample is taken as is, then decays to 1/e per LATENCY_DECAY_MS unused, while it is fresh', () => {
     const a = host('a');
     recordLatency(a, 40, 1000);
     expect(latencyOf(a, 1000)).toBe(40);
-    expect(latencyOf(a, 1000 + LATENCY_DECAY_MS)).toBeCloseTo(40 / Math.E, 10);
-    expect(latencyOf(a, 1000 + 3 * LATENCY_DECAY_MS)).toBeCloseTo(40 / Math.E ** 3, 10);
+    expect(latencyOf(a, 1000 + LATENCY_TTL_MS)).toBeCloseTo(40 * Math.exp(-LATENCY_TTL_MS / LATENCY_DECAY_MS), 10);
+  });
+
+  it('an estimate no answer refreshed for LATENCY_TTL_MS is forgotten, and the next sample replaces it', () => {
+    const a = host('a');
+    recordLatency(a, 300, 1000);
+    expect(latencyOf(a, 1000 + LATENCY_TTL_MS + 1)).toBeNull();
+    recordLatency(a, 2, 1000 + LATENCY_TTL_MS + 1);
+    expect(latencyOf(a, 1000 + LATENCY_TTL_MS + 1)).toBe(2);
   });
 
   it('a sample above the estimate replaces it at once (peak-sensitive)', () => {
@@ -79,8 +86,37 @@ describe('latency: peak-EWMA', () => {
     recordLatency(a, 40, 1000);
     recordLatency(a, 10, 1000);
     expect(a.latency).toBe(40);
-    recordLatency(a, 10, 1000 + LATENCY_DECAY_MS);
-    expect(a.latency).toBeCloseTo(40 / Math.E + 10 * (1 - 1 / Math.E), 10);
+    recordLatency(a, 10, 1500);
+    const decayed = 40 * Math.exp(-500 / LATENCY_DECAY_MS);
+    const keep = Math.exp(-500 / LATENCY_DECAY_MS);
+    expect(a.latency).toBeCloseTo(decayed * keep + 10 * (1 - keep), 10);
+  });
+});
+
+describe('latency: a failure makes a host neither the fastest nor the slowest', () => {
+  it.each([
+    { name: 'a host with an estimate keeps it (a quick failure does not lower it)', fields: { latency: 8, latencyAt: 1000 }, ms: 0.2, reference: 3, expected: 8 },
+    { name: 'a slow failure raises it like a slow answer', fields: { latency: 8, latencyAt: 1000 }, ms: 90, reference: 3, expected: 90 },
+    { name: 'a host with no estimate takes its peers’ typical one (not 0: it would win every draw)', fields: {}, ms: null, reference: 3, expected: 3 },
+    { name: 'a forgotten estimate counts as none', fields: { latency: 300, latencyAt: 1000 - LATENCY_TTL_MS - 1 }, ms: 0.5, reference: 3, expected: 3 },
+    { name: 'no peer with an estimate: the failure’s own time, at least 0.001 ms', fields: {}, ms: null, reference: 0, expected: 0.001 },
+  ])('$name', ({ fields, ms, reference, expected }) => {
+    const a = host('a', fields);
+    recordFailureLatency(a, ms, reference, 1000);
+    expect(a.latency).toBeCloseTo(expected, 10);
+    expect(a.latencyAt).toBe(1000);
+  });
+});
+
+describe('slowStartFactor: a share from 10 % to 100 %', () => {
+  it.each([
+    { now: 1000, expected: 0.1 },
+    { now: 2000, expected: 0.1 },
+    { now: 3000, expected: 0.2 },
+    { now: 6000, expected: 0.5 },
+    { now: 11_000, expected: 1 },
+  ])('at t = $now it is $expected', ({ now, expected }) => {
+    expect(slowStartFactor(host('a', { warmingSince: 1000 }), now, 10_000)).toBeCloseTo(expected, 10);
   });
 });
 
@@ -158,12 +194,46 @@ describe('two random choices (least-request, peak-ewma)', () => {
     { name: 'least-request ignores latency', balance: 'least-request' as const, a: { active: 0, latency: 500, latencyAt: 1000 }, b: { active: 1 }, expected: 'a' },
     { name: 'peak-ewma: a slow idle host loses to a fast busy one', balance: 'peak-ewma' as const, a: { active: 0, latency: 50, latencyAt: 1000 }, b: { active: 3, latency: 2, latencyAt: 1000 }, expected: 'b' },
     { name: 'peak-ewma: at equal latency, load decides', balance: 'peak-ewma' as const, a: { active: 2, latency: 5, latencyAt: 1000 }, b: { active: 1, latency: 5, latencyAt: 1000 }, expected: 'b' },
-    { name: 'a warming host (10 % weight) loses to a busier warm one', balance: 'least-request' as const, a: { active: 5 }, b: { active: 0, warmingSince: 1000 }, expected: 'a' },
-    { name: 'peak-ewma: an idle host with no sample yet is tried (taken as 1 ms)', balance: 'peak-ewma' as const, a: { active: 0, latency: 2, latencyAt: 1000 }, b: { active: 0 }, expected: 'b' },
+    { name: 'peak-ewma: an idle host with no sample yet is tried first', balance: 'peak-ewma' as const, a: { active: 0, latency: 0.2, latencyAt: 1000 }, b: { active: 0 }, expected: 'b' },
+    { name: 'peak-ewma: an idle host whose estimate was forgotten is tried again, however slow it was', balance: 'peak-ewma' as const, a: { active: 0, latency: 0.2, latencyAt: 1000 }, b: { active: 0, latency: 300, latencyAt: 1000 - LATENCY_TTL_MS - 1 }, expected: 'b' },
+    { name: 'peak-ewma: a slow host with a fresh estimate loses to a fast one', balance: 'peak-ewma' as const, a: { active: 0, latency: 0.2, latencyAt: 1000 }, b: { active: 0, latency: 300, latencyAt: 999 }, expected: 'a' },
     { name: 'peak-ewma: a host holding attempts and no answer yet loses to any host with a sample', balance: 'peak-ewma' as const, a: { active: 1 }, b: { active: 20, latency: 400, latencyAt: 1000 }, expected: 'b' },
     { name: 'peak-ewma: between two hosts with no answer yet, load decides', balance: 'peak-ewma' as const, a: { active: 3 }, b: { active: 2 }, expected: 'b' },
   ])('$name', ({ balance, a, b, expected }) => {
     const hosts = [host('a', a), host('b', b)];
     expect(pick(hosts, everyone, 2, balance, 1000, 10_000, sequence(0, 0)).name).toBe(expected);
+  });
+
+  // Slow start ramps a share, at any concurrency: a warming host that wins a
+  // draw keeps it with the probability of its factor (third random value).
+  it.each([
+    { name: 'at 10 %, a win is kept when the third draw is below 0.1', at: 1000, third: 0.05, expected: 'b' },
+    { name: 'at 10 %, a win is given to the other host otherwise', at: 1000, third: 0.1, expected: 'a' },
+    { name: 'at 60 %, kept below 0.6', at: 7000, third: 0.59, expected: 'b' },
+    { name: 'at 60 %, given away from 0.6', at: 7000, third: 0.6, expected: 'a' },
+  ])('least-request, nothing in flight: $name', ({ at, third, expected }) => {
+    // b wins on cost: a is busy. b warms from t = 1000 over 10 s.
+    const hosts = [host('a', { active: 1 }), host('b', { warmingSince: 1000 })];
+    expect(pick(hosts, everyone, 2, 'least-request', at, 10_000, sequence(0, 0, third)).name).toBe(expected);
+  });
+
+  it.each(balances)('%s: a warming host gets about its share of sequential traffic (10 % of a third), never none', (balance) => {
+    let seed = 7;
+    const random = (): number => {
+      seed = (seed * 16807) % 2147483647;
+      return (seed - 1) / 2147483646;
+    };
+    const hosts = [host('a'), host('b'), host('new', { warmingSince: 0 })];
+    const counts: Record<string, number> = { a: 0, b: 0, new: 0 };
+    for (let i = 0; i < 3000; i += 1) {
+      // A ramp far longer than the run: the share stays at 10 %.
+      const chosen = pick(hosts, everyone, 3, balance, i, 1e9, random);
+      counts[chosen.name] = (counts[chosen.name] ?? 0) + 1;
+      // Sequential: one request at a time, each answered in 1 ms.
+      if (balance === 'peak-ewma') recordLatency(chosen, 1, i);
+    }
+    // Its third of 3000 is 1000; 10 % of that is 100 (peak-ewma: up to twice, while it has no estimate).
+    expect(counts.new).toBeGreaterThanOrEqual(70);
+    expect(counts.new).toBeLessThanOrEqual(250);
   });
 });

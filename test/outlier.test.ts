@@ -2,7 +2,7 @@
 // made-up times and fixed random draws, and its state checked after each step.
 
 import { describe, expect, it } from 'vitest';
-import { ejectionOver, ejectionRoom, outlierState, recordFailure, recordSuccess, returnToService, type OutlierOptions } from '../src/upstream/outlier.js';
+import { backOff, ejectionOver, ejectionRoom, outlierState, recordFailure, recordSuccess, returnToService, type OutlierOptions } from '../src/upstream/outlier.js';
 
 const options: OutlierOptions = { consecutiveFailures: 3, baseEjectionTime: 1000, maxEjectionTime: 4000, maxEjectionPercent: 50 };
 const noJitter = (): number => 0;
@@ -21,7 +21,7 @@ describe('consecutive failures', () => {
     expect(fail(state, 10, 2)).toBe(0);
     expect(state).toMatchObject({ consecutive: 2, ejections: 0, ejectedUntil: 0 });
     expect(fail(state, 10)).toBe(1000);
-    expect(state).toStrictEqual({ consecutive: 0, multiplier: 1, ejections: 1, ejectedUntil: 1010, since: 0, probation: false });
+    expect(state).toStrictEqual({ consecutive: 0, multiplier: 1, ejections: 1, ejectedUntil: 1010, since: 0, probation: false, backedOff: false });
   });
 
   it('a success in between starts the count again', () => {
@@ -190,5 +190,41 @@ describe('ejectionRoom: how many hosts may be out at once', () => {
     { size: 20, percent: 0, room: 1 },
   ])('$size hosts at $percent %: $room', ({ size, percent, room }) => {
     expect(ejectionRoom(size, percent)).toBe(room);
+  });
+});
+
+describe('backOff: a host’s own Retry-After', () => {
+  it('takes the host out for that long, without a verdict: no ejection counted, no multiplier, no probation after', () => {
+    const state = outlierState(0);
+    fail(state, 10, 2);
+    expect(backOff(state, 10, 3000, options, true)).toBe(3000);
+    expect(state).toMatchObject({ consecutive: 0, multiplier: 0, ejections: 0, ejectedUntil: 3010, backedOff: true });
+    expect(ejectionOver(state, 3009)).toBe(false);
+    expect(ejectionOver(state, 3010)).toBe(true);
+    expect(state).toMatchObject({ ejectedUntil: 0, probation: false, backedOff: false });
+    // Not on probation: one failure does not eject it.
+    expect(fail(state, 3011)).toBe(0);
+  });
+
+  it('is capped by maxEjectionTime', () => {
+    const state = outlierState(0);
+    expect(backOff(state, 0, 3_600_000, options, true)).toBe(options.maxEjectionTime);
+  });
+
+  it('does nothing without room in the group, or when the host is already out for longer', () => {
+    expect(backOff(outlierState(0), 0, 5000, options, false)).toBe(0);
+    const state = outlierState(0);
+    fail(state, 10, 3);
+    expect(state.ejectedUntil).toBe(1010);
+    expect(backOff(state, 20, 500, options, true)).toBe(0);
+    expect(state.ejectedUntil).toBe(1010);
+  });
+
+  it('lengthens an ejection by detection without lifting its probation', () => {
+    const state = outlierState(0);
+    fail(state, 10, 3);
+    expect(backOff(state, 20, 3000, options, true)).toBe(3000);
+    expect(ejectionOver(state, 3020)).toBe(true);
+    expect(state.probation).toBe(true);
   });
 });

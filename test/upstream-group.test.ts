@@ -5,7 +5,8 @@
 
 import { Pool } from 'undici';
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { UpstreamGroup, type GroupSettings, type Host, type HostStateChange, type TargetSpec } from '../src/upstream/group.js';
+import { LATENCY_TTL_MS } from '../src/upstream/balancer.js';
+import { UpstreamGroup, type GroupSettings, type Host, type HostStateChange, type PanicChange, type TargetSpec } from '../src/upstream/group.js';
 import { onCleanup } from './support.js';
 
 const detection = { consecutiveFailures: 2, baseEjectionTime: 1000, maxEjectionTime: 10_000, maxEjectionPercent: 50 };
@@ -13,6 +14,7 @@ const detection = { consecutiveFailures: 2, baseEjectionTime: 1000, maxEjectionT
 interface Harness {
   readonly group: UpstreamGroup;
   readonly changes: HostStateChange[];
+  readonly panics: PanicChange[];
   readonly pools: Pool[];
   /** The test's clock, in ms. */
   now: number;
@@ -42,6 +44,7 @@ function harness(names: (string | [string, number])[], settings: Partial<GroupSe
     now: 1000,
     random: 0,
     changes: [],
+    panics: [],
     pools,
     group: undefined as unknown as UpstreamGroup,
     host(name) {
@@ -53,7 +56,7 @@ function harness(names: (string | [string, number])[], settings: Partial<GroupSe
       return Array.from({ length: count }, () => nameOf(h.group.pick(null)));
     },
     fail(name, times = 1) {
-      for (let i = 0; i < times; i += 1) h.group.record(h.host(name), 'failure', null);
+      for (let i = 0; i < times; i += 1) h.group.record(h.host(name), 'failure', null, { code: 'UPSTREAM_CONNECT_REFUSED', retryAfter: null });
     },
     states() {
       return Object.fromEntries(h.group.snapshot().map((s) => [new URL(s.url).hostname.replace(/\.test$/, ''), s.state]));
@@ -87,6 +90,7 @@ function harness(names: (string | [string, number])[], settings: Partial<GroupSe
   );
   (h as { group: UpstreamGroup }).group = group;
   group.onStateChange((change) => h.changes.push(change));
+  group.onPanic((change) => h.panics.push(change));
   onCleanup(() => h.close());
   return h;
 }
@@ -129,19 +133,42 @@ describe('picking', () => {
     expect(h.group.hasUntried([a, b, c, d])).toBe(false);
   });
 
-  it('records each response time for peak-EWMA, and a failure as slow (twice the estimate plus 50 ms, or its own time if longer)', () => {
-    const h = harness(['a', 'b']);
+  it('records each response time for peak-EWMA; a failure makes a host neither the fastest nor the slowest', () => {
+    const h = harness(['a', 'b', 'c']);
     h.group.record(h.host('a'), 'success', 12);
     expect(h.host('a')).toMatchObject({ latency: 12, latencyAt: 1000 });
+    h.group.record(h.host('c'), 'success', 4);
+    // No estimate yet: the failure takes its peers' mean (12 and 4).
     h.group.record(h.host('b'), 'failure', null);
-    // No sample yet counts as 1 ms: 2 × 1 + 50.
-    expect(h.host('b')).toMatchObject({ latency: 52, latencyAt: 1000 });
-    h.group.record(h.host('b'), 'failure', 3);
-    expect(h.host('b')).toMatchObject({ latency: 154 });
+    expect(h.host('b')).toMatchObject({ latency: 8, latencyAt: 1000 });
+    // A quick failure does not lower it.
+    h.group.record(h.host('b'), 'failure', 0.3);
+    expect(h.host('b')).toMatchObject({ latency: 8 });
+    // A slow one raises it like a slow answer.
     h.group.record(h.host('a'), 'failure', 500);
     expect(h.host('a')).toMatchObject({ latency: 500 });
     h.group.record(h.host('a'), 'neutral', null);
     expect(h.host('a')).toMatchObject({ latency: 500 });
+  });
+
+  it('peak-ewma: a host benched by one slow answer is tried again once its estimate is a second old', () => {
+    const h = harness(['a', 'b', 'c'], { balance: 'peak-ewma' });
+    h.group.record(h.host('a'), 'success', 0.5);
+    h.group.record(h.host('b'), 'success', 0.5);
+    h.group.record(h.host('c'), 'success', 300);
+    const seen = new Set<string>();
+    for (const random of [0, 0.4, 0.7, 0.99]) {
+      h.random = random;
+      seen.add(nameOf(h.group.pick(null)));
+    }
+    expect(seen.has('c')).toBe(false);
+    h.now += LATENCY_TTL_MS + 1;
+    // Refresh a and b, as traffic would; c's estimate is forgotten.
+    h.group.record(h.host('a'), 'success', 0.5);
+    h.group.record(h.host('b'), 'success', 0.5);
+    h.random = 0.99;
+    expect(nameOf(h.group.pick(null))).toBe('c');
+    expect(h.group.snapshot().map((host) => host.latencyMs)).toStrictEqual([0.5, 0.5, null]);
   });
 });
 
@@ -176,22 +203,65 @@ describe('ejection', () => {
     expect(h.states()).toStrictEqual({ a: 'healthy', b: 'healthy' });
   });
 
-  it('maxEjectionPercent: no more than its share of the group is out; the next host goes once there is room', () => {
+  it('maxEjectionPercent: no more than its share of the group is out; a host kept in is shown `failing`, and goes once there is room', () => {
     const h = harness(['a', 'b', 'c']);
     h.fail('a', 2);
     h.fail('b', 5);
-    expect(h.states()).toStrictEqual({ a: 'ejected', b: 'healthy', c: 'healthy' });
+    expect(h.states()).toStrictEqual({ a: 'ejected', b: 'failing', c: 'healthy' });
+    expect(h.group.snapshot()[1]).toMatchObject({ state: 'failing', consecutiveFailures: 5, ejectedUntil: null });
     h.now += 1000;
-    expect(h.states()).toStrictEqual({ a: 'healthy', b: 'healthy', c: 'healthy' });
+    expect(h.states()).toStrictEqual({ a: 'healthy', b: 'failing', c: 'healthy' });
     h.fail('b');
     expect(h.states()).toStrictEqual({ a: 'healthy', b: 'ejected', c: 'healthy' });
+    expect(h.changes.map((c) => [c.host, c.from, c.to, c.reason])).toStrictEqual([
+      ['http://a.test/v1', 'healthy', 'ejected', 'consecutive-failures'],
+      ['http://b.test/v1', 'healthy', 'failing', 'ejection-limit'],
+      ['http://a.test/v1', 'ejected', 'healthy', 'ejection-ended'],
+      ['http://b.test/v1', 'failing', 'ejected', 'consecutive-failures'],
+    ]);
+  });
+
+  it('a failing host that answers well is healthy again, and says so', () => {
+    const h = harness(['a', 'b'], { outlierDetection: { ...detection, maxEjectionPercent: 0 } });
+    h.fail('a', 2);
+    h.fail('b', 2);
+    expect(h.states()).toStrictEqual({ a: 'ejected', b: 'failing' });
+    h.group.record(h.host('b'), 'success', 1);
+    expect(h.states()).toStrictEqual({ a: 'ejected', b: 'healthy' });
+    expect(h.changes.at(-1)).toMatchObject({ host: 'http://b.test/v1', from: 'failing', to: 'healthy', reason: 'request-succeeded' });
   });
 
   it('one host of two may always be ejected, even at maxEjectionPercent 0, but never the second', () => {
     const h = harness(['a', 'b'], { outlierDetection: { ...detection, maxEjectionPercent: 0 } });
     h.fail('a', 2);
     h.fail('b', 10);
-    expect(h.states()).toStrictEqual({ a: 'ejected', b: 'healthy' });
+    expect(h.states()).toStrictEqual({ a: 'ejected', b: 'failing' });
+  });
+
+  it.each(['least-request', 'peak-ewma', 'round-robin'] as const)('%s: consecutiveFailures holds under every balancer; the snapshot says why and until when', (balance) => {
+    vi.useFakeTimers({ toFake: ['Date'], now: 1_000_000 });
+    const h = harness(['a', 'b', 'c'], { balance, outlierDetection: { ...detection, consecutiveFailures: 3 } });
+    h.group.record(h.host('a'), 'success', 1);
+    h.group.record(h.host('b'), 'success', 1);
+    h.group.record(h.host('c'), 'success', 1);
+    let failures = 0;
+    // Sequential traffic where c refuses every connection.
+    for (let i = 0; i < 30 && h.states().c !== 'ejected'; i += 1) {
+      h.random = (i * 0.37) % 1;
+      const host = h.group.pick(null);
+      if (nameOf(host) === 'c') {
+        failures += 1;
+        h.group.record(host, 'failure', null, { code: 'UPSTREAM_CONNECT_REFUSED', retryAfter: null });
+      } else h.group.record(host, 'success', 1);
+      h.now += 50;
+    }
+    expect(failures).toBe(3);
+    const c = h.group.snapshot()[2];
+    expect(c).toMatchObject({ state: 'ejected', consecutiveFailures: 0, ejections: 1, lastFailure: { code: 'UPSTREAM_CONNECT_REFUSED' } });
+    // Wall-clock times: the ejection ends baseEjectionTime (+ up to 10 % jitter) after the last failure.
+    const at = c?.lastFailure?.at ?? 0;
+    expect(c?.ejectedUntil).toBeGreaterThanOrEqual(at + 1000);
+    expect(c?.ejectedUntil).toBeLessThanOrEqual(at + 1100);
   });
 
   it('failures of an ejected host (picked in panic) do not lengthen its ejection', () => {
@@ -235,6 +305,20 @@ describe('return after the ejection time', () => {
     expect(h.states().a).toBe('healthy');
   });
 
+  it('a returning host starts afresh: its old latency estimate is dropped, so it is tried at once', () => {
+    const h = harness(['a', 'b', 'c'], { balance: 'peak-ewma' });
+    h.group.record(h.host('a'), 'success', 1);
+    h.group.record(h.host('b'), 'success', 1);
+    h.group.record(h.host('c'), 'failure', 900, { code: 'UPSTREAM_STATUS', retryAfter: null });
+    h.fail('c', 2);
+    expect(h.states().c).toBe('ejected');
+    h.now += 1000;
+    h.group.record(h.host('a'), 'success', 1);
+    h.group.record(h.host('b'), 'success', 1);
+    h.random = 0.99;
+    expect(nameOf(h.group.pick(null))).toBe('c');
+  });
+
   it('a returning host ramps up with slow start: 1 pick in 21 at first, its full share after slowStart', () => {
     const h = harness(['a', 'b', 'c'], { slowStart: 10_000 });
     h.fail('c', 2);
@@ -251,7 +335,7 @@ describe('return after the ejection time', () => {
 });
 
 describe('panic', () => {
-  it('fewer than half the hosts eligible: every host is a candidate, and each such pick is counted', () => {
+  it('fewer than half the hosts eligible: every host is a candidate, each such pick is counted, and entering and leaving are told', () => {
     const h = harness(['a', 'b', 'c'], { outlierDetection: { ...detection, maxEjectionPercent: 100 } });
     h.fail('a', 2);
     expect(h.picks(4)).toStrictEqual(['b', 'c', 'b', 'c']);
@@ -261,6 +345,14 @@ describe('panic', () => {
     const picks = h.picks(6);
     expect(new Set(picks)).toStrictEqual(new Set(['a', 'b', 'c']));
     expect(h.group.panics).toBe(6);
+    expect(h.group.panic).toBe(true);
+    h.now += 1000;
+    h.picks(1);
+    expect(h.group.panic).toBe(false);
+    expect(h.panics).toStrictEqual([
+      { upstream: 'orders', panic: true, eligible: 1, hosts: 3 },
+      { upstream: 'orders', panic: false, eligible: 3, hosts: 3 },
+    ]);
   });
 
   it('exactly half eligible is not panic', () => {
@@ -274,6 +366,7 @@ describe('panic', () => {
 
 describe('setTargets', () => {
   it('kept hosts keep their state, new ones start on slow start, removed ones are retired and their pools closed', () => {
+    vi.useFakeTimers({ toFake: ['Date'], now: 1_000_000 });
     const h = harness(['a', 'b', 'c'], { slowStart: 10_000 });
     h.fail('a', 2);
     const [a, b, c] = [h.host('a'), h.host('b'), h.host('c')];
@@ -286,10 +379,11 @@ describe('setTargets', () => {
     expect(h.group.hosts.map(nameOf)).toStrictEqual(['a', 'b', 'd']);
     expect(h.host('a')).toBe(a);
     expect(h.host('b')).toBe(b);
+    const at = Date.now();
     expect(h.group.snapshot()).toStrictEqual([
-      { url: 'http://a.test/v1', weight: 1, state: 'ejected', inFlight: 0, ejections: 1 },
-      { url: 'http://b.test/v1', weight: 1, state: 'healthy', inFlight: 0, ejections: 0 },
-      { url: 'http://d.test/v1', weight: 1, state: 'healthy', inFlight: 0, ejections: 0 },
+      { url: 'http://a.test/v1', weight: 1, state: 'ejected', inFlight: 0, ejections: 1, latencyMs: 0.001, consecutiveFailures: 0, lastFailure: { code: 'UPSTREAM_CONNECT_REFUSED', at }, ejectedUntil: at + 1000 },
+      { url: 'http://b.test/v1', weight: 1, state: 'healthy', inFlight: 0, ejections: 0, latencyMs: null, consecutiveFailures: 0, lastFailure: null, ejectedUntil: null },
+      { url: 'http://d.test/v1', weight: 1, state: 'healthy', inFlight: 0, ejections: 0, latencyMs: null, consecutiveFailures: 0, lastFailure: null, ejectedUntil: null },
     ]);
     expect(c.removed).toBe(true);
     expect(cPool.closed).toBe(true);

@@ -9,10 +9,10 @@ import { classifyError, type Classification, type Phase } from '../contract/clas
 import { ClientAbortedError, isClientAborted, isProxyTimeout, LimitExceededError, ProxyTimeoutError, RewriteHookError } from '../contract/errors.js';
 import { FAILURES, type FailureCode, type ProxyStatusError } from '../contract/failures.js';
 import { sendProblem } from '../contract/problem.js';
-import type { ExchangeEvent, FailureEvent, RequestHeadersHook, ResolvedOptions, RetryEvent, StaleEvent } from '../options.js';
+import type { ExchangeEvent, FailureEvent, NoRetryReason, RequestHeadersHook, ResolvedOptions, RetryEvent, StaleEvent } from '../options.js';
 import { runWithRetries } from '../policy/retry.js';
-import { backoffDelay, isRetryable, parseRetryAfter } from '../policy/retry-policy.js';
-import type { Host } from '../upstream/group.js';
+import { backoffDelay, isRetryable, parseRetryAfter, sentNothing } from '../policy/retry-policy.js';
+import type { AttemptFailure, Host } from '../upstream/group.js';
 import type { UpstreamState } from '../upstream/registry.js';
 import { Attempt, type AttemptOutcome } from './attempt.js';
 import { requestBody } from './body.js';
@@ -154,6 +154,13 @@ export function countsAgainstUpstream(outcome: AttemptOutcome): boolean {
   return !NOT_THE_UPSTREAMS.has(code);
 }
 
+/** What outlier detection learns from a failed attempt: its class, and the host's own Retry-After. */
+function attemptFailure(outcome: AttemptOutcome): AttemptFailure | null {
+  if (outcome.kind === 'delivered') return null;
+  if (outcome.kind === 'status') return { code: 'UPSTREAM_STATUS', retryAfter: parseRetryAfter(retryAfterOf(outcome)) };
+  return { code: classifyError(outcome.error, outcome.phase).code, retryAfter: null };
+}
+
 /** Publishes the end of an attempt with what its outcome says (classified only for a subscriber). */
 function endAttemptOf(message: AttemptMessage, outcome: AttemptOutcome | null, statusCode: number): void {
   const status = statusCode === 0 ? null : statusCode;
@@ -178,6 +185,8 @@ export class Exchange {
   tried: Host[] | null = null;
   /** The host of the latest attempt. */
   host: Host | null = null;
+  /** Why the latest failure was not retried, once that is decided. */
+  #noRetry: NoRetryReason | null = null;
   #sleep: AbortController | null = null;
   #headers: Record<string, string | string[]> | null = null;
   /** When `timeout.total` started counting: once the body is in hand. */
@@ -268,7 +277,8 @@ export class Exchange {
   #report(failure: Failure, statusCode: number | null): void {
     const { onFailure } = this.core.config.hooks;
     if (onFailure === undefined) return;
-    const event: FailureEvent = { ...this.#event(failure), attempts: this.attempts, statusCode };
+    const event: FailureEvent =
+      this.#noRetry === null ? { ...this.#event(failure), attempts: this.attempts, statusCode } : { ...this.#event(failure), attempts: this.attempts, statusCode, noRetry: this.#noRetry };
     callHook(onFailure, event);
   }
 
@@ -333,28 +343,39 @@ export class Exchange {
     this.#ended('stale', served.statusCode, failure.code);
   }
 
-  /** The wait before the next attempt, or null when this failure must not be retried. */
+  /** The wait before the next attempt, or null when this failure must not be retried (and `#noRetry` says why). */
   #planRetry(outcome: FailedOutcome, attempt: number): number | null {
     const { config, upstream } = this.core;
     const retry = config.retry;
-    if (retry === null || this.cancelReason !== null || this.res.headersSent) return null;
+    if (retry === null) return this.#stop('disabled');
+    if (this.cancelReason !== null) return this.#stop(isProxyTimeout(this.cancelReason) ? 'deadline' : 'refused');
+    if (this.res.headersSent) return this.#stop('headers-sent');
     const failure = failureOf(outcome);
     let delay = backoffDelay(attempt, retry);
     const retryAfter = parseRetryAfter(failure.retryAfter);
     const total = config.timeout.total;
     const remaining = total > 0 ? total - (performance.now() - this.#deadlineFrom) : Number.POSITIVE_INFINITY;
+    // Another host the request has not tried takes the retry: one host's
+    // answer (its Retry-After, its refused connection) is about that host.
+    const elsewhere = upstream.group.hasUntried(this.#tried());
     if (retryAfter !== null) {
-      // Honour the upstream's wish when the client can afford the wait;
-      // otherwise fail now and pass its Retry-After on.
-      if (retryAfter > (total > 0 ? remaining : retry.maxDelay)) return null;
-      delay = retryAfter;
+      // The host that asked for time is backed off (group.record); another
+      // host is tried at once. With none, honour the wish when the client can
+      // afford the wait; otherwise fail now and pass the Retry-After on.
+      if (elsewhere) delay = 0;
+      else if (retryAfter > (total > 0 ? remaining : retry.maxDelay)) return this.#stop('retry-after');
+      else delay = retryAfter;
     }
-    if (delay >= remaining) return null;
-    if (retry.budget !== null && !upstream.budget.tryRetry(retry.budget)) {
+    if (delay >= remaining) return this.#stop('deadline');
+    // A retry elsewhere after an attempt that sent nothing (a refused
+    // connection) adds no load to the upstream: the budget, which bounds that
+    // load, does not pay for it.
+    const free = elsewhere && sentNothing(failure.code, failure.phase);
+    if (retry.budget !== null && !free && !upstream.budget.tryRetry(retry.budget)) {
       if (budgetExhausted.hasSubscribers) {
         budgetExhausted.publish({ upstream: config.upstream, requestId: this.requestId, method: this.method, path: this.path, code: failure.code, attempt, upgrade: false });
       }
-      return null;
+      return this.#stop('budget');
     }
     const { onRetry } = config.hooks;
     if (onRetry !== undefined || retryChannel.hasSubscribers) {
@@ -365,14 +386,39 @@ export class Exchange {
     return delay;
   }
 
+  #stop(reason: NoRetryReason): null {
+    this.#noRetry = reason;
+    return null;
+  }
+
+  /** The hosts this request has tried so far. */
+  #tried(): readonly Host[] {
+    return this.tried ?? (this.host === null ? [] : [this.host]);
+  }
+
   #isRetryCandidate(outcome: Outcome): outcome is FailedOutcome {
+    if (outcome.kind === 'delivered') return false;
     // A refusal ends the loop at once: an open circuit is not to be hammered.
-    if (outcome.kind === 'delivered' || outcome.kind === 'refused') return false;
+    if (outcome.kind === 'refused') {
+      this.#noRetry = 'refused';
+      return false;
+    }
     const idempotent = this.core.config.retry?.methods.has(this.method) === true;
-    if (outcome.kind === 'status') return isRetryable('UPSTREAM_STATUS', 'response', idempotent);
-    if (isClientAborted(outcome.error) || (isProxyTimeout(outcome.error) && outcome.error.timer === 'total')) return false;
-    const { code } = classifyError(outcome.error, outcome.phase);
-    return isRetryable(code, outcome.phase, idempotent, code === 'UPSTREAM_RESPONSE_TIMEOUT' && this.core.upstream.group.hasUntried(this.tried ?? (this.host === null ? [] : [this.host])));
+    let code: FailureCode = 'UPSTREAM_STATUS';
+    let phase: Phase | null = 'response';
+    if (outcome.kind === 'failed') {
+      if (isClientAborted(outcome.error)) return false;
+      if (isProxyTimeout(outcome.error) && outcome.error.timer === 'total') {
+        this.#noRetry = 'deadline';
+        return false;
+      }
+      ({ code } = classifyError(outcome.error, outcome.phase));
+      phase = outcome.phase;
+    }
+    const untried = code === 'UPSTREAM_RESPONSE_TIMEOUT' && this.core.upstream.group.hasUntried(this.#tried());
+    if (isRetryable(code, phase, idempotent, untried)) return true;
+    this.#noRetry = !idempotent && isRetryable(code, phase, true, untried) ? 'not-idempotent' : 'not-retryable';
+    return false;
   }
 
   /** Headers for the upstream, built when the first attempt really runs: a refusal needs none. */
@@ -517,7 +563,8 @@ export class Exchange {
           upstream.inFlight -= 1;
           host.active -= 1;
           const result = outcome === null || (outcome.kind === 'failed' && isClientAborted(outcome.error)) ? 'neutral' : countsAgainstUpstream(outcome) ? 'failure' : 'success';
-          group.record(host, result, attempt.headersAt === 0 || attempt.sentAt === 0 ? null : attempt.headersAt - attempt.sentAt);
+          const latency = attempt.headersAt === 0 || attempt.sentAt === 0 ? null : attempt.headersAt - attempt.sentAt;
+          group.record(host, result, latency, result === 'failure' && outcome !== null ? attemptFailure(outcome) : null);
           if (message !== null) endAttemptOf(message, outcome, attempt.statusCode);
         }
       };
@@ -562,6 +609,9 @@ export class Exchange {
         }
       } else outcome = await loop();
       this.current = null;
+      if (outcome.kind !== 'delivered' && this.#noRetry === null) {
+        this.#noRetry = retry === null || retry.retries === 0 ? 'disabled' : replayable ? 'retries-exhausted' : 'body-not-replayable';
+      }
 
       if (outcome.kind === 'delivered') {
         if (this.#message !== null) this.#ended('delivered', res.statusCode, null);

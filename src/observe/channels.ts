@@ -30,6 +30,8 @@ export const DIAGNOSTICS_CHANNELS = Object.freeze({
   breakerState: 'resilient-proxy:breaker:state',
   /** A host of a group changed state (`HostStateChange`), once per change. */
   hostState: 'resilient-proxy:host:state',
+  /** A group entered or left panic mode (`PanicChange`), once per change. */
+  groupPanic: 'resilient-proxy:group:panic',
   /** `staleIfError` answered a failure with a kept response (`StaleMessage`, the `hooks.onStale` event). */
   stale: 'resilient-proxy:stale',
 });
@@ -43,6 +45,7 @@ export const refusalChannel = channel(DIAGNOSTICS_CHANNELS.refusal);
 export const budgetExhausted = channel(DIAGNOSTICS_CHANNELS.budgetExhausted);
 export const breakerState = channel(DIAGNOSTICS_CHANNELS.breakerState);
 export const hostState = channel(DIAGNOSTICS_CHANNELS.hostState);
+export const groupPanic = channel(DIAGNOSTICS_CHANNELS.groupPanic);
 export const staleChannel = channel(DIAGNOSTICS_CHANNELS.stale);
 
 /** How an exchange ended. */

@@ -40,6 +40,11 @@ export function isRetryable(code: FailureCode, phase: Phase | null, idempotent: 
   if (!RETRYABLE.has(code)) return false;
   if (code === 'UPSTREAM_RESPONSE_TIMEOUT' && !untriedHost) return false;
   if (idempotent) return true;
+  return sentNothing(code, phase);
+}
+
+/** Whether a failure proves that no byte of the request reached the upstream (so another attempt adds no load to it). */
+export function sentNothing(code: FailureCode, phase: Phase | null): boolean {
   return phase === 'connect' && BEFORE_ANY_BYTE.has(code);
 }
 

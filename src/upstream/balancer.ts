@@ -7,8 +7,21 @@
 //   proportion to its weight.
 // - peak-ewma: two random choices, the lower `latency × (active + 1) / weight`
 //   wins, where latency is a peak-sensitive moving average of the time to
-//   response headers that decays while a host is not used (Finagle's and
-//   Linkerd's latency-aware balancing): a slow host loses nearly every draw.
+//   response headers (Finagle's and Linkerd's latency-aware balancing).
+//
+// Only hosts in rotation are candidates (the group filters them; in panic
+// mode, as in Envoy, every host is), so cost ranks healthy hosts only and a
+// failure never has to be priced in to keep a bad host out. Slow start ramps a host's *share*, not its cost: a warming
+// host that wins a draw keeps it with probability `max(0.1, age / slowStart)`,
+// so it gets traffic at any concurrency, one request at a time included
+// (a ramped weight in the cost would lose every draw when nothing is in flight).
+//
+// A latency estimate is evidence about a host only while answers refresh it.
+// In a small group the costliest host never wins a two-choice draw, so an
+// estimate left alone would keep a host out for as long as it takes to decay
+// (tens of seconds after one slow answer). An estimate no answer refreshed
+// for LATENCY_TTL_MS is therefore forgotten: the host is unknown again, and
+// an unknown host is tried at once, one attempt at a time, until it answers.
 
 export type Balance = 'least-request' | 'round-robin' | 'peak-ewma';
 
@@ -20,58 +33,85 @@ export interface BalancedHost {
   active: number;
   /** Smooth round-robin's running weight. */
   current: number;
-  /** Peak-EWMA of the time to response headers, in ms, and when it was last updated. */
+  /** Peak-EWMA of the time to response headers, in ms, and when it was last updated (`0`: no estimate). */
   latency: number;
   latencyAt: number;
   /** When the host joined or came back, for slow start (ms); `-Infinity` when it never needs one. */
   warmingSince: number;
 }
 
-/** How long an unused host's latency estimate takes to fall to 1/e of itself, in ms (Finagle's decay time). */
+/** How fast an estimate follows the answers below it: the weight of the past falls to 1/e in this many ms (Finagle's and Linkerd's decay time). */
 export const LATENCY_DECAY_MS = 10_000;
-/** The latency assumed for a host with no sample yet, in ms: low, so new hosts are tried. */
-const FIRST_LATENCY_MS = 1;
-/** The cost of a host with attempts in flight and no answer yet: above any latency × load seen in practice. */
+/** An estimate that no answer refreshed for this long is forgotten, in ms: the host is tried again. */
+export const LATENCY_TTL_MS = 1_000;
+/** The cost of a host with attempts in flight and no estimate: above any latency × load seen in practice. */
 const UNANSWERED_COST = 1e9;
+/** The lowest cost a known host can have, so load still ranks hosts whose estimate rounds to 0. */
+const MIN_LATENCY_MS = 0.001;
 
-/**
- * The weight a host gets now: its weight, ramped over `slowStart` ms after it
- * joined or came back, from 10 % (Envoy's formula with aggression 1).
- */
-export function effectiveWeight(host: BalancedHost, now: number, slowStart: number): number {
+/** The share of its traffic a host gets now: 1, or from 0.1 up to 1 over `slowStart` ms after it joined or came back (Envoy's ramp, aggression 1). */
+export function slowStartFactor(host: BalancedHost, now: number, slowStart: number): number {
   const age = now - host.warmingSince;
-  if (slowStart <= 0 || age >= slowStart) return host.weight;
-  return host.weight * Math.max(0.1, age / slowStart);
+  if (slowStart <= 0 || age >= slowStart) return 1;
+  return Math.max(0.1, age / slowStart);
 }
 
-/** The host's latency estimate now, decayed for the time it was not updated. */
-export function latencyOf(host: BalancedHost, now: number): number {
-  if (host.latencyAt === 0) return FIRST_LATENCY_MS;
+/** The weight round-robin gives a host now: its weight × its slow-start share. */
+export function effectiveWeight(host: BalancedHost, now: number, slowStart: number): number {
+  return host.weight * slowStartFactor(host, now, slowStart);
+}
+
+/** Whether the host has a latency estimate that answers have kept fresh. */
+export function hasEstimate(host: BalancedHost, now: number): boolean {
+  return host.latencyAt !== 0 && now - host.latencyAt <= LATENCY_TTL_MS;
+}
+
+/** The host's latency estimate now, in ms, decayed for the time it was not updated; `null` when it has none (never answered, or forgotten). */
+export function latencyOf(host: BalancedHost, now: number): number | null {
+  if (!hasEstimate(host, now)) return null;
   return host.latency * Math.exp(-(now - host.latencyAt) / LATENCY_DECAY_MS);
 }
 
 /**
- * Records one response time: a sample above the estimate replaces it at once
- * (peak-sensitive), one below pulls it down by how long ago the last one was.
+ * Records one response time: a sample above the estimate (or the first one)
+ * replaces it at once (peak-sensitive), one below pulls it down by how long
+ * ago the last one was.
  */
 export function recordLatency(host: BalancedHost, ms: number, now: number): void {
-  if (host.latencyAt === 0 || ms > host.latency) {
+  const estimate = latencyOf(host, now);
+  if (estimate === null || ms > estimate) {
     host.latency = ms;
   } else {
     const keep = Math.exp(-(now - host.latencyAt) / LATENCY_DECAY_MS);
-    host.latency = host.latency * keep + ms * (1 - keep);
+    host.latency = estimate * keep + ms * (1 - keep);
   }
   host.latencyAt = now;
 }
 
-function cost(host: BalancedHost, balance: Balance, now: number, slowStart: number): number {
-  const load = (host.active + 1) / effectiveWeight(host, now, slowStart);
+/**
+ * Records a failed attempt: it must make the host neither the fastest (a
+ * quick 503 or a refused connection would draw the traffic to itself) nor
+ * the slowest (one transient failure would bench it). Its estimate becomes
+ * at least `reference`, the typical estimate of its peers, and at least the
+ * time the failure took; keeping it out is outlier detection's job.
+ */
+export function recordFailureLatency(host: BalancedHost, ms: number | null, reference: number, now: number): void {
+  const estimate = latencyOf(host, now);
+  host.latency = Math.max(estimate ?? reference, ms ?? 0, reference === 0 ? MIN_LATENCY_MS : 0);
+  host.latencyAt = now;
+}
+
+function cost(host: BalancedHost, balance: Balance, now: number): number {
+  const load = (host.active + 1) / host.weight;
   if (balance !== 'peak-ewma') return load;
-  // A host that has not answered yet but already holds attempts is unknown,
-  // not fast: it loses to any host with a sample (Finagle's penalty), or a
-  // cold or newly joined slow host would take a burst before its first answer.
-  if (host.latencyAt === 0 && host.active > 0) return UNANSWERED_COST + load;
-  return load * Math.max(latencyOf(host, now), 0.001);
+  const latency = latencyOf(host, now);
+  if (latency === null) {
+    // Unknown: tried at once, but one attempt at a time until it answers
+    // (Finagle's penalty), or a cold or returning slow host would take a
+    // burst before its first answer.
+    return host.active > 0 ? UNANSWERED_COST + load : 0;
+  }
+  return load * Math.max(latency, MIN_LATENCY_MS);
 }
 
 /** The `n`-th host (0-based) that `isCandidate` accepts. */
@@ -118,5 +158,8 @@ export function pick<H extends BalancedHost>(
   if (second >= first) second += 1;
   const a = nth(hosts, isCandidate, first);
   const b = nth(hosts, isCandidate, second);
-  return cost(b, balance, now, slowStart) < cost(a, balance, now, slowStart) ? b : a;
+  const [winner, loser] = cost(b, balance, now) < cost(a, balance, now) ? [b, a] : [a, b];
+  // A warming host keeps a draw it won with the probability of its share.
+  const share = slowStartFactor(winner, now, slowStart);
+  return share < 1 && random() >= share ? loser : winner;
 }

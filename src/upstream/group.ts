@@ -4,12 +4,21 @@
 // host behaves exactly like a single target: it is always picked.
 
 import type { Dispatcher } from 'undici';
-import { hostState } from '../observe/channels.js';
-import { latencyOf, pick, recordLatency, type Balance, type BalancedHost } from './balancer.js';
+import type { FailureCode } from '../contract/failures.js';
+import { groupPanic, hostState } from '../observe/channels.js';
+import { latencyOf, pick, recordFailureLatency, recordLatency, type Balance, type BalancedHost } from './balancer.js';
 import { HealthChecker, type CheckVerdict, type HealthCheckOptions } from './health-check.js';
-import { ejectionOver, ejectionRoom, outlierState, recordFailure, recordSuccess, returnToService, type OutlierOptions, type OutlierState } from './outlier.js';
+import { backOff, ejectionOver, ejectionRoom, outlierState, recordFailure, recordSuccess, returnToService, type OutlierOptions, type OutlierState } from './outlier.js';
 
-export type HostState = 'healthy' | 'ejected' | 'unhealthy';
+/**
+ * - `healthy`: in rotation.
+ * - `failing`: in rotation although its failures in a row reached
+ *   `outlierDetection.consecutiveFailures`, because `maxEjectionPercent`
+ *   leaves no room to eject it.
+ * - `ejected`: out of rotation until `ejectedUntil` (outlier detection, or its own `Retry-After`).
+ * - `unhealthy`: out of rotation until its active health checks pass.
+ */
+export type HostState = 'healthy' | 'failing' | 'ejected' | 'unhealthy';
 
 /** One host as configured: its origin and weight. */
 export interface TargetSpec {
@@ -37,7 +46,31 @@ export interface HostStateChange {
   readonly host: string;
   readonly from: HostState;
   readonly to: HostState;
-  readonly reason: 'consecutive-failures' | 'ejection-ended' | 'health-check-failed' | 'health-check-passed';
+  readonly reason:
+    | 'consecutive-failures'
+    | 'retry-after'
+    | 'ejection-limit'
+    | 'request-succeeded'
+    | 'ejection-ended'
+    | 'health-check-failed'
+    | 'health-check-passed';
+}
+
+/** What `hooks.onPanic` is told when a group enters or leaves panic mode. */
+export interface PanicChange {
+  readonly upstream: string;
+  /** `true`: fewer than half the hosts are in rotation, so every host takes traffic; `false`: back to hosts in rotation only. */
+  readonly panic: boolean;
+  /** Hosts in rotation now. */
+  readonly eligible: number;
+  readonly hosts: number;
+}
+
+/** A host's latest upstream failure. */
+export interface LastFailure {
+  readonly code: FailureCode;
+  /** When, in ms since the epoch. */
+  readonly at: number;
 }
 
 /** One host in `registry.snapshot()`. */
@@ -46,8 +79,15 @@ export interface HostSnapshot {
   readonly weight: number;
   readonly state: HostState;
   readonly inFlight: number;
-  /** Ejections since the host joined. */
+  /** Ejections by outlier detection since the host joined. */
   readonly ejections: number;
+  /** The latency estimate the `peak-ewma` balancer ranks the host by, in ms; `null` when it has none (no answer in the last second). */
+  readonly latencyMs: number | null;
+  /** Upstream failures in a row. */
+  readonly consecutiveFailures: number;
+  readonly lastFailure: LastFailure | null;
+  /** When an ejection ends, in ms since the epoch; `null` when not ejected. */
+  readonly ejectedUntil: number | null;
 }
 
 export class Host implements BalancedHost {
@@ -57,8 +97,13 @@ export class Host implements BalancedHost {
   latencyAt = 0;
   warmingSince: number;
   ejected = false;
+  /** In rotation with failures in a row past the threshold: `maxEjectionPercent` left no room. */
+  failing = false;
   /** The active health checks' verdict (always `true` without them). */
   checkedHealthy = true;
+  lastFailure: FailureCode | null = null;
+  /** When, on the group's clock. */
+  lastFailureAt = 0;
   removed = false;
   readonly outlier: OutlierState;
   checker: HealthChecker | null = null;
@@ -81,7 +126,8 @@ export class Host implements BalancedHost {
 
   get state(): HostState {
     if (this.ejected) return 'ejected';
-    return this.checkedHealthy ? 'healthy' : 'unhealthy';
+    if (!this.checkedHealthy) return 'unhealthy';
+    return this.failing ? 'failing' : 'healthy';
   }
 
   get eligible(): boolean {
@@ -89,8 +135,12 @@ export class Host implements BalancedHost {
   }
 }
 
-/** What a failed attempt adds to a host's latency estimate, in ms (it also doubles). */
-const FAILURE_PENALTY_MS = 50;
+/** What `record` learns from a failed attempt. */
+export interface AttemptFailure {
+  readonly code: FailureCode;
+  /** The host's `Retry-After`, in ms, when it answered with one. */
+  readonly retryAfter: number | null;
+}
 
 /** Candidate filters, set before a pick so that the pick allocates nothing. */
 const ELIGIBLE = 0;
@@ -101,7 +151,10 @@ export class UpstreamGroup {
   #origins: ReadonlySet<string> | null = null;
   /** Picks made in panic mode (fewer than half the hosts eligible: all of them used). */
   panics = 0;
+  /** In panic mode now. */
+  panic = false;
   readonly #listeners = new Set<(change: HostStateChange) => void>();
+  readonly #panicListeners = new Set<(change: PanicChange) => void>();
   #mode = ELIGIBLE;
   #exclude: readonly Host[] | null = null;
   readonly #isCandidate = (host: Host): boolean =>
@@ -159,15 +212,13 @@ export class UpstreamGroup {
     const now = this.now();
     let eligible = 0;
     for (const host of hosts) {
-      if (host.ejected && ejectionOver(host.outlier, now)) {
-        host.ejected = false;
-        host.warmingSince = now;
-        this.#emitFrom(host, 'ejected', 'ejection-ended');
-      }
+      if (host.ejected) this.#endEjection(host, now);
       if (host.eligible) eligible += 1;
     }
-    this.#mode = eligible * 2 < hosts.length ? ANY : ELIGIBLE;
-    if (this.#mode === ANY) this.panics += 1;
+    const panic = eligible * 2 < hosts.length;
+    if (panic !== this.panic) this.#panicChanged(panic, eligible);
+    this.#mode = panic ? ANY : ELIGIBLE;
+    if (panic) this.panics += 1;
     this.#exclude = tried;
     let count = this.#count();
     if (count === 0) {
@@ -193,28 +244,87 @@ export class UpstreamGroup {
     return this.#hosts.some((host) => (panic || host.eligible) && !tried.includes(host));
   }
 
-  /** An attempt on `host` ended: `failure` counts toward its ejection, `success` resets that count, `neutral` neither. */
-  record(host: Host, result: 'success' | 'failure' | 'neutral', latency: number | null): void {
+  /**
+   * An attempt on `host` ended: a `failure` counts toward its ejection (and
+   * its `Retry-After` backs it off at once), a `success` resets that count,
+   * `neutral` (the client left) neither.
+   */
+  record(host: Host, result: 'success' | 'failure' | 'neutral', latency: number | null, failure: AttemptFailure | null = null): void {
+    if (result === 'neutral') return;
     const now = this.now();
-    // A failure counts as slow, whatever its time: a host that fails fast
-    // (a quick 503, a refused connection) must not look like the fastest and
-    // draw the traffic of a latency-aware balancer to itself.
-    if (result === 'failure') recordLatency(host, Math.max(latency ?? 0, 2 * latencyOf(host, now) + FAILURE_PENALTY_MS), now);
-    else if (latency !== null) recordLatency(host, latency, now);
+    if (result === 'success') {
+      if (latency !== null) recordLatency(host, latency, now);
+    } else {
+      // Neither the fastest nor the slowest: keeping a failing host out is
+      // outlier detection's job, not the cost's (see recordFailureLatency).
+      recordFailureLatency(host, latency, this.#typicalLatency(host, now), now);
+      if (failure !== null) {
+        host.lastFailure = failure.code;
+        host.lastFailureAt = now;
+      }
+    }
     const detection = this.settings.outlierDetection;
-    if (detection === null || host.removed || host.ejected || result === 'neutral' || this.#hosts.length < 2) return;
+    if (detection === null || host.removed || host.ejected || this.#hosts.length < 2) return;
     if (result === 'success') {
       recordSuccess(host.outlier, now, detection);
+      if (host.failing) {
+        host.failing = false;
+        this.#emitFrom(host, 'failing', 'request-succeeded');
+      }
       return;
     }
+    const from = host.state;
+    const room = this.#ejectionRoom(detection);
+    const retryAfter = failure?.retryAfter ?? null;
+    if (recordFailure(host.outlier, now, detection, room, this.random) > 0) {
+      host.ejected = true;
+      host.failing = false;
+      this.#emitFrom(host, from, 'consecutive-failures');
+    } else if (retryAfter !== null && backOff(host.outlier, now, retryAfter, detection, room) > 0) {
+      host.ejected = true;
+      host.failing = false;
+      this.#emitFrom(host, from, 'retry-after');
+    } else if (!host.failing && host.outlier.consecutive >= detection.consecutiveFailures) {
+      host.failing = true;
+      this.#emitFrom(host, from, 'ejection-limit');
+    }
+  }
+
+  #ejectionRoom(detection: Readonly<OutlierOptions>): boolean {
     let ejected = 0;
     for (const other of this.#hosts) if (other.ejected) ejected += 1;
-    const room = ejected < ejectionRoom(this.#hosts.length, detection.maxEjectionPercent);
-    if (recordFailure(host.outlier, now, detection, room, this.random) > 0) {
-      const from = host.state;
-      host.ejected = true;
-      this.#emitFrom(host, from, 'consecutive-failures');
+    return ejected < ejectionRoom(this.#hosts.length, detection.maxEjectionPercent);
+  }
+
+  /** The mean estimate of the other hosts in rotation that have one, or 0. */
+  #typicalLatency(except: Host, now: number): number {
+    let sum = 0;
+    let known = 0;
+    for (const host of this.#hosts) {
+      if (host === except || !host.eligible) continue;
+      const latency = latencyOf(host, now);
+      if (latency === null) continue;
+      sum += latency;
+      known += 1;
     }
+    return known === 0 ? 0 : sum / known;
+  }
+
+  /** Ends `host`'s ejection if its time is up. */
+  #endEjection(host: Host, now: number): void {
+    if (!ejectionOver(host.outlier, now)) return;
+    host.ejected = false;
+    this.#backInRotation(host, now);
+    this.#emitFrom(host, 'ejected', 'ejection-ended');
+  }
+
+  /**
+   * A host back in rotation starts afresh: its old latency estimate says
+   * nothing about it now (it is tried at once), and slow start ramps its share.
+   */
+  #backInRotation(host: Host, now: number): void {
+    host.warmingSince = now;
+    host.latencyAt = 0;
   }
 
   #onCheck(host: Host, passed: boolean, verdict: CheckVerdict): void {
@@ -230,7 +340,7 @@ export class UpstreamGroup {
       returnToService(host.outlier, this.now());
     }
     if (host.state === from) return;
-    if (host.eligible) host.warmingSince = this.now();
+    if (host.eligible) this.#backInRotation(host, this.now());
     this.#emitFrom(host, from, passed ? 'health-check-passed' : 'health-check-failed');
   }
 
@@ -262,19 +372,41 @@ export class UpstreamGroup {
 
   snapshot(): HostSnapshot[] {
     const now = this.now();
+    // Times for operators are wall-clock; the group's own clock is monotonic.
+    const wall = (at: number): number => Math.round(Date.now() + (at - now));
     return this.#hosts.map((host) => {
-      if (host.ejected && ejectionOver(host.outlier, now)) {
-        host.ejected = false;
-        host.warmingSince = now;
-        this.#emitFrom(host, 'ejected', 'ejection-ended');
-      }
-      return { url: host.url, weight: host.weight, state: host.state, inFlight: host.active, ejections: host.outlier.ejections };
+      if (host.ejected) this.#endEjection(host, now);
+      const latency = latencyOf(host, now);
+      return {
+        url: host.url,
+        weight: host.weight,
+        state: host.state,
+        inFlight: host.active,
+        ejections: host.outlier.ejections,
+        latencyMs: latency === null ? null : Math.round(latency * 1000) / 1000,
+        consecutiveFailures: host.outlier.consecutive,
+        lastFailure: host.lastFailure === null ? null : { code: host.lastFailure, at: wall(host.lastFailureAt) },
+        ejectedUntil: host.ejected && host.outlier.ejectedUntil !== 0 ? wall(host.outlier.ejectedUntil) : null,
+      };
     });
   }
 
   onStateChange(listener: (change: HostStateChange) => void): () => void {
     this.#listeners.add(listener);
     return () => this.#listeners.delete(listener);
+  }
+
+  onPanic(listener: (change: PanicChange) => void): () => void {
+    this.#panicListeners.add(listener);
+    return () => this.#panicListeners.delete(listener);
+  }
+
+  #panicChanged(panic: boolean, eligible: number): void {
+    this.panic = panic;
+    if (this.#panicListeners.size === 0 && !groupPanic.hasSubscribers) return;
+    const change: PanicChange = { upstream: this.key, panic, eligible, hosts: this.#hosts.length };
+    if (groupPanic.hasSubscribers) groupPanic.publish(change);
+    for (const listener of this.#panicListeners) listener(change);
   }
 
   #emitFrom(host: Host, from: HostState, reason: HostStateChange['reason']): void {

@@ -34,10 +34,12 @@ export interface OutlierState {
   since: number;
   /** Back from an ejection and not yet answered well: one failure sends it out again. */
   probation: boolean;
+  /** The current ejection is the host's own `Retry-After`, not a verdict: it ends without probation. */
+  backedOff: boolean;
 }
 
 export function outlierState(now: number): OutlierState {
-  return { consecutive: 0, multiplier: 0, ejections: 0, ejectedUntil: 0, since: now, probation: false };
+  return { consecutive: 0, multiplier: 0, ejections: 0, ejectedUntil: 0, since: now, probation: false, backedOff: false };
 }
 
 /** One step of the multiplier is forgiven per `baseEjectionTime` in service. */
@@ -68,13 +70,30 @@ export function recordFailure(state: OutlierState, now: number, options: Outlier
   state.ejections += 1;
   state.consecutive = 0;
   state.probation = false;
+  state.backedOff = false;
   const length = Math.min(options.baseEjectionTime * state.multiplier, Math.max(options.baseEjectionTime, options.maxEjectionTime));
   const jittered = Math.round(length * (1 + JITTER * random()));
   state.ejectedUntil = now + jittered;
   return jittered;
 }
 
-/** Whether an ejected host's time is up; if so it is back, on probation. */
+/**
+ * The host asked for time (`503` or `429` with `Retry-After`): it is out for
+ * `ms` (capped at `maxEjectionTime`), without a verdict on its health — no
+ * multiplier, no probation after. Returns the length, or 0 when the group has
+ * no room (`mayEject`) or the host is already out for longer.
+ */
+export function backOff(state: OutlierState, now: number, ms: number, options: OutlierOptions, mayEject: boolean): number {
+  const length = Math.min(ms, options.maxEjectionTime);
+  if (!mayEject || length <= 0 || (state.ejectedUntil !== 0 && state.ejectedUntil >= now + length)) return 0;
+  state.consecutive = 0;
+  // Already out by a verdict: that verdict's probation still applies after.
+  if (state.ejectedUntil === 0) state.backedOff = true;
+  state.ejectedUntil = now + length;
+  return length;
+}
+
+/** Whether an ejected host's time is up; if so it is back (on probation after an ejection by detection). */
 export function ejectionOver(state: OutlierState, now: number): boolean {
   if (state.ejectedUntil === 0 || now < state.ejectedUntil) return false;
   returnToService(state, now);
@@ -86,7 +105,8 @@ export function returnToService(state: OutlierState, now: number): void {
   state.ejectedUntil = 0;
   state.consecutive = 0;
   state.since = now;
-  state.probation = true;
+  state.probation = !state.backedOff;
+  state.backedOff = false;
 }
 
 /** How many hosts of `size` may be ejected at once. */

@@ -59,9 +59,11 @@ export interface UpstreamSnapshot {
   readonly tunnels: number;
   /** The breaker's rolling-window counts, or `null` without a breaker. */
   readonly stats: BreakerStats | null;
-  /** Each host with its state (`healthy`, `ejected`, `unhealthy`), in-flight count and ejections. */
+  /** Each host with its state, in-flight count, ejections, latency estimate and latest failure. */
   readonly hosts: readonly HostSnapshot[];
-  /** Picks made in panic mode (fewer than half the hosts eligible, so all took traffic). */
+  /** In panic mode at the latest pick: fewer than half the hosts in rotation, so every host takes traffic. */
+  readonly panic: boolean;
+  /** Picks made in panic mode since the start. */
   readonly panics: number;
 }
 
@@ -158,6 +160,7 @@ function snapshotOf(state: UpstreamState): UpstreamSnapshot {
     tunnels: state.tunnels,
     stats: state.breaker?.stats ?? null,
     hosts: state.group.snapshot(),
+    panic: state.group.panic,
     panics: state.group.panics,
   };
 }

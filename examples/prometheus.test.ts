@@ -80,11 +80,19 @@ describe('examples/prometheus.ts', () => {
       { labels: { ...upstream, resilient_proxy_outcome: 'contract', resilient_proxy_failure_code: 'UPSTREAM_CONNECT_REFUSED' }, value: 1 },
       { labels: { ...upstream, resilient_proxy_outcome: 'delivered' }, value: 2 },
     ]);
+    const host = { ...upstream, resilient_proxy_host: orders.url };
     expect(series(text, 'resilient_proxy_attempts_total')).toStrictEqual([
-      { labels: { ...upstream, resilient_proxy_attempt_outcome: 'delivered' }, value: 2 },
-      { labels: { ...upstream, resilient_proxy_attempt_outcome: 'failed', resilient_proxy_failure_code: 'UPSTREAM_CONNECT_REFUSED' }, value: 3 },
+      { labels: { ...host, resilient_proxy_attempt_outcome: 'delivered' }, value: 2 },
+      { labels: { ...host, resilient_proxy_attempt_outcome: 'failed', resilient_proxy_failure_code: 'UPSTREAM_CONNECT_REFUSED' }, value: 3 },
     ]);
-    expect(series(text, 'resilient_proxy_retries_total')).toStrictEqual([{ labels: { ...upstream, resilient_proxy_failure_code: 'UPSTREAM_CONNECT_REFUSED' }, value: 2 }]);
+    expect(series(text, 'resilient_proxy_retries_total')).toStrictEqual([{ labels: { ...host, resilient_proxy_failure_code: 'UPSTREAM_CONNECT_REFUSED' }, value: 2 }]);
+    expect(series(text, 'resilient_proxy_hosts')).toStrictEqual([
+      { labels: { ...upstream, resilient_proxy_host_state: 'ejected' }, value: 0 },
+      { labels: { ...upstream, resilient_proxy_host_state: 'failing' }, value: 0 },
+      { labels: { ...upstream, resilient_proxy_host_state: 'healthy' }, value: 1 },
+      { labels: { ...upstream, resilient_proxy_host_state: 'unhealthy' }, value: 0 },
+    ]);
+    expect(series(text, 'resilient_proxy_group_panic')).toStrictEqual([{ labels: upstream, value: 0 }]);
     expect(series(text, 'resilient_proxy_requests_refused_total')).toStrictEqual([{ labels: { ...upstream, resilient_proxy_refusal_reason: 'circuit_open' }, value: 2 }]);
     expect(series(text, 'resilient_proxy_breaker_state')).toStrictEqual([{ labels: upstream, value: 2 }]);
     expect(series(text, 'resilient_proxy_hosts_ejected')).toStrictEqual([{ labels: upstream, value: 0 }]);

@@ -9,8 +9,8 @@
 // instrumentation), after the HTTP client semantic conventions; the W3C
 // trace context (or whatever propagator is set) is injected into every
 // attempt's headers. Metrics: `http.client.request.duration` per attempt, and
-// the resilience instruments (retries, refusals, budget, breaker state,
-// ejected hosts, stale serves, exchange outcomes).
+// the resilience instruments (attempts and retries per host, refusals,
+// budget, breaker state, hosts by state, panic, stale serves, exchange outcomes).
 
 import {
   context,
@@ -24,6 +24,7 @@ import {
   type Counter,
   type Histogram,
   type Meter,
+  type ObservableCounter,
   type ObservableGauge,
   type Span,
 } from '@opentelemetry/api';
@@ -73,12 +74,20 @@ export const METRICS = Object.freeze({
   staleServed: 'resilient_proxy.stale.served',
   breakerState: 'resilient_proxy.breaker.state',
   hostsEjected: 'resilient_proxy.hosts.ejected',
+  hosts: 'resilient_proxy.hosts',
+  panic: 'resilient_proxy.group.panic',
+  panicPicks: 'resilient_proxy.group.panic_picks',
 });
+
+/** Every state `resilient_proxy.hosts` reports, each observed (0 included) so that a dashboard's series never vanish. */
+const HOST_STATES = ['healthy', 'failing', 'ejected', 'unhealthy'] as const;
 
 /** `resilient_proxy.breaker.state`'s values. */
 export const BREAKER_STATE_VALUES = Object.freeze({ closed: 0, halfOpen: 1, open: 2 });
 
 const UPSTREAM = 'resilient_proxy.upstream';
+/** The host of the group an attempt went to (its origin): a bounded set, the group's own hosts. */
+const HOST = 'resilient_proxy.host';
 const FAILURE_CODE = 'resilient_proxy.failure.code';
 
 /** The HTTP semantic conventions' known methods; anything else is `_OTHER`. */
@@ -104,6 +113,9 @@ interface Instruments {
   readonly staleServed: Counter;
   readonly breakerState: ObservableGauge;
   readonly hostsEjected: ObservableGauge;
+  readonly hosts: ObservableGauge;
+  readonly panic: ObservableGauge;
+  readonly panicPicks: ObservableCounter;
   readonly observe: BatchObservableCallback;
 }
 
@@ -167,7 +179,9 @@ export class ResilientProxyInstrumentation extends InstrumentationBase<Resilient
 
   protected override _updateMetricInstruments(): void {
     const previous = this._instruments;
-    if (previous !== undefined) previous.meter.removeBatchObservableCallback(previous.observe, [previous.breakerState, previous.hostsEjected]);
+    if (previous !== undefined) {
+      previous.meter.removeBatchObservableCallback(previous.observe, [previous.breakerState, previous.hostsEjected, previous.hosts, previous.panic, previous.panicPicks]);
+    }
     const meter = this.meter;
     const counter = (name: string, unit: string, description: string): Counter => meter.createCounter(name, { unit, description, valueType: ValueType.INT });
     const breakerState = meter.createObservableGauge(METRICS.breakerState, {
@@ -180,19 +194,37 @@ export class ResilientProxyInstrumentation extends InstrumentationBase<Resilient
       description: 'Hosts of the upstream’s group ejected by outlier detection now.',
       valueType: ValueType.INT,
     });
+    const hosts = meter.createObservableGauge(METRICS.hosts, {
+      unit: '{host}',
+      description: 'Hosts of the upstream’s group by state: healthy, failing (kept in by maxEjectionPercent), ejected, unhealthy (active health checks).',
+      valueType: ValueType.INT,
+    });
+    const panic = meter.createObservableGauge(METRICS.panic, {
+      unit: '{state}',
+      description: 'Whether the upstream’s group is in panic mode: 1 when fewer than half its hosts are in rotation, so every host takes traffic.',
+      valueType: ValueType.INT,
+    });
+    const panicPicks = meter.createObservableCounter(METRICS.panicPicks, {
+      unit: '{pick}',
+      description: 'Hosts picked in panic mode since the start.',
+      valueType: ValueType.INT,
+    });
     const observe: BatchObservableCallback = (result) => {
       if (!this.isEnabled()) return;
       for (const registry of this.getConfig().registries ?? [defaultRegistry]) {
         for (const upstream of registry.snapshot()) {
           const attributes = { [UPSTREAM]: upstream.upstream };
           if (upstream.state !== 'disabled') result.observe(breakerState, BREAKER_STATE_VALUES[upstream.state], attributes);
-          let ejected = 0;
-          for (const host of upstream.hosts) if (host.state === 'ejected') ejected += 1;
-          result.observe(hostsEjected, ejected, attributes);
+          const counts = { healthy: 0, failing: 0, ejected: 0, unhealthy: 0 };
+          for (const host of upstream.hosts) counts[host.state] += 1;
+          result.observe(hostsEjected, counts.ejected, attributes);
+          for (const state of HOST_STATES) result.observe(hosts, counts[state], { ...attributes, 'resilient_proxy.host.state': state });
+          result.observe(panic, upstream.panic ? 1 : 0, attributes);
+          result.observe(panicPicks, upstream.panics, attributes);
         }
       }
     };
-    meter.addBatchObservableCallback(observe, [breakerState, hostsEjected]);
+    meter.addBatchObservableCallback(observe, [breakerState, hostsEjected, hosts, panic, panicPicks]);
     this._instruments = {
       meter,
       duration: meter.createHistogram(METRICS.clientDuration, {
@@ -202,13 +234,16 @@ export class ResilientProxyInstrumentation extends InstrumentationBase<Resilient
         advice: { explicitBucketBoundaries: DURATION_BUCKETS },
       }),
       exchanges: counter(METRICS.exchanges, '{request}', 'Client requests the proxy ended, by outcome and failure code.'),
-      attempts: counter(METRICS.attempts, '{attempt}', 'Upstream attempts, by outcome and failure code.'),
-      retries: counter(METRICS.retries, '{retry}', 'Retries made, by the failure code of the attempt retried.'),
+      attempts: counter(METRICS.attempts, '{attempt}', 'Upstream attempts, by host, outcome and failure code.'),
+      retries: counter(METRICS.retries, '{retry}', 'Retries made, by the host and failure code of the attempt retried.'),
       budgetExhausted: counter(METRICS.budgetExhausted, '{retry}', 'Retries the retry budget refused.'),
       refused: counter(METRICS.refused, '{request}', 'Calls the proxy refused to make: circuit open or capacity reached.'),
       staleServed: counter(METRICS.staleServed, '{response}', 'Failures answered with a kept response (staleIfError).'),
       breakerState,
       hostsEjected,
+      hosts,
+      panic,
+      panicPicks,
       observe,
     };
   }
@@ -265,7 +300,7 @@ export class ResilientProxyInstrumentation extends InstrumentationBase<Resilient
   #onAttemptEnd(message: AttemptMessage): void {
     const instruments = this._instruments;
     const { upstream, outcome, statusCode, code } = message;
-    const attemptAttributes: Attributes = { [UPSTREAM]: upstream, 'resilient_proxy.attempt.outcome': outcome ?? 'failed' };
+    const attemptAttributes: Attributes = { [UPSTREAM]: upstream, [HOST]: message.origin, 'resilient_proxy.attempt.outcome': outcome ?? 'failed' };
     if (code !== null) attemptAttributes[FAILURE_CODE] = code;
     instruments?.attempts.add(1, attemptAttributes);
 
@@ -306,7 +341,7 @@ export class ResilientProxyInstrumentation extends InstrumentationBase<Resilient
   }
 
   #onRetry(event: RetryEvent): void {
-    this._instruments?.retries.add(1, { [UPSTREAM]: event.upstream, [FAILURE_CODE]: event.code });
+    this._instruments?.retries.add(1, { [UPSTREAM]: event.upstream, [HOST]: event.target, [FAILURE_CODE]: event.code });
   }
 
   #onRefusal(message: RefusalMessage): void {

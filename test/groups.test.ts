@@ -631,3 +631,76 @@ describe('a replica that fails fast', () => {
     expect(failing.requests.length).toBe(5);
   });
 });
+
+describe('one host’s answer is about that host', () => {
+  it('a 503 with Retry-After: 5 backs that host off (reported) and the retry goes to another host at once', async () => {
+    const [a, b, c] = [await named('a'), await upstream({ fallback: faults.status(503, { retryAfter: 5 }) }), await named('c')];
+    const retries: { delay: number; target: string }[] = [];
+    const gw = await gateway({ target: [a.url, b.url, c.url], balance: 'round-robin', hooks: { onRetry: ({ delay, target }) => retries.push({ delay, target }) } });
+
+    // Round-robin: a, then b (503 Retry-After: 5, retried on c at once), then a and c in turn.
+    const replies = await load(`${gw.url}/x`, 12, 1);
+
+    expect(tally(replies)).toStrictEqual({ a: 6, c: 6 });
+    expect(b.requests).toHaveLength(1);
+    expect(retries).toStrictEqual([{ delay: 0, target: b.url }]);
+    expect(gw.changes).toStrictEqual([{ upstream: 'orders', host: b.url, from: 'healthy', to: 'ejected', reason: 'retry-after' }]);
+    const host = gw.snapshot().hosts[1];
+    expect(host).toMatchObject({ state: 'ejected', ejections: 0, lastFailure: { code: 'UPSTREAM_STATUS' } });
+    // About 5 s from the failure (wall-clock, for operators).
+    expect((host?.ejectedUntil ?? 0) - (host?.lastFailure?.at ?? 0)).toBeGreaterThanOrEqual(4990);
+    expect((host?.ejectedUntil ?? 0) - (host?.lastFailure?.at ?? 0)).toBeLessThanOrEqual(5010);
+  });
+
+  it('one host: a Retry-After longer than retry.maxDelay is passed on, and onFailure says why there was no retry', async () => {
+    const only = await upstream({ fallback: faults.status(503, { retryAfter: 5 }) });
+    const failures: unknown[] = [];
+    const gw = await gateway({ target: only.url, hooks: { onFailure: (event) => failures.push(event.noRetry) } });
+    const reply = await send(`${gw.url}/x`);
+    expect(reply.status).toBe(502);
+    expect(reply.headers['retry-after']).toBe('5');
+    expect(only.requests).toHaveLength(1);
+    expect(failures).toStrictEqual(['retry-after']);
+  });
+
+  it('a retry elsewhere after a refused connection costs no retry budget: with a budget of 0, every GET still succeeds', async () => {
+    const [dead] = await refusedUrls(1);
+    const ok = await named('ok');
+    const gw = await gateway({
+      target: [dead as string, ok.url],
+      balance: 'round-robin',
+      outlierDetection: false,
+      retry: { ...fast, budget: { ratio: 0, minRetriesPerSecond: 0 } },
+    });
+    expect(tally(await load(`${gw.url}/x`, 10, 1))).toStrictEqual({ ok: 10 });
+  });
+
+  it('a 503 retry does cost budget: with a budget of 0 it is not made, and onFailure says `budget`', async () => {
+    const bad = await named('bad', 503);
+    const ok = await named('ok');
+    const failures: unknown[] = [];
+    const gw = await gateway({
+      target: [bad.url, ok.url],
+      balance: 'round-robin',
+      outlierDetection: false,
+      retry: { ...fast, budget: { ratio: 0, minRetriesPerSecond: 0 } },
+      hooks: { onFailure: (event) => failures.push(event.noRetry) },
+    });
+    expect(tally(await load(`${gw.url}/x`, 2, 1))).toStrictEqual({ '502 UPSTREAM_STATUS': 1, ok: 1 });
+    expect(failures).toStrictEqual(['budget']);
+  });
+
+  it.each([
+    { name: 'retry: false', options: { retry: false }, method: 'GET', expected: 'disabled', requests: 1 },
+    { name: 'a POST answered 503', options: {}, method: 'POST', expected: 'not-idempotent', requests: 1 },
+    { name: 'every retry made', options: { retry: { ...fast, retries: 2 } }, method: 'GET', expected: 'retries-exhausted', requests: 3 },
+  ] as const)('onFailure.noRetry: $name → $expected', async ({ options, method, expected, requests }) => {
+    const bad = await named('bad', 503);
+    const failures: unknown[] = [];
+    const gw = await gateway({ target: bad.url, breaker: false, ...options, hooks: { onFailure: (event) => failures.push(event.noRetry) } });
+    const reply = await send(`${gw.url}/x`, method, method === 'POST' ? '{}' : undefined);
+    expect(reply.status).toBe(502);
+    expect(bad.requests).toHaveLength(requests);
+    expect(failures).toStrictEqual([expected]);
+  });
+});

@@ -214,11 +214,11 @@ describe('ResilientProxyInstrumentation: metrics', () => {
     );
     expect(sorted(found.get('resilient_proxy.attempts'))).toStrictEqual(
       sorted([
-        { attributes: { 'resilient_proxy.upstream': 'orders', 'resilient_proxy.attempt.outcome': 'status', 'resilient_proxy.failure.code': 'UPSTREAM_STATUS' }, value: 1 },
-        { attributes: { 'resilient_proxy.upstream': 'orders', 'resilient_proxy.attempt.outcome': 'delivered' }, value: 1 },
+        { attributes: { 'resilient_proxy.upstream': 'orders', 'resilient_proxy.host': up.url, 'resilient_proxy.attempt.outcome': 'status', 'resilient_proxy.failure.code': 'UPSTREAM_STATUS' }, value: 1 },
+        { attributes: { 'resilient_proxy.upstream': 'orders', 'resilient_proxy.host': up.url, 'resilient_proxy.attempt.outcome': 'delivered' }, value: 1 },
       ]),
     );
-    expect(found.get('resilient_proxy.retries')).toStrictEqual([{ attributes: { 'resilient_proxy.upstream': 'orders', 'resilient_proxy.failure.code': 'UPSTREAM_STATUS' }, value: 1 }]);
+    expect(found.get('resilient_proxy.retries')).toStrictEqual([{ attributes: { 'resilient_proxy.upstream': 'orders', 'resilient_proxy.host': up.url, 'resilient_proxy.failure.code': 'UPSTREAM_STATUS' }, value: 1 }]);
     expect(found.get('resilient_proxy.exchanges')).toStrictEqual([{ attributes: { 'resilient_proxy.upstream': 'orders', 'resilient_proxy.outcome': 'delivered' }, value: 1 }]);
     expect(found.has('resilient_proxy.requests.refused')).toBe(false);
     // Upstreams of another registry are not in the gauges: the instrumentation reads defaultRegistry only.
@@ -253,7 +253,7 @@ describe('ResilientProxyInstrumentation: metrics', () => {
     expect(found.get('resilient_proxy.attempts')).toHaveLength(1);
   });
 
-  it('an ejected host shows in resilient_proxy.hosts.ejected; a retry the budget refused in resilient_proxy.retry.budget_exhausted', async () => {
+  it('an ejected host shows in resilient_proxy.hosts.ejected and resilient_proxy.hosts by state; attempts and retries per host; a retry the budget refused in resilient_proxy.retry.budget_exhausted', async () => {
     const t = telemetry();
     const registry = testRegistry();
     instrument(t, { registries: [registry] });
@@ -277,7 +277,24 @@ describe('ResilientProxyInstrumentation: metrics', () => {
     // `poor` runs without a breaker: no breaker series for it.
     expect(found.get('resilient_proxy.breaker.state')).toStrictEqual([{ attributes: { 'resilient_proxy.upstream': 'group' }, value: 0 }]);
     expect(found.get('resilient_proxy.retry.budget_exhausted')).toStrictEqual([{ attributes: { 'resilient_proxy.upstream': 'poor', 'resilient_proxy.failure.code': 'UPSTREAM_STATUS' }, value: 1 }]);
-    expect(found.get('resilient_proxy.retries')).toStrictEqual([{ attributes: { 'resilient_proxy.upstream': 'group', 'resilient_proxy.failure.code': 'UPSTREAM_CONNECT_REFUSED' }, value: 1 }]);
+    expect(found.get('resilient_proxy.retries')).toStrictEqual([{ attributes: { 'resilient_proxy.upstream': 'group', 'resilient_proxy.host': refused, 'resilient_proxy.failure.code': 'UPSTREAM_CONNECT_REFUSED' }, value: 1 }]);
+    const inGroup = { 'resilient_proxy.upstream': 'group' };
+    expect(sorted(found.get('resilient_proxy.hosts')?.filter((point) => point.attributes['resilient_proxy.upstream'] === 'group'))).toStrictEqual(
+      sorted([
+        { attributes: { ...inGroup, 'resilient_proxy.host.state': 'healthy' }, value: 1 },
+        { attributes: { ...inGroup, 'resilient_proxy.host.state': 'failing' }, value: 0 },
+        { attributes: { ...inGroup, 'resilient_proxy.host.state': 'ejected' }, value: 1 },
+        { attributes: { ...inGroup, 'resilient_proxy.host.state': 'unhealthy' }, value: 0 },
+      ]),
+    );
+    expect(sorted(found.get('resilient_proxy.attempts')?.filter((point) => point.attributes['resilient_proxy.upstream'] === 'group'))).toStrictEqual(
+      sorted([
+        { attributes: { ...inGroup, 'resilient_proxy.host': refused, 'resilient_proxy.attempt.outcome': 'failed', 'resilient_proxy.failure.code': 'UPSTREAM_CONNECT_REFUSED' }, value: 1 },
+        { attributes: { ...inGroup, 'resilient_proxy.host': up.url, 'resilient_proxy.attempt.outcome': 'delivered' }, value: 1 },
+      ]),
+    );
+    expect(found.get('resilient_proxy.group.panic')?.find((point) => point.attributes['resilient_proxy.upstream'] === 'group')?.value).toBe(0);
+    expect(found.get('resilient_proxy.group.panic_picks')?.find((point) => point.attributes['resilient_proxy.upstream'] === 'group')?.value).toBe(0);
   });
 
   it('a failure hidden by a kept response counts in resilient_proxy.stale.served', async () => {
@@ -402,7 +419,7 @@ describe('with @opentelemetry/instrumentation-undici', () => {
     expect(up.requests.map((r) => r.headers.traceparent)).toStrictEqual(clients.map((span) => `00-${span.spanContext().traceId}-${span.spanContext().spanId}-01`));
     const found = await collect(t.reader);
     expect(found.has('http.client.request.duration')).toBe(false);
-    expect(found.get('resilient_proxy.retries')).toStrictEqual([{ attributes: { 'resilient_proxy.upstream': 'orders', 'resilient_proxy.failure.code': 'UPSTREAM_STATUS' }, value: 1 }]);
+    expect(found.get('resilient_proxy.retries')).toStrictEqual([{ attributes: { 'resilient_proxy.upstream': 'orders', 'resilient_proxy.host': up.url, 'resilient_proxy.failure.code': 'UPSTREAM_STATUS' }, value: 1 }]);
     const undiciDurations = (await collect(t.reader, '@opentelemetry/instrumentation-undici')).get('http.client.request.duration') ?? [];
     expect(undiciDurations.filter((point) => point.attributes['server.port'] === up.port).reduce((sum, point) => sum + point.value, 0)).toBe(2);
   });

@@ -197,7 +197,7 @@ describe('backOff: a host’s own Retry-After', () => {
   it('takes the host out for that long, without a verdict: no ejection counted, no multiplier, no probation after', () => {
     const state = outlierState(0);
     fail(state, 10, 2);
-    expect(backOff(state, 10, 3000, options, true)).toBe(3000);
+    expect(backOff(state, 10, 3000, options)).toBe(3000);
     expect(state).toMatchObject({ consecutive: 0, multiplier: 0, ejections: 0, ejectedUntil: 3010, backedOff: true });
     expect(ejectionOver(state, 3009)).toBe(false);
     expect(ejectionOver(state, 3010)).toBe(true);
@@ -208,22 +208,21 @@ describe('backOff: a host’s own Retry-After', () => {
 
   it('is capped by maxEjectionTime', () => {
     const state = outlierState(0);
-    expect(backOff(state, 0, 3_600_000, options, true)).toBe(options.maxEjectionTime);
+    expect(backOff(state, 0, 3_600_000, options)).toBe(options.maxEjectionTime);
   });
 
-  it('does nothing without room in the group, or when the host is already out for longer', () => {
-    expect(backOff(outlierState(0), 0, 5000, options, false)).toBe(0);
+  it('does nothing when the host is already out for longer', () => {
     const state = outlierState(0);
     fail(state, 10, 3);
     expect(state.ejectedUntil).toBe(1010);
-    expect(backOff(state, 20, 500, options, true)).toBe(0);
+    expect(backOff(state, 20, 500, options)).toBe(0);
     expect(state.ejectedUntil).toBe(1010);
   });
 
   it('lengthens an ejection by detection without lifting its probation', () => {
     const state = outlierState(0);
     fail(state, 10, 3);
-    expect(backOff(state, 20, 3000, options, true)).toBe(3000);
+    expect(backOff(state, 20, 3000, options)).toBe(3000);
     expect(ejectionOver(state, 3020)).toBe(true);
     expect(state.probation).toBe(true);
   });

@@ -355,6 +355,35 @@ describe('panic', () => {
     ]);
   });
 
+  it('a host backing off for its own Retry-After is not a verdict: it neither takes room from ejections nor tips the group into panic', () => {
+    const h = harness(['a', 'b', 'c']);
+    h.group.record(h.host('c'), 'failure', 1, { code: 'UPSTREAM_STATUS', retryAfter: 5000 });
+    expect(h.states()).toStrictEqual({ a: 'healthy', b: 'healthy', c: 'ejected' });
+    // b is dead: maxEjectionPercent (one of three) still has room for it.
+    h.fail('b', 2);
+    expect(h.states()).toStrictEqual({ a: 'healthy', b: 'ejected', c: 'ejected' });
+    // One host in rotation, one backing off: not panic, so neither the dead nor the busy host gets traffic.
+    expect(h.picks(4)).toStrictEqual(['a', 'a', 'a', 'a']);
+    expect(h.group.panic).toBe(false);
+    expect(h.changes.map((c) => [c.host, c.reason])).toStrictEqual([
+      ['http://c.test/v1', 'retry-after'],
+      ['http://b.test/v1', 'consecutive-failures'],
+    ]);
+    // Its time is up after 5 s: back, without probation (one failure does not eject it).
+    h.now += 5000;
+    expect(h.states().c).toBe('healthy');
+    h.fail('c');
+    expect(h.states().c).toBe('healthy');
+  });
+
+  it('every host backing off: none in rotation is panic, so every host is tried rather than none', () => {
+    const h = harness(['a', 'b']);
+    for (const name of ['a', 'b']) h.group.record(h.host(name), 'failure', 1, { code: 'UPSTREAM_STATUS', retryAfter: 5000 });
+    expect(h.states()).toStrictEqual({ a: 'ejected', b: 'ejected' });
+    expect(new Set(h.picks(4))).toStrictEqual(new Set(['a', 'b']));
+    expect(h.group.panic).toBe(true);
+  });
+
   it('exactly half eligible is not panic', () => {
     const h = harness(['a', 'b', 'c', 'd'], { outlierDetection: { ...detection, maxEjectionPercent: 100 } });
     h.fail('a', 2);

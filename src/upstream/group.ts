@@ -133,6 +133,11 @@ export class Host implements BalancedHost {
   get eligible(): boolean {
     return !this.ejected && this.checkedHealthy;
   }
+
+  /** Out only because it asked for time (`Retry-After`): not a verdict, so it does not count toward panic or `maxEjectionPercent`. */
+  get backingOff(): boolean {
+    return this.ejected && this.outlier.backedOff && this.checkedHealthy;
+  }
 }
 
 /** What `record` learns from a failed attempt. */
@@ -210,13 +215,9 @@ export class UpstreamGroup {
     const hosts = this.#hosts;
     if (hosts.length === 1) return hosts[0] as Host;
     const now = this.now();
-    let eligible = 0;
-    for (const host of hosts) {
-      if (host.ejected) this.#endEjection(host, now);
-      if (host.eligible) eligible += 1;
-    }
-    const panic = eligible * 2 < hosts.length;
-    if (panic !== this.panic) this.#panicChanged(panic, eligible);
+    for (const host of hosts) if (host.ejected) this.#endEjection(host, now);
+    const panic = this.#inPanic();
+    if (panic !== this.panic) this.#panicChanged(panic);
     this.#mode = panic ? ANY : ELIGIBLE;
     if (panic) this.panics += 1;
     this.#exclude = tried;
@@ -238,10 +239,25 @@ export class UpstreamGroup {
 
   /** Whether a host the request has not tried could take another attempt. */
   hasUntried(tried: readonly Host[]): boolean {
-    let eligible = 0;
-    for (const host of this.#hosts) if (host.eligible) eligible += 1;
-    const panic = eligible * 2 < this.#hosts.length;
+    const panic = this.#inPanic();
     return this.#hosts.some((host) => (panic || host.eligible) && !tried.includes(host));
+  }
+
+  /**
+   * Panic: fewer than half the hosts stand (in rotation, or out only at their
+   * own request), or none is in rotation. A host backing off for its
+   * `Retry-After` is not a verdict of ours that may have over-fired, so it
+   * does not push the group into sending traffic to the hosts that failed.
+   */
+  #inPanic(): boolean {
+    let eligible = 0;
+    let standing = 0;
+    for (const host of this.#hosts) {
+      if (host.eligible) eligible += 1;
+      else if (!host.backingOff) continue;
+      standing += 1;
+    }
+    return eligible === 0 || standing * 2 < this.#hosts.length;
   }
 
   /**
@@ -280,7 +296,7 @@ export class UpstreamGroup {
       host.ejected = true;
       host.failing = false;
       this.#emitFrom(host, from, 'consecutive-failures');
-    } else if (retryAfter !== null && backOff(host.outlier, now, retryAfter, detection, room) > 0) {
+    } else if (retryAfter !== null && backOff(host.outlier, now, retryAfter, detection) > 0) {
       host.ejected = true;
       host.failing = false;
       this.#emitFrom(host, from, 'retry-after');
@@ -290,9 +306,10 @@ export class UpstreamGroup {
     }
   }
 
+  /** Whether `maxEjectionPercent` leaves room for one more ejection by detection (hosts backing off at their own request do not count). */
   #ejectionRoom(detection: Readonly<OutlierOptions>): boolean {
     let ejected = 0;
-    for (const other of this.#hosts) if (other.ejected) ejected += 1;
+    for (const other of this.#hosts) if (other.ejected && !other.backingOff) ejected += 1;
     return ejected < ejectionRoom(this.#hosts.length, detection.maxEjectionPercent);
   }
 
@@ -401,9 +418,11 @@ export class UpstreamGroup {
     return () => this.#panicListeners.delete(listener);
   }
 
-  #panicChanged(panic: boolean, eligible: number): void {
+  #panicChanged(panic: boolean): void {
     this.panic = panic;
     if (this.#panicListeners.size === 0 && !groupPanic.hasSubscribers) return;
+    let eligible = 0;
+    for (const host of this.#hosts) if (host.eligible) eligible += 1;
     const change: PanicChange = { upstream: this.key, panic, eligible, hosts: this.#hosts.length };
     if (groupPanic.hasSubscribers) groupPanic.publish(change);
     for (const listener of this.#panicListeners) listener(change);

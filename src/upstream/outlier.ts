@@ -78,14 +78,15 @@ export function recordFailure(state: OutlierState, now: number, options: Outlier
 }
 
 /**
- * The host asked for time (`503` or `429` with `Retry-After`): it is out for
- * `ms` (capped at `maxEjectionTime`), without a verdict on its health — no
- * multiplier, no probation after. Returns the length, or 0 when the group has
- * no room (`mayEject`) or the host is already out for longer.
+ * The host asked for time (a failure status with `Retry-After`): it is out
+ * for `ms` (capped at `maxEjectionTime`), without a verdict on its health —
+ * no multiplier, no probation after, and not limited by `maxEjectionPercent`
+ * (the group does not count it). Returns the length, or 0 when the host is
+ * already out for longer.
  */
-export function backOff(state: OutlierState, now: number, ms: number, options: OutlierOptions, mayEject: boolean): number {
+export function backOff(state: OutlierState, now: number, ms: number, options: OutlierOptions): number {
   const length = Math.min(ms, options.maxEjectionTime);
-  if (!mayEject || length <= 0 || (state.ejectedUntil !== 0 && state.ejectedUntil >= now + length)) return 0;
+  if (length <= 0 || (state.ejectedUntil !== 0 && state.ejectedUntil >= now + length)) return 0;
   state.consecutive = 0;
   // Already out by a verdict: that verdict's probation still applies after.
   if (state.ejectedUntil === 0) state.backedOff = true;

@@ -174,6 +174,28 @@ describe('diagnostics_channel events', () => {
     expect(seen[2]?.fields).toMatchObject({ origin: up.url, outcome: 'delivered', statusCode: 200, attempt: 2 });
   });
 
+  it('two hosts of three ejected: group:panic once on entering, and the hook told the same', async () => {
+    const ok = await upstream();
+    const [dead1, dead2] = [await refusedUrl(), await refusedUrl()];
+    const told: unknown[] = [];
+    const { url } = await listen(
+      proxy({
+        target: [dead1, dead2, ok.url],
+        name: 'panicky',
+        balance: 'round-robin',
+        outlierDetection: { consecutiveFailures: 1, maxEjectionPercent: 100, baseEjectionTime: 60_000 },
+        retry: { minDelay: 1, maxDelay: 1 },
+        hooks: { onPanic: (change) => told.push(change) },
+      }),
+    );
+    const { seen } = record([DIAGNOSTICS_CHANNELS.groupPanic]);
+    // Round-robin: dead1 (ejected; retried on dead2, ejected; retried on ok). Two of three out: panic from the next pick.
+    expect((await fetch(`${url}/a`)).status).toBe(200);
+    expect((await fetch(`${url}/b`)).status).toBe(200);
+    expect(seen.map((s) => s.fields)).toStrictEqual([{ upstream: 'panicky', panic: true, eligible: 1, hosts: 3 }]);
+    expect(told).toStrictEqual(seen.map((s) => s.fields));
+  });
+
   it('a failure a kept response hides: stale, and the exchange ends stale', async () => {
     const up = await upstream();
     up.enqueue(faults.respond(200, 'kept', { 'cache-control': 'max-age=60' }), faults.status(503));

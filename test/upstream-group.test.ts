@@ -319,6 +319,30 @@ describe('return after the ejection time', () => {
     expect(nameOf(h.group.pick(null))).toBe('c');
   });
 
+  it.each(['least-request', 'peak-ewma', 'round-robin'] as const)('%s: a returning host takes the very next pick (one probe decides), whatever its slow-start share', (balance) => {
+    const h = harness(['a', 'b', 'c'], { balance, slowStart: 10_000 });
+    h.fail('c', 2);
+    h.now += 1000;
+    h.random = 0;
+    expect(nameOf(h.group.pick(null))).toBe('c');
+    // The probe failed: on probation, it is out again at once, for twice as long.
+    h.fail('c');
+    expect(h.group.snapshot()[2]).toMatchObject({ state: 'ejected', ejections: 2 });
+    h.now += 2000;
+    expect(nameOf(h.group.pick(null))).toBe('c');
+    // This one succeeded: no second probe while the ramp holds.
+    h.group.record(h.host('c'), 'success', 1);
+    expect(h.picks(9).filter((name) => name === 'c').length).toBeLessThanOrEqual(1);
+  });
+
+  it('a probe is not sent to a host the request already tried', () => {
+    const h = harness(['a', 'b', 'c']);
+    h.fail('c', 2);
+    h.now += 1000;
+    expect(nameOf(h.group.pick([h.host('c')]))).not.toBe('c');
+    expect(nameOf(h.group.pick(null))).toBe('c');
+  });
+
   it('a returning host ramps up with slow start: 1 pick in 21 at first, its full share after slowStart', () => {
     const h = harness(['a', 'b', 'c'], { slowStart: 10_000 });
     h.fail('c', 2);

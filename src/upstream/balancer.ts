@@ -127,7 +127,9 @@ function nth<H extends BalancedHost>(hosts: readonly H[], isCandidate: (host: H)
 
 /**
  * Picks among the hosts `isCandidate` accepts (`count` of them, at least
- * one). `random` returns a number in [0, 1).
+ * one). `random` returns a number in [0, 1). A `forced` host (a probe) is
+ * returned as it is; round-robin still counts it as the turn it takes, so
+ * shares over a cycle stay as weighted.
  */
 export function pick<H extends BalancedHost>(
   hosts: readonly H[],
@@ -137,6 +139,7 @@ export function pick<H extends BalancedHost>(
   now: number,
   slowStart: number,
   random: () => number,
+  forced: H | null = null,
 ): H {
   if (balance === 'round-robin') {
     let total = 0;
@@ -149,9 +152,11 @@ export function pick<H extends BalancedHost>(
       if (best === null || host.current > best.current) best = host;
     }
     if (best === null) throw new RangeError('no candidate host');
-    best.current -= total;
-    return best;
+    const chosen = forced ?? best;
+    chosen.current -= total;
+    return chosen;
   }
+  if (forced !== null) return forced;
   if (count === 1) return nth(hosts, isCandidate, 0);
   const first = Math.floor(random() * count);
   let second = Math.floor(random() * (count - 1));

@@ -99,6 +99,8 @@ export class Host implements BalancedHost {
   ejected = false;
   /** In rotation with failures in a row past the threshold: `maxEjectionPercent` left no room. */
   failing = false;
+  /** Back in rotation and not tried since: the next pick sends it one request, whatever the balancer and slow start. */
+  probe = false;
   /** The active health checks' verdict (always `true` without them). */
   checkedHealthy = true;
   lastFailure: FailureCode | null = null;
@@ -226,9 +228,23 @@ export class UpstreamGroup {
       this.#exclude = null;
       count = this.#count();
     }
-    const chosen = pick(hosts, this.#isCandidate, count, this.settings.balance, now, this.settings.slowStart, this.random);
+    const chosen = pick(hosts, this.#isCandidate, count, this.settings.balance, now, this.settings.slowStart, this.random, this.#probe());
     this.#exclude = null;
     return chosen;
+  }
+
+  /**
+   * A host just back in rotation, idle, gets the next attempt: one request
+   * decides (Finagle's and Linkerd's probe), instead of waiting for its
+   * slow-start share to win a draw. A failure sends it out again (probation).
+   */
+  #probe(): Host | null {
+    for (const host of this.#hosts) {
+      if (!host.probe || host.active > 0 || !this.#isCandidate(host)) continue;
+      host.probe = false;
+      return host;
+    }
+    return null;
   }
 
   #count(): number {
@@ -336,12 +352,14 @@ export class UpstreamGroup {
   }
 
   /**
-   * A host back in rotation starts afresh: its old latency estimate says
-   * nothing about it now (it is tried at once), and slow start ramps its share.
+   * A host back in rotation starts afresh: it is probed by the next attempt,
+   * its old latency estimate says nothing about it now, and slow start ramps
+   * its share after the probe.
    */
   #backInRotation(host: Host, now: number): void {
     host.warmingSince = now;
     host.latencyAt = 0;
+    host.probe = true;
   }
 
   #onCheck(host: Host, passed: boolean, verdict: CheckVerdict): void {

@@ -189,7 +189,7 @@ export interface RetryOptions {
   methods: readonly string[];
   /** Request bodies up to this size (bytes, by Content-Length) are buffered so they can be re-sent; larger or chunked bodies stream and are not retried. Default `1048576` (1 MiB). */
   maxBodyBytes: number;
-  /** The retry budget per upstream, or `false` for none. Default `{ ratio: 0.2, minRetriesPerSecond: 3, window: 10000 }`. */
+  /** Retry throttling per upstream (gRPC's token bucket), or `false` for none. Default `{ maxTokens: 10, tokenRatio: 0.1 }`. */
   budget: RetryBudgetOptions | false;
   /** The header that tells the upstream the attempt number (1, 2, …), or `false`. Default `'x-attempt-count'`. */
   attemptHeader: string | false;
@@ -328,7 +328,7 @@ export const DEFAULTS = Object.freeze({
     jitter: true,
     methods: Object.freeze(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE']),
     maxBodyBytes: 1024 * 1024,
-    budget: Object.freeze({ ratio: 0.2, minRetriesPerSecond: 3, window: 10_000 }),
+    budget: Object.freeze({ maxTokens: 10, tokenRatio: 0.1 }),
     attemptHeader: 'x-attempt-count',
   }),
   trustProxy: false,
@@ -668,12 +668,19 @@ function resolveBudget(value: unknown): RetryBudgetOptions | null {
   const defaults = DEFAULTS.retry.budget;
   if (value === false) return null;
   if (value === undefined) return { ...defaults };
-  if (!isPlainObject(value)) fail('retry.budget', 'an object like { ratio, minRetriesPerSecond, window } or false', value);
-  checkKeys('retry.budget', value, ['ratio', 'minRetriesPerSecond', 'window']);
+  if (!isPlainObject(value)) fail('retry.budget', 'an object like { maxTokens, tokenRatio } or false', value);
+  for (const old of ['ratio', 'minRetriesPerSecond', 'window']) {
+    if (old in value) {
+      throw new TypeError(
+        `\`retry.budget.${old}\` is gone: the retry budget is now a token bucket, \`{ maxTokens, tokenRatio }\` (gRPC's retry throttling), ` +
+          'because a per-instance floor of retries per second multiplies with the number of instances. See the README, Retries.',
+      );
+    }
+  }
+  checkKeys('retry.budget', value, ['maxTokens', 'tokenRatio']);
   return {
-    ratio: positive('retry.budget.ratio', value.ratio, defaults.ratio, 'a number from 0 to 1', (n) => n >= 0 && n <= 1),
-    minRetriesPerSecond: positive('retry.budget.minRetriesPerSecond', value.minRetriesPerSecond, defaults.minRetriesPerSecond, 'a non-negative number', (n) => n >= 0),
-    window: positive('retry.budget.window', value.window, defaults.window, 'a number of milliseconds from 1000 to 600000', (n) => n >= 1000 && n <= 600_000),
+    maxTokens: positive('retry.budget.maxTokens', value.maxTokens, defaults.maxTokens, 'a number from 0 to 1000', (n) => n >= 0 && n <= 1000),
+    tokenRatio: positive('retry.budget.tokenRatio', value.tokenRatio, defaults.tokenRatio, 'a number above 0, up to 1', (n) => n > 0 && n <= 1),
   };
 }
 

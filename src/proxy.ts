@@ -66,7 +66,7 @@ export function createProxyHandler(options: ProxyOptions): ProxyHandler {
   const config: ResolvedOptions = resolveOptions(options);
   const upstream = config.registry.upstream(config.upstream, {
     targets: config.targets,
-    budgetWindow: config.retry?.budget?.window ?? DEFAULTS.retry.budget.window,
+    budget: config.retry?.budget ?? DEFAULTS.retry.budget,
     breaker: config.breaker,
     group: {
       balance: config.balance,

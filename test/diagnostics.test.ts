@@ -150,7 +150,7 @@ describe('diagnostics_channel events', () => {
 
   it('a retry the budget refuses: budget:exhausted, and no retry event', async () => {
     const up = await upstream({ fallback: faults.status(503) });
-    const { url } = await listen(proxy({ target: up.url, name: 'poor', retry: { budget: { ratio: 0, minRetriesPerSecond: 0 } }, breaker: false }));
+    const { url } = await listen(proxy({ target: up.url, name: 'poor', retry: { budget: { maxTokens: 0 } }, breaker: false }));
     const { seen, next } = record();
     const ended = next('exchange:end');
     expect((await fetch(`${url}/x`)).status).toBe(502);

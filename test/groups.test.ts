@@ -672,7 +672,7 @@ describe('one host’s answer is about that host', () => {
       target: [dead as string, ok.url],
       balance: 'round-robin',
       outlierDetection: false,
-      retry: { ...fast, budget: { ratio: 0, minRetriesPerSecond: 0 } },
+      retry: { ...fast, budget: { maxTokens: 0 } },
     });
     expect(tally(await load(`${gw.url}/x`, 10, 1))).toStrictEqual({ ok: 10 });
   });
@@ -685,7 +685,7 @@ describe('one host’s answer is about that host', () => {
       target: [bad.url, ok.url],
       balance: 'round-robin',
       outlierDetection: false,
-      retry: { ...fast, budget: { ratio: 0, minRetriesPerSecond: 0 } },
+      retry: { ...fast, budget: { maxTokens: 0 } },
       hooks: { onFailure: (event) => failures.push(event.noRetry) },
     });
     expect(tally(await load(`${gw.url}/x`, 2, 1))).toStrictEqual({ '502 UPSTREAM_STATUS': 1, ok: 1 });

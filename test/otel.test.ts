@@ -262,7 +262,7 @@ describe('ResilientProxyInstrumentation: metrics', () => {
     const group = await tracedGateway(t.tracerProvider, { target: [refused, up.url], name: 'group', registry, balance: 'round-robin', outlierDetection: { consecutiveFailures: 1 }, retry: { minDelay: 1, maxDelay: 1 } });
     expect((await fetch(`${group.url}/x`)).status).toBe(200);
     const poor = await upstream({ fallback: faults.status(503) });
-    const budget = await tracedGateway(t.tracerProvider, { target: poor.url, name: 'poor', registry, breaker: false, retry: { budget: { ratio: 0, minRetriesPerSecond: 0 } } });
+    const budget = await tracedGateway(t.tracerProvider, { target: poor.url, name: 'poor', registry, breaker: false, retry: { budget: { maxTokens: 0 } } });
     expect((await fetch(`${budget.url}/x`)).status).toBe(502);
     await group.served();
     await budget.served();

@@ -78,47 +78,55 @@ describe('parseRetryAfter', () => {
   });
 });
 
-describe('RetryBudget', () => {
-  const options = { ratio: 0.2, minRetriesPerSecond: 0, window: 10_000 };
+describe('RetryBudget: gRPC retry throttling', () => {
+  const options = { maxTokens: 10, tokenRatio: 0.1 };
 
-  it('allows retries up to the ratio of requests in the window', () => {
-    let now = 0;
-    const budget = new RetryBudget(10_000, () => now);
-    for (let i = 0; i < 100; i += 1) budget.recordRequest();
-    const granted = Array.from({ length: 30 }, () => budget.tryRetry(options)).filter(Boolean).length;
-    expect(granted).toBe(20);
-    now = 11_000;
-    expect(budget.tryRetry(options)).toBe(false);
-    budget.recordRequest();
-    budget.recordRequest();
-    budget.recordRequest();
-    budget.recordRequest();
-    budget.recordRequest();
-    expect(budget.tryRetry(options)).toBe(true);
+  it('starts full: a quiet upstream can retry at once', () => {
+    const budget = new RetryBudget(options);
+    expect(budget.tokens).toBe(10);
+    expect(budget.allowsRetry()).toBe(true);
   });
 
-  it('keeps a floor so a quiet upstream can still retry', () => {
-    const budget = new RetryBudget(10_000, () => 0);
-    const floor = { ratio: 0.2, minRetriesPerSecond: 0.5, window: 10_000 };
-    expect(Array.from({ length: 8 }, () => budget.tryRetry(floor)).filter(Boolean).length).toBe(5);
+  it('each failure drains one token; at half the bucket or below, no retry', () => {
+    const budget = new RetryBudget(options);
+    const allowed: boolean[] = [];
+    for (let i = 0; i < 7; i += 1) {
+      budget.recordFailure();
+      allowed.push(budget.allowsRetry());
+    }
+    // 9, 8, 7, 6 tokens: allowed; 5 (= half), 4, 3: not.
+    expect(allowed).toStrictEqual([true, true, true, true, false, false, false]);
   });
 
-  it('forgets requests and retries that slid out of the window', () => {
-    let now = 0;
-    const budget = new RetryBudget(10_000, () => now);
-    for (let i = 0; i < 10; i += 1) budget.recordRequest();
-    expect(budget.tryRetry(options)).toBe(true);
-    expect(budget.tryRetry(options)).toBe(true);
-    expect(budget.tryRetry(options)).toBe(false);
-    now = 5_000;
-    for (let i = 0; i < 10; i += 1) budget.recordRequest();
-    expect(budget.tryRetry(options)).toBe(true);
-    expect(budget.tryRetry(options)).toBe(true);
-    expect(budget.tryRetry(options)).toBe(false);
-    now = 10_500;
-    // The first 10 requests and their 2 retries have left the window.
-    expect(budget.tryRetry(options)).toBe(false);
-    now = 15_500;
-    expect(budget.tryRetry(options)).toBe(false);
+  it('successes refill by tokenRatio, up to maxTokens: ten successes buy back one failure', () => {
+    const budget = new RetryBudget(options);
+    for (let i = 0; i < 5; i += 1) budget.recordFailure();
+    expect(budget.allowsRetry()).toBe(false);
+    for (let i = 0; i < 10; i += 1) budget.recordSuccess();
+    expect(budget.tokens).toBeCloseTo(6, 10);
+    expect(budget.allowsRetry()).toBe(true);
+    for (let i = 0; i < 100; i += 1) budget.recordSuccess();
+    expect(budget.tokens).toBe(10);
+  });
+
+  it('never goes below 0, and a bucket of 0 refuses every retry', () => {
+    const budget = new RetryBudget(options);
+    for (let i = 0; i < 50; i += 1) budget.recordFailure();
+    expect(budget.tokens).toBe(0);
+    expect(new RetryBudget({ maxTokens: 0, tokenRatio: 0.1 }).allowsRetry()).toBe(false);
+  });
+
+  it('a total outage: one instance retries about maxTokens / 2 times in all, however long it lasts', () => {
+    const budget = new RetryBudget(options);
+    let retries = 0;
+    for (let request = 0; request < 1000; request += 1) {
+      // Each attempt fails; up to two retries while the bucket allows.
+      budget.recordFailure();
+      for (let retry = 0; retry < 2 && budget.allowsRetry(); retry += 1) {
+        retries += 1;
+        budget.recordFailure();
+      }
+    }
+    expect(retries).toBe(3);
   });
 });

@@ -368,10 +368,10 @@ export class Exchange {
     }
     if (delay >= remaining) return this.#stop('deadline');
     // A retry elsewhere after an attempt that sent nothing (a refused
-    // connection) adds no load to the upstream: the budget, which bounds that
-    // load, does not pay for it.
+    // connection) adds no load to the upstream: throttling, which bounds that
+    // load, does not stop it.
     const free = elsewhere && sentNothing(failure.code, failure.phase);
-    if (retry.budget !== null && !free && !upstream.budget.tryRetry(retry.budget)) {
+    if (retry.budget !== null && !free && !upstream.budget.allowsRetry()) {
       if (budgetExhausted.hasSubscribers) {
         budgetExhausted.publish({ upstream: config.upstream, requestId: this.requestId, method: this.method, path: this.path, code: failure.code, attempt, upgrade: false });
       }
@@ -384,6 +384,17 @@ export class Exchange {
       if (retryChannel.hasSubscribers) retryChannel.publish(event);
     }
     return delay;
+  }
+
+  /**
+   * Feeds retry throttling: a failure that reached the upstream drains it, a
+   * success refills it. A failure that sent nothing (a refused connection)
+   * says a host is down, not that the service is overloaded: it drains nothing.
+   */
+  #throttle(result: 'success' | 'failure' | 'neutral', failure: AttemptFailure | null, outcome: AttemptOutcome | null): void {
+    const { budget } = this.core.upstream;
+    if (result === 'success') budget.recordSuccess();
+    else if (failure !== null && outcome !== null && !(outcome.kind === 'failed' && sentNothing(failure.code, outcome.phase))) budget.recordFailure();
   }
 
   #stop(reason: NoRetryReason): null {
@@ -501,7 +512,6 @@ export class Exchange {
       const total = config.timeout.total;
       this.#deadlineFrom = performance.now();
       if (total > 0) deadline = setTimeout(() => this.cancel(new ProxyTimeoutError('total', total)), total);
-      if (retry?.budget) upstream.budget.recordRequest();
       // An async header hook runs once, before the first attempt, on the deadline's time.
       if (typeof config.requestHeaders === 'function') {
         await this.#runRequestHook(config.requestHeaders, rebuiltBytes);
@@ -564,7 +574,9 @@ export class Exchange {
           host.active -= 1;
           const result = outcome === null || (outcome.kind === 'failed' && isClientAborted(outcome.error)) ? 'neutral' : countsAgainstUpstream(outcome) ? 'failure' : 'success';
           const latency = attempt.headersAt === 0 || attempt.sentAt === 0 ? null : attempt.headersAt - attempt.sentAt;
-          group.record(host, result, latency, result === 'failure' && outcome !== null ? attemptFailure(outcome) : null);
+          const failure = result === 'failure' && outcome !== null ? attemptFailure(outcome) : null;
+          group.record(host, result, latency, failure);
+          if (retry?.budget) this.#throttle(result, failure, outcome);
           if (message !== null) endAttemptOf(message, outcome, attempt.statusCode);
         }
       };

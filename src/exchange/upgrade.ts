@@ -448,7 +448,7 @@ export class Upgrades {
         const code = last.kind === 'status' ? 'UPSTREAM_STATUS' : classifyError(last.error, last.phase).code;
         const phase = last.kind === 'status' ? 'response' : last.phase;
         if (n > retries || !isRetryable(code, phase, true, code === 'UPSTREAM_RESPONSE_TIMEOUT' && upstream.group.hasUntried([...(tried ?? []), host]))) break;
-        if (config.retry?.budget && !upstream.budget.tryRetry(config.retry.budget)) {
+        if (config.retry?.budget && !upstream.budget.allowsRetry()) {
           if (budgetExhausted.hasSubscribers) budgetExhausted.publish({ upstream: config.upstream, requestId: id, method: 'GET', path, code, attempt: n, upgrade: true });
           break;
         }

@@ -8,12 +8,13 @@
 
 import { UpstreamBreaker, type BreakerOptions, type BreakerState, type BreakerStats } from './breaker.js';
 import { UpstreamGroup, type GroupSettings, type HostSnapshot, type TargetSpec } from './group.js';
-import { RetryBudget } from './retry-budget.js';
+import { RetryBudget, type RetryBudgetOptions } from './retry-budget.js';
 
 export interface UpstreamSettings {
   /** The hosts as configured: one key, one service. */
   readonly targets: readonly TargetSpec[];
-  readonly budgetWindow: number;
+  /** Retry throttling's settings (the defaults when the proxy runs without it: it is then not consulted). */
+  readonly budget: Readonly<RetryBudgetOptions>;
   readonly breaker: Readonly<BreakerOptions> | null;
   readonly group: GroupSettings;
 }
@@ -36,10 +37,10 @@ export class UpstreamState {
   users = 0;
 
   constructor(key: string, settings: UpstreamSettings) {
-    const { budgetWindow, breaker } = settings;
+    const { breaker } = settings;
     this.key = key;
     this.settings = settings;
-    this.budget = new RetryBudget(budgetWindow);
+    this.budget = new RetryBudget(settings.budget);
     this.breaker = breaker === null ? null : new UpstreamBreaker(key, breaker);
     this.capacity = breaker === null || breaker.capacity === 0 ? null : breaker.capacity;
     this.group = new UpstreamGroup(key, settings.targets, settings.group);
@@ -132,7 +133,9 @@ function targetsKey(targets: readonly TargetSpec[]): string {
 function differenceOf(first: UpstreamSettings, second: UpstreamSettings): string | null {
   const [a, b] = [targetsKey(first.targets), targetsKey(second.targets)];
   if (a !== b) return `another target (${a}, not ${b})`;
-  if (first.budgetWindow !== second.budgetWindow) return `another \`retry.budget.window\` (${first.budgetWindow}, not ${second.budgetWindow})`;
+  for (const name of ['maxTokens', 'tokenRatio'] as const) {
+    if (first.budget[name] !== second.budget[name]) return `another \`retry.budget.${name}\` (${first.budget[name]}, not ${second.budget[name]})`;
+  }
   if ((first.breaker === null) !== (second.breaker === null)) return first.breaker === null ? '`breaker: false`' : 'a breaker (here `breaker: false`)';
   if (first.breaker !== null && second.breaker !== null) {
     for (const name of Object.keys(first.breaker) as (keyof BreakerOptions)[]) {

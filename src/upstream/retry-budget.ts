@@ -1,63 +1,44 @@
-// A retry budget per upstream, after Finagle's and Envoy's: retries may not
-// exceed a share of the requests seen in a sliding window, plus a small floor
-// so that a quiet service can still retry. Under a total outage this bounds
-// the load a fleet of proxies adds to about (1 + ratio) × the client traffic.
+// Retry throttling per upstream, after gRPC's `retryThrottling` (gRFC A6): a
+// bucket of `maxTokens` that every failed attempt drains by one and every
+// success refills by `tokenRatio`; no retry is sent while the bucket is at
+// half or below. A quiet service can still retry (the bucket starts full), a
+// partial failure that retries absorb keeps it filled, and in a total outage
+// each instance stops retrying after about `maxTokens / 2` failures, whatever
+// the number of instances: the load a fleet adds stays bounded as it grows.
+// A rate floor (retries per second per instance, Finagle's and this
+// library's former budget) multiplies with the fleet instead (DESIGN.md §18).
 
 export interface RetryBudgetOptions {
-  /** Retries allowed per request in the window. Default `0.2` (20 %). */
-  ratio: number;
-  /** Retries always allowed per second of window, whatever the traffic. Default `3`. */
-  minRetriesPerSecond: number;
-  /** The sliding window, in ms. Default `10000`. */
-  window: number;
+  /** The bucket's size; retries stop while it holds half of this or less. Default `10` (gRPC's example). `0` refuses every retry. */
+  maxTokens: number;
+  /** Tokens a successful attempt puts back. Default `0.1` (gRPC's example): sustained, about one retry per ten successes. */
+  tokenRatio: number;
 }
-
-const BUCKETS = 10;
 
 export class RetryBudget {
-  readonly #requests = new Float64Array(BUCKETS);
-  readonly #retries = new Float64Array(BUCKETS);
-  readonly #bucketMs: number;
-  #bucket = 0;
-  #bucketStart: number;
-  readonly #now: () => number;
+  #tokens: number;
 
-  constructor(window: number, now: () => number = () => performance.now()) {
-    this.#bucketMs = window / BUCKETS;
-    this.#now = now;
-    this.#bucketStart = now();
+  constructor(readonly options: Readonly<RetryBudgetOptions>) {
+    this.#tokens = options.maxTokens;
   }
 
-  /** Counts one client request (not its retries). */
-  recordRequest(): void {
-    this.#advance();
-    this.#requests[this.#bucket] = (this.#requests[this.#bucket] ?? 0) + 1;
+  /** Tokens in the bucket now. */
+  get tokens(): number {
+    return this.#tokens;
   }
 
-  /** Takes one retry from the budget; `false` when it is spent. */
-  tryRetry(options: RetryBudgetOptions): boolean {
-    this.#advance();
-    const allowed = options.minRetriesPerSecond * (options.window / 1000) + options.ratio * sum(this.#requests);
-    if (sum(this.#retries) + 1 > allowed) return false;
-    this.#retries[this.#bucket] = (this.#retries[this.#bucket] ?? 0) + 1;
-    return true;
+  /** An attempt failed in a way that says the upstream is in trouble. */
+  recordFailure(): void {
+    this.#tokens = Math.max(0, this.#tokens - 1);
   }
 
-  #advance(): void {
-    const now = this.#now();
-    let elapsed = Math.floor((now - this.#bucketStart) / this.#bucketMs);
-    if (elapsed <= 0) return;
-    this.#bucketStart += elapsed * this.#bucketMs;
-    for (elapsed = Math.min(elapsed, BUCKETS); elapsed > 0; elapsed -= 1) {
-      this.#bucket = (this.#bucket + 1) % BUCKETS;
-      this.#requests[this.#bucket] = 0;
-      this.#retries[this.#bucket] = 0;
-    }
+  /** An attempt succeeded. */
+  recordSuccess(): void {
+    this.#tokens = Math.min(this.options.maxTokens, this.#tokens + this.options.tokenRatio);
   }
-}
 
-function sum(values: Float64Array): number {
-  let total = 0;
-  for (const value of values) total += value;
-  return total;
+  /** Whether a retry may be sent now. */
+  allowsRetry(): boolean {
+    return this.#tokens > this.options.maxTokens / 2;
+  }
 }

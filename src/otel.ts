@@ -184,31 +184,16 @@ export class ResilientProxyInstrumentation extends InstrumentationBase<Resilient
     }
     const meter = this.meter;
     const counter = (name: string, unit: string, description: string): Counter => meter.createCounter(name, { unit, description, valueType: ValueType.INT });
-    const breakerState = meter.createObservableGauge(METRICS.breakerState, {
-      unit: '{state}',
-      description: 'The state of the upstream’s circuit breaker: 0 closed, 1 half-open, 2 open.',
-      valueType: ValueType.INT,
-    });
-    const hostsEjected = meter.createObservableGauge(METRICS.hostsEjected, {
-      unit: '{host}',
-      description: 'Hosts of the upstream’s group ejected by outlier detection now.',
-      valueType: ValueType.INT,
-    });
-    const hosts = meter.createObservableGauge(METRICS.hosts, {
-      unit: '{host}',
-      description: 'Hosts of the upstream’s group by state: healthy, failing (kept in by maxEjectionPercent), ejected, unhealthy (active health checks).',
-      valueType: ValueType.INT,
-    });
-    const panic = meter.createObservableGauge(METRICS.panic, {
-      unit: '{state}',
-      description: 'Whether the upstream’s group is in panic mode: 1 when fewer than half its hosts are in rotation, so every host takes traffic.',
-      valueType: ValueType.INT,
-    });
-    const panicPicks = meter.createObservableCounter(METRICS.panicPicks, {
-      unit: '{pick}',
-      description: 'Hosts picked in panic mode since the start.',
-      valueType: ValueType.INT,
-    });
+    const gauge = (name: string, unit: string, description: string): ObservableGauge => meter.createObservableGauge(name, { unit, description, valueType: ValueType.INT });
+    const breakerState = gauge(METRICS.breakerState, '{state}', 'The state of the upstream’s circuit breaker: 0 closed, 1 half-open, 2 open.');
+    const hostsEjected = gauge(METRICS.hostsEjected, '{host}', 'Hosts of the upstream’s group ejected now (outlier detection or their own Retry-After).');
+    const hosts = gauge(
+      METRICS.hosts,
+      '{host}',
+      'Hosts of the upstream’s group by state: healthy, failing (kept in by maxEjectionPercent), ejected, unhealthy (active health checks).',
+    );
+    const panic = gauge(METRICS.panic, '{state}', 'Whether the upstream’s group is in panic mode: 1 when fewer than half its hosts are in rotation, so every host takes traffic.');
+    const panicPicks = meter.createObservableCounter(METRICS.panicPicks, { unit: '{pick}', description: 'Hosts picked in panic mode since the start.', valueType: ValueType.INT });
     const observe: BatchObservableCallback = (result) => {
       if (!this.isEnabled()) return;
       for (const registry of this.getConfig().registries ?? [defaultRegistry]) {

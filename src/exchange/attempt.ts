@@ -7,11 +7,11 @@ import type { IncomingHttpHeaders, OutgoingHttpHeaders, ServerResponse } from 'n
 import { Pool, type Dispatcher } from 'undici';
 import type { ClientBody } from './body.js';
 import type { Phase } from '../contract/classify.js';
-import { LimitExceededError, ProxyTimeoutError, RewriteHookError, type TimerKind } from '../contract/errors.js';
+import { isProxyTimeout, LimitExceededError, ProxyTimeoutError, RewriteHookError, type TimerKind } from '../contract/errors.js';
 import { clientResponseHeaders, withAppHeaders } from './headers.js';
 import type { ResponseRewriter, ResponseSide } from './response-rewrite.js';
 import { plainHeaders } from './rewrite.js';
-import { codecFor, type TransformResponse } from './transform.js';
+import { codecFor, transformBody, type TransformResponse } from './transform.js';
 import type { LimitOptions, TimeoutOptions } from '../options.js';
 
 /** The keep-alive pool the proxy owns when no dispatcher is given. */
@@ -114,6 +114,8 @@ export class Attempt implements Dispatcher.DispatchHandler {
   #drainListener = false;
   /** A response being read whole for `transformResponse`. */
   #buffer: Buffer[] | null = null;
+  /** The upstream's response is in: the user's transform is running. */
+  #transforming = false;
   /** The response is an event stream: every chunk is flushed through compression middleware. */
   #stream = false;
   /** The copy of a response being kept for stale on error. */
@@ -163,7 +165,9 @@ export class Attempt implements Dispatcher.DispatchHandler {
   /** Ends the attempt from outside (client gone, deadline). Safe to call at any time. */
   abort(reason: Error): void {
     if (this.#settled) return;
-    this.#settle({ kind: 'failed', error: reason, phase: this.#phase });
+    // The deadline ran out in the user's transform, not in the upstream.
+    const error = this.#transforming && isProxyTimeout(reason) ? new RewriteHookError('`transformResponse` did not settle before timeout.total', { cause: reason }) : reason;
+    this.#settle({ kind: 'failed', error, phase: this.#phase });
     this.#cancelUpstream(reason);
   }
 
@@ -265,23 +269,24 @@ export class Attempt implements Dispatcher.DispatchHandler {
     const pending = this.#pending;
     if (pending === null) return;
     const original = Buffer.concat(chunks);
-    const codec = codecFor(pending.headers['content-encoding']);
     let body: Buffer = original;
+    this.#transforming = true;
     try {
-      const decoded = codec === null ? null : await codec[0](original).catch(() => null);
-      // A body that does not decode as it says is passed on as it came.
-      if (decoded !== null && codec !== null) {
-        const result = await transform.transform(decoded, { statusCode: pending.statusCode, headers: plainHeaders(pending.headers), req: this.#spec.side.req });
-        if (typeof result !== 'string' && !Buffer.isBuffer(result)) throw new TypeError(`returned ${typeof result}, not a Buffer or string`);
-        body = await codec[1](typeof result === 'string' ? Buffer.from(result) : result);
+      const context = { statusCode: pending.statusCode, headers: plainHeaders(pending.headers), req: this.#spec.side.req };
+      const transformed = await transformBody(transform, pending.headers['content-encoding'], original, context, this.#spec.timeout.hook);
+      // A body that does not decode as it says, or decodes past maxBytes, is passed on as it came.
+      if (transformed !== null) {
+        body = transformed;
         pending.headers['content-length'] = body.length;
         // The body changed: validators of the old one would lie.
         delete pending.headers.etag;
         delete pending.headers['content-md5'];
       }
     } catch (error) {
-      if (!this.#settled) this.#settle({ kind: 'failed', error: new RewriteHookError('The `transformResponse` function failed', { cause: error }), phase: 'response' });
+      if (!this.#settled) this.#settle({ kind: 'failed', error, phase: 'response' });
       return;
+    } finally {
+      this.#transforming = false;
     }
     if (this.#settled || !this.#commit()) return;
     this.#spec.res.end(body);

@@ -1,0 +1,200 @@
+// Hostile upstreams against the response side: decompression bombs fed to
+// transformResponse, framing headers from headers.response, hooks that never
+// settle, and redirects and cookies built to leak an internal host or send the
+// client elsewhere. Each test fails on the code before its fix.
+
+import { once } from 'node:events';
+import { brotliCompressSync, constants, createBrotliCompress, createGzip, gzipSync, type BrotliCompress, type Gzip } from 'node:zlib';
+import request from 'supertest';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { DEFAULTS, type FailureEvent, type ProxyOptions } from '../src/index.js';
+import { faults, type Behaviour } from '../src/testing/index.js';
+import { expressGateway, listen, rawGet, upstream } from './support.js';
+
+const respondWith =
+  (status: number, headers: Record<string, string | string[] | number>, body: Buffer | string = ''): Behaviour =>
+  ({ res }) => {
+    res.writeHead(status, { 'content-length': Buffer.byteLength(body), ...headers });
+    res.end(body);
+  };
+
+/** `size` bytes of zeros through a streaming compressor, fed 1 MiB at a time. */
+async function bomb(compressor: BrotliCompress | Gzip, size: number): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  compressor.on('data', (chunk: Buffer) => chunks.push(chunk));
+  const zeros = Buffer.alloc(1024 * 1024);
+  for (let written = 0; written < size; written += zeros.length) {
+    if (!compressor.write(zeros)) await once(compressor, 'drain');
+  }
+  compressor.end();
+  await once(compressor, 'end');
+  return Buffer.concat(chunks);
+}
+
+function failures(): { events: FailureEvent[]; onFailure: (event: FailureEvent) => void } {
+  const events: FailureEvent[] = [];
+  return { events, onFailure: (event) => events.push(event) };
+}
+
+describe('transformResponse against decompression bombs', () => {
+  const GiB = 1024 * 1024 * 1024;
+  let brotliBomb: Buffer = Buffer.alloc(0);
+  let gzipBomb: Buffer = Buffer.alloc(0);
+
+  beforeAll(async () => {
+    // 1 GiB of zeros: about 190 KB of brotli (quality 1 keeps this fast), and
+    // 64 MiB of zeros in about 65 KB of gzip; both well under maxBytes.
+    brotliBomb = await bomb(createBrotliCompress({ params: { [constants.BROTLI_PARAM_QUALITY]: 1 } }), GiB);
+    gzipBomb = await bomb(createGzip({ level: 9 }), 64 * 1024 * 1024);
+  }, 60_000);
+
+  it.each([
+    { encoding: 'br', body: () => brotliBomb },
+    { encoding: 'gzip', body: () => gzipBomb },
+  ])('a $encoding bomb under maxBytes is decoded only up to maxBytes: the client gets the original bytes untransformed, the transform is never called', async ({ encoding, body }) => {
+    const compressed = body();
+    expect(compressed.length).toBeLessThan(DEFAULTS.transformMaxBytes);
+    const up = await upstream({ fallback: respondWith(200, { 'content-type': 'application/json', 'content-encoding': encoding, etag: '"v1"' }, compressed) });
+    const calls: number[] = [];
+    const gateway = await listen(
+      expressGateway({
+        target: up.url,
+        transformResponse: {
+          match: () => true,
+          transform: (decoded) => {
+            calls.push(decoded.length);
+            return 'changed';
+          },
+        },
+      }),
+    );
+
+    const response = await rawGet(`${gateway.url}/api/x`, { 'accept-encoding': 'br, gzip' });
+
+    expect(calls).toStrictEqual([]);
+    expect([response.status, response.ending, response.headers['content-encoding'], response.headers['content-length'], response.headers.etag]).toStrictEqual([
+      200,
+      'complete',
+      encoding,
+      String(compressed.length),
+      '"v1"',
+    ]);
+    expect(response.body.equals(compressed)).toBe(true);
+  });
+
+  it('a body that decodes to exactly maxBytes is still transformed', async () => {
+    const maxBytes = 4096;
+    const encoded = gzipSync(Buffer.alloc(maxBytes, 'a'));
+    const up = await upstream({ fallback: respondWith(200, { 'content-encoding': 'gzip' }, encoded) });
+    const gateway = await listen(expressGateway({ target: up.url, transformResponse: { match: () => true, transform: (decoded) => String(decoded.length), maxBytes } }));
+
+    const response = await rawGet(`${gateway.url}/api/x`, { 'accept-encoding': 'gzip' });
+
+    expect(response.headers['content-encoding']).toBe('gzip');
+    expect(response.body.equals(gzipSync('4096'))).toBe(true);
+  });
+
+  it.each([
+    { name: 'gzip, gzip', encoding: 'gzip, gzip' },
+    { name: 'two Content-Encoding fields', encoding: ['gzip', 'gzip'] },
+    { name: 'br, gzip', encoding: 'br, gzip' },
+  ])('nested encodings ($name) pass through untransformed, byte for byte', async ({ encoding }) => {
+    const twice = gzipSync(gzipSync('{"internal":"secret"}'));
+    const up = await upstream({ fallback: respondWith(200, { 'content-encoding': encoding }, twice) });
+    const calls: Buffer[] = [];
+    const gateway = await listen(
+      expressGateway({
+        target: up.url,
+        transformResponse: {
+          match: () => true,
+          transform: (decoded) => {
+            calls.push(decoded);
+            return 'changed';
+          },
+        },
+      }),
+    );
+
+    const response = await rawGet(`${gateway.url}/api/x`, { 'accept-encoding': 'gzip, br' });
+
+    expect(calls).toStrictEqual([]);
+    expect(response.status).toBe(200);
+    expect(response.body.equals(twice)).toBe(true);
+  });
+
+  it('a transform whose result is too large to encode is the contract (PROXY_INTERNAL_ERROR), never a silently empty 200', async () => {
+    const up = await upstream({ fallback: respondWith(200, { 'content-encoding': 'br' }, brotliCompressSync('{}')) });
+    const seen = failures();
+    const app = expressGateway({
+      target: up.url,
+      retry: false,
+      hooks: { onFailure: seen.onFailure },
+      // Zero-filled pages are not touched: this costs no real memory.
+      transformResponse: { match: () => true, transform: () => Buffer.alloc(GiB + 1) },
+    });
+
+    const response = await request(app).get('/api/x');
+
+    expect([response.status, (response.body as { code: string }).code]).toStrictEqual([502, 'PROXY_INTERNAL_ERROR']);
+    expect(seen.events.map((e) => e.code)).toStrictEqual(['PROXY_INTERNAL_ERROR']);
+  });
+});
+
+describe('hooks that never settle end with the contract without blaming the upstream', () => {
+  const never = (): Promise<never> => new Promise<never>(() => undefined);
+
+  it('timeout.hook is on by default', () => {
+    expect(DEFAULTS.timeout.hook).toBe(10_000);
+  });
+
+  it.each([
+    { name: 'headers.request', options: { headers: { request: never } } satisfies Partial<ProxyOptions>, upstreamCalls: 0 },
+    { name: 'transformResponse', options: { transformResponse: { match: () => true, transform: never } } satisfies Partial<ProxyOptions>, upstreamCalls: 1 },
+  ])('$name that never settles: PROXY_INTERNAL_ERROR after timeout.hook, with timeout.total off', async ({ options, upstreamCalls }) => {
+    const up = await upstream({ fallback: faults.respond(200, 'secret body') });
+    const seen = failures();
+    const app = expressGateway({ target: up.url, timeout: { hook: 50 }, hooks: { onFailure: seen.onFailure }, ...options });
+
+    const response = await request(app).get('/api/x');
+
+    expect([response.status, (response.body as { code: string }).code, response.headers['proxy-status']]).toStrictEqual([
+      502,
+      'PROXY_INTERNAL_ERROR',
+      'resilient-proxy; error=proxy_internal_error',
+    ]);
+    expect(response.text).not.toContain('secret body');
+    expect(seen.events.map((e) => e.code)).toStrictEqual(['PROXY_INTERNAL_ERROR']);
+    expect(up.requests).toHaveLength(upstreamCalls);
+  });
+
+  it.each([
+    { name: 'headers.request', options: { headers: { request: never } } satisfies Partial<ProxyOptions>, upstreamCalls: 0 },
+    { name: 'transformResponse', options: { transformResponse: { match: () => true, transform: never } } satisfies Partial<ProxyOptions>, upstreamCalls: 1 },
+  ])('$name still pending when timeout.total runs out: PROXY_INTERNAL_ERROR, not UPSTREAM_RESPONSE_TIMEOUT', async ({ options, upstreamCalls }) => {
+    const up = await upstream({ fallback: faults.respond(200, 'ok') });
+    const app = expressGateway({ target: up.url, timeout: { total: 50 }, ...options });
+
+    const response = await request(app).get('/api/x');
+
+    expect([response.status, (response.body as { code: string }).code]).toStrictEqual([502, 'PROXY_INTERNAL_ERROR']);
+    expect(up.requests).toHaveLength(upstreamCalls);
+  });
+
+  it('a transform the deadline ends is not counted by the breaker: the circuit stays closed', async () => {
+    const up = await upstream({ fallback: faults.respond(200, 'ok') });
+    const app = expressGateway({
+      target: up.url,
+      retry: false,
+      timeout: { total: 30 },
+      breaker: { volumeThreshold: 1, errorThresholdPercentage: 1 },
+      transformResponse: { match: () => true, transform: never },
+    });
+
+    const codes: string[] = [];
+    for (let i = 0; i < 3; i += 1) codes.push(((await request(app).get('/api/x')).body as { code: string }).code);
+
+    expect(codes).toStrictEqual(['PROXY_INTERNAL_ERROR', 'PROXY_INTERNAL_ERROR', 'PROXY_INTERNAL_ERROR']);
+    expect(up.requests).toHaveLength(3);
+  });
+});
+

@@ -4,6 +4,7 @@
 // client elsewhere. Each test fails on the code before its fix.
 
 import { once } from 'node:events';
+import { connect } from 'node:net';
 import { brotliCompressSync, constants, createBrotliCompress, createGzip, gzipSync, type BrotliCompress, type Gzip } from 'node:zlib';
 import request from 'supertest';
 import { beforeAll, describe, expect, it } from 'vitest';
@@ -198,3 +199,71 @@ describe('hooks that never settle end with the contract without blaming the upst
   });
 });
 
+
+interface ParsedResponse {
+  readonly head: string;
+  readonly headers: Record<string, string>;
+  readonly body: string;
+}
+
+/** What a keep-alive client parses from `raw`: each response framed as its head says, and whatever bytes remain. */
+function parseResponses(raw: string): { responses: ParsedResponse[]; rest: string } {
+  const responses: ParsedResponse[] = [];
+  let rest = raw;
+  for (;;) {
+    const end = rest.indexOf('\r\n\r\n');
+    if (!rest.startsWith('HTTP/1.1 ') || end === -1) return { responses, rest };
+    const [head = '', ...lines] = rest.slice(0, end).split('\r\n');
+    const headers: Record<string, string> = {};
+    for (const line of lines) {
+      const colon = line.indexOf(':');
+      headers[line.slice(0, colon).toLowerCase()] = line.slice(colon + 1).trim();
+    }
+    let body = '';
+    let at = end + 4;
+    if (headers['transfer-encoding'] === 'chunked') {
+      for (;;) {
+        const eol = rest.indexOf('\r\n', at);
+        const size = Number.parseInt(rest.slice(at, eol), 16);
+        at = eol + 2 + size + 2;
+        if (size === 0) break;
+        body += rest.slice(eol + 2, eol + 2 + size);
+      }
+    } else {
+      const length = Number(headers['content-length'] ?? 0);
+      body = rest.slice(at, at + length);
+      at += length;
+    }
+    responses.push({ head, headers, body });
+    rest = rest.slice(at);
+  }
+}
+
+describe('headers.response cannot frame the body (response splitting)', () => {
+  const smuggled = 'HTTP/1.1 200 OK\r\ncontent-length: 4\r\nx-injected: yes\r\n\r\nevil';
+  const body = `hello${smuggled}--end`;
+
+  it.each([
+    { name: 'an object setting Content-Length', response: { 'content-length': '5' } },
+    { name: 'a function setting Content-Length', response: (headers: Record<string, string | string[]>) => ({ ...headers, 'content-length': '5' }) },
+    { name: 'a function removing Content-Length', response: ({ 'content-length': _dropped, ...headers }: Record<string, string | string[]>) => headers },
+    { name: 'an object removing Content-Length', response: { 'content-length': null } },
+    { name: 'a function setting Transfer-Encoding and Connection', response: (headers: Record<string, string | string[]>) => ({ ...headers, 'transfer-encoding': 'chunked', connection: 'close' }) },
+  ])('$name: a keep-alive client parses exactly one response, the upstream\'s whole body', async ({ response }) => {
+    const up = await upstream({ fallback: respondWith(200, { 'content-type': 'text/plain' }, body) });
+    const gateway = await listen(expressGateway({ target: up.url, headers: { response } }));
+    const socket = connect(gateway.port, '127.0.0.1');
+    let raw = '';
+    socket.setEncoding('latin1').on('data', (chunk: string) => (raw += chunk));
+    socket.write('GET /api/x HTTP/1.1\r\nhost: shop.example\r\nconnection: keep-alive\r\n\r\n');
+
+    while (!raw.includes('--end')) await once(socket, 'data');
+    socket.destroy();
+    const { responses, rest } = parseResponses(raw);
+
+    expect(responses.map((r) => [r.head, r.headers['content-length'], r.headers['transfer-encoding'], r.headers['x-injected'], r.body])).toStrictEqual([
+      ['HTTP/1.1 200 OK', String(body.length), undefined, undefined, body],
+    ]);
+    expect(rest).toBe('');
+  });
+});

@@ -1,6 +1,7 @@
 // The response head as the client gets it: redirects that name a host of the
 // group moved to the client's origin and mount path, cookies' Domain and Path
-// rewritten, then the user's `headers.response`. Built once per proxy; a
+// rewritten, then the user's `headers.response` (which never frames the
+// body: Content-Length and Transfer-Encoding are the proxy's). Built once per proxy; a
 // response with nothing to rewrite costs three property reads.
 
 import type { IncomingMessage, OutgoingHttpHeaders } from 'node:http';
@@ -8,7 +9,7 @@ import { RewriteHookError } from '../contract/errors.js';
 import type { ResolvedOptions } from '../options.js';
 import type { UpstreamGroup } from '../upstream/group.js';
 import { clientResponseHeaders } from './headers.js';
-import { checkedHeaders, clientView, patchHeaders, plainHeaders, rewriteCookieAttribute, rewriteRedirect, rewriteRefresh } from './rewrite.js';
+import { checkedHeaders, clientView, patchHeaders, plainHeaders, rewriteCookieAttribute, rewriteRedirect, rewriteRefresh, type HeaderMap } from './rewrite.js';
 
 /** What the rewriter needs to know of the request. */
 export interface ResponseSide {
@@ -47,14 +48,32 @@ export function responseRewriter(config: ResolvedOptions, group: UpstreamGroup):
       );
     }
     if (responseHeaders === null) return headers;
-    if (typeof responseHeaders !== 'function') return patchHeaders(plainHeaders(headers), responseHeaders);
-    let returned: unknown;
-    try {
-      returned = responseHeaders(plainHeaders(headers), { statusCode, req: side.req });
-    } catch (error) {
-      throw new RewriteHookError('The `headers.response` function threw', { cause: error });
+    let hooked: HeaderMap;
+    if (typeof responseHeaders !== 'function') hooked = patchHeaders(plainHeaders(headers), responseHeaders);
+    else {
+      let returned: unknown;
+      try {
+        returned = responseHeaders(plainHeaders(headers), { statusCode, req: side.req });
+      } catch (error) {
+        throw new RewriteHookError('The `headers.response` function threw', { cause: error });
+      }
+      hooked = checkedHeaders(returned, 'headers.response');
     }
-    // Hop-by-hop headers stay on their hop, whatever the hook returned.
-    return clientResponseHeaders(checkedHeaders(returned, 'headers.response'));
+    // Hop-by-hop headers (Transfer-Encoding among them) stay on their hop,
+    // whatever the hook returned.
+    return framedAsSent(clientResponseHeaders(hooked), headers);
   };
+}
+
+/**
+ * `hooked` with the upstream's own `Content-Length`, or none when it sent
+ * none: framing is the proxy's alone. A length from a hook that differs from
+ * the body sent would let a keep-alive client read the rest of the body as a
+ * second response (response splitting).
+ */
+function framedAsSent(hooked: OutgoingHttpHeaders, upstream: OutgoingHttpHeaders): OutgoingHttpHeaders {
+  delete hooked['content-length'];
+  const length = upstream['content-length'];
+  if (length !== undefined) hooked['content-length'] = length;
+  return hooked;
 }

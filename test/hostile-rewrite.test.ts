@@ -10,7 +10,7 @@ import request from 'supertest';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { DEFAULTS, type FailureEvent, type ProxyOptions } from '../src/index.js';
 import { faults, type Behaviour } from '../src/testing/index.js';
-import { expressGateway, listen, rawGet, upstream } from './support.js';
+import { expressGateway, listen, proxy, rawGet, upstream } from './support.js';
 
 const respondWith =
   (status: number, headers: Record<string, string | string[] | number>, body: Buffer | string = ''): Behaviour =>
@@ -265,5 +265,106 @@ describe('headers.response cannot frame the body (response splitting)', () => {
       ['HTTP/1.1 200 OK', String(body.length), undefined, undefined, body],
     ]);
     expect(rest).toBe('');
+  });
+});
+
+/** The values of every `name` field of the answer to `GET path`, read from the wire (Node's client keeps only the first Location). */
+async function fieldsOf(port: number, path: string, name: string): Promise<string[]> {
+  const socket = connect(port, '127.0.0.1');
+  let raw = '';
+  socket.setEncoding('latin1').on('data', (chunk: string) => (raw += chunk));
+  socket.write(`GET ${path} HTTP/1.1\r\nhost: shop.example\r\nconnection: close\r\n\r\n`);
+  await once(socket, 'close');
+  const head = raw.slice(0, raw.indexOf('\r\n\r\n')).split('\r\n');
+  return head.filter((line) => line.toLowerCase().startsWith(`${name}:`)).map((line) => line.slice(name.length + 1).trim());
+}
+
+describe('rewriteRedirects leaves no internal host and makes no open redirect', () => {
+  /** An upstream answering 302 with `headers(url)`, its own URL given. */
+  async function answering(headers: (url: string) => Record<string, string | string[]>) {
+    let url = '';
+    const up = await upstream({ fallback: ({ res }) => respondWith(302, headers(url))({ res } as never) });
+    url = up.url;
+    return up;
+  }
+
+  it.each([
+    { sent: '/v1//evil.example/', expected: 'http://shop.example//evil.example/' },
+    { sent: '/v1/\\evil.example/', expected: 'http://shop.example/\\evil.example/' },
+    { sent: '/v1/\t/evil.example/', expected: 'http://shop.example//evil.example/' },
+  ])('with no mount path, $sent never becomes a scheme-relative redirect to another site', async ({ sent, expected }) => {
+    const up = await answering(() => ({ location: sent }));
+    const gateway = await listen(proxy({ target: `${up.url}/v1` }));
+
+    expect(await fieldsOf(gateway.port, '/x', 'location')).toStrictEqual([expected]);
+  });
+
+  it.each([
+    { name: 'scheme-relative', sent: (url: string) => url.replace('http:', '') + '/v1/next?a=1' },
+    { name: 'scheme-relative with a backslash', sent: (url: string) => url.replace('http://', '/\\') + '/v1/next?a=1' },
+    { name: 'the other scheme', sent: (url: string) => url.replace('http:', 'https:') + '/v1/next?a=1' },
+    { name: 'localhost', sent: (url: string) => url.replace('127.0.0.1', 'localhost') + '/v1/next?a=1' },
+    { name: 'LOCALHOST. (any case, trailing dot)', sent: (url: string) => url.replace('127.0.0.1', 'LOCALHOST.') + '/v1/next?a=1' },
+    { name: '[::1]', sent: (url: string) => url.replace('127.0.0.1', '[::1]') + '/v1/next?a=1' },
+    { name: '127.1 (a short IPv4 spelling)', sent: (url: string) => url.replace('127.0.0.1', '127.1') + '/v1/next?a=1' },
+    { name: 'another port of the same host', sent: () => 'http://127.0.0.1:1/v1/next?a=1' },
+  ])('a Location at the upstream host spelled $name moves to the client origin and mount path', async ({ sent }) => {
+    const up = await answering((url) => ({ location: sent(url) }));
+    const gateway = await listen(expressGateway({ target: `${up.url}/v1` }));
+
+    expect(await fieldsOf(gateway.port, '/api/x', 'location')).toStrictEqual(['http://shop.example/api/next?a=1']);
+  });
+
+  it('every copy of a Location sent twice is rewritten', async () => {
+    const up = await answering((url) => ({ location: [`${url}/v1/a`, `${url}/v1/b`] }));
+    const gateway = await listen(expressGateway({ target: `${up.url}/v1` }));
+
+    const locations = await fieldsOf(gateway.port, '/api/x', 'location');
+
+    expect(locations).toStrictEqual(['http://shop.example/api/a', 'http://shop.example/api/b']);
+  });
+
+  it('Link targets at the upstream host are rewritten in every field; others pass as sent', async () => {
+    const up = await answering((url) => ({
+      location: '/v1/x',
+      link: [`<${url}/v1/page/2>; rel="next", <https://cdn.example/app.css>; rel=preload`, `<//127.0.0.1:${new URL(url).port}/v1/page/1>; rel="prev"`],
+    }));
+    const gateway = await listen(expressGateway({ target: `${up.url}/v1` }));
+
+    expect(await fieldsOf(gateway.port, '/api/x', 'link')).toStrictEqual([
+      '<http://shop.example/api/page/2>; rel="next", <https://cdn.example/app.css>; rel=preload',
+      '<http://shop.example/api/page/1>; rel="prev"',
+    ]);
+  });
+
+  it.each(['https://login.example/auth', '//cdn.example/x', 'next/page', 'http://127.0.0.2.example/x'])('%s (another site, or a relative reference) passes as sent', async (sent) => {
+    const up = await answering(() => ({ location: sent }));
+    const gateway = await listen(expressGateway({ target: `${up.url}/v1` }));
+
+    expect(await fieldsOf(gateway.port, '/api/x', 'location')).toStrictEqual([sent]);
+  });
+});
+
+describe('cookie rewriting reaches every Domain and Path, whatever their spelling', () => {
+  it.each([
+    {
+      name: 'a second Domain (the one browsers use)',
+      cookie: 'a=1; Domain=internal.local; Path=/; Domain=internal.local',
+      options: { cookieDomainRewrite: 'shop.example' },
+      expected: 'a=1; Domain=shop.example; Path=/; Domain=shop.example',
+    },
+    { name: 'spaces around =', cookie: 'a=1; Domain = internal.local ; Secure', options: { cookieDomainRewrite: { 'internal.local': 'shop.example' } }, expected: 'a=1; Domain=shop.example; Secure' },
+    { name: 'DOMAIN and a leading dot', cookie: 'a=1; DOMAIN=.Internal.Local', options: { cookieDomainRewrite: { 'internal.local': 'shop.example' } }, expected: 'a=1; DOMAIN=shop.example' },
+    { name: 'removal of every Domain', cookie: 'a=1; domain=x.internal; Path=/; Domain=y.internal', options: { cookieDomainRewrite: { '*': '' } }, expected: 'a=1; Path=/' },
+    { name: 'a second Path', cookie: 'a=1; Path=/v1; path = /v1', options: { cookiePathRewrite: { '/v1': '/api' } }, expected: 'a=1; Path=/api; path=/api' },
+    { name: 'a Domain named like an Object property', cookie: 'a=1; Domain=constructor', options: { cookieDomainRewrite: { 'internal.local': 'shop.example' } }, expected: 'a=1; Domain=constructor' },
+    { name: 'a value that looks like an attribute', cookie: 'a=domain=internal.local; Path=/', options: { cookieDomainRewrite: 'shop.example' }, expected: 'a=domain=internal.local; Path=/' },
+  ])('$name', async ({ cookie, options, expected }) => {
+    const up = await upstream({ fallback: respondWith(200, { 'set-cookie': cookie }) });
+    const app = expressGateway({ target: up.url, ...options });
+
+    const response = await request(app).get('/api/x');
+
+    expect(response.headers['set-cookie']).toStrictEqual([expected]);
   });
 });

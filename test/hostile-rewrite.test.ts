@@ -368,3 +368,21 @@ describe('cookie rewriting reaches every Domain and Path, whatever their spellin
     expect(response.headers['set-cookie']).toStrictEqual([expected]);
   });
 });
+
+describe('a hook that must answer at once and returns a promise', () => {
+  it.each([
+    { name: 'headers.response (async, resolving)', options: { headers: { response: async (headers: Record<string, string | string[]>) => Promise.resolve({ ...headers, 'x-added': '1' }) } } },
+    { name: 'headers.response (async, rejecting)', options: { headers: { response: async () => Promise.reject(new Error('hook bug')) } } },
+    { name: 'transformResponse.match (async, resolving)', options: { transformResponse: { match: async () => Promise.resolve(false), transform: () => 'changed' } } },
+    { name: 'transformResponse.match (async, rejecting)', options: { transformResponse: { match: async () => Promise.reject(new Error('hook bug')), transform: () => 'changed' } } },
+    { name: 'pathRewrite (async, rejecting)', options: { pathRewrite: async () => Promise.reject(new Error('hook bug')) } },
+  ])('$name: the contract (PROXY_INTERNAL_ERROR), never a response stripped of its headers nor an unhandled rejection', async ({ options }) => {
+    const up = await upstream({ fallback: respondWith(200, { 'content-type': 'application/json' }, '{"secret":1}') });
+    const app = expressGateway({ target: up.url, retry: false, ...(options as unknown as Partial<ProxyOptions>) });
+
+    const response = await request(app).get('/api/x');
+
+    expect([response.status, (response.body as { code: string }).code]).toStrictEqual([502, 'PROXY_INTERNAL_ERROR']);
+    expect(response.text).not.toContain('secret');
+  });
+});

@@ -10,7 +10,7 @@ import type { Phase } from '../contract/classify.js';
 import { isProxyTimeout, LimitExceededError, ProxyTimeoutError, RewriteHookError, type TimerKind } from '../contract/errors.js';
 import { clientResponseHeaders, withAppHeaders } from './headers.js';
 import type { ResponseRewriter, ResponseSide } from './response-rewrite.js';
-import { plainHeaders } from './rewrite.js';
+import { plainHeaders, refusePromise } from './rewrite.js';
 import { codecFor, transformBody, type TransformResponse } from './transform.js';
 import type { LimitOptions, TimeoutOptions } from '../options.js';
 
@@ -244,7 +244,10 @@ export class Attempt implements Dispatcher.DispatchHandler {
     if (this.#spec.method === 'HEAD' || statusCode === 204 || statusCode === 304) return false;
     if (codecFor(outgoing['content-encoding']) === null) return false;
     if (Number(headers['content-length']) > transform.maxBytes) return false;
-    return transform.match(statusCode, headers);
+    const matched = transform.match(statusCode, headers);
+    // A promise is truthy: every response would be read whole and transformed.
+    refusePromise(matched, '`transformResponse.match` returned a promise; it must return a boolean');
+    return matched;
   }
 
   /** Over `maxBytes`: what was read goes out as it came, and the rest streams. */

@@ -42,6 +42,7 @@ export function rewritePath(rewrite: (path: string, req: IncomingMessage) => str
   } catch (error) {
     throw new RewriteHookError('The `pathRewrite` function threw', { cause: error });
   }
+  refusePromise(result, '`pathRewrite` returned a promise; it must return the path itself');
   if (typeof result !== 'string') throw new RewriteHookError(`\`pathRewrite\` returned ${typeof result}, not a path`);
   if (result === '') return '/';
   // The object form's replacement may drop the leading slash (`'^/api': ''`).
@@ -73,9 +74,22 @@ export function patchHeaders(headers: HeaderMap, patch: HeaderPatch): HeaderMap 
   return Object.assign(result, patched);
 }
 
+/**
+ * Throws `message` when a hook that must answer at once returned a promise.
+ * Its rejection, if it comes, is handled here: never an unhandled rejection
+ * that would take the host process down.
+ */
+export function refusePromise(value: unknown, message: string): void {
+  if (typeof value !== 'object' || value === null || typeof (value as { then?: unknown }).then !== 'function') return;
+  (value as PromiseLike<unknown>).then(undefined, () => undefined);
+  throw new RewriteHookError(message);
+}
+
 /** What a header hook returned, checked: token names, values without CR/LF/NUL, lower-case keys. */
 export function checkedHeaders(value: unknown, hook: string): HeaderMap {
   if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new RewriteHookError(`\`${hook}\` returned ${value === null ? 'null' : typeof value}, not an object of headers`);
+  // A promise has no headers of its own: sent as is, the response would lose all of them.
+  refusePromise(value, `\`${hook}\` returned a promise; it must return the headers themselves`);
   const headers: HeaderMap = {};
   for (const [name, raw] of Object.entries(value as Record<string, unknown>)) {
     if (raw === undefined || raw === null) continue;

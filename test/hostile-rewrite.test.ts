@@ -4,6 +4,7 @@
 // client elsewhere. Each test fails on the code before its fix.
 
 import { once } from 'node:events';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import { connect } from 'node:net';
 import { brotliCompressSync, constants, createBrotliCompress, createGzip, gzipSync, type BrotliCompress, type Gzip } from 'node:zlib';
 import request from 'supertest';
@@ -179,6 +180,23 @@ describe('hooks that never settle end with the contract without blaming the upst
 
     expect([response.status, (response.body as { code: string }).code]).toStrictEqual([502, 'PROXY_INTERNAL_ERROR']);
     expect(up.requests).toHaveLength(upstreamCalls);
+  });
+
+  it('a WebSocket handshake whose headers.request never settles: the contract after timeout.hook, the upstream never called', async () => {
+    const up = await upstream();
+    const handler = proxy({ target: up.url, timeout: { hook: 50 }, headers: { request: never } });
+    const gateway = await listen((req: IncomingMessage, res: ServerResponse) => handler(req, res));
+    gateway.server.on('upgrade', (req, socket, head) => void handler.upgrade(req, socket, head));
+    const socket = connect(gateway.port, '127.0.0.1');
+    let answer = '';
+    socket.setEncoding('latin1').on('data', (chunk: string) => (answer += chunk));
+    socket.write('GET /chat HTTP/1.1\r\nhost: x\r\nconnection: Upgrade\r\nupgrade: websocket\r\nsec-websocket-version: 13\r\nsec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n');
+
+    await once(socket, 'close');
+
+    expect(answer.split('\r\n')[0]).toBe('HTTP/1.1 502 Bad Gateway');
+    expect(answer).toContain('"code":"PROXY_INTERNAL_ERROR"');
+    expect(up.requests).toHaveLength(0);
   });
 
   it('a transform the deadline ends is not counted by the breaker: the circuit stays closed', async () => {

@@ -28,7 +28,9 @@ export interface TimeoutOptions {
   connect: number;
   /**
    * From the moment the request is fully sent until the response headers
-   * arrive. Default `30000` ms.
+   * arrive; for a response read whole for `transformResponse`, also from its
+   * headers to its last byte (the client has received nothing meanwhile).
+   * Default `30000` ms.
    */
   response: number;
   /**

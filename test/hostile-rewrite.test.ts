@@ -84,6 +84,38 @@ describe('transformResponse against decompression bombs', () => {
     expect(response.body.equals(compressed)).toBe(true);
   });
 
+  it('a body to transform that trickles (a byte per 10 ms) is bounded head to end by timeout.response: the contract, UPSTREAM_RESPONSE_TIMEOUT', async () => {
+    const up = await upstream({
+      fallback: ({ res }) => {
+        res.writeHead(200, { 'content-type': 'application/json' });
+        const drip = setInterval(() => res.write(' '), 10);
+        res.once('close', () => clearInterval(drip));
+      },
+    });
+    const calls: number[] = [];
+    const app = expressGateway({
+      target: up.url,
+      retry: false,
+      timeout: { response: 200 },
+      transformResponse: {
+        match: () => true,
+        transform: (decoded) => {
+          calls.push(decoded.length);
+          return decoded;
+        },
+      },
+    });
+
+    const response = await request(app).get('/api/x');
+
+    expect([response.status, (response.body as { code: string }).code, response.headers['proxy-status']]).toStrictEqual([
+      502,
+      'UPSTREAM_RESPONSE_TIMEOUT',
+      'resilient-proxy; error=http_response_timeout',
+    ]);
+    expect(calls).toStrictEqual([]);
+  });
+
   it('a body that decodes to exactly maxBytes is still transformed', async () => {
     const maxBytes = 4096;
     const encoded = gzipSync(Buffer.alloc(maxBytes, 'a'));

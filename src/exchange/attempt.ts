@@ -116,6 +116,12 @@ export class Attempt implements Dispatcher.DispatchHandler {
   #buffer: Buffer[] | null = null;
   /** The upstream's response is in: the user's transform is running. */
   #transforming = false;
+  /**
+   * Bounds the read of a body to transform, head to last byte, by
+   * `timeout.response`: the client has received nothing yet, and a body that
+   * trickles a byte per `timeout.idle` would otherwise hold it for ever.
+   */
+  #readDeadline: NodeJS.Timeout | null = null;
   /** The response is an event stream: every chunk is flushed through compression middleware. */
   #stream = false;
   /** The copy of a response being kept for stale on error. */
@@ -228,6 +234,8 @@ export class Attempt implements Dispatcher.DispatchHandler {
     this.#bytes = 0;
     if (this.#buffer !== null) {
       this.#arm('idle');
+      const { response } = spec.timeout;
+      if (response > 0) this.#readDeadline = setTimeout(() => this.abort(new ProxyTimeoutError('response', response)), response);
       return;
     }
     this.#stream = isEventStream(outgoing['content-type']);
@@ -254,6 +262,7 @@ export class Attempt implements Dispatcher.DispatchHandler {
   #giveUpTransform(controller: Dispatcher.DispatchController): void {
     const chunks = this.#buffer ?? [];
     this.#buffer = null;
+    this.#stopReadDeadline();
     if (!this.#commit()) return;
     this.#arm('idle');
     const res = this.#spec.res;
@@ -269,6 +278,7 @@ export class Attempt implements Dispatcher.DispatchHandler {
     const chunks = this.#buffer ?? [];
     this.#buffer = null;
     this.#disarm();
+    this.#stopReadDeadline();
     const pending = this.#pending;
     if (pending === null) return;
     const original = Buffer.concat(chunks);
@@ -472,6 +482,11 @@ export class Attempt implements Dispatcher.DispatchHandler {
     }
   }
 
+  #stopReadDeadline(): void {
+    if (this.#readDeadline !== null) clearTimeout(this.#readDeadline);
+    this.#readDeadline = null;
+  }
+
   #stopWatchingUpload(): void {
     const body = this.#spec.body;
     if (isStream(body)) {
@@ -489,6 +504,7 @@ export class Attempt implements Dispatcher.DispatchHandler {
     if (this.#settled) return;
     this.#settled = true;
     this.#disarm();
+    this.#stopReadDeadline();
     this.#stopWatchingUpload();
     if (this.#drainListener) this.#spec.res.off('drain', this.#onClientDrain);
     if (this.#tee !== null) {

@@ -28,7 +28,9 @@ export interface TimeoutOptions {
   connect: number;
   /**
    * From the moment the request is fully sent until the response headers
-   * arrive. Default `30000` ms.
+   * arrive; for a response read whole for `transformResponse`, also from its
+   * headers to its last byte (the client has received nothing meanwhile).
+   * Default `30000` ms.
    */
   response: number;
   /**
@@ -49,6 +51,14 @@ export interface TimeoutOptions {
    * every wait, and a deadline would cut long downloads.
    */
   total: number;
+  /**
+   * The longest wait for a user function the request depends on: an async
+   * `headers.request` hook, and a `transformResponse` (decode, transform and
+   * encode). One that has not settled by then ends the request with the
+   * contract, code `PROXY_INTERNAL_ERROR`: the upstream is not blamed, and
+   * the breaker does not count it. Default `10000` ms; `0` waits for ever.
+   */
+  hook: number;
   /**
    * The longest silence, in either direction, of a WebSocket tunnel after
    * `101` before both sides are closed. Default: `idle`. `0` turns it off.
@@ -314,7 +324,7 @@ export interface LimitOptions {
 }
 
 export const DEFAULTS = Object.freeze({
-  timeout: Object.freeze({ connect: 5_000, response: 30_000, idle: 30_000, total: 0 }),
+  timeout: Object.freeze({ connect: 5_000, response: 30_000, idle: 30_000, total: 0, hook: 10_000 }),
   changeOrigin: false,
   failureStatuses: Object.freeze([502, 503, 504]),
   status: 502,
@@ -597,13 +607,14 @@ function resolveStaleIfError(value: unknown): ResolvedStaleIfError | null {
 function resolveTimeouts(value: unknown): TimeoutOptions & { tunnelIdle: number } {
   if (value === undefined) return { ...DEFAULTS.timeout, tunnelIdle: DEFAULTS.timeout.idle };
   if (!isPlainObject(value)) fail('timeout', 'an object like { connect, response, idle, total }', value);
-  checkKeys('timeout', value, ['connect', 'response', 'idle', 'total', 'tunnelIdle']);
+  checkKeys('timeout', value, ['connect', 'response', 'idle', 'total', 'hook', 'tunnelIdle']);
   const idle = duration('timeout.idle', value.idle, DEFAULTS.timeout.idle);
   return {
     connect: duration('timeout.connect', value.connect, DEFAULTS.timeout.connect),
     response: duration('timeout.response', value.response, DEFAULTS.timeout.response),
     idle,
     total: duration('timeout.total', value.total, DEFAULTS.timeout.total),
+    hook: duration('timeout.hook', value.hook, DEFAULTS.timeout.hook),
     tunnelIdle: duration('timeout.tunnelIdle', value.tunnelIdle, idle),
   };
 }

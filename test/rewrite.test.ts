@@ -166,13 +166,13 @@ describe('headers.request', () => {
     expect(up.requests).toHaveLength(0);
   });
 
-  it('an async hook counts against timeout.total', async () => {
+  it('an async hook counts against timeout.total, and the hook is blamed (the upstream was never called)', async () => {
     const { up, app } = await echoGateway({ timeout: { total: 50 }, headers: { request: () => new Promise(() => undefined) } });
 
     const response = await request(app).get('/api/x');
 
     expect(response.status).toBe(502);
-    expect((response.body as { code: string }).code).toBe('UPSTREAM_RESPONSE_TIMEOUT');
+    expect((response.body as { code: string }).code).toBe('PROXY_INTERNAL_ERROR');
     expect(up.requests).toHaveLength(0);
   });
 });

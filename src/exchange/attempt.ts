@@ -7,11 +7,11 @@ import type { IncomingHttpHeaders, OutgoingHttpHeaders, ServerResponse } from 'n
 import { Pool, type Dispatcher } from 'undici';
 import type { ClientBody } from './body.js';
 import type { Phase } from '../contract/classify.js';
-import { LimitExceededError, ProxyTimeoutError, RewriteHookError, type TimerKind } from '../contract/errors.js';
+import { isProxyTimeout, LimitExceededError, ProxyTimeoutError, RewriteHookError, type TimerKind } from '../contract/errors.js';
 import { clientResponseHeaders, withAppHeaders } from './headers.js';
 import type { ResponseRewriter, ResponseSide } from './response-rewrite.js';
-import { plainHeaders } from './rewrite.js';
-import { codecFor, type TransformResponse } from './transform.js';
+import { plainHeaders, refusePromise } from './rewrite.js';
+import { codecFor, transformBody, type TransformResponse } from './transform.js';
 import type { LimitOptions, TimeoutOptions } from '../options.js';
 
 /** The keep-alive pool the proxy owns when no dispatcher is given. */
@@ -114,6 +114,14 @@ export class Attempt implements Dispatcher.DispatchHandler {
   #drainListener = false;
   /** A response being read whole for `transformResponse`. */
   #buffer: Buffer[] | null = null;
+  /** The upstream's response is in: the user's transform is running. */
+  #transforming = false;
+  /**
+   * Bounds the read of a body to transform, head to last byte, by
+   * `timeout.response`: the client has received nothing yet, and a body that
+   * trickles a byte per `timeout.idle` would otherwise hold it for ever.
+   */
+  #readDeadline: NodeJS.Timeout | null = null;
   /** The response is an event stream: every chunk is flushed through compression middleware. */
   #stream = false;
   /** The copy of a response being kept for stale on error. */
@@ -163,7 +171,9 @@ export class Attempt implements Dispatcher.DispatchHandler {
   /** Ends the attempt from outside (client gone, deadline). Safe to call at any time. */
   abort(reason: Error): void {
     if (this.#settled) return;
-    this.#settle({ kind: 'failed', error: reason, phase: this.#phase });
+    // The deadline ran out in the user's transform, not in the upstream.
+    const error = this.#transforming && isProxyTimeout(reason) ? new RewriteHookError('`transformResponse` did not settle before timeout.total', { cause: reason }) : reason;
+    this.#settle({ kind: 'failed', error, phase: this.#phase });
     this.#cancelUpstream(reason);
   }
 
@@ -224,6 +234,8 @@ export class Attempt implements Dispatcher.DispatchHandler {
     this.#bytes = 0;
     if (this.#buffer !== null) {
       this.#arm('idle');
+      const { response } = spec.timeout;
+      if (response > 0) this.#readDeadline = setTimeout(() => this.abort(new ProxyTimeoutError('response', response)), response);
       return;
     }
     this.#stream = isEventStream(outgoing['content-type']);
@@ -240,13 +252,17 @@ export class Attempt implements Dispatcher.DispatchHandler {
     if (this.#spec.method === 'HEAD' || statusCode === 204 || statusCode === 304) return false;
     if (codecFor(outgoing['content-encoding']) === null) return false;
     if (Number(headers['content-length']) > transform.maxBytes) return false;
-    return transform.match(statusCode, headers);
+    const matched = transform.match(statusCode, headers);
+    // A promise is truthy: every response would be read whole and transformed.
+    refusePromise(matched, '`transformResponse.match` returned a promise; it must return a boolean');
+    return matched;
   }
 
   /** Over `maxBytes`: what was read goes out as it came, and the rest streams. */
   #giveUpTransform(controller: Dispatcher.DispatchController): void {
     const chunks = this.#buffer ?? [];
     this.#buffer = null;
+    this.#stopReadDeadline();
     if (!this.#commit()) return;
     this.#arm('idle');
     const res = this.#spec.res;
@@ -262,26 +278,28 @@ export class Attempt implements Dispatcher.DispatchHandler {
     const chunks = this.#buffer ?? [];
     this.#buffer = null;
     this.#disarm();
+    this.#stopReadDeadline();
     const pending = this.#pending;
     if (pending === null) return;
     const original = Buffer.concat(chunks);
-    const codec = codecFor(pending.headers['content-encoding']);
     let body: Buffer = original;
+    this.#transforming = true;
     try {
-      const decoded = codec === null ? null : await codec[0](original).catch(() => null);
-      // A body that does not decode as it says is passed on as it came.
-      if (decoded !== null && codec !== null) {
-        const result = await transform.transform(decoded, { statusCode: pending.statusCode, headers: plainHeaders(pending.headers), req: this.#spec.side.req });
-        if (typeof result !== 'string' && !Buffer.isBuffer(result)) throw new TypeError(`returned ${typeof result}, not a Buffer or string`);
-        body = await codec[1](typeof result === 'string' ? Buffer.from(result) : result);
+      const context = { statusCode: pending.statusCode, headers: plainHeaders(pending.headers), req: this.#spec.side.req };
+      const transformed = await transformBody(transform, pending.headers['content-encoding'], original, context, this.#spec.timeout.hook);
+      // A body that does not decode as it says, or decodes past maxBytes, is passed on as it came.
+      if (transformed !== null) {
+        body = transformed;
         pending.headers['content-length'] = body.length;
         // The body changed: validators of the old one would lie.
         delete pending.headers.etag;
         delete pending.headers['content-md5'];
       }
     } catch (error) {
-      if (!this.#settled) this.#settle({ kind: 'failed', error: new RewriteHookError('The `transformResponse` function failed', { cause: error }), phase: 'response' });
+      if (!this.#settled) this.#settle({ kind: 'failed', error, phase: 'response' });
       return;
+    } finally {
+      this.#transforming = false;
     }
     if (this.#settled || !this.#commit()) return;
     this.#spec.res.end(body);
@@ -464,6 +482,11 @@ export class Attempt implements Dispatcher.DispatchHandler {
     }
   }
 
+  #stopReadDeadline(): void {
+    if (this.#readDeadline !== null) clearTimeout(this.#readDeadline);
+    this.#readDeadline = null;
+  }
+
   #stopWatchingUpload(): void {
     const body = this.#spec.body;
     if (isStream(body)) {
@@ -481,6 +504,7 @@ export class Attempt implements Dispatcher.DispatchHandler {
     if (this.#settled) return;
     this.#settled = true;
     this.#disarm();
+    this.#stopReadDeadline();
     this.#stopWatchingUpload();
     if (this.#drainListener) this.#spec.res.off('drain', this.#onClientDrain);
     if (this.#tee !== null) {

@@ -18,6 +18,7 @@ import { Attempt, type AttemptOutcome } from './attempt.js';
 import { requestBody } from './body.js';
 import { upstreamRequestHeaders } from './headers.js';
 import type { ResponseRewriter } from './response-rewrite.js';
+import { HOOK_CANCELLED, settleHook } from './hook-time.js';
 import { hookedRequestHeaders, patchHeaders, plainHeaders } from './rewrite.js';
 import type { ParsedBody } from './parsed-body.js';
 import type { StaleLayer } from '../stale/layer.js';
@@ -82,8 +83,6 @@ type Outcome = AttemptOutcome | Refused;
 type FailedOutcome = Exclude<Outcome, { kind: 'delivered' }>;
 
 const HOOK_WARNED = new WeakSet<object>();
-
-const CANCELLED = Symbol('cancelled');
 
 /** nginx's status for a request whose client closed the connection before the response. */
 const CLIENT_CLOSED_REQUEST = 499;
@@ -461,17 +460,12 @@ export class Exchange {
     const host = this.core.upstream.group.hosts[0];
     if (host === undefined) return;
     const built = this.#upstreamHeaders(host, rebuilt);
-    let returned: unknown;
-    try {
-      // The deadline or the client leaving ends the wait for a hook that never settles.
-      const signal = this.sleepSignal();
-      const cancelled = new Promise<typeof CANCELLED>((resolve) => signal.addEventListener('abort', () => resolve(CANCELLED), { once: true }));
-      returned = await Promise.race([hook(plainHeaders(built), this.req), cancelled]);
-    } catch (error) {
-      throw new RewriteHookError('The `headers.request` function threw or rejected', { cause: error });
-    }
-    if (returned === CANCELLED) return;
-    this.#headers = hookedRequestHeaders(built, returned);
+    // The client leaving or the deadline ends the wait; so does `timeout.hook`.
+    const returned = await settleHook('headers.request', this.core.config.timeout.hook, () => hook(plainHeaders(built), this.req), this.sleepSignal());
+    // The deadline ran out while the hook ran: the upstream, never called, is not to blame.
+    const reason = this.#cancelledBy();
+    if (isProxyTimeout(reason)) throw new RewriteHookError('`headers.request` did not settle before timeout.total', { cause: reason });
+    if (returned !== HOOK_CANCELLED) this.#headers = hookedRequestHeaders(built, returned);
   }
 
   /** Reads what it must of the body, then runs the attempts; settles when the exchange has ended. */
@@ -515,12 +509,7 @@ export class Exchange {
       // An async header hook runs once, before the first attempt, on the deadline's time.
       if (typeof config.requestHeaders === 'function') {
         await this.#runRequestHook(config.requestHeaders, rebuiltBytes);
-        const reason = this.#cancelledBy();
-        if (isProxyTimeout(reason)) {
-          await this.failOrStale(fromClassification(classifyError(reason, 'connect'), null, reason));
-          return;
-        }
-        if (reason !== null) {
+        if (this.#cancelledBy() !== null) {
           this.#gone();
           return;
         }

@@ -42,6 +42,7 @@ export function rewritePath(rewrite: (path: string, req: IncomingMessage) => str
   } catch (error) {
     throw new RewriteHookError('The `pathRewrite` function threw', { cause: error });
   }
+  refusePromise(result, '`pathRewrite` returned a promise; it must return the path itself');
   if (typeof result !== 'string') throw new RewriteHookError(`\`pathRewrite\` returned ${typeof result}, not a path`);
   if (result === '') return '/';
   // The object form's replacement may drop the leading slash (`'^/api': ''`).
@@ -73,9 +74,22 @@ export function patchHeaders(headers: HeaderMap, patch: HeaderPatch): HeaderMap 
   return Object.assign(result, patched);
 }
 
+/**
+ * Throws `message` when a hook that must answer at once returned a promise.
+ * Its rejection, if it comes, is handled here: never an unhandled rejection
+ * that would take the host process down.
+ */
+export function refusePromise(value: unknown, message: string): void {
+  if (typeof value !== 'object' || value === null || typeof (value as { then?: unknown }).then !== 'function') return;
+  (value as PromiseLike<unknown>).then(undefined, () => undefined);
+  throw new RewriteHookError(message);
+}
+
 /** What a header hook returned, checked: token names, values without CR/LF/NUL, lower-case keys. */
 export function checkedHeaders(value: unknown, hook: string): HeaderMap {
   if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new RewriteHookError(`\`${hook}\` returned ${value === null ? 'null' : typeof value}, not an object of headers`);
+  // A promise has no headers of its own: sent as is, the response would lose all of them.
+  refusePromise(value, `\`${hook}\` returned a promise; it must return the headers themselves`);
   const headers: HeaderMap = {};
   for (const [name, raw] of Object.entries(value as Record<string, unknown>)) {
     if (raw === undefined || raw === null) continue;
@@ -111,31 +125,68 @@ export function clientView(req: IncomingMessage, trustProxy: boolean, mountPath:
 }
 
 /**
- * A redirect target seen by the client: an absolute one at a host of the
- * group moves to the client's origin (and the mount path, when it is under
- * the target's path); a path-absolute one under the target's path gets the
- * mount path; anything else (another site, another path) passes as it is.
+ * A redirect target seen by the client: one at a host of the group moves to
+ * the client's origin (and the mount path, when it is under the target's
+ * path); a path-absolute one under the target's path gets the mount path;
+ * anything else (another site, another path, a relative reference) passes as
+ * it is. "A host of the group" is any URL a browser would send to one of the
+ * target's host names: scheme-relative (`//internal:8080/`, `/\internal/`),
+ * any scheme and port, and, for a loopback target, every loopback spelling
+ * (`localhost`, `127.0.0.1`, `[::1]`).
  */
 export function rewriteRedirect(value: string, hosts: ReadonlySet<string>, basePath: string, view: ClientView): string {
-  let path: string;
-  if (value.startsWith('/') && !value.startsWith('//')) {
-    path = value;
-  } else {
-    let url: URL;
-    try {
-      url = new URL(value);
-    } catch {
-      return value;
-    }
-    if (!hosts.has(url.origin)) return value;
-    path = url.pathname + url.search + url.hash;
-    const moved = underBase(path, basePath);
-    // Outside the target's path the proxy has no mount for it: the client
-    // still never sees the internal host, only its own origin.
-    return moved === null ? view.origin + path : view.origin + view.mountPath + moved;
+  // What a browser reads: tabs removed, leading spaces trimmed (Node sends no other control character).
+  const spelled = value.replace(/[\t\n\r]/g, '').trimStart();
+  if (spelled.startsWith('/') && !/^[/\\]{2}/.test(spelled)) {
+    const moved = underBase(spelled, basePath);
+    // Never a scheme-relative result (`//evil.example/` from `/v1//evil.example/`
+    // with no mount path): the client's own origin keeps it a path here.
+    if (moved === null) return value;
+    const path = view.mountPath + moved;
+    return /^[/\\]{2}/.test(path) ? view.origin + path : path;
   }
+  let url: URL;
+  try {
+    // A scheme-relative reference names a host; any other relative one does not.
+    url = /^[/\\]{2}/.test(spelled) ? new URL(spelled, 'http://relative.invalid') : new URL(spelled);
+  } catch {
+    return value;
+  }
+  if (!isGroupHost(url, hosts)) return value;
+  const path = url.pathname + url.search + url.hash;
   const moved = underBase(path, basePath);
-  return moved === null ? value : view.mountPath + moved;
+  // Outside the target's path the proxy has no mount for it: the client
+  // still never sees the internal host, only its own origin.
+  return moved === null ? view.origin + path : view.origin + view.mountPath + moved;
+}
+
+/** Whether `url` is at one of the group's host names, whatever its scheme and port. */
+function isGroupHost(url: URL, origins: ReadonlySet<string>): boolean {
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') return false;
+  const host = hostName(url.hostname);
+  for (const origin of origins) {
+    const own = hostName(new URL(origin).hostname);
+    if (own === host || (isThisMachine(own) && isThisMachine(host))) return true;
+  }
+  return false;
+}
+
+/** A host name as compared: without the trailing dot of a fully qualified name. */
+function hostName(hostname: string): string {
+  return hostname.endsWith('.') ? hostname.slice(0, -1) : hostname;
+}
+
+/** The spellings of "this machine" an upstream on loopback may use for itself (WHATWG URL has normalised IPv4 forms). */
+function isThisMachine(hostname: string): boolean {
+  return (
+    hostname === 'localhost' ||
+    hostname.endsWith('.localhost') ||
+    /^127\.\d+\.\d+\.\d+$/.test(hostname) ||
+    hostname === '0.0.0.0' ||
+    hostname === '[::1]' ||
+    hostname === '[::]' ||
+    /^\[::ffff:7f[0-9a-f]{2}:[0-9a-f]{1,4}\]$/.test(hostname)
+  );
 }
 
 /** `path` without the target's prefix, or `null` when it is not under it. */
@@ -154,15 +205,41 @@ export function rewriteRefresh(value: string, rewrite: (url: string) => string):
   return `${prefix}${quote}${rewrite(url)}${quote}`;
 }
 
-/** One cookie's attribute (`domain` or `path`) rewritten by an http-proxy-middleware-shaped rule. */
+/** `Link: <url>; rel=…, <url>; …` with every target rewritten (RFC 8288). */
+export function rewriteLink(value: string, rewrite: (url: string) => string): string {
+  return value.replace(/<([^>]*)>/g, (_whole, url: string) => `<${rewrite(url)}>`);
+}
+
+/**
+ * One cookie's attribute (`domain` or `path`) rewritten by an
+ * http-proxy-middleware-shaped rule: every occurrence of it (a browser uses
+ * the last), whatever its case and the spaces around `=`.
+ */
 export function rewriteCookieAttribute(cookie: string, attribute: 'domain' | 'path', rule: CookieRewrite): string {
   if (rule === false) return cookie;
-  const pattern = new RegExp(`(;\\s*${attribute}=)([^;]*)`, 'i');
-  return cookie.replace(pattern, (whole, prefix: string, previous: string) => {
-    const next = typeof rule === 'string' ? rule : (rule[previous] ?? rule['*']);
-    if (next === undefined) return whole;
-    return next === '' ? '' : prefix + next;
-  });
+  const [pair = '', ...attributes] = cookie.split(';');
+  const kept = [pair];
+  for (const part of attributes) {
+    const equals = part.indexOf('=');
+    const name = (equals === -1 ? part : part.slice(0, equals)).trim();
+    if (name.toLowerCase() !== attribute) {
+      kept.push(part);
+      continue;
+    }
+    const previous = equals === -1 ? '' : part.slice(equals + 1).trim();
+    const next = typeof rule === 'string' ? rule : cookieRule(rule, previous, attribute);
+    if (next === undefined) kept.push(part);
+    else if (next !== '') kept.push(` ${name}=${next}`);
+  }
+  return kept.join(';');
+}
+
+/** The map's value for `previous` (a Domain also as browsers read it: any case, no leading dot), else its `'*'`. */
+function cookieRule(rule: Readonly<Record<string, string>>, previous: string, attribute: 'domain' | 'path'): string | undefined {
+  if (Object.hasOwn(rule, previous)) return rule[previous];
+  const domain = attribute === 'domain' ? previous.toLowerCase().replace(/^\./, '') : null;
+  if (domain !== null && Object.hasOwn(rule, domain)) return rule[domain];
+  return Object.hasOwn(rule, '*') ? rule['*'] : undefined;
 }
 
 /**

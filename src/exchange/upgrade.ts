@@ -17,6 +17,7 @@ import { backoffDelay, isRetryable } from '../policy/retry-policy.js';
 import type { Host } from '../upstream/group.js';
 import { callHook, statusFor, type Failure, type ProxyCore } from './exchange.js';
 import { requestId, upstreamRequestHeaders } from './headers.js';
+import { settleHook } from './hook-time.js';
 import { hookedRequestHeaders, patchHeaders, plainHeaders } from './rewrite.js';
 import { upstreamPath } from './upstream-path.js';
 import {
@@ -354,13 +355,8 @@ export class Upgrades {
     const hook = config.requestHeaders;
     if (hook === null) return built;
     if (typeof hook !== 'function') return patchHeaders(built, hook);
-    let returned: unknown;
-    try {
-      returned = await hook(plainHeaders(built), req);
-    } catch (error) {
-      throw new RewriteHookError('The `headers.request` function threw or rejected', { cause: error });
-    }
-    return hookedRequestHeaders(built, returned);
+    // Bounded by `timeout.hook`: the handshake has no other timer yet.
+    return hookedRequestHeaders(built, await settleHook('headers.request', config.timeout.hook, () => hook(plainHeaders(built), req)));
   }
 
   async #attempts(req: IncomingMessage, socket: Duplex, head: Buffer, id: string, path: string, headers: Record<string, string | string[]>, message: ExchangeMessage | null): Promise<void> {

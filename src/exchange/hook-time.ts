@@ -1,0 +1,41 @@
+// The bound on a user function the request waits for (`headers.request`,
+// `transformResponse`): one that never settles ends the request with the
+// contract (PROXY_INTERNAL_ERROR: the user's code, not the upstream) instead
+// of holding the client, whatever `timeout.total` says.
+
+import { RewriteHookError } from '../contract/errors.js';
+
+/** What `settleHook` returns when `signal` ended the wait (the client left, or the deadline). */
+export const HOOK_CANCELLED = Symbol('hook cancelled');
+
+/**
+ * Runs `run` and waits for it at most `ms` (0: no bound) and until `signal`
+ * aborts. A throw or rejection, and a hook that has not settled in time, are
+ * RewriteHookErrors naming `hook`.
+ */
+export function settleHook<T>(hook: string, ms: number, run: () => T | PromiseLike<T>): Promise<Awaited<T>>;
+export function settleHook<T>(hook: string, ms: number, run: () => T | PromiseLike<T>, signal: AbortSignal): Promise<Awaited<T> | typeof HOOK_CANCELLED>;
+export async function settleHook<T>(hook: string, ms: number, run: () => T | PromiseLike<T>, signal?: AbortSignal): Promise<Awaited<T> | typeof HOOK_CANCELLED> {
+  let timer: NodeJS.Timeout | undefined;
+  let onAbort: (() => void) | undefined;
+  const bound = new Promise<typeof HOOK_CANCELLED>((resolve, reject) => {
+    if (ms > 0) timer = setTimeout(() => reject(new RewriteHookError(`\`${hook}\` did not settle within timeout.hook (${ms} ms)`)), ms);
+    if (signal === undefined) return;
+    onAbort = () => resolve(HOOK_CANCELLED);
+    if (signal.aborted) onAbort();
+    else signal.addEventListener('abort', onAbort, { once: true });
+  });
+  const called = (async () => {
+    try {
+      return await run();
+    } catch (error) {
+      throw new RewriteHookError(`The \`${hook}\` function threw or rejected`, { cause: error });
+    }
+  })();
+  try {
+    return await Promise.race([called, bound]);
+  } finally {
+    clearTimeout(timer);
+    if (onAbort !== undefined) signal?.removeEventListener('abort', onAbort);
+  }
+}

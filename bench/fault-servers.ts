@@ -4,9 +4,12 @@
 // - `replicas`: three upstream replicas, one port each, in one process. Each
 //   counts the requests it receives and takes a mode per run: `ok`, `refuse`
 //   (its port closed, its connections cut), `503`, `slow` (every response
-//   300 ms late) or `flap` (up and down, refusing, in turns).
+//   300 ms late), `flap` (up and down, refusing, in turns) or `restart` (up,
+//   killed after a while, restarted on the same port after a while more; it
+//   says when, and when the first request after the restart came).
 // - `rp`: resilient-proxy on bare node:http, a group of the replicas (or one
-//   of them), with its defaults and, optionally, one `balance` mode.
+//   of them), with its defaults and, optionally, one `balance` mode. It
+//   records the group's host state changes (`events`).
 // - `hpm`: http-proxy-middleware 3 on Express 5 with the round-robin `router`
 //   a user would write.
 //
@@ -22,20 +25,49 @@ import express from 'express';
 import { createProxyMiddleware } from 'http-proxy-middleware';
 import { createProxy, DEFAULTS, type ProxyOptions } from 'resilient-proxy';
 
-export type ReplicaMode = 'ok' | 'refuse' | '503' | 'slow' | 'flap';
+export type ReplicaMode = 'ok' | 'refuse' | '503' | 'slow' | 'flap' | 'restart';
 export type FaultKind = 'replicas' | 'rp' | 'hpm';
 
 /** What the runner sends. */
 export type Command =
-  | { readonly id: number; readonly cmd: 'set'; readonly modes: readonly ReplicaMode[]; readonly flapMs: number; readonly slowMs: number }
+  | {
+      readonly id: number;
+      readonly cmd: 'set';
+      readonly modes: readonly ReplicaMode[];
+      readonly flapMs: number;
+      readonly slowMs: number;
+      /** `restart`: killed this long after the command, for `downMs`. */
+      readonly killAtMs?: number;
+      readonly downMs?: number;
+    }
   | { readonly id: number; readonly cmd: 'counts' }
-  | { readonly id: number; readonly cmd: 'reset' };
+  | { readonly id: number; readonly cmd: 'reset' }
+  | { readonly id: number; readonly cmd: 'events' };
+
+/** A `restart` replica's story, in ms since the epoch (`null`: not yet). */
+export interface Restart {
+  readonly killedAt: number | null;
+  readonly restartedAt: number | null;
+  /** The first request it received after its restart. */
+  readonly firstAfterRestart: number | null;
+}
+
+/** A host state change of resilient-proxy's group, with when (ms since the epoch). */
+export interface HostEvent {
+  readonly host: string;
+  readonly to: string;
+  readonly reason: string;
+  readonly at: number;
+}
 
 /** What a process answers: to its start (id 0) and to each command. */
 export interface Reply {
   readonly id: number;
   readonly ports?: readonly number[];
   readonly counts?: readonly number[];
+  /** With `counts`: each replica's restart story (`null` when not in `restart` mode). */
+  readonly restarts?: readonly (Restart | null)[];
+  readonly events?: readonly HostEvent[];
   readonly library?: string;
   readonly defaultBalance?: string;
 }
@@ -77,6 +109,8 @@ class Replica {
   port = 0;
   #flap: NodeJS.Timeout | null = null;
   #flapUntil: NodeJS.Timeout | null = null;
+  #restartTimers: NodeJS.Timeout[] = [];
+  restart: { killedAt: number | null; restartedAt: number | null; firstAfterRestart: number | null } | null = null;
   /** Serialises up/down changes. */
   #change: Promise<void> = Promise.resolve();
   readonly server: Server;
@@ -88,6 +122,7 @@ class Replica {
 
   readonly #handle: RequestListener = (req, res) => {
     this.requests += 1;
+    if (this.restart !== null && this.restart.restartedAt !== null) this.restart.firstAfterRestart ??= Date.now();
     req.resume();
     if (this.mode === '503') {
       res.writeHead(503, { 'content-type': 'text/plain', 'content-length': 11 }).end('unavailable');
@@ -115,12 +150,15 @@ class Replica {
   #stopFlapping(): void {
     if (this.#flap !== null) clearInterval(this.#flap);
     if (this.#flapUntil !== null) clearTimeout(this.#flapUntil);
+    for (const timer of this.#restartTimers) clearTimeout(timer);
     this.#flap = null;
     this.#flapUntil = null;
+    this.#restartTimers = [];
   }
 
-  async set(mode: ReplicaMode, flapMs: number, slowMs: number): Promise<void> {
+  async set(mode: ReplicaMode, flapMs: number, slowMs: number, killAtMs = 0, downMs = 0): Promise<void> {
     this.#stopFlapping();
+    this.restart = null;
     this.mode = mode;
     this.slowMs = slowMs;
     // Every run starts on fresh connections: whatever the last contender left is cut.
@@ -138,6 +176,21 @@ class Replica {
         void this.#up(true);
       }, FLAP_LIMIT_MS);
     }
+    if (mode === 'restart') {
+      const story = { killedAt: null as number | null, restartedAt: null as number | null, firstAfterRestart: null as number | null };
+      this.restart = story;
+      this.#restartTimers.push(
+        setTimeout(() => {
+          story.killedAt = Date.now();
+          void this.#up(false);
+        }, killAtMs),
+        setTimeout(() => {
+          void this.#up(true).then(() => {
+            story.restartedAt = Date.now();
+          });
+        }, killAtMs + downMs),
+      );
+    }
   }
 }
 
@@ -147,10 +200,10 @@ async function replicas(): Promise<void> {
   process.on('message', (command: Command) => {
     void (async () => {
       if (command.cmd === 'set') {
-        await Promise.all(all.map((replica, i) => replica.set(command.modes[i] ?? 'ok', command.flapMs, command.slowMs)));
+        await Promise.all(all.map((replica, i) => replica.set(command.modes[i] ?? 'ok', command.flapMs, command.slowMs, command.killAtMs, command.downMs)));
         reply({ id: command.id });
       } else if (command.cmd === 'counts') {
-        reply({ id: command.id, counts: all.map((replica) => replica.requests) });
+        reply({ id: command.id, counts: all.map((replica) => replica.requests), restarts: all.map((replica) => (replica.restart === null ? null : { ...replica.restart })) });
       }
     })();
   });
@@ -159,6 +212,8 @@ async function replicas(): Promise<void> {
 
 interface Running {
   readonly server: Server;
+  /** resilient-proxy's host state changes since this proxy started. */
+  readonly events: HostEvent[];
   close(): Promise<void>;
 }
 
@@ -166,14 +221,17 @@ async function startProxy(kind: 'rp' | 'hpm', config: ProxyConfig): Promise<Runn
   const { targets } = config;
   if (kind === 'rp') {
     // The defaults, as a user writes them: targets and a name, on bare node:http.
+    const events: HostEvent[] = [];
     const proxy = createProxy({
       target: config.single === true ? (targets[0] ?? '') : targets,
       name: config.single === true ? 'faults-single' : 'faults-group',
       ...(config.balance === undefined ? {} : { balance: config.balance }),
+      // Observing only: the hook changes nothing the proxy does.
+      hooks: { onHostStateChange: ({ host, to, reason }) => events.push({ host, to, reason, at: Date.now() }) },
     });
     const server = createServer(proxy);
     server.keepAliveTimeout = 60_000;
-    return { server, port: await listen(server), close: () => proxy.close() };
+    return { server, events, port: await listen(server), close: () => proxy.close() };
   }
   // http-proxy-middleware has no list of upstreams: the router a user writes,
   // cycling through them. A keep-alive agent, as in bench/run.ts (http-proxy's
@@ -193,6 +251,7 @@ async function startProxy(kind: 'rp' | 'hpm', config: ProxyConfig): Promise<Runn
   server.keepAliveTimeout = 60_000;
   return {
     server,
+    events: [],
     port: await listen(server),
     close: () => {
       agent.destroy();
@@ -206,6 +265,7 @@ async function proxyProcess(kind: 'rp' | 'hpm', config: ProxyConfig): Promise<vo
   const library = import.meta.resolve('resilient-proxy');
   process.on('message', (command: Command) => {
     void (async () => {
+      if (command.cmd === 'events') reply({ id: command.id, events: running.events });
       if (command.cmd !== 'reset') return;
       await closeServer(running.server);
       await running.close();

@@ -9,6 +9,9 @@
 // run sees the fault from its start. Replicas count the requests they
 // receive; when tcpdump is installed, connection attempts (SYNs) to their
 // ports are counted too, which is how attempts on a closed port are seen.
+// S7 kills one replica a second into the run and restarts it on the same
+// port 5 s later: when each contender stopped trying it (its last SYN), when
+// resilient-proxy reported it (its hook), and when it got traffic again.
 //
 // Writes bench/results/faults.json (`npm run bench:docs` renders
 // BENCHMARKS.md's fault section from it) and prints the tables.
@@ -25,14 +28,14 @@ import { join, relative, resolve } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import autocannon from 'autocannon';
-import type { Command, ProxyConfig, ReplicaMode, Reply } from './fault-servers.js';
+import type { Command, HostEvent, ProxyConfig, ReplicaMode, Reply, Restart } from './fault-servers.js';
 import { faultsBlock } from './render.js';
-import { FAULTS, writeFaultResults, type Balance, type FaultResults, type FaultRow, type FaultScenario, type FaultScenarioId, type Spread } from './results.js';
+import { FAULTS, writeFaultResults, type Balance, type FaultResults, type FaultRow, type FaultScenario, type FaultScenarioId, type Recovery, type Spread } from './results.js';
 
 const smoke = process.argv.includes('--smoke');
 const settings = smoke
-  ? { rounds: 1, seconds: 1, flapSeconds: 1, connections: 10, flapMs: 250, warmSeconds: 0 }
-  : { rounds: 3, seconds: 5, flapSeconds: 6, connections: 50, flapMs: 2000, warmSeconds: 1 };
+  ? { rounds: 1, seconds: 1, flapSeconds: 1, connections: 10, flapMs: 250, warmSeconds: 0, killAtMs: 200, downMs: 300, restartCapSeconds: 1, afterFirstMs: 200 }
+  : { rounds: 3, seconds: 5, flapSeconds: 6, connections: 50, flapMs: 2000, warmSeconds: 1, killAtMs: 1000, downMs: 5000, restartCapSeconds: 45, afterFirstMs: 1000 };
 const SLOW_MS = 300;
 /** Far above what two cores can serve; a run that reaches it is reported. */
 const MAX_RPS = 50_000;
@@ -88,7 +91,7 @@ class Child {
     return new Child(name, child);
   }
 
-  async request(command: Omit<Extract<Command, { cmd: 'set' }>, 'id'> | { cmd: 'counts' } | { cmd: 'reset' }): Promise<Reply> {
+  async request(command: Omit<Extract<Command, { cmd: 'set' }>, 'id'> | { cmd: 'counts' } | { cmd: 'reset' } | { cmd: 'events' }): Promise<Reply> {
     const id = this.#next++;
     const answered = new Promise<Reply>((resolveReply) => this.#pending.set(id, resolveReply));
     this.process.send({ ...command, id });
@@ -142,6 +145,8 @@ async function waitForPort(port: number): Promise<void> {
  */
 class SynCounter {
   readonly #counts = new Map<number, number>();
+  /** When each SYN was seen, ms since the epoch, per port (tcpdump's own timestamps). */
+  readonly #times = new Map<number, number[]>();
   #dropped = 0;
 
   private constructor(
@@ -155,7 +160,13 @@ class SynCounter {
       buffered = lines.pop() ?? '';
       for (const line of lines) {
         const port = / > 127\.0\.0\.1\.(\d+):/.exec(line)?.[1];
-        if (port !== undefined) this.#counts.set(Number(port), (this.#counts.get(Number(port)) ?? 0) + 1);
+        if (port === undefined) continue;
+        this.#counts.set(Number(port), (this.#counts.get(Number(port)) ?? 0) + 1);
+        const at = Number(/^(\d+\.\d+) /.exec(line)?.[1]) * 1000;
+        if (!Number.isFinite(at)) continue;
+        const times = this.#times.get(Number(port)) ?? [];
+        if (times.length === 0) this.#times.set(Number(port), times);
+        times.push(at);
       }
     });
     child.stderr?.setEncoding('utf8').on('data', (data: string) => {
@@ -174,7 +185,8 @@ class SynCounter {
     const filter = `tcp[tcpflags] & (tcp-syn|tcp-ack) == tcp-syn and (${[...ports, fencePort].map((p) => `dst port ${p}`).join(' or ')})`;
     // A short snapshot and a 32 MiB buffer: with the default 256 KiB snapshot the
     // capture ring holds only a few packets, and a busy machine drops SYNs.
-    const child = spawn('tcpdump', ['-i', 'lo', '-n', '-q', '-l', '--immediate-mode', '-p', '-s', '96', '-B', '32768', filter], { stdio: ['ignore', 'pipe', 'pipe'] });
+    // -tt: each line starts with its time in seconds since the epoch.
+    const child = spawn('tcpdump', ['-i', 'lo', '-n', '-q', '-l', '-tt', '--immediate-mode', '-p', '-s', '96', '-B', '32768', filter], { stdio: ['ignore', 'pipe', 'pipe'] });
     children.push(child);
     const listening = new Promise<boolean>((resolveListening) => {
       let text = '';
@@ -210,6 +222,11 @@ class SynCounter {
     return ports.map((port) => this.#counts.get(port) ?? 0);
   }
 
+  /** The times (ms since the epoch) of the SYNs to `port` seen in [from, to). */
+  between(port: number, from: number, to: number): number[] {
+    return (this.#times.get(port) ?? []).filter((at) => at >= from && at < to);
+  }
+
   async stop(): Promise<number> {
     if (this.child.exitCode === null) {
       const exited = once(this.child, 'exit');
@@ -226,6 +243,8 @@ interface Contender {
   readonly balance: Balance | null;
   /** A fresh proxy; returns its URL. */
   reset(): Promise<string>;
+  /** resilient-proxy: its group's host state changes since the last reset. */
+  events?: () => Promise<readonly HostEvent[]>;
   stop(): Promise<void>;
 }
 
@@ -240,6 +259,7 @@ async function nodeContender(id: string, label: string, kind: 'rp' | 'hpm', conf
       label,
       balance,
       reset: async () => `http://127.0.0.1:${(await child.request({ cmd: 'reset' })).ports?.[0] ?? 0}`,
+      ...(kind === 'rp' ? { events: async () => (await child.request({ cmd: 'events' })).events ?? [] } : {}),
       stop: () => child.stop(),
     },
   };
@@ -341,6 +361,8 @@ interface Sample {
   connects: number[] | null;
   problemJson: number | null;
   codes: Record<string, number> | null;
+  /** S7: this run's figures (see Recovery). */
+  recovery: { outMs: number | null; lastAttemptMs: number | null; attemptsWhileDown: number | null; firstRequestMs: number | null; runSeconds: number } | null;
 }
 
 function header(headers: Record<string, string | string[] | undefined> | undefined, name: string): string {
@@ -348,8 +370,12 @@ function header(headers: Record<string, string | string[] | undefined> | undefin
   return '';
 }
 
-/** One autocannon run, bounded in time (its duration, and a watchdog) and in count (MAX_RPS × seconds). */
-async function load(url: string, seconds: number, contract: boolean): Promise<Omit<Sample, 'replicas' | 'connects'>> {
+/**
+ * One autocannon run, bounded in time (its duration, and a watchdog) and in
+ * count (MAX_RPS × seconds); `stopWhen`, polled every 100 ms, may end it sooner.
+ */
+async function load(url: string, seconds: number, contract: boolean, stopWhen?: () => Promise<boolean>): Promise<Omit<Sample, 'replicas' | 'connects' | 'recovery'> & { seconds: number }> {
+  const startedAt = performance.now();
   let problemJson = 0;
   const codes: Record<string, number> = {};
   const onResponse = (status: number, body: string, _context: object, headers: Record<string, string | string[] | undefined> | undefined): void => {
@@ -376,16 +402,30 @@ async function load(url: string, seconds: number, contract: boolean): Promise<Om
       },
       (error: unknown, done: autocannon.Result) => {
         clearTimeout(watchdog);
+        clearInterval(poll);
         if (error) rejectLoad(error instanceof Error ? error : new Error('autocannon failed'));
         else resolveLoad(done);
       },
     );
     const watchdog = setTimeout(() => instance.stop(), (seconds + 20) * 1000);
+    let polling = false;
+    const poll = setInterval(() => {
+      if (stopWhen === undefined || polling) return;
+      polling = true;
+      void stopWhen()
+        .then((stop) => {
+          if (stop) instance.stop();
+        })
+        .finally(() => {
+          polling = false;
+        });
+    }, 100);
   });
   const statuses = Object.fromEntries(Object.entries(result.statusCodeStats ?? {}).map(([status, stat]) => [status, stat.count ?? 0]));
   const requests = result.requests.total + result.errors;
   if (requests >= MAX_RPS * seconds) notes.push(`${url}: reached the request cap of ${MAX_RPS * seconds}; its req/s are a floor.`);
   return {
+    seconds: (performance.now() - startedAt) / 1000,
     rps: result.requests.average,
     p50: result.latency.p50,
     p99: result.latency.p99,
@@ -420,6 +460,14 @@ function scenarios(balanceIds: readonly string[]): ScenarioSpec[] {
     { id: 'S4', title: `one replica ${SLOW_MS} ms slower`, modes: ['ok', 'ok', 'slow'], seconds, contenders: ['rp', ...balanceIds, 'nginx', 'hpm'], contract: false },
     { id: 'S5', title: `one replica flapping: ${flap} up, ${flap} down (refusing)`, modes: ['ok', 'ok', 'flap'], seconds: settings.flapSeconds, contenders: common, contract: false },
     { id: 'S6', title: 'every replica down (refusing)', modes: ['refuse', 'refuse', 'refuse'], seconds, contenders: common, contract: true },
+    {
+      id: 'S7',
+      title: `one replica killed ${settings.killAtMs / 1000} s into the run, restarted on the same port ${settings.downMs / 1000} s later`,
+      modes: ['ok', 'ok', 'restart'],
+      seconds: settings.restartCapSeconds,
+      contenders: ['rp', 'rp-round-robin', 'nginx', 'hpm'],
+      contract: false,
+    },
   ];
 }
 
@@ -434,6 +482,21 @@ function merge(maps: readonly (Readonly<Record<string, number>> | null)[]): Reco
   const merged: Record<string, number> = {};
   for (const map of maps) for (const [key, value] of Object.entries(map ?? {})) merged[key] = (merged[key] ?? 0) + value;
   return merged;
+}
+
+/** S7's per-round figures, when the runs have them. */
+function recoveryRow(runs: readonly Sample[]): { recovery?: Recovery } {
+  const figures = runs.flatMap((s) => (s.recovery === null ? [] : [s.recovery]));
+  if (figures.length === 0) return {};
+  return {
+    recovery: {
+      outMs: figures.map((f) => f.outMs),
+      lastAttemptMs: figures.map((f) => f.lastAttemptMs),
+      attemptsWhileDown: figures.map((f) => f.attemptsWhileDown),
+      firstRequestMs: figures.map((f) => f.firstRequestMs),
+      runSeconds: figures.map((f) => f.runSeconds),
+    },
+  };
 }
 
 /** The commit measured, and whether the work tree differed from it. */
@@ -504,7 +567,30 @@ async function main(): Promise<void> {
   const byId = new Map(all.map((c) => [c.id, c]));
 
   const setModes = async (modes: readonly ReplicaMode[]): Promise<void> => {
-    await replicas.request({ cmd: 'set', modes, flapMs: settings.flapMs, slowMs: SLOW_MS });
+    await replicas.request({ cmd: 'set', modes, flapMs: settings.flapMs, slowMs: SLOW_MS, killAtMs: settings.killAtMs, downMs: settings.downMs });
+  };
+  const restartOf = async (): Promise<Restart | null> => (await replicas.request({ cmd: 'counts' })).restarts?.[2] ?? null;
+  // S7 ends a run this long after the restarted replica's first request.
+  const servedAgain = async (): Promise<boolean> => {
+    const first = (await restartOf())?.firstAfterRestart ?? null;
+    return first !== null && Date.now() - first >= settings.afterFirstMs;
+  };
+  /** S7's figures for one run, read after it. */
+  const recoveryOf = async (contender: Contender, seconds: number): Promise<NonNullable<Sample['recovery']>> => {
+    const story = await restartOf();
+    const killedAt = story?.killedAt ?? null;
+    const restartedAt = story?.restartedAt ?? null;
+    const port = replicaPorts[2] ?? 0;
+    const attempts = counter === null || killedAt === null ? null : counter.between(port, killedAt, restartedAt ?? Number.POSITIVE_INFINITY);
+    const url = `http://127.0.0.1:${port}`;
+    const out = (await contender.events?.())?.find((event) => event.host.startsWith(url) && (event.to === 'ejected' || event.to === 'failing') && event.at >= (killedAt ?? 0));
+    return {
+      outMs: out === undefined || killedAt === null ? null : out.at - killedAt,
+      lastAttemptMs: attempts === null || attempts.length === 0 || killedAt === null ? null : Math.round((attempts.at(-1) ?? killedAt) - killedAt),
+      attemptsWhileDown: attempts?.length ?? null,
+      firstRequestMs: story === null || story.firstAfterRestart === null || restartedAt === null ? null : story.firstAfterRestart - restartedAt,
+      runSeconds: Math.round(seconds * 10) / 10,
+    };
   };
   const snapshot = async (): Promise<{ replicas: number[]; connects: number[] | null }> => {
     await counter?.fence();
@@ -529,12 +615,14 @@ async function main(): Promise<void> {
         const url = await contender.reset();
         await setModes(spec.modes);
         const before = await snapshot();
-        const measured = await load(url, spec.seconds, spec.contract);
+        const restarting = spec.modes.includes('restart');
+        const { seconds: ran, ...measured } = await load(url, spec.seconds, spec.contract, restarting ? servedAgain : undefined);
         const after = await snapshot();
         const sample: Sample = {
           ...measured,
           replicas: after.replicas.map((n, i) => n - (before.replicas[i] ?? 0)),
           connects: after.connects === null ? null : after.connects.map((n, i) => n - (before.connects?.[i] ?? 0)),
+          recovery: restarting ? await recoveryOf(contender, ran) : null,
         };
         const key = `${spec.id}:${id}`;
         samples.set(key, [...(samples.get(key) ?? []), sample]);
@@ -548,6 +636,7 @@ async function main(): Promise<void> {
     id: spec.id,
     title: spec.title,
     seconds: spec.seconds,
+    ...(spec.modes.includes('restart') ? { killAtMs: settings.killAtMs, downMs: settings.downMs } : {}),
     modes: spec.modes,
     rows: spec.contenders.flatMap((id): FaultRow[] => {
       const contender = byId.get(id);
@@ -570,6 +659,7 @@ async function main(): Promise<void> {
           connects: runs.some((s) => s.connects === null) ? null : [0, 1, 2].map((i) => sum(runs.map((s) => s.connects?.[i] ?? 0))),
           problemJson: spec.contract ? sum(runs.map((s) => s.problemJson ?? 0)) : null,
           codes: spec.contract ? merge(runs.map((s) => s.codes)) : null,
+          ...recoveryRow(runs),
         },
       ];
     }),

@@ -503,8 +503,48 @@ function faulty(scenario: FaultScenario): number[] {
   return scenario.modes.flatMap((mode, i) => (mode === 'ok' ? [] : [i + 1]));
 }
 
+/** Per-round values in ms, as seconds: the median (min–max), with the rounds where it did not happen. */
+function roundsSeconds(values: readonly (number | null)[], none: string): string {
+  const known = values.flatMap((v) => (v === null ? [] : [v / 1000]));
+  if (known.length === 0) return none;
+  const sorted = [...known].sort((a, b) => a - b);
+  const middle = Math.floor(sorted.length / 2);
+  const median = sorted.length % 2 === 1 ? (sorted[middle] ?? 0) : ((sorted[middle - 1] ?? 0) + (sorted[middle] ?? 0)) / 2;
+  const s = (x: number): string => (x < 10 ? x.toFixed(2) : x.toFixed(1));
+  const range = sorted.length > 1 ? ` (${s(sorted[0] ?? 0)}–${s(sorted.at(-1) ?? 0)})` : '';
+  const missing = values.length - known.length;
+  return `${s(median)}${range}${missing > 0 ? `; ${none} in ${missing} of ${values.length}` : ''}`;
+}
+
+function restartTable(view: FaultView, scenario: FaultScenario): string[] {
+  const { run } = view.results;
+  const down = (scenario.downMs ?? 0) / 1000;
+  const lines = [
+    `### ${scenario.id}: ${scenario.title}`,
+    '',
+    '| contender | client requests | non-2xx | socket errors | reported out (hook), s after the kill | last connection attempt on the dead port, s after the kill | connection attempts while down | first request after the restart, s | requests per replica (1 / 2 / 3) |',
+    '|---|---|---|---|---|---|---|---|---|',
+  ];
+  for (const row of scenario.rows) {
+    const r = row.recovery;
+    const counted = run.connectsCounted && r !== undefined;
+    lines.push(
+      `| ${row.label} | ${row.requests} | ${row.non2xx} | ${row.errors} | ${r === undefined || !row.id.startsWith('rp') ? '–' : roundsSeconds(r.outMs, 'never')} | ${counted ? roundsSeconds(r.lastAttemptMs, 'none') : 'not counted'} | ${counted ? r.attemptsWhileDown.map((n) => n ?? '–').join(', ') : 'not counted'} | ${r === undefined ? '–' : roundsSeconds(r.firstRequestMs, `none within the run (${Math.max(...r.runSeconds)} s)`)} | ${perReplica(row.replicas)} |`,
+    );
+  }
+  lines.push(
+    '',
+    ...wrap(
+      `Replica 3 is killed (its port closed, its connections cut) ${(scenario.killAtMs ?? 0) / 1000} s into each run and restarted on the same port ${down} s later; a run ends 1 s after the replica's first request after the restart, or after ${scenario.seconds} s. Times are medians over rounds (min–max). The hook column is resilient-proxy's \`onHostStateChange\` (ejected, or \`failing\` when \`maxEjectionPercent\` leaves no room); the last connection attempt (a SYN on loopback, counted with tcpdump) is when a contender stopped trying the dead port, measured the same way for all; connection attempts are per round. resilient-proxy takes a host back when its ejection ends (\`outlierDetection.baseEjectionTime\`, 30 s by default, as Envoy), nginx when \`fail_timeout\` (10 s) has passed since its last failure; http-proxy-middleware never stops trying.`,
+    ),
+    '',
+  );
+  return lines;
+}
+
 function scenarioTable(view: FaultView, scenario: FaultScenario): string[] {
   const { run } = view.results;
+  if (scenario.id === 'S7') return restartTable(view, scenario);
   const lines = [`### ${scenario.id}: ${scenario.title}`, ''];
   if (scenario.id === 'S6') {
     lines.push(
@@ -553,8 +593,8 @@ function faultTargets(view: FaultView): string[] {
     const ratio = group.rps.median / single.rps.median;
     add('S1: group of three ≥ 0.95× a single target (req/s)', `${times(ratio)}: ${rps(group.rps.median)} against ${rps(single.rps.median)} req/s`, ratio >= 0.95 ? 'yes' : '**no**');
   }
-  const fault: Partial<Record<FaultScenarioId, string>> = { S2: 'one replica refusing', S3: 'one replica answering 503', S5: 'one replica flapping' };
-  for (const id of ['S2', 'S3', 'S5'] as const) {
+  const fault: Partial<Record<FaultScenarioId, string>> = { S2: 'one replica refusing', S3: 'one replica answering 503', S5: 'one replica flapping', S7: 'one replica killed, then restarted' };
+  for (const id of ['S2', 'S3', 'S5', 'S7'] as const) {
     const row = view.row(id, 'rp');
     if (row === undefined) continue;
     const failed = failures(row);
@@ -647,7 +687,7 @@ export function faultsBlock(results: FaultResults): string {
   }
   if (run.smoke) runLineParts.unshift('**A smoke run: these figures mean nothing.**');
   const method = [
-    `- **Replicas:** three \`node:http\` servers on loopback, one process, one port each, answering \`GET /1k\` with 1 KiB. Each counts the requests it receives. In the faulty scenarios replica 3 misbehaves: its port closed (its connections cut), a 503 for every request, every response ${run.slowMs} ms late, or up and down (closed) every ${run.flapMs / 1000} s from the start of the run.`,
+    `- **Replicas:** three \`node:http\` servers on loopback, one process, one port each, answering \`GET /1k\` with 1 KiB. Each counts the requests it receives. In the faulty scenarios replica 3 misbehaves: its port closed (its connections cut), a 503 for every request, every response ${run.slowMs} ms late, or up and down (closed) every ${run.flapMs / 1000} s from the start of the run, or (S7) killed and restarted once.`,
     `- **Contenders,** each in its own process: resilient-proxy as \`createProxy({ target: [r1, r2, r3], name })\` on bare \`node:http\` (the defaults; \`balance\` is \`${run.defaultBalance}\`), and in S1 with one target; in S4 also with the other \`balance\` modes; nginx with one worker, an \`upstream\` block of the three (default \`max_fails=1 fail_timeout=10s\`, \`keepalive 32\`, HTTP/1.1 with \`Connection ""\`), \`proxy_next_upstream error timeout http_503\`; http-proxy-middleware 3 on Express 5 with a \`router\` cycling through the three (and a keep-alive agent, as in the throughput benchmark).`,
     '- **Fresh state for every run:** before each measured run the contender starts a fresh proxy (nginx: a fresh process) and the replicas take the scenario\'s modes, so each run sees the fault from its first request, learning included. Rounds rotate the order of contenders.',
     '- **Columns:** client requests are responses plus socket errors and timeouts, over all rounds; non-2xx and socket errors are summed over rounds; req/s and latency count every response, whatever its status (median of the rounds, min–max in parentheses); requests per replica are summed over rounds.',

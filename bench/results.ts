@@ -128,7 +128,7 @@ export function asEarlier(results: BenchResults): EarlierRun {
 
 export const FAULTS = join(ROOT, 'bench/results/faults.json');
 
-export type FaultScenarioId = 'S1' | 'S2' | 'S3' | 'S4' | 'S5' | 'S6';
+export type FaultScenarioId = 'S1' | 'S2' | 'S3' | 'S4' | 'S5' | 'S6' | 'S7';
 export type Balance = 'least-request' | 'round-robin' | 'peak-ewma';
 
 /** One contender in one scenario, over every round. */
@@ -162,13 +162,35 @@ export interface FaultRow {
   readonly problemJson: number | null;
   /** The `code` of those problem+json bodies, by count. */
   readonly codes: Readonly<Record<string, number>> | null;
+  /** S7 only: how the contender let the killed replica go and took it back. */
+  readonly recovery?: Recovery;
+}
+
+/**
+ * S7, one value per round, in ms (`null`: did not happen within the run, or
+ * not observable for this contender).
+ */
+export interface Recovery {
+  /** From the kill to resilient-proxy's `onHostStateChange` taking the replica out of rotation (or showing it `failing`); `null` for other contenders. */
+  readonly outMs: readonly (number | null)[];
+  /** From the kill to the last connection attempt on its closed port before the restart (tcpdump): when the contender stopped trying it. */
+  readonly lastAttemptMs: readonly (number | null)[];
+  /** Connection attempts on its closed port while it was down; `null` when not counted. */
+  readonly attemptsWhileDown: readonly (number | null)[];
+  /** From the restart to the first request the replica received. */
+  readonly firstRequestMs: readonly (number | null)[];
+  /** How long each run lasted, s: until 1 s after that first request, or the scenario's cap. */
+  readonly runSeconds: readonly number[];
 }
 
 export interface FaultScenario {
   readonly id: FaultScenarioId;
   readonly title: string;
-  /** Seconds per run. */
+  /** Seconds per run (S7: the cap; a run ends 1 s after the restarted replica's first request). */
   readonly seconds: number;
+  /** S7: when the replica is killed after the run starts, and for how long, ms. */
+  readonly killAtMs?: number;
+  readonly downMs?: number;
   /** Each replica's mode during the runs. */
   readonly modes: readonly string[];
   readonly rows: readonly FaultRow[];

@@ -10,7 +10,7 @@ interface TestHost extends BalancedHost {
 }
 
 function host(name: string, fields: Partial<BalancedHost> = {}): TestHost {
-  return { name, weight: 1, active: 0, current: 0, latency: 0, latencyAt: 0, warmingSince: Number.NEGATIVE_INFINITY, ...fields };
+  return { name, weight: 1, active: 0, current: 0, latency: 0, latencyAt: 0, failed: false, warmingSince: Number.NEGATIVE_INFINITY, ...fields };
 }
 
 /** A `random` that plays `values` in order and fails the test if asked for more. */
@@ -95,10 +95,11 @@ describe('latency: peak-EWMA', () => {
 
 describe('latency: a failure makes a host neither the fastest nor the slowest', () => {
   it.each([
-    { name: 'a host with an estimate keeps it (a quick failure does not lower it)', fields: { latency: 8, latencyAt: 1000 }, ms: 0.2, reference: 3, expected: 8 },
-    { name: 'a slow failure raises it like a slow answer', fields: { latency: 8, latencyAt: 1000 }, ms: 90, reference: 3, expected: 90 },
+    { name: 'a host with an estimate takes its peers’ typical one (a quick failure does not make it the fastest)', fields: { latency: 0.1, latencyAt: 1000 }, ms: 0.05, reference: 3, expected: 3 },
+    { name: 'a slow failure does not make it the slowest either (the costliest host never wins a draw)', fields: { latency: 8, latencyAt: 1000 }, ms: 90, reference: 3, expected: 3 },
     { name: 'a host with no estimate takes its peers’ typical one (not 0: it would win every draw)', fields: {}, ms: null, reference: 3, expected: 3 },
     { name: 'a forgotten estimate counts as none', fields: { latency: 300, latencyAt: 1000 - LATENCY_TTL_MS - 1 }, ms: 0.5, reference: 3, expected: 3 },
+    { name: 'no peer with an estimate: its own estimate or the failure’s time, the higher', fields: { latency: 8, latencyAt: 1000 }, ms: 90, reference: 0, expected: 90 },
     { name: 'no peer with an estimate: the failure’s own time, at least 0.001 ms', fields: {}, ms: null, reference: 0, expected: 0.001 },
   ])('$name', ({ fields, ms, reference, expected }) => {
     const a = host('a', fields);
@@ -199,6 +200,10 @@ describe('two random choices (least-request, peak-ewma)', () => {
     { name: 'peak-ewma: a slow host with a fresh estimate loses to a fast one', balance: 'peak-ewma' as const, a: { active: 0, latency: 0.2, latencyAt: 1000 }, b: { active: 0, latency: 300, latencyAt: 999 }, expected: 'a' },
     { name: 'peak-ewma: a host holding attempts and no answer yet loses to any host with a sample', balance: 'peak-ewma' as const, a: { active: 1 }, b: { active: 20, latency: 400, latencyAt: 1000 }, expected: 'b' },
     { name: 'peak-ewma: between two hosts with no answer yet, load decides', balance: 'peak-ewma' as const, a: { active: 3 }, b: { active: 2 }, expected: 'b' },
+    { name: 'peak-ewma: a host whose latest attempt failed is priced as its rival: a tie, which it wins when drawn first, however high its estimate', balance: 'peak-ewma' as const, a: { active: 0, latency: 50, latencyAt: 1000, failed: true }, b: { active: 0, latency: 2, latencyAt: 1000 }, expected: 'a' },
+    { name: 'peak-ewma: … and loses when drawn second, however low its estimate', balance: 'peak-ewma' as const, a: { active: 0, latency: 2, latencyAt: 1000 }, b: { active: 0, latency: 0.1, latencyAt: 1000, failed: true }, expected: 'a' },
+    { name: 'peak-ewma: a failed host with more in flight loses to its rival', balance: 'peak-ewma' as const, a: { active: 1, latency: 2, latencyAt: 1000, failed: true }, b: { active: 0, latency: 50, latencyAt: 1000 }, expected: 'b' },
+    { name: 'peak-ewma: between two failed hosts, their estimates decide', balance: 'peak-ewma' as const, a: { active: 0, latency: 5, latencyAt: 1000, failed: true }, b: { active: 0, latency: 3, latencyAt: 1000, failed: true }, expected: 'b' },
   ])('$name', ({ balance, a, b, expected }) => {
     const hosts = [host('a', a), host('b', b)];
     expect(pick(hosts, everyone, 2, balance, 1000, 10_000, sequence(0, 0)).name).toBe(expected);

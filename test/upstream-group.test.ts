@@ -144,11 +144,12 @@ describe('picking', () => {
     // A quick failure does not lower it.
     h.group.record(h.host('b'), 'failure', 0.3);
     expect(h.host('b')).toMatchObject({ latency: 8 });
-    // A slow one raises it like a slow answer.
+    // A slow one does not make it the slowest: it too takes its peers' mean,
+    // here c's 4 (b, ejected by its two failures, is out of rotation).
     h.group.record(h.host('a'), 'failure', 500);
-    expect(h.host('a')).toMatchObject({ latency: 500 });
+    expect(h.host('a')).toMatchObject({ latency: 4 });
     h.group.record(h.host('a'), 'neutral', null);
-    expect(h.host('a')).toMatchObject({ latency: 500 });
+    expect(h.host('a')).toMatchObject({ latency: 4 });
   });
 
   it('peak-ewma: a host benched by one slow answer is tried again once its estimate is a second old', () => {
@@ -169,6 +170,31 @@ describe('picking', () => {
     h.random = 0.99;
     expect(nameOf(h.group.pick(null))).toBe('c');
     expect(h.group.snapshot().map((host) => host.latencyMs)).toStrictEqual([0.5, 0.5, null]);
+  });
+
+  it.each([
+    { name: 'a slow 503 (20 ms, peers at 1–2 ms)', latency: 20, code: 'UPSTREAM_STATUS' as const },
+    { name: 'a refused connection, after a slow answer of its own', latency: null, code: 'UPSTREAM_CONNECT_REFUSED' as const },
+  ])('peak-ewma: a host failing every attempt ($name) keeps its draws and is ejected after consecutiveFailures within 10 picks of 50 ms', ({ latency, code }) => {
+    const h = harness(['a', 'b', 'c'], { balance: 'peak-ewma', outlierDetection: { ...detection, consecutiveFailures: 3 } });
+    h.group.record(h.host('a'), 'success', 1);
+    h.group.record(h.host('b'), 'success', 2);
+    // c's own peak: priced above both peers before it starts failing.
+    h.group.record(h.host('c'), 'success', 20);
+    h.group.record(h.host('c'), 'failure', latency, { code, retryAfter: null });
+    const picked: string[] = [];
+    for (let i = 0; i < 10 && h.states().c !== 'ejected'; i += 1) {
+      h.now += 50;
+      h.random = (i * 0.37) % 1;
+      const host = h.group.pick(null);
+      picked.push(nameOf(host));
+      if (nameOf(host) === 'c') h.group.record(host, 'failure', latency, { code, retryAfter: null });
+      else h.group.record(host, 'success', nameOf(host) === 'a' ? 1 : 2);
+    }
+    // Priced at its peers' typical estimate (1.5 ms), c wins its draws against b.
+    expect(picked.filter((name) => name === 'c')).toHaveLength(2);
+    expect(h.states().c).toBe('ejected');
+    expect(h.changes).toStrictEqual([{ upstream: 'orders', host: 'http://c.test/v1', from: 'healthy', to: 'ejected', reason: 'consecutive-failures' }]);
   });
 });
 

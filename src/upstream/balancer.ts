@@ -11,7 +11,9 @@
 //
 // Only hosts in rotation are candidates (the group filters them; in panic
 // mode, as in Envoy, every host is), so cost ranks healthy hosts only and a
-// failure never has to be priced in to keep a bad host out. Slow start ramps a host's *share*, not its cost: a warming
+// failure never has to be priced in to keep a bad host out: a host whose
+// latest attempt failed is priced as its rival, so it keeps its draws and
+// outlier detection sees its failures. Slow start ramps a host's *share*, not its cost: a warming
 // host that wins a draw keeps it with probability `max(0.1, age / slowStart)`,
 // so it gets traffic at any concurrency, one request at a time included
 // (a ramped weight in the cost would lose every draw when nothing is in flight).
@@ -36,6 +38,8 @@ export interface BalancedHost {
   /** Peak-EWMA of the time to response headers, in ms, and when it was last updated (`0`: no estimate). */
   latency: number;
   latencyAt: number;
+  /** The latest attempt failed (no answer since): in a draw the host is priced as its rival. */
+  failed: boolean;
   /** When the host joined or came back, for slow start (ms); `-Infinity` when it never needs one. */
   warmingSince: number;
 }
@@ -86,31 +90,39 @@ export function recordLatency(host: BalancedHost, ms: number, now: number): void
     host.latency = estimate * keep + ms * (1 - keep);
   }
   host.latencyAt = now;
+  host.failed = false;
 }
 
 /**
  * Records a failed attempt: it must make the host neither the fastest (a
  * quick 503 or a refused connection would draw the traffic to itself) nor
- * the slowest (one transient failure would bench it). Its estimate becomes
- * at least `reference`, the typical estimate of its peers, and at least the
- * time the failure took; keeping it out is outlier detection's job.
+ * the slowest. In a two-choice draw the costliest host never wins, so a
+ * failing host priced above its peers (by a slow 503, a peak of its own, or
+ * a figure its peers have since left behind) would not be tried again until
+ * its estimate is forgotten, and outlier detection would take seconds to see
+ * `consecutiveFailures` of them. So until it answers again the host is
+ * priced as its rival in each draw (a tie, which the first drawn wins: half
+ * its draws) and keeps as its estimate `reference`, the typical estimate of
+ * its peers, for the snapshot and for a draw against another failed host.
+ * With no peer to compare, the failure's own time (at least 0.001 ms).
  */
 export function recordFailureLatency(host: BalancedHost, ms: number | null, reference: number, now: number): void {
-  const estimate = latencyOf(host, now);
-  host.latency = Math.max(estimate ?? reference, ms ?? 0, reference === 0 ? MIN_LATENCY_MS : 0);
+  host.latency = reference > 0 ? reference : Math.max(latencyOf(host, now) ?? 0, ms ?? 0, MIN_LATENCY_MS);
   host.latencyAt = now;
+  host.failed = true;
 }
 
-function cost(host: BalancedHost, balance: Balance, now: number): number {
+function cost(host: BalancedHost, rival: BalancedHost, balance: Balance, now: number): number {
   const load = (host.active + 1) / host.weight;
   if (balance !== 'peak-ewma') return load;
-  const latency = latencyOf(host, now);
+  let latency = latencyOf(host, now);
   if (latency === null) {
     // Unknown: tried at once, but one attempt at a time until it answers
     // (Finagle's penalty), or a cold or returning slow host would take a
     // burst before its first answer.
     return host.active > 0 ? UNANSWERED_COST + load : 0;
   }
+  if (host.failed && !rival.failed) latency = latencyOf(rival, now) ?? latency;
   return load * Math.max(latency, MIN_LATENCY_MS);
 }
 
@@ -163,7 +175,7 @@ export function pick<H extends BalancedHost>(
   if (second >= first) second += 1;
   const a = nth(hosts, isCandidate, first);
   const b = nth(hosts, isCandidate, second);
-  const [winner, loser] = cost(b, balance, now) < cost(a, balance, now) ? [b, a] : [a, b];
+  const [winner, loser] = cost(b, a, balance, now) < cost(a, b, balance, now) ? [b, a] : [a, b];
   // A warming host keeps a draw it won with the probability of its share.
   const share = slowStartFactor(winner, now, slowStart);
   return share < 1 && random() >= share ? loser : winner;

@@ -95,6 +95,7 @@ export class Host implements BalancedHost {
   current = 0;
   latency = 0;
   latencyAt = 0;
+  failed = false;
   warmingSince: number;
   ejected = false;
   /** In rotation with failures in a row past the threshold: `maxEjectionPercent` left no room. */
@@ -360,6 +361,7 @@ export class UpstreamGroup {
     host.warmingSince = now;
     host.latencyAt = 0;
     host.probe = true;
+    host.failed = false;
   }
 
   #onCheck(host: Host, passed: boolean, verdict: CheckVerdict): void {

@@ -217,7 +217,11 @@ export interface ProxyOptions {
   name?: string;
   /** Per-phase timeouts in ms. Defaults: see {@link TimeoutOptions}. */
   timeout?: Partial<TimeoutOptions>;
-  /** Send the target's host as `Host` instead of the client's. Default `false`. */
+  /**
+   * Send the target's own host as `Host` (nginx's `proxy_set_header Host
+   * $proxy_host` default), or, with `false`, the client's. Default `true`: a
+   * client's `Host` must not pick a virtual host on a shared upstream.
+   */
   changeOrigin?: boolean;
   /**
    * Upstream statuses answered with the 502 contract (code `UPSTREAM_STATUS`)
@@ -251,9 +255,11 @@ export interface ProxyOptions {
   /** The registry holding per-upstream state (breaker, concurrency, retry budget). Default: one shared by the whole process. */
   registry?: UpstreamRegistry;
   /**
-   * Trust the `X-Forwarded-Proto` and `X-Forwarded-Host` a client sends (set it
-   * when a load balancer you control is in front). Default `false`: they are
-   * replaced by what this proxy sees. `X-Forwarded-For` is always appended to.
+   * Trust the forwarding headers a client sends (set it when a load balancer
+   * you control is in front): every `X-Forwarded-*`, `Forwarded` and
+   * `X-Real-IP` pass, and `X-Forwarded-For` is appended to. Default `false`:
+   * the client's are dropped, and `X-Forwarded-For`, `-Proto` and `-Host`
+   * describe the client's connection as this proxy sees it.
    */
   trustProxy?: boolean;
   /** Size limits, in bytes; `0` for none. Defaults: see {@link LimitOptions}. */
@@ -286,7 +292,7 @@ export interface LimitOptions {
 
 export const DEFAULTS = Object.freeze({
   timeout: Object.freeze({ connect: 5_000, response: 30_000, idle: 30_000, total: 0 }),
-  changeOrigin: false,
+  changeOrigin: true,
   failureStatuses: Object.freeze([502, 503, 504]),
   status: 502,
   proxyName: 'resilient-proxy',
@@ -367,6 +373,11 @@ export interface ResolvedOptions {
   readonly limits: Readonly<LimitOptions>;
   readonly registry: UpstreamRegistry;
   readonly hooks: Readonly<ProxyHooks>;
+}
+
+/** The attempt header the proxy owns, whose client-sent copy is dropped even when retries are off. */
+export function ownAttemptHeader(config: Pick<ResolvedOptions, 'retry'>): string {
+  return config.retry?.attemptHeader ?? DEFAULTS.retry.attemptHeader;
 }
 
 const TOKEN = /^[A-Za-z*][A-Za-z0-9!#$%&'*+\-.^_`|~:/]*$/;

@@ -82,7 +82,7 @@ describe('option validation', () => {
   it('publishes its defaults', () => {
     expect(DEFAULTS).toStrictEqual({
       timeout: { connect: 5_000, response: 30_000, idle: 30_000, total: 0 },
-      changeOrigin: false,
+      changeOrigin: true,
       failureStatuses: [502, 503, 504],
       status: 502,
       proxyName: 'resilient-proxy',

@@ -10,6 +10,7 @@ import { ClientAbortedError, isClientAborted, isProxyTimeout, LimitExceededError
 import { FAILURES, type FailureCode, type ProxyStatusError } from '../contract/failures.js';
 import { sendProblem } from '../contract/problem.js';
 import type { ExchangeEvent, FailureEvent, RequestHeadersHook, ResolvedOptions, RetryEvent, StaleEvent } from '../options.js';
+import { ownAttemptHeader } from '../options.js';
 import { runWithRetries } from '../policy/retry.js';
 import { backoffDelay, isRetryable, parseRetryAfter } from '../policy/retry-policy.js';
 import type { Host } from '../upstream/group.js';
@@ -385,6 +386,7 @@ export class Exchange {
         requestId: this.requestId,
         host: config.changeOrigin ? host.authority : this.req.headers.host,
         trustProxy: config.trustProxy,
+        attemptHeader: ownAttemptHeader(config),
       });
       if (rebuilt !== null) {
         headers['content-length'] = String(rebuilt.length);

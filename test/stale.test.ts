@@ -294,6 +294,37 @@ describe('what is kept: RFC 9111 shared-cache rules, through http-cache-semantic
     expect([reply.status, reply.body, reply.headers['cache-status']]).toStrictEqual([200, 'good', 'resilient-proxy; fwd=stale; fwd-status=503; detail=UPSTREAM_STATUS']);
   });
 
+  // RFC 9111 §5.2: directive names are case-insensitive, and several
+  // Cache-Control fields are one list. Each spelling is kept from other users.
+  it.each([
+    { name: 'Private', cacheControl: ['Private, max-age=60'] },
+    { name: 'PRIVATE', cacheControl: ['PRIVATE, max-age=60'] },
+    { name: 'PrIvAtE after public', cacheControl: ['public, max-age=60, PrIvAtE'] },
+    { name: 'Private="Set-Cookie"', cacheControl: ['max-age=60, Private="Set-Cookie"'] },
+    { name: 'No-Store', cacheControl: ['No-Store, max-age=60'] },
+    { name: 'NO-STORE with public', cacheControl: ['NO-STORE, public'] },
+    { name: 'No-Cache', cacheControl: ['max-age=60, No-Cache'] },
+    { name: 'Private in a second Cache-Control field', cacheControl: ['public, max-age=60', 'Private'] },
+    { name: 'no-store in a second Cache-Control field', cacheControl: ['max-age=60', 'no-store'] },
+    { name: 'a client that said No-Store', cacheControl: ['public, max-age=60'], request: { 'cache-control': 'No-Store' } },
+  ])('$name: not kept, whatever the case or the number of fields; the failure gets the contract', async ({ cacheControl, request }) => {
+    const up = await upstream({
+      fallback: ({ res }) => {
+        res.setHeader('content-type', 'text/plain');
+        res.setHeader('cache-control', cacheControl);
+        res.end('for alice only');
+      },
+    });
+    const store = new MemoryStaleStore();
+    const { url } = await gateway({ target: up.url, staleIfError: { store } });
+    const first = await call(`${url}/a`, { headers: request ?? {} });
+    up.setFallback(faults.status(503));
+    const reply = await call(`${url}/a`);
+
+    expect([first.status, first.body, store.size]).toStrictEqual([200, 'for alice only', 0]);
+    expect([reply.status, codeOf(reply)]).toStrictEqual([502, 'UPSTREAM_STATUS']);
+  });
+
   it('a 5xx passed on (500) is not kept and leaves the kept response in place; a newer good one replaces it', async () => {
     const up = await goodUpstream('v1');
     const store = new MemoryStaleStore();

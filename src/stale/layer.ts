@@ -98,6 +98,17 @@ function headerText(value: HeaderValue): string | undefined {
   return Array.isArray(value) ? value.join(', ') : String(value);
 }
 
+/**
+ * A Cache-Control or Pragma value as http-cache-semantics can read it: its
+ * fields joined into one list, directive names in lower case. The library
+ * reads names case-sensitively (`Private` and `No-Store` would slip through),
+ * while RFC 9111 §5.2 makes them case-insensitive. Values keep their case.
+ */
+function normalisedDirectives(value: HeaderValue): string | undefined {
+  const text = headerText(value);
+  return text?.replace(/(^|,)([^=,]*)/g, (_match, separator: string, name: string) => separator + name.toLowerCase());
+}
+
 /** Cache-Control directives (RFC 9111 §5.2), lower-case names to values ('' for none), quotes removed. */
 function directives(value: HeaderValue): Map<string, string> {
   const found = new Map<string, string>();
@@ -124,8 +135,8 @@ function forbidsStale(cacheControl: Map<string, string>): boolean {
 function policyRequest(side: StaleSide): CachePolicy.Request {
   const { headers } = side.req;
   const reduced: CachePolicy.Headers = { host: headers.host };
-  if (headers['cache-control'] !== undefined) reduced['cache-control'] = headers['cache-control'];
-  if (headers.pragma !== undefined) reduced.pragma = headers.pragma;
+  if (headers['cache-control'] !== undefined) reduced['cache-control'] = normalisedDirectives(headers['cache-control']);
+  if (headers.pragma !== undefined) reduced.pragma = normalisedDirectives(headers.pragma);
   // Only whether there is one matters.
   if (headers.authorization !== undefined) reduced.authorization = 'present';
   return { method: side.method, url: side.path, headers: reduced };
@@ -134,7 +145,7 @@ function policyRequest(side: StaleSide): CachePolicy.Request {
 function policyResponse(statusCode: number, headers: OutgoingHttpHeaders): CachePolicy.Response {
   const picked: CachePolicy.Headers = {};
   for (const name of POLICY_HEADERS) {
-    const value = headerText(headers[name]);
+    const value = name === 'cache-control' || name === 'pragma' || name === 'vary' ? normalisedDirectives(headers[name]) : headerText(headers[name]);
     if (value !== undefined) picked[name] = value;
   }
   return { status: statusCode, headers: picked };

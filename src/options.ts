@@ -323,7 +323,7 @@ export const DEFAULTS = Object.freeze({
   slowStart: 10_000,
   rewriteRedirects: true,
   transformMaxBytes: 1024 * 1024,
-  staleIfError: Object.freeze({ maxStale: 300_000, maxEntryBytes: 1024 * 1024, maxBytes: DEFAULT_STALE_MAX_BYTES }),
+  staleIfError: Object.freeze({ maxStale: 300_000, maxStaleOverridesOrigin: false, maxEntryBytes: 1024 * 1024, maxBytes: DEFAULT_STALE_MAX_BYTES }),
 });
 
 export interface ResolvedRetry {
@@ -562,10 +562,12 @@ function resolveTransform(value: unknown): Readonly<Required<TransformResponse>>
 function resolveStaleIfError(value: unknown): ResolvedStaleIfError | null {
   const defaults = DEFAULTS.staleIfError;
   if (value === undefined || value === false) return null;
-  if (value !== true && !isPlainObject(value)) fail('staleIfError', 'true, false or an object like { maxStale, maxEntryBytes, maxBytes, store }', value);
+  if (value !== true && !isPlainObject(value)) fail('staleIfError', 'true, false or an object like { maxStale, maxStaleOverridesOrigin, maxEntryBytes, maxBytes, store }', value);
   const options: Record<string, unknown> = value === true ? {} : value;
-  checkKeys('staleIfError', options, ['maxStale', 'maxEntryBytes', 'maxBytes', 'store']);
+  checkKeys('staleIfError', options, ['maxStale', 'maxStaleOverridesOrigin', 'maxEntryBytes', 'maxBytes', 'store']);
   const maxStale = positive('staleIfError.maxStale', options.maxStale, defaults.maxStale, 'a number of milliseconds from 0 to 2147483647', (n) => n >= 0 && n <= 2_147_483_647);
+  const { maxStaleOverridesOrigin = defaults.maxStaleOverridesOrigin } = options;
+  if (typeof maxStaleOverridesOrigin !== 'boolean') fail('staleIfError.maxStaleOverridesOrigin', 'a boolean', maxStaleOverridesOrigin);
   const maxBytes = positive('staleIfError.maxBytes', options.maxBytes, defaults.maxBytes, 'a whole number of bytes (1 or more)', (n) => Number.isSafeInteger(n) && n >= 1);
   const maxEntryBytes = positive('staleIfError.maxEntryBytes', options.maxEntryBytes, Math.min(defaults.maxEntryBytes, maxBytes), 'a whole number of bytes (1 or more)', (n) => Number.isSafeInteger(n) && n >= 1);
   if (maxEntryBytes > maxBytes) fail('staleIfError.maxEntryBytes', `at most \`staleIfError.maxBytes\` (${maxBytes})`, maxEntryBytes);
@@ -573,7 +575,7 @@ function resolveStaleIfError(value: unknown): ResolvedStaleIfError | null {
   if (store !== undefined && !(typeof store === 'object' && store !== null && ['get', 'set', 'delete'].every((method) => typeof (store as Record<string, unknown>)[method] === 'function'))) {
     fail('staleIfError.store', 'a store with get, set and delete methods', store);
   }
-  return Object.freeze({ maxStale, maxEntryBytes, maxBytes, store: (store as StaleIfErrorOptions['store'] | undefined) ?? new MemoryStaleStore({ maxBytes }) });
+  return Object.freeze({ maxStale, maxStaleOverridesOrigin, maxEntryBytes, maxBytes, store: (store as StaleIfErrorOptions['store'] | undefined) ?? new MemoryStaleStore({ maxBytes }) });
 }
 
 function resolveTimeouts(value: unknown): TimeoutOptions & { tunnelIdle: number } {

@@ -107,7 +107,7 @@ describe('option validation', () => {
       slowStart: 10_000,
       rewriteRedirects: true,
       transformMaxBytes: 1024 * 1024,
-      staleIfError: { maxStale: 300_000, maxEntryBytes: 1024 * 1024, maxBytes: 32 * 1024 * 1024 },
+      staleIfError: { maxStale: 300_000, maxStaleOverridesOrigin: false, maxEntryBytes: 1024 * 1024, maxBytes: 32 * 1024 * 1024 },
     });
     expect(Object.isFrozen(DEFAULTS)).toBe(true);
   });

@@ -7,7 +7,7 @@
 
 import { Agent, request as httpRequest, type IncomingHttpHeaders, type IncomingMessage, type ServerResponse } from 'node:http';
 import express from 'express';
-import { describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import {
   createProxy,
   MemoryStaleStore,
@@ -440,6 +440,52 @@ describe('how old a kept response may be', () => {
     expect([notEnough.status, codeOf(notEnough)]).toStrictEqual([502, 'UPSTREAM_STATUS']);
   });
 
+  describe("the origin's stale-if-error=N is the window (RFC 5861), on a fake clock", () => {
+    afterEach(() => {
+      vi.useRealTimers();
+    });
+
+    /** Keeps `/a` (`max-age=0` and `cacheControl`) at a fake time, then fails it `seconds` later. */
+    async function after(seconds: number, cacheControl: string, staleIfError: NonNullable<ProxyOptions['staleIfError']> = true, headers: Record<string, string> = {}): Promise<Reply> {
+      // Only Date: http-cache-semantics reads the clock through Date.now(); sockets and timers stay real.
+      vi.useFakeTimers({ toFake: ['Date'], now: new Date('2026-01-01T00:00:00Z') });
+      const up = await goodUpstream('good', { 'cache-control': `max-age=0, ${cacheControl}` });
+      const { url } = await gateway({ target: up.url, staleIfError });
+      await call(`${url}/a`);
+      up.setFallback(faults.status(503));
+      vi.setSystemTime(Date.now() + seconds * 1000);
+      return call(`${url}/a`, { headers });
+    }
+
+    it('stale-if-error=60 under the default maxStale (5 min): served at 57 s, the contract at 63 s', async () => {
+      const within = await after(57, 'stale-if-error=60');
+      const past = await after(63, 'stale-if-error=60');
+
+      expect([within.status, within.body, within.headers.age]).toStrictEqual([200, 'good', '57']);
+      expect([past.status, codeOf(past)]).toStrictEqual([502, 'UPSTREAM_STATUS']);
+    });
+
+    it("a client's max-stale cannot pass it; maxStaleOverridesOrigin: true lets maxStale apply past it", async () => {
+      const client = await after(63, 'stale-if-error=60', true, { 'cache-control': 'max-stale=3600' });
+      const overridden = await after(63, 'stale-if-error=60', { maxStaleOverridesOrigin: true });
+      const overriddenPastMaxStale = await after(301, 'stale-if-error=60', { maxStaleOverridesOrigin: true });
+
+      expect([client.status, codeOf(client)]).toStrictEqual([502, 'UPSTREAM_STATUS']);
+      expect([overridden.status, overridden.headers.age]).toStrictEqual([200, '63']);
+      expect([overriddenPastMaxStale.status, codeOf(overriddenPastMaxStale)]).toStrictEqual([502, 'UPSTREAM_STATUS']);
+    });
+
+    it('stale-if-error longer than maxStale still allows its whole window; without one maxStale applies', async () => {
+      const longer = await after(400, 'stale-if-error=600');
+      const none = await after(299, 'public');
+      const noneTooLate = await after(301, 'public');
+
+      expect([longer.status, longer.headers.age]).toStrictEqual([200, '400']);
+      expect([none.status, none.headers.age]).toStrictEqual([200, '299']);
+      expect([noneTooLate.status, codeOf(noneTooLate)]).toStrictEqual([502, 'UPSTREAM_STATUS']);
+    });
+  });
+
   it('the client’s max-stale allows more than maxStale', async () => {
     const fail = await agedResponse({ maxStale: 0 });
 
@@ -780,13 +826,14 @@ describe('stores', () => {
 
 describe('options', () => {
   it.each([
-    { value: { staleIfError: 'yes' }, message: 'Expected `staleIfError` to be true, false or an object like { maxStale, maxEntryBytes, maxBytes, store }, got the string "yes".' },
+    { value: { staleIfError: 'yes' }, message: 'Expected `staleIfError` to be true, false or an object like { maxStale, maxStaleOverridesOrigin, maxEntryBytes, maxBytes, store }, got the string "yes".' },
+    { value: { staleIfError: { maxStaleOverridesOrigin: 'yes' } }, message: 'Expected `staleIfError.maxStaleOverridesOrigin` to be a boolean, got the string "yes".' },
     { value: { staleIfError: { maxStale: -1 } }, message: 'Expected `staleIfError.maxStale` to be a number of milliseconds from 0 to 2147483647, got -1.' },
     { value: { staleIfError: { maxEntryBytes: 1.5 } }, message: 'Expected `staleIfError.maxEntryBytes` to be a whole number of bytes (1 or more), got 1.5.' },
     { value: { staleIfError: { maxBytes: 0 } }, message: 'Expected `staleIfError.maxBytes` to be a whole number of bytes (1 or more), got 0.' },
     { value: { staleIfError: { maxBytes: 10, maxEntryBytes: 11 } }, message: 'Expected `staleIfError.maxEntryBytes` to be at most `staleIfError.maxBytes` (10), got 11.' },
     { value: { staleIfError: { store: { get: () => undefined } } }, message: 'Expected `staleIfError.store` to be a store with get, set and delete methods, got an object.' },
-    { value: { staleIfError: { maxAge: 1 } }, message: 'Unknown option `staleIfError.maxAge`. Known options: maxStale, maxEntryBytes, maxBytes, store.' },
+    { value: { staleIfError: { maxAge: 1 } }, message: 'Unknown option `staleIfError.maxAge`. Known options: maxStale, maxStaleOverridesOrigin, maxEntryBytes, maxBytes, store.' },
     { value: { hooks: { onStale: 'log' } }, message: 'Expected `hooks.onStale` to be a function, got the string "log".' },
   ])('$message', ({ value, message }) => {
     expect(() => createProxy({ target: 'http://127.0.0.1:1', ...(value as Partial<ProxyOptions>) })).toThrow(new TypeError(message));

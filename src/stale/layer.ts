@@ -22,10 +22,17 @@ import type { StaleEntry, StaleResponse, StaleStore, StaleVariants } from './sto
 export interface StaleIfErrorOptions {
   /**
    * How long past its freshness lifetime a kept response may still stand in
-   * for a failure, in milliseconds. The origin's `stale-if-error` and the
-   * client's `max-stale` may allow longer. Default `300000` (5 minutes).
+   * for a failure, in milliseconds, when its origin said no `stale-if-error`.
+   * The client's `max-stale` may allow longer. Default `300000` (5 minutes).
    */
   maxStale: number;
+  /**
+   * `false`: an origin's `stale-if-error=N` is the window for its responses
+   * (RFC 5861), shorter or longer than `maxStale`, and the client's
+   * `max-stale` cannot pass it. `true`: `maxStale` (and the client's
+   * `max-stale`) may also serve past it. Default `false`.
+   */
+  maxStaleOverridesOrigin: boolean;
   /** The largest body kept, in bytes; a larger response streams on and is not kept. Default `1048576` (1 MiB). */
   maxEntryBytes: number;
   /**
@@ -120,6 +127,12 @@ function directives(value: HeaderValue): Map<string, string> {
     if (name !== '') found.set(name, eq === -1 ? '' : part.slice(eq + 1).trim().replace(/^"|"$/g, ''));
   }
   return found;
+}
+
+/** Whether the origin gave a `stale-if-error` with a number of seconds (an unreadable one is no limit). */
+function saysStaleIfError(cacheControl: HeaderValue): boolean {
+  const value = directives(cacheControl).get('stale-if-error');
+  return value !== undefined && /^\d+$/.test(value);
 }
 
 /**
@@ -445,10 +458,13 @@ export class StaleLayer {
       return null;
     }
     const staleness = age - policy.maxAge();
-    if (staleness * 1000 <= this.options.maxStale) return age;
     // RFC 5861 as the library implements it: a revalidation answered with an
     // error keeps the stored response while its `stale-if-error` allows.
-    if (!policy.revalidatedPolicy(REVALIDATION_REQUEST, ERROR_ANSWER).modified) return age;
+    const originAllows = (): boolean => !policy.revalidatedPolicy(REVALIDATION_REQUEST, ERROR_ANSWER).modified;
+    // The origin said how long its response may hide an error: that is the
+    // window, not one limit among others, unless the user said otherwise.
+    if (!this.options.maxStaleOverridesOrigin && saysStaleIfError(entry.headers['cache-control'])) return originAllows() ? age : null;
+    if (staleness * 1000 <= this.options.maxStale || originAllows()) return age;
     const maxStale = requestCacheControl.get('max-stale');
     if (maxStale !== undefined && (maxStale === '' || staleness <= Number(maxStale))) return age;
     return null;

@@ -648,25 +648,52 @@ describe('streaming while keeping', () => {
     expect([stale.status, stale.body]).toStrictEqual([200, 'first part;second part']);
   });
 
-  it('a transformed response is kept as the client got it, and one given up past transformResponse.maxBytes too', async () => {
+  it("the origin's response is kept, and transformResponse runs again for the request served: one user's output never reaches another", async () => {
     const up = await upstream({
-      fallback: ({ req, res }) => {
-        const body = req.url === '/big' ? 'b'.repeat(64) : 'hello';
-        res.writeHead(200, { 'content-type': 'text/plain', 'cache-control': 'max-age=60', etag: '"e"' });
+      fallback: ({ res }) => {
+        const body = '{"salary":100,"name":"ann"}';
+        res.writeHead(200, { 'content-type': 'application/json', 'cache-control': 'public, max-age=60', etag: '"e"' });
         res.end(body);
       },
     });
-    const { url } = await gateway({ target: up.url, transformResponse: { match: () => true, transform: (body) => body.toString().toUpperCase(), maxBytes: 32 } });
-    const small = await call(`${url}/small`);
-    const big = await call(`${url}/big`);
-    expect([small.body, small.headers.etag, big.body]).toStrictEqual(['HELLO', undefined, 'b'.repeat(64)]);
+    const store = new MemoryStaleStore();
+    // An admin sees the salary; everyone else gets it redacted, and their own name.
+    const transform = (body: Buffer, { req }: { req: IncomingMessage }): string => {
+      const user = String(req.headers['x-user']);
+      const record = JSON.parse(body.toString()) as Record<string, unknown>;
+      return JSON.stringify(user === 'admin' ? { ...record, viewer: user } : { name: record.name, viewer: user });
+    };
+    const { url } = await gateway({ target: up.url, staleIfError: { store }, transformResponse: { match: (_status, headers) => headers['content-type'] === 'application/json', transform, maxBytes: 32 } });
+    const admin = await call(`${url}/record`, { headers: { 'x-user': 'admin' } });
+    expect([admin.body, admin.headers.etag]).toStrictEqual(['{"salary":100,"name":"ann","viewer":"admin"}', undefined]);
 
     up.setFallback(faults.status(503));
-    const staleSmall = await call(`${url}/small`);
-    const staleBig = await call(`${url}/big`);
+    const bob = await call(`${url}/record`, { headers: { 'x-user': 'bob' } });
 
-    expect([staleSmall.status, staleSmall.body, staleSmall.headers['content-length'], staleSmall.headers.etag]).toStrictEqual([200, 'HELLO', '5', undefined]);
-    expect([staleBig.status, staleBig.body]).toStrictEqual([200, 'b'.repeat(64)]);
+    expect([bob.status, bob.body, bob.headers['content-length'], bob.headers.etag]).toStrictEqual([200, '{"name":"ann","viewer":"bob"}', '29', undefined]);
+    const kept = store.get(`GET\norders\n${new URL(url).host}\n\n/record`);
+    expect(kept?.kind === 'response' ? [kept.body.toString(), kept.headers.etag] : kept).toStrictEqual(['{"salary":100,"name":"ann"}', '"e"']);
+
+    // Past transformResponse.maxBytes the response passes as it came, live and stale.
+    up.setFallback(faults.respond(200, 'b'.repeat(64), { 'content-type': 'application/json', 'cache-control': 'public, max-age=60' }));
+    const big = await call(`${url}/big`, { headers: { 'x-user': 'admin' } });
+    up.setFallback(faults.status(503));
+    const staleBig = await call(`${url}/big`, { headers: { 'x-user': 'bob' } });
+    expect([big.body, staleBig.status, staleBig.body]).toStrictEqual(['b'.repeat(64), 200, 'b'.repeat(64)]);
+  });
+
+  it("headers.response runs for the request served: Alice's header is never replayed to Bob", async () => {
+    const up = await goodUpstream('page', { 'cache-control': 'public, max-age=60' });
+    const { url } = await gateway({
+      target: up.url,
+      headers: { response: (headers, { req }) => ({ ...headers, 'x-signed-in-as': String(req.headers['x-user']) }) },
+    });
+    const alice = await call(`${url}/home`, { headers: { 'x-user': 'alice' } });
+    up.setFallback(faults.status(503));
+    const bob = await call(`${url}/home`, { headers: { 'x-user': 'bob' } });
+
+    expect([alice.status, alice.headers['x-signed-in-as']]).toStrictEqual([200, 'alice']);
+    expect([bob.status, bob.body, bob.headers['x-signed-in-as'], bob.headers['cache-status']]).toStrictEqual([200, 'page', 'bob', 'resilient-proxy; fwd=stale; fwd-status=503; detail=UPSTREAM_STATUS']);
   });
 
   it('a 512 KiB body passes byte for byte and is served stale byte for byte', async () => {

@@ -12,11 +12,16 @@ import { createHash } from 'node:crypto';
 import type { IncomingHttpHeaders, IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
 import CachePolicy from 'http-cache-semantics';
 import type { FailureCode } from '../contract/failures.js';
-import type { KeepResponse, ResponseTee } from '../exchange/attempt.js';
+import type { AttemptOutcome, KeepResponse, ResponseTee } from '../exchange/attempt.js';
 import type { Failure } from '../exchange/exchange.js';
-import { withAppHeaders } from '../exchange/headers.js';
 import type { ResolvedOptions } from '../options.js';
+import type { Playback } from './replay.js';
 import type { StaleEntry, StaleResponse, StaleStore, StaleVariants } from './store.js';
+
+/** Plays a kept response back to the client as a live one goes, response hooks included. */
+export type Replay = (playback: Playback) => Promise<AttemptOutcome>;
+
+const EMPTY = Buffer.alloc(0);
 
 /** `staleIfError`: keep the last good responses and answer failures with them. */
 export interface StaleIfErrorOptions {
@@ -382,8 +387,13 @@ export class StaleLayer {
     return (side.method === 'GET' || side.method === 'HEAD') && HIDDEN.has(failure.code) && failure.phase !== 'body' && !side.res.headersSent;
   }
 
-  /** Answers `side` with a kept response in place of `failure`; `null` when there is none it may use (the caller sends the contract). */
-  async serve(side: StaleSide, failure: Failure): Promise<StaleServed | null> {
+  /**
+   * Answers `side` with a kept response in place of `failure`, played back
+   * through `replay` (the response hooks run for this request); `null` when
+   * there is none it may use, or the playback failed before anything was
+   * sent (the caller sends the contract).
+   */
+  async serve(side: StaleSide, failure: Failure, replay: Replay): Promise<StaleServed | null> {
     const found = await this.#lookup(side);
     const { res } = side;
     if (found === null || res.headersSent || res.destroyed || res.writableEnded) return null;
@@ -394,7 +404,7 @@ export class StaleLayer {
     if (failure.receivedStatus !== null) cacheStatus += `; fwd-status=${failure.receivedStatus}`;
     cacheStatus += `; detail=${failure.code}`;
     const earlier = headerText(entry.headers['cache-status']);
-    const headers: OutgoingHttpHeaders = {};
+    const headers: IncomingHttpHeaders = {};
     for (const name in entry.headers) {
       const value = entry.headers[name];
       if (value !== undefined) headers[name] = typeof value === 'string' ? value : [...value];
@@ -403,17 +413,10 @@ export class StaleLayer {
     // A list, nearest the origin first (RFC 9211 §2): this proxy comes last.
     headers['cache-status'] = earlier === undefined ? cacheStatus : `${earlier}, ${cacheStatus}`;
     headers[this.config.requestIdHeader] = side.requestId;
-    if (fromGet && headers['content-length'] === undefined) headers['content-length'] = entry.body.length;
-    try {
-      const sent = withAppHeaders(res, headers);
-      if (entry.statusMessage === '') res.writeHead(entry.status, sent);
-      else res.writeHead(entry.status, entry.statusMessage, sent);
-    } catch {
-      for (const name in headers) res.removeHeader(name);
-      return null;
-    }
-    if (side.method === 'HEAD') res.end();
-    else res.end(entry.body);
+    if (fromGet && headers['content-length'] === undefined) headers['content-length'] = String(entry.body.length);
+    const outcome = await replay({ status: entry.status, statusMessage: entry.statusMessage, headers, body: side.method === 'HEAD' ? EMPTY : entry.body });
+    // Failed with its head already out: the attempt cut the connection, as for a live response.
+    if (outcome.kind !== 'delivered' && !(outcome.kind === 'failed' && outcome.phase === 'body')) return null;
     return { statusCode: entry.status, age: seconds };
   }
 

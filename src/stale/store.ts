@@ -5,12 +5,16 @@
 /** One kept response, as plain data a store can copy or serialize (the body is a Buffer). */
 export interface StaleResponse {
   readonly kind: 'response';
-  /** The status and reason phrase the client got. */
+  /** The origin's status and reason phrase. */
   readonly status: number;
   readonly statusMessage: string;
-  /** The response headers the client got from the upstream (hop-by-hop ones removed, rewrites applied; the app's own headers are not kept). */
+  /**
+   * The origin's response headers, hop-by-hop ones removed. The proxy's
+   * rewrites and the response hooks run again for each request a kept
+   * response is served to, so nothing built from one request is kept.
+   */
   readonly headers: Readonly<Record<string, string | readonly string[]>>;
-  /** The body exactly as the client got it; empty for a response to HEAD. */
+  /** The origin's body as it came (in its `Content-Encoding`; `transformResponse` runs again when served); empty for a response to HEAD. */
   readonly body: Buffer;
   /** The cache policy (http-cache-semantics' `toObject()`): opaque data, for the proxy only. */
   readonly policy: Readonly<Record<string, unknown>>;

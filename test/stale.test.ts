@@ -758,24 +758,48 @@ describe('stores', () => {
     expect([newest.status, oldest.status]).toStrictEqual([200, 502]);
   });
 
+  // bench/stale-memory.ts measured what a kept entry holds: at most about 160
+  // bytes a header field besides its characters (every name new), and 1,300
+  // bytes an entry besides its body and headers. The store's count must not
+  // be below that, or maxBytes bounds nothing (373 MiB were held under a
+  // 32 MiB maxBytes with 1,400 fields a response).
+  it.each([1, 100, 1400])('%i header fields: the store counts at least the memory the entry holds (the heap per field measured with every name new)', async (fields) => {
+    const up = await listen((_req: IncomingMessage, res: ServerResponse) => {
+      // 1,400 fields within undici's 16 KiB response head.
+      const headers = ['content-type', 'text/plain', 'cache-control', 'max-age=60'];
+      for (let i = 0; i < fields; i += 1) headers.push(`h${String(i)}`, 'v');
+      res.writeHead(200, headers);
+      res.end('b'.repeat(100));
+    });
+    const store = new MemoryStaleStore();
+    const { url } = await gateway({ target: up.url, staleIfError: { store } });
+
+    const reply = await call(`${url}/${'p'.repeat(1000)}`);
+
+    expect([reply.status, store.size]).toStrictEqual([200, 1]);
+    const characters = Object.entries(reply.headers).reduce((sum, [name, value]) => sum + name.length + String(value).length, 0);
+    // The 1,000-character path is held once, in the key and the policy.
+    expect(store.bytes).toBeGreaterThanOrEqual((fields + 2) * 160 + characters + 100 + 1300 + 1000);
+  });
+
   it('MemoryStaleStore: least recently used first, entries over maxBytes refused, exact accounting', () => {
-    const store = new MemoryStaleStore({ maxBytes: 100 });
+    const store = new MemoryStaleStore({ maxBytes: 300 });
     const entry = (size: number): StaleEntry => ({ kind: 'variants', vary: [], size });
-    store.set('a', entry(29)); // 30 with its key
-    store.set('b', entry(29));
-    store.set('c', entry(29));
-    expect([store.size, store.bytes]).toStrictEqual([3, 90]);
+    store.set('a', entry(34)); // 100 with its key (2 bytes a character) and its slot (64)
+    store.set('b', entry(34));
+    store.set('c', entry(34));
+    expect([store.size, store.bytes]).toStrictEqual([3, 300]);
 
     store.get('a'); // a is now the most recently used
-    store.set('d', entry(29));
-    expect([store.get('b'), store.size, store.bytes]).toStrictEqual([undefined, 3, 90]);
+    store.set('d', entry(34));
+    expect([store.get('b'), store.size, store.bytes]).toStrictEqual([undefined, 3, 300]);
 
-    store.set('e', entry(100)); // 101 with its key: never kept
+    store.set('e', entry(235)); // 301 with its key: never kept
     expect([store.get('e'), store.size]).toStrictEqual([undefined, 3]);
 
     store.set('a', entry(9)); // replaced: its old size is given back
     store.delete('c');
-    expect([store.size, store.bytes]).toStrictEqual([2, 40]);
+    expect([store.size, store.bytes]).toStrictEqual([2, 175]);
     expect(() => new MemoryStaleStore({ maxBytes: 0 })).toThrow('Expected `maxBytes` to be a whole number of bytes (1 or more), got 0.');
   });
 

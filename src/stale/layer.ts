@@ -74,8 +74,17 @@ export interface StaleServed {
 /** The longest a store's `get` is waited for; past it, the failure is answered with the contract. */
 export const STORE_WAIT_MS = 500;
 
-/** Bytes counted per kept entry besides its body and headers: the objects around them and the policy. */
+/*
+ * What a kept entry costs the heap, counted high so that the store's bound is
+ * a bound on memory (bench/stale-memory.ts measures it against the heap).
+ * Each header field is two strings and a slot in a dictionary object: up to
+ * about 160 bytes besides its characters in V8 when every name is new (the
+ * name is interned), 192 here; each character is counted twice, as a string
+ * outside Latin-1 takes. The entry object, its Buffer and the policy's
+ * objects take about 900 bytes besides the policy's own text.
+ */
 const ENTRY_OVERHEAD = 1024;
+const FIELD_OVERHEAD = 192;
 
 /**
  * The failures a kept response may hide: every upstream failure before the
@@ -230,11 +239,12 @@ function isResponse(entry: StaleEntry): entry is StaleResponse {
   );
 }
 
+/** The heap the kept headers take (see FIELD_OVERHEAD). */
 function headerBytes(headers: Readonly<Record<string, string | readonly string[]>>): number {
   let bytes = 0;
   for (const name in headers) {
-    const value = headers[name];
-    bytes += name.length + (typeof value === 'string' ? value.length : (value ?? []).reduce((sum, item) => sum + item.length, 0));
+    const value = headers[name] ?? [];
+    for (const item of typeof value === 'string' ? [value] : value) bytes += FIELD_OVERHEAD + 2 * (name.length + item.length);
   }
   return bytes;
 }
@@ -286,14 +296,16 @@ class Tee implements ResponseTee {
     let offset = 0;
     for (const chunk of chunks) offset += chunk.copy(body, offset);
     this.layer.release(this.#bytes);
+    const policy = this.policy.toObject() as unknown as Readonly<Record<string, unknown>>;
     const entry: StaleResponse = {
       kind: 'response',
       status: this.status,
       statusMessage: this.statusMessage,
       headers: this.headers,
       body,
-      policy: this.policy.toObject() as unknown as Readonly<Record<string, unknown>>,
-      size: body.length + headerBytes(this.headers) + ENTRY_OVERHEAD,
+      policy,
+      // The policy holds the URL and the request and response headers it reads: its text, counted as the headers are.
+      size: body.length + headerBytes(this.headers) + 2 * JSON.stringify(policy).length + this.statusMessage.length + ENTRY_OVERHEAD,
     };
     this.layer.keep(this.key, this.variant, entry);
   }
@@ -349,7 +361,9 @@ export class StaleLayer {
     const vary = varyNames(headers.vary);
     // Stale already, and forbidden to be served stale: it could never be used.
     if (vary === null || (policy.stale() && forbidsStale(directives(headers['cache-control'])))) return null;
-    const kept: Record<string, string | readonly string[]> = {};
+    // A dictionary from the start: an object built property by property makes
+    // V8 add a hidden class per new name, far more than the fields themselves.
+    const kept = Object.create(null) as Record<string, string | readonly string[]>;
     for (const name in headers) {
       const value = headers[name];
       if (value !== undefined) kept[name] = typeof value === 'number' ? String(value) : typeof value === 'string' ? value : [...value];
@@ -377,7 +391,7 @@ export class StaleLayer {
       ignoreFailure(() => store.set(key, entry));
       return;
     }
-    const variants: StaleVariants = { kind: 'variants', vary: variant.vary, size: ENTRY_OVERHEAD };
+    const variants: StaleVariants = { kind: 'variants', vary: variant.vary, size: ENTRY_OVERHEAD + variant.vary.reduce((sum, name) => sum + FIELD_OVERHEAD + 2 * name.length, 0) };
     ignoreFailure(() => store.set(key, variants));
     ignoreFailure(() => store.set(variant.key, entry));
   }

@@ -18,7 +18,7 @@ export interface StaleResponse {
   readonly body: Buffer;
   /** The cache policy (http-cache-semantics' `toObject()`): opaque data, for the proxy only. */
   readonly policy: Readonly<Record<string, unknown>>;
-  /** The bytes this entry accounts for: its body, header names and values, and a fixed overhead. */
+  /** The bytes this entry accounts for: what its body, headers, policy and objects take of memory, counted high. */
   readonly size: number;
 }
 
@@ -48,7 +48,7 @@ export interface StaleStore {
 }
 
 export interface MemoryStaleStoreOptions {
-  /** The most bytes kept (each entry's `size` plus its key's length). Default `33554432` (32 MiB). */
+  /** The most bytes kept (each entry's `size` plus what its key and map slot take). Default `33554432` (32 MiB). */
   maxBytes?: number;
 }
 
@@ -118,6 +118,10 @@ export class MemoryStaleStore implements StaleStore {
   }
 }
 
+/** The map slot and the key's string header, in bytes. */
+const KEY_OVERHEAD = 64;
+
+/** An entry's size, and its key at two bytes a character (as a string outside Latin-1 takes) with its slot. */
 function costOf(key: string, entry: StaleEntry): number {
-  return entry.size + key.length;
+  return entry.size + KEY_OVERHEAD + 2 * key.length;
 }

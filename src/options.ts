@@ -256,7 +256,11 @@ export interface ProxyOptions {
   name?: string;
   /** Per-phase timeouts in ms. Defaults: see {@link TimeoutOptions}. */
   timeout?: Partial<TimeoutOptions>;
-  /** Send the target's host as `Host` instead of the client's. Default `false`. */
+  /**
+   * Send the target's own host as `Host` (nginx's `proxy_set_header Host
+   * $proxy_host` default), or, with `false`, the client's. Default `true`: a
+   * client's `Host` must not pick a virtual host on a shared upstream.
+   */
   changeOrigin?: boolean;
   /**
    * Upstream statuses answered with the 502 contract (code `UPSTREAM_STATUS`)
@@ -290,9 +294,11 @@ export interface ProxyOptions {
   /** The registry holding per-upstream state (breaker, concurrency, retry budget). Default: one shared by the whole process. */
   registry?: UpstreamRegistry;
   /**
-   * Trust the `X-Forwarded-Proto` and `X-Forwarded-Host` a client sends (set it
-   * when a load balancer you control is in front). Default `false`: they are
-   * replaced by what this proxy sees. `X-Forwarded-For` is always appended to.
+   * Trust the forwarding headers a client sends (set it when a load balancer
+   * you control is in front): every `X-Forwarded-*`, `Forwarded` and
+   * `X-Real-IP` pass, and `X-Forwarded-For` is appended to. Default `false`:
+   * the client's are dropped, and `X-Forwarded-For`, `-Proto` and `-Host`
+   * describe the client's connection as this proxy sees it.
    */
   trustProxy?: boolean;
   /** Size limits, in bytes; `0` for none. Defaults: see {@link LimitOptions}. */
@@ -325,7 +331,7 @@ export interface LimitOptions {
 
 export const DEFAULTS = Object.freeze({
   timeout: Object.freeze({ connect: 5_000, response: 30_000, idle: 30_000, total: 0, hook: 10_000 }),
-  changeOrigin: false,
+  changeOrigin: true,
   failureStatuses: Object.freeze([502, 503, 504]),
   status: 502,
   proxyName: 'resilient-proxy',
@@ -356,7 +362,7 @@ export const DEFAULTS = Object.freeze({
   slowStart: 10_000,
   rewriteRedirects: true,
   transformMaxBytes: 1024 * 1024,
-  staleIfError: Object.freeze({ maxStale: 300_000, maxEntryBytes: 1024 * 1024, maxBytes: DEFAULT_STALE_MAX_BYTES }),
+  staleIfError: Object.freeze({ maxStale: 300_000, maxStaleOverridesOrigin: false, maxEntryBytes: 1024 * 1024, maxBytes: DEFAULT_STALE_MAX_BYTES }),
 });
 
 export interface ResolvedRetry {
@@ -406,6 +412,11 @@ export interface ResolvedOptions {
   readonly limits: Readonly<LimitOptions>;
   readonly registry: UpstreamRegistry;
   readonly hooks: Readonly<ProxyHooks>;
+}
+
+/** The attempt header the proxy owns, whose client-sent copy is dropped even when retries are off. */
+export function ownAttemptHeader(config: Pick<ResolvedOptions, 'retry'>): string {
+  return config.retry?.attemptHeader ?? DEFAULTS.retry.attemptHeader;
 }
 
 const TOKEN = /^[A-Za-z*][A-Za-z0-9!#$%&'*+\-.^_`|~:/]*$/;
@@ -590,10 +601,12 @@ function resolveTransform(value: unknown): Readonly<Required<TransformResponse>>
 function resolveStaleIfError(value: unknown): ResolvedStaleIfError | null {
   const defaults = DEFAULTS.staleIfError;
   if (value === undefined || value === false) return null;
-  if (value !== true && !isPlainObject(value)) fail('staleIfError', 'true, false or an object like { maxStale, maxEntryBytes, maxBytes, store }', value);
+  if (value !== true && !isPlainObject(value)) fail('staleIfError', 'true, false or an object like { maxStale, maxStaleOverridesOrigin, maxEntryBytes, maxBytes, store }', value);
   const options: Record<string, unknown> = value === true ? {} : value;
-  checkKeys('staleIfError', options, ['maxStale', 'maxEntryBytes', 'maxBytes', 'store']);
+  checkKeys('staleIfError', options, ['maxStale', 'maxStaleOverridesOrigin', 'maxEntryBytes', 'maxBytes', 'store']);
   const maxStale = positive('staleIfError.maxStale', options.maxStale, defaults.maxStale, 'a number of milliseconds from 0 to 2147483647', (n) => n >= 0 && n <= 2_147_483_647);
+  const { maxStaleOverridesOrigin = defaults.maxStaleOverridesOrigin } = options;
+  if (typeof maxStaleOverridesOrigin !== 'boolean') fail('staleIfError.maxStaleOverridesOrigin', 'a boolean', maxStaleOverridesOrigin);
   const maxBytes = positive('staleIfError.maxBytes', options.maxBytes, defaults.maxBytes, 'a whole number of bytes (1 or more)', (n) => Number.isSafeInteger(n) && n >= 1);
   const maxEntryBytes = positive('staleIfError.maxEntryBytes', options.maxEntryBytes, Math.min(defaults.maxEntryBytes, maxBytes), 'a whole number of bytes (1 or more)', (n) => Number.isSafeInteger(n) && n >= 1);
   if (maxEntryBytes > maxBytes) fail('staleIfError.maxEntryBytes', `at most \`staleIfError.maxBytes\` (${maxBytes})`, maxEntryBytes);
@@ -601,7 +614,7 @@ function resolveStaleIfError(value: unknown): ResolvedStaleIfError | null {
   if (store !== undefined && !(typeof store === 'object' && store !== null && ['get', 'set', 'delete'].every((method) => typeof (store as Record<string, unknown>)[method] === 'function'))) {
     fail('staleIfError.store', 'a store with get, set and delete methods', store);
   }
-  return Object.freeze({ maxStale, maxEntryBytes, maxBytes, store: (store as StaleIfErrorOptions['store'] | undefined) ?? new MemoryStaleStore({ maxBytes }) });
+  return Object.freeze({ maxStale, maxStaleOverridesOrigin, maxEntryBytes, maxBytes, store: (store as StaleIfErrorOptions['store'] | undefined) ?? new MemoryStaleStore({ maxBytes }) });
 }
 
 function resolveTimeouts(value: unknown): TimeoutOptions & { tunnelIdle: number } {

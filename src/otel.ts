@@ -91,6 +91,34 @@ const HOST = 'resilient_proxy.host';
 const FAILURE_CODE = 'resilient_proxy.failure.code';
 
 /** The HTTP semantic conventions' known methods; anything else is `_OTHER`. */
+/**
+ * Query parameters whose values are credentials (signed URLs of S3, GCS,
+ * Azure SAS): their values become `REDACTED` in `url.full`, as the HTTP
+ * semantic conventions ask. Compared without case.
+ */
+const SECRET_PARAMETERS = new Set(['awsaccesskeyid', 'signature', 'sig', 'x-goog-signature', 'x-goog-credential', 'x-amz-signature', 'x-amz-credential', 'x-amz-security-token']);
+
+/** `path` with the values of SECRET_PARAMETERS replaced by `REDACTED`; the rest as it was sent. */
+function redactedPath(path: string): string {
+  const mark = path.indexOf('?');
+  if (mark === -1) return path;
+  const query = path
+    .slice(mark + 1)
+    .split('&')
+    .map((pair) => {
+      const eq = pair.indexOf('=');
+      const raw = eq === -1 ? pair : pair.slice(0, eq);
+      let name = raw;
+      try {
+        name = decodeURIComponent(raw.replace(/\+/g, ' '));
+      } catch {
+        // A malformed escape: compared as written.
+      }
+      return eq !== -1 && SECRET_PARAMETERS.has(name.toLowerCase()) ? `${raw}=REDACTED` : pair;
+    });
+  return `${path.slice(0, mark + 1)}${query.join('&')}`;
+}
+
 const KNOWN_METHODS = new Set(['CONNECT', 'DELETE', 'GET', 'HEAD', 'OPTIONS', 'PATCH', 'POST', 'PUT', 'QUERY', 'TRACE']);
 
 /** The HTTP client semantic conventions' recommended buckets for `http.client.request.duration`, in seconds. */
@@ -270,7 +298,7 @@ export class ResilientProxyInstrumentation extends InstrumentationBase<Resilient
       'server.address': server.address,
       'server.port': server.port,
       // The origin never carries credentials: the proxy refuses a target with them.
-      'url.full': message.origin + message.path,
+      'url.full': message.origin + redactedPath(message.path),
       'url.scheme': server.scheme,
       [UPSTREAM]: message.upstream,
     };

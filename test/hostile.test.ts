@@ -31,7 +31,21 @@ describe('the request target cannot choose the upstream or its path', () => {
     const answer = await raw(gateway.port, 'GET /api//evil.example/steal HTTP/1.1\r\nhost: shop.example\r\nconnection: close\r\n\r\n');
 
     expect(statusLine(answer)).toBe('HTTP/1.1 200 OK');
-    expect(up.requests.map((r) => [r.url, r.headers.host])).toStrictEqual([['/v1//evil.example/steal', 'shop.example']]);
+    expect(up.requests.map((r) => [r.url, r.headers.host])).toStrictEqual([['/v1//evil.example/steal', new URL(up.url).host]]);
+  });
+
+  it("the client's Host does not pick the upstream's virtual host: the upstream's own host is sent by default", async () => {
+    const up = await upstream({ fallback: faults.echo() });
+    const byDefault = await listen(expressGateway({ target: up.url }));
+    const clientHost = await listen(expressGateway({ target: up.url, changeOrigin: false }));
+
+    await raw(byDefault.port, 'GET /api/x HTTP/1.1\r\nhost: admin.internal\r\nconnection: close\r\n\r\n');
+    await raw(clientHost.port, 'GET /api/x HTTP/1.1\r\nhost: shop.example\r\nconnection: close\r\n\r\n');
+
+    expect(up.requests.map((r) => [r.headers.host, r.headers['x-forwarded-host']])).toStrictEqual([
+      [new URL(up.url).host, 'admin.internal'],
+      ['shop.example', 'shop.example'],
+    ]);
   });
 
   it.each([
@@ -46,6 +60,17 @@ describe('the request target cannot choose the upstream or its path', () => {
     '/api/x/%2e%2e%5cadmin',
     '/api/x/..\\admin',
     '/api/..',
+    '/api/..;/admin',
+    '/api/.;/admin',
+    '/api/..;jsessionid=1/admin',
+    '/api/..%3b/admin',
+    '/api/%252e%252e/admin',
+    '/api/%25252E%25252E/admin',
+    '/api/..%252fadmin',
+    '/api/..%00/admin',
+    '/api/x%00',
+    '/api/%2e%2e%3f/admin',
+    '/api/..%23/admin',
     '/api/x?next=/ok/../fine',
   ])('%s: a dot-segment is refused with 400 REQUEST_INVALID before any upstream call', async (path) => {
     const up = await upstream();
@@ -64,7 +89,7 @@ describe('the request target cannot choose the upstream or its path', () => {
     expect(up.requests).toHaveLength(0);
   });
 
-  it.each(['/api/file.txt', '/api/a..b', '/api/...', '/api/a%2Fb', '/api/v1.2/x'])('%s is forwarded as it is', async (path) => {
+  it.each(['/api/file.txt', '/api/a..b', '/api/...', '/api/a%2Fb', '/api/v1.2/x', '/api/a;v=1/b', '/api/100%25', '/api/a%252eb'])('%s is forwarded as it is', async (path) => {
     const up = await upstream({ fallback: faults.echo() });
     const gateway = await listen(expressGateway({ target: `${up.url}/v1` }));
 
@@ -103,16 +128,80 @@ describe('headers', () => {
     expect((await rawGet(`${gateway.url}/api/after`)).status).toBe(200);
   });
 
-  it('a spoofed X-Forwarded-For is appended to; spoofed X-Forwarded-Proto/Host are replaced unless trustProxy', async () => {
+  const spoof = {
+    'x-forwarded-for': '6.6.6.6',
+    'x-forwarded-proto': 'https',
+    'x-forwarded-host': 'bank.example',
+    'x-forwarded-prefix': '/evil',
+    'x-forwarded-port': '8443',
+    'x-forwarded-server': 'evil.example',
+    'x-forwarded-ssl': 'on',
+    forwarded: 'for=6.6.6.6;host=bank.example;proto=https',
+    'x-real-ip': '6.6.6.6',
+  };
+  const forwarding = (r: request.Response): Record<string, string> =>
+    Object.fromEntries(Object.entries((r.body as { headers: Record<string, string> }).headers).filter(([name]) => name.startsWith('x-forwarded-') || name === 'forwarded' || name === 'x-real-ip'));
+
+  it('every forwarding header a client sends (X-Forwarded-*, Forwarded, X-Real-IP) is dropped and replaced by what the proxy sees', async () => {
     const up = await upstream({ fallback: faults.echo() });
-    const spoof = { 'x-forwarded-for': '6.6.6.6', 'x-forwarded-proto': 'https', 'x-forwarded-host': 'bank.example' };
 
-    const untrusted = await request(expressGateway({ target: up.url })).get('/api/x').set(spoof).set('host', 'shop.example');
-    const trusted = await request(expressGateway({ target: up.url, trustProxy: true })).get('/api/x').set(spoof).set('host', 'shop.example');
+    const answer = await request(expressGateway({ target: up.url })).get('/api/x').set(spoof).set('host', 'shop.example');
 
-    const seen = (r: request.Response) => (r.body as { headers: Record<string, string> }).headers;
-    expect(seen(untrusted)).toMatchObject({ 'x-forwarded-for': '6.6.6.6, 127.0.0.1', 'x-forwarded-proto': 'http', 'x-forwarded-host': 'shop.example' });
-    expect(seen(trusted)).toMatchObject({ 'x-forwarded-for': '6.6.6.6, 127.0.0.1', 'x-forwarded-proto': 'https', 'x-forwarded-host': 'bank.example' });
+    expect(forwarding(answer)).toStrictEqual({ 'x-forwarded-for': '127.0.0.1', 'x-forwarded-proto': 'http', 'x-forwarded-host': 'shop.example' });
+  });
+
+  it('with trustProxy every forwarding header a client sends passes, and X-Forwarded-For is appended to', async () => {
+    const up = await upstream({ fallback: faults.echo() });
+
+    const answer = await request(expressGateway({ target: up.url, trustProxy: true })).get('/api/x').set(spoof).set('host', 'shop.example');
+
+    expect(forwarding(answer)).toStrictEqual({ ...spoof, 'x-forwarded-for': '6.6.6.6, 127.0.0.1' });
+  });
+
+  it('a forwarding header the app set on req.headers itself passes without trustProxy', async () => {
+    const up = await upstream({ fallback: faults.echo() });
+    const gateway = expressGateway({ target: up.url }, (app) =>
+      app.use((req, _res, next) => {
+        req.headers['x-forwarded-user'] = 'alice';
+        next();
+      }),
+    );
+
+    const answer = await request(gateway).get('/api/x').set('host', 'shop.example').set('x-forwarded-user', 'mallory').set('x-forwarded-email', 'mallory@example.com');
+
+    expect(forwarding(answer)).toStrictEqual({ 'x-forwarded-for': '127.0.0.1', 'x-forwarded-proto': 'http', 'x-forwarded-host': 'shop.example', 'x-forwarded-user': 'alice' });
+  });
+});
+
+describe('a client cannot strip or fake the headers the app and the proxy send', () => {
+  it("a client's Connection field drops the client's own headers it names, never one the app set on req.headers", async () => {
+    const up = await upstream({ fallback: faults.echo() });
+    const gateway = await listen(
+      expressGateway({ target: up.url }, (app) =>
+        app.use((req, _res, next) => {
+          req.headers['x-user'] = 'alice';
+          req.headers['x-tenant'] = 'acme';
+          next();
+        }),
+      ),
+    );
+
+    const answer = await raw(gateway.port, 'GET /api/x HTTP/1.1\r\nhost: x\r\nx-user: mallory\r\nx-hop: 1\r\nconnection: close, x-user, x-tenant, x-hop\r\n\r\n');
+
+    expect(statusLine(answer)).toBe('HTTP/1.1 200 OK');
+    const headers = (JSON.parse(answer.slice(answer.indexOf('\r\n\r\n') + 4)) as { headers: Record<string, string> }).headers;
+    expect([headers['x-user'], headers['x-tenant'], headers['x-hop']]).toStrictEqual(['alice', 'acme', undefined]);
+  });
+
+  it.each([
+    ['retry: false', { retry: false as const }, undefined],
+    ['retries on', {}, '1'],
+  ])("with %s the client's X-Attempt-Count never reaches the upstream", async (_label, options, expected) => {
+    const up = await upstream({ fallback: faults.echo() });
+
+    const answer = await request(expressGateway({ target: up.url, ...options })).get('/api/x').set('x-attempt-count', '99');
+
+    expect((answer.body as { headers: Record<string, string> }).headers['x-attempt-count']).toBe(expected);
   });
 });
 

@@ -87,7 +87,7 @@ describe('option validation', () => {
   it('publishes its defaults', () => {
     expect(DEFAULTS).toStrictEqual({
       timeout: { connect: 5_000, response: 30_000, idle: 30_000, total: 0, hook: 10_000 },
-      changeOrigin: false,
+      changeOrigin: true,
       failureStatuses: [502, 503, 504],
       status: 502,
       proxyName: 'resilient-proxy',
@@ -112,7 +112,7 @@ describe('option validation', () => {
       slowStart: 10_000,
       rewriteRedirects: true,
       transformMaxBytes: 1024 * 1024,
-      staleIfError: { maxStale: 300_000, maxEntryBytes: 1024 * 1024, maxBytes: 32 * 1024 * 1024 },
+      staleIfError: { maxStale: 300_000, maxStaleOverridesOrigin: false, maxEntryBytes: 1024 * 1024, maxBytes: 32 * 1024 * 1024 },
     });
     expect(Object.isFrozen(DEFAULTS)).toBe(true);
   });

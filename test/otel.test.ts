@@ -117,6 +117,24 @@ afterAll(() => {
 });
 
 describe('ResilientProxyInstrumentation: traces', () => {
+  it("url.full carries no signed URL's credentials: their values are REDACTED (semantic conventions), the rest as sent", async () => {
+    const t = telemetry();
+    instrument(t);
+    const up = await upstream();
+    const gateway = await tracedGateway(t.tracerProvider, { target: up.url, retry: false });
+    const query =
+      'a=1&sig=s1&Signature=s2&X-Amz-Signature=s3&X-Goog-Signature=s4&AWSAccessKeyId=k1&X-Amz-Credential=k2&X-Amz-Security-Token=t1&x-amz-signature=s5&X%2DAmz%2DSignature=s6&signature&b=sig';
+
+    const response = await fetch(`${gateway.url}/file?${query}`);
+    await response.text();
+    await gateway.served();
+
+    expect(up.requests[0]?.url).toBe(`/file?${query}`);
+    expect(clientSpans(t.exporter).map((span) => span.attributes['url.full'])).toStrictEqual([
+      `${up.url}/file?a=1&sig=REDACTED&Signature=REDACTED&X-Amz-Signature=REDACTED&X-Goog-Signature=REDACTED&AWSAccessKeyId=REDACTED&X-Amz-Credential=REDACTED&X-Amz-Security-Token=REDACTED&x-amz-signature=REDACTED&X%2DAmz%2DSignature=REDACTED&signature&b=sig`,
+    ]);
+  });
+
   it('a GET retried once: two CLIENT spans under the incoming request, resend_count 1 on the second, one trace id the upstream saw on both attempts', async () => {
     const t = telemetry();
     instrument(t);

@@ -75,7 +75,7 @@ describe('pathRewrite', () => {
     const response = await request(app).get('/api/x').set('host', 'shop.example');
 
     expect(response.status).toBe(200);
-    expect(up.requests.map((r) => [r.url, r.headers.host])).toStrictEqual([['/v1/http://evil.example/steal', 'shop.example']]);
+    expect(up.requests.map((r) => [r.url, r.headers.host])).toStrictEqual([['/v1/http://evil.example/steal', new URL(up.url).host]]);
   });
 
   it('a rewrite function that throws: PROXY_INTERNAL_ERROR with the contract, the error given to onFailure', async () => {

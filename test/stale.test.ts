@@ -7,7 +7,7 @@
 
 import { Agent, request as httpRequest, type IncomingHttpHeaders, type IncomingMessage, type ServerResponse } from 'node:http';
 import express from 'express';
-import { describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import {
   createProxy,
   MemoryStaleStore,
@@ -294,6 +294,37 @@ describe('what is kept: RFC 9111 shared-cache rules, through http-cache-semantic
     expect([reply.status, reply.body, reply.headers['cache-status']]).toStrictEqual([200, 'good', 'resilient-proxy; fwd=stale; fwd-status=503; detail=UPSTREAM_STATUS']);
   });
 
+  // RFC 9111 §5.2: directive names are case-insensitive, and several
+  // Cache-Control fields are one list. Each spelling is kept from other users.
+  it.each([
+    { name: 'Private', cacheControl: ['Private, max-age=60'] },
+    { name: 'PRIVATE', cacheControl: ['PRIVATE, max-age=60'] },
+    { name: 'PrIvAtE after public', cacheControl: ['public, max-age=60, PrIvAtE'] },
+    { name: 'Private="Set-Cookie"', cacheControl: ['max-age=60, Private="Set-Cookie"'] },
+    { name: 'No-Store', cacheControl: ['No-Store, max-age=60'] },
+    { name: 'NO-STORE with public', cacheControl: ['NO-STORE, public'] },
+    { name: 'No-Cache', cacheControl: ['max-age=60, No-Cache'] },
+    { name: 'Private in a second Cache-Control field', cacheControl: ['public, max-age=60', 'Private'] },
+    { name: 'no-store in a second Cache-Control field', cacheControl: ['max-age=60', 'no-store'] },
+    { name: 'a client that said No-Store', cacheControl: ['public, max-age=60'], request: { 'cache-control': 'No-Store' } },
+  ])('$name: not kept, whatever the case or the number of fields; the failure gets the contract', async ({ cacheControl, request }) => {
+    const up = await upstream({
+      fallback: ({ res }) => {
+        res.setHeader('content-type', 'text/plain');
+        res.setHeader('cache-control', cacheControl);
+        res.end('for alice only');
+      },
+    });
+    const store = new MemoryStaleStore();
+    const { url } = await gateway({ target: up.url, staleIfError: { store } });
+    const first = await call(`${url}/a`, { headers: request ?? {} });
+    up.setFallback(faults.status(503));
+    const reply = await call(`${url}/a`);
+
+    expect([first.status, first.body, store.size]).toStrictEqual([200, 'for alice only', 0]);
+    expect([reply.status, codeOf(reply)]).toStrictEqual([502, 'UPSTREAM_STATUS']);
+  });
+
   it('a 5xx passed on (500) is not kept and leaves the kept response in place; a newer good one replaces it', async () => {
     const up = await goodUpstream('v1');
     const store = new MemoryStaleStore();
@@ -407,6 +438,52 @@ describe('how old a kept response may be', () => {
 
     expect([allowed.status, allowed.headers.age]).toStrictEqual([200, '100']);
     expect([notEnough.status, codeOf(notEnough)]).toStrictEqual([502, 'UPSTREAM_STATUS']);
+  });
+
+  describe("the origin's stale-if-error=N is the window (RFC 5861), on a fake clock", () => {
+    afterEach(() => {
+      vi.useRealTimers();
+    });
+
+    /** Keeps `/a` (`max-age=0` and `cacheControl`) at a fake time, then fails it `seconds` later. */
+    async function after(seconds: number, cacheControl: string, staleIfError: NonNullable<ProxyOptions['staleIfError']> = true, headers: Record<string, string> = {}): Promise<Reply> {
+      // Only Date: http-cache-semantics reads the clock through Date.now(); sockets and timers stay real.
+      vi.useFakeTimers({ toFake: ['Date'], now: new Date('2026-01-01T00:00:00Z') });
+      const up = await goodUpstream('good', { 'cache-control': `max-age=0, ${cacheControl}` });
+      const { url } = await gateway({ target: up.url, staleIfError });
+      await call(`${url}/a`);
+      up.setFallback(faults.status(503));
+      vi.setSystemTime(Date.now() + seconds * 1000);
+      return call(`${url}/a`, { headers });
+    }
+
+    it('stale-if-error=60 under the default maxStale (5 min): served at 57 s, the contract at 63 s', async () => {
+      const within = await after(57, 'stale-if-error=60');
+      const past = await after(63, 'stale-if-error=60');
+
+      expect([within.status, within.body, within.headers.age]).toStrictEqual([200, 'good', '57']);
+      expect([past.status, codeOf(past)]).toStrictEqual([502, 'UPSTREAM_STATUS']);
+    });
+
+    it("a client's max-stale cannot pass it; maxStaleOverridesOrigin: true lets maxStale apply past it", async () => {
+      const client = await after(63, 'stale-if-error=60', true, { 'cache-control': 'max-stale=3600' });
+      const overridden = await after(63, 'stale-if-error=60', { maxStaleOverridesOrigin: true });
+      const overriddenPastMaxStale = await after(301, 'stale-if-error=60', { maxStaleOverridesOrigin: true });
+
+      expect([client.status, codeOf(client)]).toStrictEqual([502, 'UPSTREAM_STATUS']);
+      expect([overridden.status, overridden.headers.age]).toStrictEqual([200, '63']);
+      expect([overriddenPastMaxStale.status, codeOf(overriddenPastMaxStale)]).toStrictEqual([502, 'UPSTREAM_STATUS']);
+    });
+
+    it('stale-if-error longer than maxStale still allows its whole window; without one maxStale applies', async () => {
+      const longer = await after(400, 'stale-if-error=600');
+      const none = await after(299, 'public');
+      const noneTooLate = await after(301, 'public');
+
+      expect([longer.status, longer.headers.age]).toStrictEqual([200, '400']);
+      expect([none.status, none.headers.age]).toStrictEqual([200, '299']);
+      expect([noneTooLate.status, codeOf(noneTooLate)]).toStrictEqual([502, 'UPSTREAM_STATUS']);
+    });
   });
 
   it('the client’s max-stale allows more than maxStale', async () => {
@@ -571,25 +648,52 @@ describe('streaming while keeping', () => {
     expect([stale.status, stale.body]).toStrictEqual([200, 'first part;second part']);
   });
 
-  it('a transformed response is kept as the client got it, and one given up past transformResponse.maxBytes too', async () => {
+  it("the origin's response is kept, and transformResponse runs again for the request served: one user's output never reaches another", async () => {
     const up = await upstream({
-      fallback: ({ req, res }) => {
-        const body = req.url === '/big' ? 'b'.repeat(64) : 'hello';
-        res.writeHead(200, { 'content-type': 'text/plain', 'cache-control': 'max-age=60', etag: '"e"' });
+      fallback: ({ res }) => {
+        const body = '{"salary":100,"name":"ann"}';
+        res.writeHead(200, { 'content-type': 'application/json', 'cache-control': 'public, max-age=60', etag: '"e"' });
         res.end(body);
       },
     });
-    const { url } = await gateway({ target: up.url, transformResponse: { match: () => true, transform: (body) => body.toString().toUpperCase(), maxBytes: 32 } });
-    const small = await call(`${url}/small`);
-    const big = await call(`${url}/big`);
-    expect([small.body, small.headers.etag, big.body]).toStrictEqual(['HELLO', undefined, 'b'.repeat(64)]);
+    const store = new MemoryStaleStore();
+    // An admin sees the salary; everyone else gets it redacted, and their own name.
+    const transform = (body: Buffer, { req }: { req: IncomingMessage }): string => {
+      const user = String(req.headers['x-user']);
+      const record = JSON.parse(body.toString()) as Record<string, unknown>;
+      return JSON.stringify(user === 'admin' ? { ...record, viewer: user } : { name: record.name, viewer: user });
+    };
+    const { url } = await gateway({ target: up.url, staleIfError: { store }, transformResponse: { match: (_status, headers) => headers['content-type'] === 'application/json', transform, maxBytes: 32 } });
+    const admin = await call(`${url}/record`, { headers: { 'x-user': 'admin' } });
+    expect([admin.body, admin.headers.etag]).toStrictEqual(['{"salary":100,"name":"ann","viewer":"admin"}', undefined]);
 
     up.setFallback(faults.status(503));
-    const staleSmall = await call(`${url}/small`);
-    const staleBig = await call(`${url}/big`);
+    const bob = await call(`${url}/record`, { headers: { 'x-user': 'bob' } });
 
-    expect([staleSmall.status, staleSmall.body, staleSmall.headers['content-length'], staleSmall.headers.etag]).toStrictEqual([200, 'HELLO', '5', undefined]);
-    expect([staleBig.status, staleBig.body]).toStrictEqual([200, 'b'.repeat(64)]);
+    expect([bob.status, bob.body, bob.headers['content-length'], bob.headers.etag]).toStrictEqual([200, '{"name":"ann","viewer":"bob"}', '29', undefined]);
+    const kept = store.get(`GET\norders\n${new URL(url).host}\n\n/record`);
+    expect(kept?.kind === 'response' ? [kept.body.toString(), kept.headers.etag] : kept).toStrictEqual(['{"salary":100,"name":"ann"}', '"e"']);
+
+    // Past transformResponse.maxBytes the response passes as it came, live and stale.
+    up.setFallback(faults.respond(200, 'b'.repeat(64), { 'content-type': 'application/json', 'cache-control': 'public, max-age=60' }));
+    const big = await call(`${url}/big`, { headers: { 'x-user': 'admin' } });
+    up.setFallback(faults.status(503));
+    const staleBig = await call(`${url}/big`, { headers: { 'x-user': 'bob' } });
+    expect([big.body, staleBig.status, staleBig.body]).toStrictEqual(['b'.repeat(64), 200, 'b'.repeat(64)]);
+  });
+
+  it("headers.response runs for the request served: Alice's header is never replayed to Bob", async () => {
+    const up = await goodUpstream('page', { 'cache-control': 'public, max-age=60' });
+    const { url } = await gateway({
+      target: up.url,
+      headers: { response: (headers, { req }) => ({ ...headers, 'x-signed-in-as': String(req.headers['x-user']) }) },
+    });
+    const alice = await call(`${url}/home`, { headers: { 'x-user': 'alice' } });
+    up.setFallback(faults.status(503));
+    const bob = await call(`${url}/home`, { headers: { 'x-user': 'bob' } });
+
+    expect([alice.status, alice.headers['x-signed-in-as']]).toStrictEqual([200, 'alice']);
+    expect([bob.status, bob.body, bob.headers['x-signed-in-as'], bob.headers['cache-status']]).toStrictEqual([200, 'page', 'bob', 'resilient-proxy; fwd=stale; fwd-status=503; detail=UPSTREAM_STATUS']);
   });
 
   it('a 512 KiB body passes byte for byte and is served stale byte for byte', async () => {
@@ -654,24 +758,48 @@ describe('stores', () => {
     expect([newest.status, oldest.status]).toStrictEqual([200, 502]);
   });
 
+  // bench/stale-memory.ts measured what a kept entry holds: at most about 160
+  // bytes a header field besides its characters (every name new), and 1,300
+  // bytes an entry besides its body and headers. The store's count must not
+  // be below that, or maxBytes bounds nothing (373 MiB were held under a
+  // 32 MiB maxBytes with 1,400 fields a response).
+  it.each([1, 100, 1400])('%i header fields: the store counts at least the memory the entry holds (the heap per field measured with every name new)', async (fields) => {
+    const up = await listen((_req: IncomingMessage, res: ServerResponse) => {
+      // 1,400 fields within undici's 16 KiB response head.
+      const headers = ['content-type', 'text/plain', 'cache-control', 'max-age=60'];
+      for (let i = 0; i < fields; i += 1) headers.push(`h${String(i)}`, 'v');
+      res.writeHead(200, headers);
+      res.end('b'.repeat(100));
+    });
+    const store = new MemoryStaleStore();
+    const { url } = await gateway({ target: up.url, staleIfError: { store } });
+
+    const reply = await call(`${url}/${'p'.repeat(1000)}`);
+
+    expect([reply.status, store.size]).toStrictEqual([200, 1]);
+    const characters = Object.entries(reply.headers).reduce((sum, [name, value]) => sum + name.length + String(value).length, 0);
+    // The 1,000-character path is held once, in the key and the policy.
+    expect(store.bytes).toBeGreaterThanOrEqual((fields + 2) * 160 + characters + 100 + 1300 + 1000);
+  });
+
   it('MemoryStaleStore: least recently used first, entries over maxBytes refused, exact accounting', () => {
-    const store = new MemoryStaleStore({ maxBytes: 100 });
+    const store = new MemoryStaleStore({ maxBytes: 300 });
     const entry = (size: number): StaleEntry => ({ kind: 'variants', vary: [], size });
-    store.set('a', entry(29)); // 30 with its key
-    store.set('b', entry(29));
-    store.set('c', entry(29));
-    expect([store.size, store.bytes]).toStrictEqual([3, 90]);
+    store.set('a', entry(34)); // 100 with its key (2 bytes a character) and its slot (64)
+    store.set('b', entry(34));
+    store.set('c', entry(34));
+    expect([store.size, store.bytes]).toStrictEqual([3, 300]);
 
     store.get('a'); // a is now the most recently used
-    store.set('d', entry(29));
-    expect([store.get('b'), store.size, store.bytes]).toStrictEqual([undefined, 3, 90]);
+    store.set('d', entry(34));
+    expect([store.get('b'), store.size, store.bytes]).toStrictEqual([undefined, 3, 300]);
 
-    store.set('e', entry(100)); // 101 with its key: never kept
+    store.set('e', entry(235)); // 301 with its key: never kept
     expect([store.get('e'), store.size]).toStrictEqual([undefined, 3]);
 
     store.set('a', entry(9)); // replaced: its old size is given back
     store.delete('c');
-    expect([store.size, store.bytes]).toStrictEqual([2, 40]);
+    expect([store.size, store.bytes]).toStrictEqual([2, 175]);
     expect(() => new MemoryStaleStore({ maxBytes: 0 })).toThrow('Expected `maxBytes` to be a whole number of bytes (1 or more), got 0.');
   });
 
@@ -749,13 +877,14 @@ describe('stores', () => {
 
 describe('options', () => {
   it.each([
-    { value: { staleIfError: 'yes' }, message: 'Expected `staleIfError` to be true, false or an object like { maxStale, maxEntryBytes, maxBytes, store }, got the string "yes".' },
+    { value: { staleIfError: 'yes' }, message: 'Expected `staleIfError` to be true, false or an object like { maxStale, maxStaleOverridesOrigin, maxEntryBytes, maxBytes, store }, got the string "yes".' },
+    { value: { staleIfError: { maxStaleOverridesOrigin: 'yes' } }, message: 'Expected `staleIfError.maxStaleOverridesOrigin` to be a boolean, got the string "yes".' },
     { value: { staleIfError: { maxStale: -1 } }, message: 'Expected `staleIfError.maxStale` to be a number of milliseconds from 0 to 2147483647, got -1.' },
     { value: { staleIfError: { maxEntryBytes: 1.5 } }, message: 'Expected `staleIfError.maxEntryBytes` to be a whole number of bytes (1 or more), got 1.5.' },
     { value: { staleIfError: { maxBytes: 0 } }, message: 'Expected `staleIfError.maxBytes` to be a whole number of bytes (1 or more), got 0.' },
     { value: { staleIfError: { maxBytes: 10, maxEntryBytes: 11 } }, message: 'Expected `staleIfError.maxEntryBytes` to be at most `staleIfError.maxBytes` (10), got 11.' },
     { value: { staleIfError: { store: { get: () => undefined } } }, message: 'Expected `staleIfError.store` to be a store with get, set and delete methods, got an object.' },
-    { value: { staleIfError: { maxAge: 1 } }, message: 'Unknown option `staleIfError.maxAge`. Known options: maxStale, maxEntryBytes, maxBytes, store.' },
+    { value: { staleIfError: { maxAge: 1 } }, message: 'Unknown option `staleIfError.maxAge`. Known options: maxStale, maxStaleOverridesOrigin, maxEntryBytes, maxBytes, store.' },
     { value: { hooks: { onStale: 'log' } }, message: 'Expected `hooks.onStale` to be a function, got the string "log".' },
   ])('$message', ({ value, message }) => {
     expect(() => createProxy({ target: 'http://127.0.0.1:1', ...(value as Partial<ProxyOptions>) })).toThrow(new TypeError(message));

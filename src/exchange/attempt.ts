@@ -55,7 +55,7 @@ export interface ResponseTee {
   drop(): void;
 }
 
-/** Decides on the head the client gets (before the app's own headers join it) whether to copy the response. */
+/** Decides on the origin's own head (hop-by-hop headers removed, before any rewrite or hook) whether to copy the response. */
 export type KeepResponse = (statusCode: number, statusMessage: string | undefined, headers: OutgoingHttpHeaders) => ResponseTee | null;
 
 export type AttemptOutcome =
@@ -108,7 +108,7 @@ export class Attempt implements Dispatcher.DispatchHandler {
   /** Body bytes seen so far: the upload's while it is sent, then the response's. */
   #bytes = 0;
   /** The upstream's response head, not yet sent to the client. */
-  #pending: { statusCode: number; statusMessage: string | undefined; headers: OutgoingHttpHeaders } | null = null;
+  #pending: { statusCode: number; statusMessage: string | undefined; headers: OutgoingHttpHeaders; origin: OutgoingHttpHeaders | null } | null = null;
   /** Paused until the client drains, and whether the drain listener is attached. */
   #awaitingDrain = false;
   #drainListener = false;
@@ -222,6 +222,8 @@ export class Attempt implements Dispatcher.DispatchHandler {
     // received nothing, and a failure can still be answered with the contract.
     let outgoing = clientResponseHeaders(headers);
     const spec = this.#spec;
+    // Stale on error keeps the origin's response: the hooks run again for whoever it is served to.
+    const origin = spec.keep === null || spec.keep === undefined ? null : { ...outgoing };
     try {
       if (spec.rewrite !== null) outgoing = spec.rewrite(statusCode, outgoing, spec.side);
       if (spec.transform !== null && this.#transforms(spec.transform, statusCode, headers, outgoing)) this.#buffer = [];
@@ -230,7 +232,7 @@ export class Attempt implements Dispatcher.DispatchHandler {
       this.#cancelUpstream(error as Error);
       return;
     }
-    this.#pending = { statusCode, statusMessage, headers: outgoing };
+    this.#pending = { statusCode, statusMessage, headers: outgoing, origin };
     this.#bytes = 0;
     if (this.#buffer !== null) {
       this.#arm('idle');
@@ -303,7 +305,8 @@ export class Attempt implements Dispatcher.DispatchHandler {
     }
     if (this.#settled || !this.#commit()) return;
     this.#spec.res.end(body);
-    this.#tee?.write(body);
+    // The origin's bytes: the transform runs again for whoever they are served to.
+    this.#tee?.write(original);
     this.#settle({ kind: 'delivered' });
   }
 
@@ -317,8 +320,7 @@ export class Attempt implements Dispatcher.DispatchHandler {
     if (pending === null) return true;
     this.#pending = null;
     const res = this.#spec.res;
-    // Decided on the upstream's own head, before the app's Vary and cookies join it.
-    const tee = this.#spec.keep?.(pending.statusCode, pending.statusMessage, pending.headers) ?? null;
+    const tee = pending.origin === null ? null : (this.#spec.keep?.(pending.statusCode, pending.statusMessage, pending.origin) ?? null);
     try {
       const headers = withAppHeaders(res, pending.headers);
       if (pending.statusMessage === undefined || pending.statusMessage === '') res.writeHead(pending.statusCode, headers);

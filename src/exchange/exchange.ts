@@ -10,6 +10,7 @@ import { ClientAbortedError, isClientAborted, isProxyTimeout, LimitExceededError
 import { FAILURES, type FailureCode, type ProxyStatusError } from '../contract/failures.js';
 import { sendProblem } from '../contract/problem.js';
 import type { ExchangeEvent, FailureEvent, NoRetryReason, RequestHeadersHook, ResolvedOptions, RetryEvent, StaleEvent } from '../options.js';
+import { ownAttemptHeader } from '../options.js';
 import { runWithRetries } from '../policy/retry.js';
 import { backoffDelay, isRetryable, parseRetryAfter, sentNothing } from '../policy/retry-policy.js';
 import type { AttemptFailure, Host } from '../upstream/group.js';
@@ -22,6 +23,7 @@ import { HOOK_CANCELLED, settleHook } from './hook-time.js';
 import { hookedRequestHeaders, patchHeaders, plainHeaders } from './rewrite.js';
 import type { ParsedBody } from './parsed-body.js';
 import type { StaleLayer } from '../stale/layer.js';
+import { PlaybackDispatcher, type Playback } from '../stale/replay.js';
 import {
   attemptEnd,
   attemptMessage,
@@ -86,6 +88,9 @@ const HOOK_WARNED = new WeakSet<object>();
 
 /** nginx's status for a request whose client closed the connection before the response. */
 const CLIENT_CLOSED_REQUEST = 499;
+
+/** A kept response is played back whatever its status: it was no failure status when it was kept. */
+const NO_FAILURE_STATUSES: ReadonlySet<number> = new Set();
 
 /** Failures that say nothing about the upstream's health: the breaker and outlier detection ignore them. */
 const NOT_THE_UPSTREAMS = new Set<FailureCode>(['PROXY_INTERNAL_ERROR', 'REQUEST_INVALID', 'REQUEST_TOO_LARGE']);
@@ -328,7 +333,7 @@ export class Exchange {
   }
 
   async #serveStale(stale: StaleLayer, failure: Failure): Promise<void> {
-    const served = await stale.serve(this, failure).catch(() => null);
+    const served = await stale.serve(this, failure, (playback) => this.#play(playback)).catch(() => null);
     if (served === null) {
       this.fail(failure);
       return;
@@ -340,6 +345,32 @@ export class Exchange {
       if (staleChannel.hasSubscribers) staleChannel.publish(event);
     }
     this.#ended('stale', served.statusCode, failure.code);
+  }
+
+  /** Plays a kept response back through an attempt, so the response hooks run for this request. */
+  async #play(playback: Playback): Promise<AttemptOutcome> {
+    const { config } = this.core;
+    const attempt = new Attempt({
+      dispatcher: new PlaybackDispatcher(playback),
+      origin: config.origin,
+      path: this.path,
+      method: this.method,
+      headers: {},
+      body: null,
+      timeout: config.timeout,
+      failureStatuses: NO_FAILURE_STATUSES,
+      limits: config.limits,
+      res: this.res,
+      rewrite: this.core.rewrite,
+      transform: config.transformResponse,
+      side: this,
+    });
+    this.current = attempt;
+    try {
+      return await attempt.start();
+    } finally {
+      this.current = null;
+    }
   }
 
   /** The wait before the next attempt, or null when this failure must not be retried (and `#noRetry` says why). */
@@ -441,6 +472,7 @@ export class Exchange {
         requestId: this.requestId,
         host: config.changeOrigin ? host.authority : this.req.headers.host,
         trustProxy: config.trustProxy,
+        attemptHeader: ownAttemptHeader(config),
       });
       if (rebuilt !== null) {
         headers['content-length'] = String(rebuilt.length);

@@ -46,10 +46,39 @@ export function isHopByHop(name: string, headers: Readonly<Record<string, unknow
 export interface ForwardContext {
   readonly requestIdHeader: string;
   readonly requestId: string;
-  /** Host header to send: the target's host with changeOrigin, else the client's. */
+  /** Host header to send: the target's host by default, the client's with `changeOrigin: false`. */
   readonly host: string | undefined;
-  /** Keep the client's X-Forwarded-Proto and X-Forwarded-Host. */
+  /** Keep the forwarding headers the client sent (X-Forwarded-*, Forwarded, X-Real-IP). */
   readonly trustProxy: boolean;
+  /** The retry attempt header: the proxy's own, never the client's (the default name when retries are off). */
+  readonly attemptHeader: string;
+}
+
+/**
+ * Headers that describe the hops before this proxy. Sent by a client, they
+ * are whatever it wants the upstream to believe (its address, the host and
+ * prefix an upstream builds links from); kept only with `trustProxy`. One the
+ * app set itself (an auth layer's `X-Forwarded-User`) is the app's and passes.
+ */
+function isForwarding(name: string): boolean {
+  return name.startsWith('x-forwarded-') || name === 'forwarded' || name === 'x-real-ip';
+}
+
+/**
+ * Whether the client itself sent `name` with the value it has now. A header
+ * the app set or replaced on `req.headers` is the app's, and a client's
+ * `Connection` field must not strip it. `rawHeaders` is what came off the
+ * wire; Node joins repeated fields with `, ` (`; ` for Cookie) or keeps the first.
+ */
+function sentByClient(req: IncomingMessage, name: string, value: string | string[]): boolean {
+  const raw: string[] = [];
+  const { rawHeaders } = req;
+  for (let i = 0; i + 1 < rawHeaders.length; i += 2) {
+    if (rawHeaders[i]?.toLowerCase() === name) raw.push(rawHeaders[i + 1] ?? '');
+  }
+  if (raw.length === 0) return false;
+  if (Array.isArray(value)) return value.length === raw.length && value.every((item, i) => item === raw[i]);
+  return value === raw[0] || value === raw.join(', ') || value === raw.join('; ');
 }
 
 /** The headers sent upstream for `req`. */
@@ -58,9 +87,13 @@ export function upstreamRequestHeaders(req: IncomingMessage, context: ForwardCon
   const named = connectionTokens(incoming.connection);
   const headers: Record<string, string | string[]> = {};
   for (const name in incoming) {
-    if (HOP_BY_HOP.has(name) || REQUEST_ONLY_THIS_HOP.has(name) || named?.has(name) === true) continue;
     const value = incoming[name];
-    if (value !== undefined) headers[name] = value;
+    if (value === undefined || HOP_BY_HOP.has(name) || REQUEST_ONLY_THIS_HOP.has(name) || name === context.attemptHeader) continue;
+    // Only what the client itself sent: a header the app set is the app's.
+    if ((!context.trustProxy && isForwarding(name)) || named?.has(name) === true) {
+      if (sentByClient(req, name, value)) continue;
+    }
+    headers[name] = value;
   }
   if (incoming.te !== undefined && /(?:^|,)\s*trailers\s*(?:,|$)/i.test(String(incoming.te))) {
     headers.te = 'trailers';
@@ -69,16 +102,16 @@ export function upstreamRequestHeaders(req: IncomingMessage, context: ForwardCon
 
   const clientAddress = req.socket.remoteAddress;
   if (clientAddress !== undefined) {
-    const previous = incoming['x-forwarded-for'];
+    const previous = headers['x-forwarded-for'];
     headers['x-forwarded-for'] = previous === undefined ? clientAddress : `${String(previous)}, ${clientAddress}`;
   }
-  const proto = incoming['x-forwarded-proto'];
-  const host = incoming['x-forwarded-host'];
-  headers['x-forwarded-proto'] =
-    context.trustProxy && typeof proto === 'string' ? proto : (req.socket as Partial<TLSSocket>).encrypted === true ? 'https' : 'http';
-  if (context.trustProxy && typeof host === 'string') headers['x-forwarded-host'] = host;
-  else if (incoming.host !== undefined) headers['x-forwarded-host'] = incoming.host;
-  else delete headers['x-forwarded-host'];
+  const proto = headers['x-forwarded-proto'];
+  const host = headers['x-forwarded-host'];
+  if (typeof proto !== 'string') headers['x-forwarded-proto'] = (req.socket as Partial<TLSSocket>).encrypted === true ? 'https' : 'http';
+  if (typeof host !== 'string') {
+    if (incoming.host !== undefined) headers['x-forwarded-host'] = incoming.host;
+    else delete headers['x-forwarded-host'];
+  }
   headers[context.requestIdHeader] = context.requestId;
   return headers;
 }

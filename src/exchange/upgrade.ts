@@ -13,6 +13,7 @@ import { ClientAbortedError, isClientAborted, ProxyTimeoutError, RewriteHookErro
 import { FAILURES } from '../contract/failures.js';
 import { sendProblemOnSocket } from '../contract/problem.js';
 import type { FailureEvent, RetryEvent } from '../options.js';
+import { ownAttemptHeader } from '../options.js';
 import { backoffDelay, isRetryable } from '../policy/retry-policy.js';
 import type { Host } from '../upstream/group.js';
 import { callHook, statusFor, type Failure, type ProxyCore } from './exchange.js';
@@ -351,7 +352,7 @@ export class Upgrades {
 
   async #headers(req: IncomingMessage, id: string): Promise<Record<string, string | string[]>> {
     const { config } = this.core;
-    const built = upstreamRequestHeaders(req, { requestIdHeader: config.requestIdHeader, requestId: id, host: config.changeOrigin ? undefined : req.headers.host, trustProxy: config.trustProxy });
+    const built = upstreamRequestHeaders(req, { requestIdHeader: config.requestIdHeader, requestId: id, host: config.changeOrigin ? undefined : req.headers.host, trustProxy: config.trustProxy, attemptHeader: ownAttemptHeader(config) });
     const hook = config.requestHeaders;
     if (hook === null) return built;
     if (typeof hook !== 'function') return patchHeaders(built, hook);

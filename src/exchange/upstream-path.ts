@@ -4,19 +4,26 @@
 
 const ABSOLUTE_FORM = /^[A-Za-z][A-Za-z0-9+.-]*:\/\//;
 // A `.` or `..` path segment, between slashes or backslashes (some servers
-// treat `\` as `/`).
-const DOT_SEGMENT = /(?:^|[/\\])\.{1,2}(?:[/\\]|$)/;
+// treat `\` as `/`), or ended by what an upstream may take as the segment's
+// end: `;` (Tomcat and Jetty resolve `..;` as `..`), `?` or `#`.
+const DOT_SEGMENT = /(?:^|[/\\])\.{1,2}(?:[/\\;?#]|$)/;
+// Characters an upstream may decode before it resolves the path.
+const DECODED: Readonly<Record<string, string>> = { '2e': '.', '2f': '/', '5c': '\\', '3b': ';', '3f': '?', '23': '#' };
 
 /**
  * Whether the path holds a dot-segment, written plainly or through
- * percent-encoding (`%2e`, and `%2f`/`%5c` that an upstream may decode into
- * separators). Forwarded under the target's path prefix, such a path could
- * climb out of it once the upstream resolves it.
+ * percent-encoding, once or several times (`%252e`: an upstream or a
+ * framework before it may decode twice), or a NUL byte (`..%00`: C code
+ * behind the upstream ends the string there). Forwarded under the target's
+ * path prefix, such a path could climb out of it once the upstream resolves it.
  */
 function hasDotSegment(path: string): boolean {
   if (!path.includes('.') && !path.includes('%')) return false;
-  const pathOnly = path.split('?', 1)[0] ?? '';
-  return DOT_SEGMENT.test(pathOnly.replace(/%2e/gi, '.').replace(/%2f/gi, '/').replace(/%5c/gi, '\\'));
+  let text = path.split('?', 1)[0] ?? '';
+  // Each pass shortens the text, so this ends.
+  while (/%25/i.test(text)) text = text.replace(/%25/gi, '%');
+  if (/%00/.test(text)) return true;
+  return DOT_SEGMENT.test(text.replace(/%(2e|2f|5c|3b|3f|23)/gi, (_, hex: string) => DECODED[hex.toLowerCase()] ?? ''));
 }
 
 /**

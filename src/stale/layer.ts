@@ -12,20 +12,32 @@ import { createHash } from 'node:crypto';
 import type { IncomingHttpHeaders, IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
 import CachePolicy from 'http-cache-semantics';
 import type { FailureCode } from '../contract/failures.js';
-import type { KeepResponse, ResponseTee } from '../exchange/attempt.js';
+import type { AttemptOutcome, KeepResponse, ResponseTee } from '../exchange/attempt.js';
 import type { Failure } from '../exchange/exchange.js';
-import { withAppHeaders } from '../exchange/headers.js';
 import type { ResolvedOptions } from '../options.js';
+import type { Playback } from './replay.js';
 import type { StaleEntry, StaleResponse, StaleStore, StaleVariants } from './store.js';
+
+/** Plays a kept response back to the client as a live one goes, response hooks included. */
+export type Replay = (playback: Playback) => Promise<AttemptOutcome>;
+
+const EMPTY = Buffer.alloc(0);
 
 /** `staleIfError`: keep the last good responses and answer failures with them. */
 export interface StaleIfErrorOptions {
   /**
    * How long past its freshness lifetime a kept response may still stand in
-   * for a failure, in milliseconds. The origin's `stale-if-error` and the
-   * client's `max-stale` may allow longer. Default `300000` (5 minutes).
+   * for a failure, in milliseconds, when its origin said no `stale-if-error`.
+   * The client's `max-stale` may allow longer. Default `300000` (5 minutes).
    */
   maxStale: number;
+  /**
+   * `false`: an origin's `stale-if-error=N` is the window for its responses
+   * (RFC 5861), shorter or longer than `maxStale`, and the client's
+   * `max-stale` cannot pass it. `true`: `maxStale` (and the client's
+   * `max-stale`) may also serve past it. Default `false`.
+   */
+  maxStaleOverridesOrigin: boolean;
   /** The largest body kept, in bytes; a larger response streams on and is not kept. Default `1048576` (1 MiB). */
   maxEntryBytes: number;
   /**
@@ -62,8 +74,17 @@ export interface StaleServed {
 /** The longest a store's `get` is waited for; past it, the failure is answered with the contract. */
 export const STORE_WAIT_MS = 500;
 
-/** Bytes counted per kept entry besides its body and headers: the objects around them and the policy. */
+/*
+ * What a kept entry costs the heap, counted high so that the store's bound is
+ * a bound on memory (bench/stale-memory.ts measures it against the heap).
+ * Each header field is two strings and a slot in a dictionary object: up to
+ * about 160 bytes besides its characters in V8 when every name is new (the
+ * name is interned), 192 here; each character is counted twice, as a string
+ * outside Latin-1 takes. The entry object, its Buffer and the policy's
+ * objects take about 900 bytes besides the policy's own text.
+ */
 const ENTRY_OVERHEAD = 1024;
+const FIELD_OVERHEAD = 192;
 
 /**
  * The failures a kept response may hide: every upstream failure before the
@@ -98,6 +119,17 @@ function headerText(value: HeaderValue): string | undefined {
   return Array.isArray(value) ? value.join(', ') : String(value);
 }
 
+/**
+ * A Cache-Control or Pragma value as http-cache-semantics can read it: its
+ * fields joined into one list, directive names in lower case. The library
+ * reads names case-sensitively (`Private` and `No-Store` would slip through),
+ * while RFC 9111 §5.2 makes them case-insensitive. Values keep their case.
+ */
+function normalisedDirectives(value: HeaderValue): string | undefined {
+  const text = headerText(value);
+  return text?.replace(/(^|,)([^=,]*)/g, (_match, separator: string, name: string) => separator + name.toLowerCase());
+}
+
 /** Cache-Control directives (RFC 9111 §5.2), lower-case names to values ('' for none), quotes removed. */
 function directives(value: HeaderValue): Map<string, string> {
   const found = new Map<string, string>();
@@ -109,6 +141,12 @@ function directives(value: HeaderValue): Map<string, string> {
     if (name !== '') found.set(name, eq === -1 ? '' : part.slice(eq + 1).trim().replace(/^"|"$/g, ''));
   }
   return found;
+}
+
+/** Whether the origin gave a `stale-if-error` with a number of seconds (an unreadable one is no limit). */
+function saysStaleIfError(cacheControl: HeaderValue): boolean {
+  const value = directives(cacheControl).get('stale-if-error');
+  return value !== undefined && /^\d+$/.test(value);
 }
 
 /**
@@ -124,8 +162,8 @@ function forbidsStale(cacheControl: Map<string, string>): boolean {
 function policyRequest(side: StaleSide): CachePolicy.Request {
   const { headers } = side.req;
   const reduced: CachePolicy.Headers = { host: headers.host };
-  if (headers['cache-control'] !== undefined) reduced['cache-control'] = headers['cache-control'];
-  if (headers.pragma !== undefined) reduced.pragma = headers.pragma;
+  if (headers['cache-control'] !== undefined) reduced['cache-control'] = normalisedDirectives(headers['cache-control']);
+  if (headers.pragma !== undefined) reduced.pragma = normalisedDirectives(headers.pragma);
   // Only whether there is one matters.
   if (headers.authorization !== undefined) reduced.authorization = 'present';
   return { method: side.method, url: side.path, headers: reduced };
@@ -134,7 +172,7 @@ function policyRequest(side: StaleSide): CachePolicy.Request {
 function policyResponse(statusCode: number, headers: OutgoingHttpHeaders): CachePolicy.Response {
   const picked: CachePolicy.Headers = {};
   for (const name of POLICY_HEADERS) {
-    const value = headerText(headers[name]);
+    const value = name === 'cache-control' || name === 'pragma' || name === 'vary' ? normalisedDirectives(headers[name]) : headerText(headers[name]);
     if (value !== undefined) picked[name] = value;
   }
   return { status: statusCode, headers: picked };
@@ -201,11 +239,12 @@ function isResponse(entry: StaleEntry): entry is StaleResponse {
   );
 }
 
+/** The heap the kept headers take (see FIELD_OVERHEAD). */
 function headerBytes(headers: Readonly<Record<string, string | readonly string[]>>): number {
   let bytes = 0;
   for (const name in headers) {
-    const value = headers[name];
-    bytes += name.length + (typeof value === 'string' ? value.length : (value ?? []).reduce((sum, item) => sum + item.length, 0));
+    const value = headers[name] ?? [];
+    for (const item of typeof value === 'string' ? [value] : value) bytes += FIELD_OVERHEAD + 2 * (name.length + item.length);
   }
   return bytes;
 }
@@ -257,14 +296,16 @@ class Tee implements ResponseTee {
     let offset = 0;
     for (const chunk of chunks) offset += chunk.copy(body, offset);
     this.layer.release(this.#bytes);
+    const policy = this.policy.toObject() as unknown as Readonly<Record<string, unknown>>;
     const entry: StaleResponse = {
       kind: 'response',
       status: this.status,
       statusMessage: this.statusMessage,
       headers: this.headers,
       body,
-      policy: this.policy.toObject() as unknown as Readonly<Record<string, unknown>>,
-      size: body.length + headerBytes(this.headers) + ENTRY_OVERHEAD,
+      policy,
+      // The policy holds the URL and the request and response headers it reads: its text, counted as the headers are.
+      size: body.length + headerBytes(this.headers) + 2 * JSON.stringify(policy).length + this.statusMessage.length + ENTRY_OVERHEAD,
     };
     this.layer.keep(this.key, this.variant, entry);
   }
@@ -320,7 +361,9 @@ export class StaleLayer {
     const vary = varyNames(headers.vary);
     // Stale already, and forbidden to be served stale: it could never be used.
     if (vary === null || (policy.stale() && forbidsStale(directives(headers['cache-control'])))) return null;
-    const kept: Record<string, string | readonly string[]> = {};
+    // A dictionary from the start: an object built property by property makes
+    // V8 add a hidden class per new name, far more than the fields themselves.
+    const kept = Object.create(null) as Record<string, string | readonly string[]>;
     for (const name in headers) {
       const value = headers[name];
       if (value !== undefined) kept[name] = typeof value === 'number' ? String(value) : typeof value === 'string' ? value : [...value];
@@ -348,7 +391,7 @@ export class StaleLayer {
       ignoreFailure(() => store.set(key, entry));
       return;
     }
-    const variants: StaleVariants = { kind: 'variants', vary: variant.vary, size: ENTRY_OVERHEAD };
+    const variants: StaleVariants = { kind: 'variants', vary: variant.vary, size: ENTRY_OVERHEAD + variant.vary.reduce((sum, name) => sum + FIELD_OVERHEAD + 2 * name.length, 0) };
     ignoreFailure(() => store.set(key, variants));
     ignoreFailure(() => store.set(variant.key, entry));
   }
@@ -358,8 +401,13 @@ export class StaleLayer {
     return (side.method === 'GET' || side.method === 'HEAD') && HIDDEN.has(failure.code) && failure.phase !== 'body' && !side.res.headersSent;
   }
 
-  /** Answers `side` with a kept response in place of `failure`; `null` when there is none it may use (the caller sends the contract). */
-  async serve(side: StaleSide, failure: Failure): Promise<StaleServed | null> {
+  /**
+   * Answers `side` with a kept response in place of `failure`, played back
+   * through `replay` (the response hooks run for this request); `null` when
+   * there is none it may use, or the playback failed before anything was
+   * sent (the caller sends the contract).
+   */
+  async serve(side: StaleSide, failure: Failure, replay: Replay): Promise<StaleServed | null> {
     const found = await this.#lookup(side);
     const { res } = side;
     if (found === null || res.headersSent || res.destroyed || res.writableEnded) return null;
@@ -370,7 +418,7 @@ export class StaleLayer {
     if (failure.receivedStatus !== null) cacheStatus += `; fwd-status=${failure.receivedStatus}`;
     cacheStatus += `; detail=${failure.code}`;
     const earlier = headerText(entry.headers['cache-status']);
-    const headers: OutgoingHttpHeaders = {};
+    const headers: IncomingHttpHeaders = {};
     for (const name in entry.headers) {
       const value = entry.headers[name];
       if (value !== undefined) headers[name] = typeof value === 'string' ? value : [...value];
@@ -379,17 +427,10 @@ export class StaleLayer {
     // A list, nearest the origin first (RFC 9211 §2): this proxy comes last.
     headers['cache-status'] = earlier === undefined ? cacheStatus : `${earlier}, ${cacheStatus}`;
     headers[this.config.requestIdHeader] = side.requestId;
-    if (fromGet && headers['content-length'] === undefined) headers['content-length'] = entry.body.length;
-    try {
-      const sent = withAppHeaders(res, headers);
-      if (entry.statusMessage === '') res.writeHead(entry.status, sent);
-      else res.writeHead(entry.status, entry.statusMessage, sent);
-    } catch {
-      for (const name in headers) res.removeHeader(name);
-      return null;
-    }
-    if (side.method === 'HEAD') res.end();
-    else res.end(entry.body);
+    if (fromGet && headers['content-length'] === undefined) headers['content-length'] = String(entry.body.length);
+    const outcome = await replay({ status: entry.status, statusMessage: entry.statusMessage, headers, body: side.method === 'HEAD' ? EMPTY : entry.body });
+    // Failed with its head already out: the attempt cut the connection, as for a live response.
+    if (outcome.kind !== 'delivered' && !(outcome.kind === 'failed' && outcome.phase === 'body')) return null;
     return { statusCode: entry.status, age: seconds };
   }
 
@@ -434,10 +475,13 @@ export class StaleLayer {
       return null;
     }
     const staleness = age - policy.maxAge();
-    if (staleness * 1000 <= this.options.maxStale) return age;
     // RFC 5861 as the library implements it: a revalidation answered with an
     // error keeps the stored response while its `stale-if-error` allows.
-    if (!policy.revalidatedPolicy(REVALIDATION_REQUEST, ERROR_ANSWER).modified) return age;
+    const originAllows = (): boolean => !policy.revalidatedPolicy(REVALIDATION_REQUEST, ERROR_ANSWER).modified;
+    // The origin said how long its response may hide an error: that is the
+    // window, not one limit among others, unless the user said otherwise.
+    if (!this.options.maxStaleOverridesOrigin && saysStaleIfError(entry.headers['cache-control'])) return originAllows() ? age : null;
+    if (staleness * 1000 <= this.options.maxStale || originAllows()) return age;
     const maxStale = requestCacheControl.get('max-stale');
     if (maxStale !== undefined && (maxStale === '' || staleness <= Number(maxStale))) return age;
     return null;

@@ -5,16 +5,20 @@
 /** One kept response, as plain data a store can copy or serialize (the body is a Buffer). */
 export interface StaleResponse {
   readonly kind: 'response';
-  /** The status and reason phrase the client got. */
+  /** The origin's status and reason phrase. */
   readonly status: number;
   readonly statusMessage: string;
-  /** The response headers the client got from the upstream (hop-by-hop ones removed, rewrites applied; the app's own headers are not kept). */
+  /**
+   * The origin's response headers, hop-by-hop ones removed. The proxy's
+   * rewrites and the response hooks run again for each request a kept
+   * response is served to, so nothing built from one request is kept.
+   */
   readonly headers: Readonly<Record<string, string | readonly string[]>>;
-  /** The body exactly as the client got it; empty for a response to HEAD. */
+  /** The origin's body as it came (in its `Content-Encoding`; `transformResponse` runs again when served); empty for a response to HEAD. */
   readonly body: Buffer;
   /** The cache policy (http-cache-semantics' `toObject()`): opaque data, for the proxy only. */
   readonly policy: Readonly<Record<string, unknown>>;
-  /** The bytes this entry accounts for: its body, header names and values, and a fixed overhead. */
+  /** The bytes this entry accounts for: what its body, headers, policy and objects take of memory, counted high. */
   readonly size: number;
 }
 
@@ -44,7 +48,7 @@ export interface StaleStore {
 }
 
 export interface MemoryStaleStoreOptions {
-  /** The most bytes kept (each entry's `size` plus its key's length). Default `33554432` (32 MiB). */
+  /** The most bytes kept (each entry's `size` plus what its key and map slot take). Default `33554432` (32 MiB). */
   maxBytes?: number;
 }
 
@@ -114,6 +118,10 @@ export class MemoryStaleStore implements StaleStore {
   }
 }
 
+/** The map slot and the key's string header, in bytes. */
+const KEY_OVERHEAD = 64;
+
+/** An entry's size, and its key at two bytes a character (as a string outside Latin-1 takes) with its slot. */
 function costOf(key: string, entry: StaleEntry): number {
-  return entry.size + key.length;
+  return entry.size + KEY_OVERHEAD + 2 * key.length;
 }

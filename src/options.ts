@@ -306,8 +306,9 @@ export const DEFAULTS = Object.freeze({
   limits: Object.freeze({ requestBodyBytes: 0, responseBodyBytes: 0 }),
   breaker: Object.freeze({
     errorThresholdPercentage: 50,
-    volumeThreshold: 20,
+    volumeThreshold: 100,
     resetTimeout: 5_000,
+    probeTimeout: 2_000,
     rollingCountTimeout: 10_000,
     capacity: 0,
   }),
@@ -693,12 +694,13 @@ function resolveBreaker(value: unknown): BreakerOptions | null {
   if (value === false) return null;
   if (value === undefined) return { ...defaults };
   if (!isPlainObject(value)) fail('breaker', 'an object of breaker options or false', value);
-  checkKeys('breaker', value, ['errorThresholdPercentage', 'volumeThreshold', 'resetTimeout', 'rollingCountTimeout', 'capacity']);
+  checkKeys('breaker', value, ['errorThresholdPercentage', 'volumeThreshold', 'resetTimeout', 'probeTimeout', 'rollingCountTimeout', 'capacity']);
   const whole = (n: number): boolean => Number.isInteger(n) && n >= 0;
   return {
     errorThresholdPercentage: positive('breaker.errorThresholdPercentage', value.errorThresholdPercentage, defaults.errorThresholdPercentage, 'a percentage from 1 to 100', (n) => n >= 1 && n <= 100),
     volumeThreshold: positive('breaker.volumeThreshold', value.volumeThreshold, defaults.volumeThreshold, 'a whole number of attempts (0 or more)', whole),
     resetTimeout: positive('breaker.resetTimeout', value.resetTimeout, defaults.resetTimeout, 'a number of milliseconds from 1 to 3600000', (n) => n >= 1 && n <= 3_600_000),
+    probeTimeout: positive('breaker.probeTimeout', value.probeTimeout, defaults.probeTimeout, 'a number of milliseconds from 1 to 3600000', (n) => n >= 1 && n <= 3_600_000),
     rollingCountTimeout: positive('breaker.rollingCountTimeout', value.rollingCountTimeout, defaults.rollingCountTimeout, 'a number of milliseconds from 100 to 3600000', (n) => n >= 100 && n <= 3_600_000),
     capacity: positive('breaker.capacity', value.capacity, defaults.capacity, 'a whole number of attempts in flight (0 for no limit)', whole),
   };

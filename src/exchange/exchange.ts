@@ -13,6 +13,7 @@ import type { ExchangeEvent, FailureEvent, RequestHeadersHook, ResolvedOptions, 
 import { runWithRetries } from '../policy/retry.js';
 import { backoffDelay, isRetryable, parseRetryAfter } from '../policy/retry-policy.js';
 import type { Host } from '../upstream/group.js';
+import type { HeadSignal } from '../upstream/breaker.js';
 import type { UpstreamState } from '../upstream/registry.js';
 import { Attempt, type AttemptOutcome } from './attempt.js';
 import { requestBody } from './body.js';
@@ -491,7 +492,10 @@ export class Exchange {
           failureStatuses: config.failureStatuses,
           limits: config.limits,
           res,
-          onHead: context?.onHead,
+          onHead: () => {
+            context?.onHead?.();
+            headed();
+          },
           rewrite: this.core.rewrite,
           transform: config.transformResponse,
           side: this,
@@ -522,11 +526,10 @@ export class Exchange {
         }
       };
 
-      // In a group, a bad host is outlier detection's to handle: the service's
-      // breaker counts requests after their retries on other hosts, so one
-      // refusing or failing replica cannot open the circuit for all of them.
-      // With one host, every attempt counts, as an attempt is all there is.
-      const perRequest = upstream.group.hosts.length > 1;
+      // The breaker counts requests after their retries (on other hosts in a
+      // group: a bad host is outlier detection's to handle), so a client
+      // whose requests fail weighs one failure per request, not three.
+      let headed: HeadSignal = () => undefined;
       const send = async (n: number): Promise<Outcome> => {
         if (this.cancelReason !== null) return { kind: 'failed', error: this.cancelReason, phase: 'connect' };
         if (upstream.capacity !== null && upstream.inFlight >= upstream.capacity) {
@@ -534,12 +537,11 @@ export class Exchange {
           this.refused('UPSTREAM_OVERLOADED');
           return { kind: 'refused', code: 'UPSTREAM_OVERLOADED', retryAfter: null };
         }
-        const { breaker } = upstream;
-        if (breaker === null || perRequest) return run(n);
-        const guarded = await breaker.run(() => run(n), countsAgainstUpstream);
-        if (guarded.ran) return guarded.outcome;
+        // A circuit that opened meanwhile stops the retries at once.
+        const refused = n > 1 && upstream.breaker?.state === 'open' ? upstream.breaker.retryAfterSeconds() : null;
+        if (refused === null) return run(n);
         this.refused('CIRCUIT_OPEN');
-        return { kind: 'refused', code: 'CIRCUIT_OPEN', retryAfter: String(guarded.retryAfterSeconds) };
+        return { kind: 'refused', code: 'CIRCUIT_OPEN', retryAfter: String(refused) };
       };
 
       const loop = (): Promise<Outcome> =>
@@ -553,8 +555,11 @@ export class Exchange {
               signal: () => this.sleepSignal(),
             });
       let outcome: Outcome;
-      if (perRequest && upstream.breaker !== null) {
-        const guarded = await upstream.breaker.run(loop, (o: Outcome) => o.kind !== 'refused' && countsAgainstUpstream(o));
+      if (upstream.breaker !== null) {
+        const guarded = await upstream.breaker.run((signal) => {
+          headed = signal;
+          return loop();
+        }, (o: Outcome) => o.kind !== 'refused' && countsAgainstUpstream(o));
         if (guarded.ran) outcome = guarded.outcome;
         else {
           this.refused('CIRCUIT_OPEN');

@@ -50,6 +50,17 @@ export interface TimeoutOptions {
    */
   total: number;
   /**
+   * The longest gap, in ms, between two pieces of the request body the client
+   * sends (counted only while the proxy is reading: time the upstream spends
+   * not reading is not the client's). Past it: `408` with `REQUEST_TIMEOUT`
+   * (or, once the response has started, a cut connection); never retried,
+   * never counted against the upstream. Default `30000` ms, the proxy's own
+   * `idle` (Apache's `RequestReadTimeout` body default is 20 s, nginx's
+   * `client_body_timeout` 60 s; Node's `requestTimeout` of 300 s would hold a
+   * stalled upload for five minutes). `0` turns it off.
+   */
+  upload: number;
+  /**
    * The longest silence, in either direction, of a WebSocket tunnel after
    * `101` before both sides are closed. Default: `idle`. `0` turns it off.
    */
@@ -282,10 +293,21 @@ export interface LimitOptions {
    * connection is cut. Default `0` (none).
    */
   responseBodyBytes: number;
+  /**
+   * How much of a request body is read into memory before the upstream is
+   * called, as nginx buffers request bodies: a body that ends within it goes
+   * upstream in one piece, so a slow upload holds no upstream connection and
+   * no `breaker.capacity` slot while it arrives; a longer one streams on from
+   * there. Default `1048576` (1 MiB: nginx's default `client_max_body_size`,
+   * the largest body it buffers by default; the same bound as
+   * `retry.maxBodyBytes`). `0` streams every body at once (for request bodies
+   * that must reach the upstream as they are sent).
+   */
+  requestBufferBytes: number;
 }
 
 export const DEFAULTS = Object.freeze({
-  timeout: Object.freeze({ connect: 5_000, response: 30_000, idle: 30_000, total: 0 }),
+  timeout: Object.freeze({ connect: 5_000, response: 30_000, idle: 30_000, total: 0, upload: 30_000 }),
   changeOrigin: false,
   failureStatuses: Object.freeze([502, 503, 504]),
   status: 502,
@@ -303,7 +325,7 @@ export const DEFAULTS = Object.freeze({
     attemptHeader: 'x-attempt-count',
   }),
   trustProxy: false,
-  limits: Object.freeze({ requestBodyBytes: 0, responseBodyBytes: 0 }),
+  limits: Object.freeze({ requestBodyBytes: 0, responseBodyBytes: 0, requestBufferBytes: 1024 * 1024 }),
   breaker: Object.freeze({
     errorThresholdPercentage: 50,
     volumeThreshold: 100,
@@ -569,13 +591,14 @@ function resolveStaleIfError(value: unknown): ResolvedStaleIfError | null {
 function resolveTimeouts(value: unknown): TimeoutOptions & { tunnelIdle: number } {
   if (value === undefined) return { ...DEFAULTS.timeout, tunnelIdle: DEFAULTS.timeout.idle };
   if (!isPlainObject(value)) fail('timeout', 'an object like { connect, response, idle, total }', value);
-  checkKeys('timeout', value, ['connect', 'response', 'idle', 'total', 'tunnelIdle']);
+  checkKeys('timeout', value, ['connect', 'response', 'idle', 'total', 'upload', 'tunnelIdle']);
   const idle = duration('timeout.idle', value.idle, DEFAULTS.timeout.idle);
   return {
     connect: duration('timeout.connect', value.connect, DEFAULTS.timeout.connect),
     response: duration('timeout.response', value.response, DEFAULTS.timeout.response),
     idle,
     total: duration('timeout.total', value.total, DEFAULTS.timeout.total),
+    upload: duration('timeout.upload', value.upload, DEFAULTS.timeout.upload),
     tunnelIdle: duration('timeout.tunnelIdle', value.tunnelIdle, idle),
   };
 }
@@ -710,12 +733,13 @@ function resolveLimits(value: unknown): LimitOptions {
   const defaults = DEFAULTS.limits;
   if (value === undefined) return { ...defaults };
   if (!isPlainObject(value)) fail('limits', 'an object like { requestBodyBytes, responseBodyBytes }', value);
-  checkKeys('limits', value, ['requestBodyBytes', 'responseBodyBytes']);
+  checkKeys('limits', value, ['requestBodyBytes', 'responseBodyBytes', 'requestBufferBytes']);
   const bytes = (n: number): boolean => Number.isSafeInteger(n) && n >= 0;
   const expected = 'a whole number of bytes (0 for no limit)';
   return {
     requestBodyBytes: positive('limits.requestBodyBytes', value.requestBodyBytes, defaults.requestBodyBytes, expected, bytes),
     responseBodyBytes: positive('limits.responseBodyBytes', value.responseBodyBytes, defaults.responseBodyBytes, expected, bytes),
+    requestBufferBytes: positive('limits.requestBufferBytes', value.requestBufferBytes, defaults.requestBufferBytes, 'a whole number of bytes (0 to stream at once)', bytes),
   };
 }
 

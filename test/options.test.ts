@@ -18,7 +18,7 @@ const invalid: [string, unknown, string][] = [
   ['a negative timeout', { target, timeout: { connect: -1 } }, 'Expected `timeout.connect` to be a non-negative finite number of milliseconds (0 turns it off), got -1.'],
   ['a timeout in seconds as a string', { target, timeout: { response: '30s' } }, 'Expected `timeout.response` to be a non-negative finite number of milliseconds (0 turns it off), got the string "30s".'],
   ['an infinite idle timeout', { target, timeout: { idle: Infinity } }, 'Expected `timeout.idle` to be a non-negative finite number of milliseconds (0 turns it off), got Infinity.'],
-  ['an unknown timeout', { target, timeout: { read: 5 } }, 'Unknown option `timeout.read`. Known options: connect, response, idle, total, tunnelIdle.'],
+  ['an unknown timeout', { target, timeout: { read: 5 } }, 'Unknown option `timeout.read`. Known options: connect, response, idle, total, upload, tunnelIdle.'],
   ['a timeout that is a number', { target, timeout: 5000 }, 'Expected `timeout` to be an object like { connect, response, idle, total }, got 5000.'],
   ['a changeOrigin string', { target, changeOrigin: 'yes' }, 'Expected `changeOrigin` to be a boolean, got the string "yes".'],
   ['a failure status out of range', { target, failureStatuses: [503, 999] }, 'Expected `failureStatuses` to be an array of HTTP status codes (100-599), got 999.'],
@@ -49,8 +49,10 @@ const invalid: [string, unknown, string][] = [
   ['an opossum timeout', { target, breaker: { timeout: 1000 } }, 'Unknown option `breaker.timeout`. Known options: errorThresholdPercentage, volumeThreshold, resetTimeout, probeTimeout, rollingCountTimeout, capacity.'],
   ['trustProxy that is not a boolean', { target, trustProxy: 'yes' }, 'Expected `trustProxy` to be a boolean, got the string "yes".'],
   ['a negative body limit', { target, limits: { requestBodyBytes: -1 } }, 'Expected `limits.requestBodyBytes` to be a whole number of bytes (0 for no limit), got -1.'],
-  ['an unknown limit', { target, limits: { headerBytes: 1 } }, 'Unknown option `limits.headerBytes`. Known options: requestBodyBytes, responseBodyBytes.'],
-  ['an option key that is not a name', { target, timeout: { 'con nect': 1 } }, 'Unknown option `timeout."con nect"`. Known options: connect, response, idle, total, tunnelIdle.'],
+  ['a negative upload timeout', { target, timeout: { upload: -1 } }, 'Expected `timeout.upload` to be a non-negative finite number of milliseconds (0 turns it off), got -1.'],
+  ['a fractional buffer size', { target, limits: { requestBufferBytes: 1.5 } }, 'Expected `limits.requestBufferBytes` to be a whole number of bytes (0 to stream at once), got 1.5.'],
+  ['an unknown limit', { target, limits: { headerBytes: 1 } }, 'Unknown option `limits.headerBytes`. Known options: requestBodyBytes, responseBodyBytes, requestBufferBytes.'],
+  ['an option key that is not a name', { target, timeout: { 'con nect': 1 } }, 'Unknown option `timeout."con nect"`. Known options: connect, response, idle, total, upload, tunnelIdle.'],
   ['a registry that is not one', { target, registry: {} }, 'Expected `registry` to be an UpstreamRegistry, got an object.'],
   ['a misspelt option', { target, timeouts: {} }, 'Unknown option `timeouts`. Known options: target, name, timeout, changeOrigin, failureStatuses, status, proxyName, requestIdHeader, dispatcher, retry, breaker, registry, trustProxy, limits, hooks, balance, outlierDetection, healthCheck, slowStart, pathRewrite, headers, rewriteRedirects, cookieDomainRewrite, cookiePathRewrite, transformResponse, staleIfError.'],
 ];
@@ -82,7 +84,7 @@ describe('option validation', () => {
 
   it('publishes its defaults', () => {
     expect(DEFAULTS).toStrictEqual({
-      timeout: { connect: 5_000, response: 30_000, idle: 30_000, total: 0 },
+      timeout: { connect: 5_000, response: 30_000, idle: 30_000, total: 0, upload: 30_000 },
       changeOrigin: false,
       failureStatuses: [502, 503, 504],
       status: 502,
@@ -100,7 +102,7 @@ describe('option validation', () => {
         attemptHeader: 'x-attempt-count',
       },
       trustProxy: false,
-      limits: { requestBodyBytes: 0, responseBodyBytes: 0 },
+      limits: { requestBodyBytes: 0, responseBodyBytes: 0, requestBufferBytes: 1024 * 1024 },
       breaker: { errorThresholdPercentage: 50, volumeThreshold: 100, resetTimeout: 5_000, probeTimeout: 2_000, rollingCountTimeout: 10_000, capacity: 0 },
       balance: 'peak-ewma',
       outlierDetection: { consecutiveFailures: 5, baseEjectionTime: 30_000, maxEjectionTime: 300_000, maxEjectionPercent: 50 },

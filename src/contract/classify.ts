@@ -94,6 +94,8 @@ function isSystemError(error: unknown): boolean {
 /** Classifies a failed attempt. Client aborts are not failures and never reach here. */
 export function classifyError(error: unknown, phase: Phase): Classification {
   if (errorCode(error) === HOOK_ERROR_CODE) return failure('PROXY_INTERNAL_ERROR');
+  // The client's fault, whatever the phase: it stopped sending its body.
+  if (isProxyTimeout(error) && error.timer === 'upload') return failure('REQUEST_TIMEOUT');
   if (isLimitExceeded(error)) {
     if (error.body === 'request') return failure('REQUEST_TOO_LARGE');
     return phase === 'body' ? failure('UPSTREAM_RESPONSE_INCOMPLETE', 'http_response_body_size') : failure('UPSTREAM_BAD_RESPONSE', 'http_response_body_size');

@@ -179,6 +179,8 @@ export class Attempt implements Dispatcher.DispatchHandler {
     if (isStream(body) && !body.readableEnded) {
       this.#arm('idle');
       body.once('end', this.#onRequestSent);
+      // What was read before the upstream was called counts toward the limit too.
+      this.#bytes = body.received;
       body.onProgress = this.#onUploadProgress;
     } else {
       this.#onRequestSent();

@@ -90,7 +90,10 @@ const CANCELLED = Symbol('cancelled');
 const CLIENT_CLOSED_REQUEST = 499;
 
 /** Failures that say nothing about the upstream's health: the breaker and outlier detection ignore them. */
-const NOT_THE_UPSTREAMS = new Set<FailureCode>(['PROXY_INTERNAL_ERROR', 'REQUEST_INVALID', 'REQUEST_TOO_LARGE']);
+const NOT_THE_UPSTREAMS = new Set<FailureCode>(['PROXY_INTERNAL_ERROR', 'REQUEST_INVALID', 'REQUEST_TOO_LARGE', 'REQUEST_TIMEOUT']);
+
+/** The client's own faults: answered with their own status, whatever `status` says. */
+const CLIENT_FAULTS = new Set<FailureCode>(['REQUEST_INVALID', 'REQUEST_TOO_LARGE', 'REQUEST_TIMEOUT']);
 
 /** Hooks observe; one that throws must not break the request it observes. */
 export function callHook<T>(hook: ((event: T) => void) | undefined, event: T): void {
@@ -135,7 +138,7 @@ export function internalFailure(error: unknown): Failure {
 /** The status a failure is answered with, by the `status` option; a `status` function that throws or answers nonsense is the proxy's own fault (500). */
 export function statusFor(config: ResolvedOptions, failure: Failure): { status: number; failure: Failure } {
   // The client's own faults are answered as such, whatever `status` says.
-  if (failure.code === 'REQUEST_INVALID' || failure.code === 'REQUEST_TOO_LARGE') return { status: FAILURES[failure.code].rfc9209Status, failure };
+  if (CLIENT_FAULTS.has(failure.code)) return { status: FAILURES[failure.code].rfc9209Status, failure };
   if (typeof config.status === 'number') return { status: config.status, failure };
   try {
     const status = config.status(failure.code, failure.proxyStatus);
@@ -285,6 +288,8 @@ export class Exchange {
       return;
     }
     const { status, failure } = statusFor(this.core.config, initial);
+    // A body the client has not finished sending will not be read: the connection cannot carry another request.
+    if (CLIENT_FAULTS.has(failure.code) && !req.complete) res.setHeader('connection', 'close');
     const sending = !res.destroyed && !res.writableEnded;
     if (sending) {
       sendProblem(req, res, {
@@ -445,7 +450,15 @@ export class Exchange {
       // comes first); otherwise Node already said it.
       if (expectsContinue(req, res)) res.writeContinue();
       const replayLimit = retry !== null && retry.retries > 0 ? retry.maxBodyBytes : null;
-      const { body, rebuilt, replayable } = await requestBody(req, replayLimit, context?.body);
+      const policy = { replayLimit, bufferBytes: config.limits.requestBufferBytes, maxBytes: maxBody, idle: config.timeout.upload };
+      const read = await requestBody(req, policy, context?.body).catch((error: unknown) => error as Error);
+      if (read instanceof Error) {
+        const fault = classifyError(read, 'request');
+        if (isClientAborted(read) || !CLIENT_FAULTS.has(fault.code)) throw read;
+        this.fail(fromClassification(fault, null, read));
+        return;
+      }
+      const { body, rebuilt, replayable } = read;
       if (this.cancelReason !== null) {
         this.#gone();
         return;

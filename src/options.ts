@@ -169,7 +169,7 @@ export interface RetryOptions {
   jitter: boolean;
   /** Methods retried after the request was sent (the idempotent ones). Others retry only when nothing was sent. Default GET, HEAD, OPTIONS, TRACE, PUT, DELETE. */
   methods: readonly string[];
-  /** Request bodies up to this size (bytes, by Content-Length) are buffered so they can be re-sent; larger or chunked bodies stream and are not retried. Default `1048576` (1 MiB). */
+  /** Request bodies up to this size (bytes, by Content-Length, or chunked ones that end within `limits.requestBufferBytes`) are buffered so they can be re-sent; larger bodies stream and are not retried. Default `1048576` (1 MiB). */
   maxBodyBytes: number;
   /** The retry budget per upstream, or `false` for none. Default `{ ratio: 0.2, minRetriesPerSecond: 3, window: 10000 }`. */
   budget: RetryBudgetOptions | false;

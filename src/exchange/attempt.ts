@@ -224,6 +224,13 @@ export class Attempt implements Dispatcher.DispatchHandler {
     }
     this.#pending = { statusCode, statusMessage, headers: outgoing };
     this.#bytes = 0;
+    // A 304 has no body, whatever its Content-Length says (RFC 9110 §8.6
+    // allows one; undici would count the missing bytes as a mismatch): the
+    // response is complete at its head.
+    if (statusCode === 304) {
+      this.onResponseEnd();
+      return;
+    }
     if (this.#buffer !== null) {
       this.#arm('idle');
       return;

@@ -43,9 +43,9 @@ export interface TimeoutOptions {
   /**
    * A deadline for the whole exchange, from the moment the request body is in
    * the proxy's hands until the response is complete: at arrival for a
-   * request without a body or with a streamed one, after the client finished
-   * sending for a body buffered for retries (a slow upload is not the
-   * upstream's time). Default `0` (none): per-phase timers already bound
+   * request without a body, once the body or its first
+   * `limits.requestBufferBytes` arrived for one with a body (a slow upload is
+   * not the upstream's time). Default `0` (none): per-phase timers already bound
    * every wait, and a deadline would cut long downloads.
    */
   total: number;

@@ -45,9 +45,9 @@ export interface TimeoutOptions {
   /**
    * A deadline for the whole exchange, from the moment the request body is in
    * the proxy's hands until the response is complete: at arrival for a
-   * request without a body or with a streamed one, after the client finished
-   * sending for a body buffered for retries (a slow upload is not the
-   * upstream's time). Default `0` (none): per-phase timers already bound
+   * request without a body, once the body or its first
+   * `limits.requestBufferBytes` arrived for one with a body (a slow upload is
+   * not the upstream's time). Default `0` (none): per-phase timers already bound
    * every wait, and a deadline would cut long downloads.
    */
   total: number;
@@ -59,6 +59,17 @@ export interface TimeoutOptions {
    * the breaker does not count it. Default `10000` ms; `0` waits for ever.
    */
   hook: number;
+  /**
+   * The longest gap, in ms, between two pieces of the request body the client
+   * sends (counted only while the proxy is reading: time the upstream spends
+   * not reading is not the client's). Past it: `408` with `REQUEST_TIMEOUT`
+   * (or, once the response has started, a cut connection); never retried,
+   * never counted against the upstream. Default `30000` ms, the proxy's own
+   * `idle` (Apache's `RequestReadTimeout` body default is 20 s, nginx's
+   * `client_body_timeout` 60 s; Node's `requestTimeout` of 300 s would hold a
+   * stalled upload for five minutes). `0` turns it off.
+   */
+  upload: number;
   /**
    * The longest silence, in either direction, of a WebSocket tunnel after
    * `101` before both sides are closed. Default: `idle`. `0` turns it off.
@@ -197,7 +208,7 @@ export interface RetryOptions {
   jitter: boolean;
   /** Methods retried after the request was sent (the idempotent ones). Others retry only when nothing was sent. Default GET, HEAD, OPTIONS, TRACE, PUT, DELETE. */
   methods: readonly string[];
-  /** Request bodies up to this size (bytes, by Content-Length) are buffered so they can be re-sent; larger or chunked bodies stream and are not retried. Default `1048576` (1 MiB). */
+  /** Request bodies up to this size (bytes, by Content-Length, or chunked ones that end within `limits.requestBufferBytes`) are buffered so they can be re-sent; larger bodies stream and are not retried. Default `1048576` (1 MiB). */
   maxBodyBytes: number;
   /** Retry throttling per upstream (gRPC's token bucket), or `false` for none. Default `{ maxTokens: 10, tokenRatio: 0.1 }`. */
   budget: RetryBudgetOptions | false;
@@ -327,10 +338,21 @@ export interface LimitOptions {
    * connection is cut. Default `0` (none).
    */
   responseBodyBytes: number;
+  /**
+   * How much of a request body is read into memory before the upstream is
+   * called, as nginx buffers request bodies: a body that ends within it goes
+   * upstream in one piece, so a slow upload holds no upstream connection and
+   * no `breaker.capacity` slot while it arrives; a longer one streams on from
+   * there. Default `1048576` (1 MiB: nginx's default `client_max_body_size`,
+   * the largest body it buffers by default; the same bound as
+   * `retry.maxBodyBytes`). `0` streams every body at once (for request bodies
+   * that must reach the upstream as they are sent).
+   */
+  requestBufferBytes: number;
 }
 
 export const DEFAULTS = Object.freeze({
-  timeout: Object.freeze({ connect: 5_000, response: 30_000, idle: 30_000, total: 0, hook: 10_000 }),
+  timeout: Object.freeze({ connect: 5_000, response: 30_000, idle: 30_000, total: 0, hook: 10_000, upload: 30_000 }),
   changeOrigin: true,
   failureStatuses: Object.freeze([502, 503, 504]),
   status: 502,
@@ -348,11 +370,12 @@ export const DEFAULTS = Object.freeze({
     attemptHeader: 'x-attempt-count',
   }),
   trustProxy: false,
-  limits: Object.freeze({ requestBodyBytes: 0, responseBodyBytes: 0 }),
+  limits: Object.freeze({ requestBodyBytes: 0, responseBodyBytes: 0, requestBufferBytes: 1024 * 1024 }),
   breaker: Object.freeze({
     errorThresholdPercentage: 50,
-    volumeThreshold: 20,
+    volumeThreshold: 100,
     resetTimeout: 5_000,
+    probeTimeout: 2_000,
     rollingCountTimeout: 10_000,
     capacity: 0,
   }),
@@ -620,7 +643,7 @@ function resolveStaleIfError(value: unknown): ResolvedStaleIfError | null {
 function resolveTimeouts(value: unknown): TimeoutOptions & { tunnelIdle: number } {
   if (value === undefined) return { ...DEFAULTS.timeout, tunnelIdle: DEFAULTS.timeout.idle };
   if (!isPlainObject(value)) fail('timeout', 'an object like { connect, response, idle, total }', value);
-  checkKeys('timeout', value, ['connect', 'response', 'idle', 'total', 'hook', 'tunnelIdle']);
+  checkKeys('timeout', value, ['connect', 'response', 'idle', 'total', 'hook', 'upload', 'tunnelIdle']);
   const idle = duration('timeout.idle', value.idle, DEFAULTS.timeout.idle);
   return {
     connect: duration('timeout.connect', value.connect, DEFAULTS.timeout.connect),
@@ -628,6 +651,7 @@ function resolveTimeouts(value: unknown): TimeoutOptions & { tunnelIdle: number 
     idle,
     total: duration('timeout.total', value.total, DEFAULTS.timeout.total),
     hook: duration('timeout.hook', value.hook, DEFAULTS.timeout.hook),
+    upload: duration('timeout.upload', value.upload, DEFAULTS.timeout.upload),
     tunnelIdle: duration('timeout.tunnelIdle', value.tunnelIdle, idle),
   };
 }
@@ -753,12 +777,13 @@ function resolveBreaker(value: unknown): BreakerOptions | null {
   if (value === false) return null;
   if (value === undefined) return { ...defaults };
   if (!isPlainObject(value)) fail('breaker', 'an object of breaker options or false', value);
-  checkKeys('breaker', value, ['errorThresholdPercentage', 'volumeThreshold', 'resetTimeout', 'rollingCountTimeout', 'capacity']);
+  checkKeys('breaker', value, ['errorThresholdPercentage', 'volumeThreshold', 'resetTimeout', 'probeTimeout', 'rollingCountTimeout', 'capacity']);
   const whole = (n: number): boolean => Number.isInteger(n) && n >= 0;
   return {
     errorThresholdPercentage: positive('breaker.errorThresholdPercentage', value.errorThresholdPercentage, defaults.errorThresholdPercentage, 'a percentage from 1 to 100', (n) => n >= 1 && n <= 100),
     volumeThreshold: positive('breaker.volumeThreshold', value.volumeThreshold, defaults.volumeThreshold, 'a whole number of attempts (0 or more)', whole),
     resetTimeout: positive('breaker.resetTimeout', value.resetTimeout, defaults.resetTimeout, 'a number of milliseconds from 1 to 3600000', (n) => n >= 1 && n <= 3_600_000),
+    probeTimeout: positive('breaker.probeTimeout', value.probeTimeout, defaults.probeTimeout, 'a number of milliseconds from 1 to 3600000', (n) => n >= 1 && n <= 3_600_000),
     rollingCountTimeout: positive('breaker.rollingCountTimeout', value.rollingCountTimeout, defaults.rollingCountTimeout, 'a number of milliseconds from 100 to 3600000', (n) => n >= 100 && n <= 3_600_000),
     capacity: positive('breaker.capacity', value.capacity, defaults.capacity, 'a whole number of attempts in flight (0 for no limit)', whole),
   };
@@ -768,12 +793,13 @@ function resolveLimits(value: unknown): LimitOptions {
   const defaults = DEFAULTS.limits;
   if (value === undefined) return { ...defaults };
   if (!isPlainObject(value)) fail('limits', 'an object like { requestBodyBytes, responseBodyBytes }', value);
-  checkKeys('limits', value, ['requestBodyBytes', 'responseBodyBytes']);
+  checkKeys('limits', value, ['requestBodyBytes', 'responseBodyBytes', 'requestBufferBytes']);
   const bytes = (n: number): boolean => Number.isSafeInteger(n) && n >= 0;
   const expected = 'a whole number of bytes (0 for no limit)';
   return {
     requestBodyBytes: positive('limits.requestBodyBytes', value.requestBodyBytes, defaults.requestBodyBytes, expected, bytes),
     responseBodyBytes: positive('limits.responseBodyBytes', value.responseBodyBytes, defaults.responseBodyBytes, expected, bytes),
+    requestBufferBytes: positive('limits.requestBufferBytes', value.requestBufferBytes, defaults.requestBufferBytes, 'a whole number of bytes (0 to stream at once)', bytes),
   };
 }
 

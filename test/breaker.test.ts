@@ -6,9 +6,10 @@
 import { request as httpRequest } from 'node:http';
 import express from 'express';
 import request from 'supertest';
-import { describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { rfc9209Status, type BreakerStateChange, type ProxyOptions } from '../src/index.js';
 import { faults, type Behaviour } from '../src/testing/index.js';
+import { UpstreamBreaker } from '../src/upstream/breaker.js';
 import { expressGateway, listen, proxy, testRegistry, upstream } from './support.js';
 
 /** A behaviour that holds every request until released, then answers 200. */
@@ -90,6 +91,20 @@ describe('opening', () => {
     expect(up.requests).toHaveLength(5);
   });
 
+  it('with the defaults, one client failing 30 requests on a quiet service does not open the circuit', async () => {
+    const up = await upstream({ fallback: faults.status(503) });
+    const states = stateChanges();
+    const app = expressGateway({ name: 'orders', target: up.url, retry: { minDelay: 1, maxDelay: 1 }, hooks: { onBreakerStateChange: states.hook } });
+
+    for (let i = 0; i < 30; i += 1) {
+      const response = await request(app).get('/api/x');
+      expect((response.body as { code: string }).code).toBe('UPSTREAM_STATUS');
+    }
+    expect(states.changes).toStrictEqual([]);
+    up.setFallback(faults.respond(200, 'ok'));
+    expect((await request(app).get('/api/x')).text).toBe('ok');
+  });
+
   it('answers 503 for CIRCUIT_OPEN with rfc9209Status', async () => {
     const up = await upstream({ fallback: faults.resetBeforeHeaders() });
     const app = gateway({ target: up.url, breaker: { ...strict, volumeThreshold: 1 }, status: rfc9209Status });
@@ -109,14 +124,33 @@ describe('opening', () => {
     expect(states.changes).toStrictEqual([]);
   });
 
-  it('counts retries, and an open circuit stops the retry loop at once', async () => {
+  it('counts a request once, whatever its retries: a client retrying failures weighs one failure per request', async () => {
     const up = await upstream({ fallback: faults.status(503) });
-    const app = gateway({ target: up.url, retry: { retries: 5, minDelay: 1, maxDelay: 1 }, breaker: { ...strict, volumeThreshold: 2 } });
+    const states = stateChanges();
+    const app = gateway({ target: up.url, retry: { retries: 5, minDelay: 1, maxDelay: 1, budget: false }, breaker: { ...strict, volumeThreshold: 2 }, hooks: { onBreakerStateChange: states.hook } });
 
-    const response = await request(app).get('/api/x');
+    const first = await request(app).get('/api/x');
+    expect(first.body).toMatchObject({ code: 'UPSTREAM_STATUS', attempts: 6 });
+    expect(states.changes).toStrictEqual([]);
 
-    expect(response.body).toMatchObject({ code: 'CIRCUIT_OPEN', attempts: 2 });
-    expect(up.requests).toHaveLength(2);
+    await request(app).get('/api/x');
+    expect(states.changes.map((c) => c.to)).toStrictEqual(['open']);
+    expect(up.requests).toHaveLength(12);
+  });
+
+  it('an open circuit stops a retry loop at once', async () => {
+    const up = await upstream({ fallback: faults.status(503) });
+    const app = gateway({ target: up.url, retry: { retries: 10, minDelay: 50, maxDelay: 50, jitter: false, budget: false }, breaker: { ...strict, volumeThreshold: 1, errorThresholdPercentage: 10 } });
+    const server = await listen(app);
+
+    const retrying = request(server.url).get('/api/x').then((r) => r);
+    await up.waitForRequests(2);
+    // A POST is not retried: its one failure (of two requests) opens the circuit.
+    await request(server.url).post('/api/x');
+    const response = await retrying;
+
+    expect((response.body as { code: string }).code).toBe('CIRCUIT_OPEN');
+    expect((response.body as { attempts: number }).attempts).toBeLessThan(11);
   });
 });
 
@@ -145,6 +179,28 @@ describe('half-open', () => {
     expect((await request(server.url).get('/api/x')).status).toBe(200);
   });
 
+  it('closes as soon as the probe\'s head reaches the client, while its body still streams', async () => {
+    const up = await upstream({ fallback: faults.status(503) });
+    const states = stateChanges();
+    const app = gateway({ target: up.url, breaker: { ...strict, volumeThreshold: 1, resetTimeout: 100 }, hooks: { onBreakerStateChange: states.hook } });
+    const server = await listen(app);
+
+    await request(server.url).get('/api/x');
+    await states.reach('halfOpen');
+    let finish!: () => void;
+    up.setFallback(({ res }) => {
+      res.writeHead(200, { 'content-type': 'text/plain' });
+      res.write('first ');
+      finish = () => res.end('last');
+    });
+
+    const probe = request(server.url).get('/api/x').then((r) => r);
+    await states.reach('closed');
+    finish();
+    expect((await probe).text).toBe('first last');
+    expect(states.changes.map((c) => c.to)).toStrictEqual(['open', 'halfOpen', 'closed']);
+  });
+
   it('re-opens when the probe fails', async () => {
     const up = await upstream({ fallback: faults.status(503) });
     const states = stateChanges();
@@ -159,6 +215,73 @@ describe('half-open', () => {
     const refused = await request(app).get('/api/x');
     expect((refused.body as { code: string }).code).toBe('CIRCUIT_OPEN');
     expect(up.requests).toHaveLength(2);
+  });
+});
+
+describe('half-open probe (fake time)', () => {
+  const settings = { errorThresholdPercentage: 50, volumeThreshold: 1, resetTimeout: 1_000, probeTimeout: 200, rollingCountTimeout: 10_000, capacity: 0 };
+  const failing = (): Promise<string> => Promise.resolve('503');
+  const isFailure = (outcome: string): boolean => outcome === '503';
+
+  afterEach(() => {
+    vi.useRealTimers();
+  });
+
+  it('a probe that never answers holds the circuit for probeTimeout at most, then the next request probes and closes it', async () => {
+    vi.useFakeTimers();
+    const breaker = new UpstreamBreaker('orders', settings);
+    await breaker.run(failing, isFailure);
+    expect(breaker.state).toBe('open');
+    await vi.advanceTimersByTimeAsync(1_000);
+    expect(breaker.state).toBe('halfOpen');
+
+    let late!: (outcome: string) => void;
+    const hanging = breaker.run(() => new Promise<string>((resolve) => (late = resolve)), isFailure);
+    await vi.advanceTimersByTimeAsync(199);
+    expect(breaker.refusal()).toBe(1);
+    await vi.advanceTimersByTimeAsync(1);
+    expect(breaker.state).toBe('halfOpen');
+
+    expect(await breaker.run(() => Promise.resolve('200'), isFailure)).toStrictEqual({ ran: true, outcome: '200' });
+    expect(breaker.state).toBe('closed');
+    // The first probe failing late decides nothing any more.
+    late('503');
+    expect(await hanging).toStrictEqual({ ran: true, outcome: '503' });
+    expect(breaker.state).toBe('closed');
+    breaker.shutdown();
+  });
+
+  it('a probe that fails re-opens the circuit', async () => {
+    vi.useFakeTimers();
+    const breaker = new UpstreamBreaker('orders', settings);
+    await breaker.run(failing, isFailure);
+    await vi.advanceTimersByTimeAsync(1_000);
+    expect(await breaker.run(failing, isFailure)).toStrictEqual({ ran: true, outcome: '503' });
+    await vi.advanceTimersByTimeAsync(0);
+    expect(breaker.state).toBe('open');
+    expect(breaker.refusal()).toBe(1);
+    breaker.shutdown();
+  });
+
+  it('a probe is decided by its response head, not by the end of its body', async () => {
+    vi.useFakeTimers();
+    const breaker = new UpstreamBreaker('orders', settings);
+    await breaker.run(failing, isFailure);
+    await vi.advanceTimersByTimeAsync(1_000);
+
+    let finish!: (outcome: string) => void;
+    const probe = breaker.run((headed) => {
+      headed();
+      return new Promise<string>((resolve) => (finish = resolve));
+    }, isFailure);
+    await vi.advanceTimersByTimeAsync(0);
+    expect(breaker.state).toBe('closed');
+
+    await vi.advanceTimersByTimeAsync(60_000);
+    finish('200');
+    expect(await probe).toStrictEqual({ ran: true, outcome: '200' });
+    expect(breaker.state).toBe('closed');
+    breaker.shutdown();
   });
 });
 
@@ -225,6 +348,7 @@ describe('sharing and inspection', () => {
 
     await request(app).get('/orders/x');
     const health = await request(app).get('/health');
+    const quiet = { url: up.url, weight: 1, state: 'healthy', inFlight: 0, ejections: 0, consecutiveFailures: 0, lastFailure: null, ejectedUntil: null };
 
     expect(health.status).toBe(200);
     expect(health.body).toStrictEqual([
@@ -236,10 +360,11 @@ describe('sharing and inspection', () => {
         overloaded: 0,
         tunnels: 0,
         stats: { fires: 1, successes: 1, failures: 0, rejects: 0 },
-        hosts: [{ url: up.url, weight: 1, state: 'healthy', inFlight: 0, ejections: 0 }],
+        hosts: [{ ...quiet, latencyMs: expect.any(Number) }],
+        panic: false,
         panics: 0,
       },
-      { upstream: 'billing', state: 'disabled', inFlight: 0, capacity: null, overloaded: 0, tunnels: 0, stats: null, hosts: [{ url: up.url, weight: 1, state: 'healthy', inFlight: 0, ejections: 0 }], panics: 0 },
+      { upstream: 'billing', state: 'disabled', inFlight: 0, capacity: null, overloaded: 0, tunnels: 0, stats: null, hosts: [{ ...quiet, latencyMs: null }], panic: false, panics: 0 },
     ]);
   });
 });

@@ -1,5 +1,7 @@
 // The classifier is a pure function: a table of (error, phase) → class, with
-// errors shaped exactly as Node and undici raise them (see FAILURES.md).
+// errors shaped exactly as Node and undici raise them (see FAILURES.md). It
+// reads codes, not messages, but for undici's SocketError, whose code is the
+// same for a reset and for a response it did not ask for.
 
 import { describe, expect, it } from 'vitest';
 import { classifyError, type Phase } from '../src/index.js';
@@ -61,6 +63,12 @@ const table: [string, unknown, Phase, string, string][] = [
   ['the total deadline mid-body', new ProxyTimeoutError('total', 100), 'body', 'UPSTREAM_RESPONSE_INCOMPLETE', 'http_response_incomplete'],
   ['a status Node refuses to send', undiciError('RangeError', 'ERR_HTTP_INVALID_STATUS_CODE'), 'response', 'UPSTREAM_BAD_RESPONSE', 'http_protocol_error'],
   ['a header value Node refuses to send', undiciError('TypeError', 'ERR_INVALID_CHAR'), 'response', 'UPSTREAM_BAD_RESPONSE', 'http_protocol_error'],
+  ['a body that does not match its Content-Length', undiciError('ResponseContentLengthMismatchError', 'UND_ERR_RES_CONTENT_LENGTH_MISMATCH'), 'response', 'UPSTREAM_BAD_RESPONSE', 'http_protocol_error'],
+  ['undici asserting on a status below 100', undiciError('AssertionError', 'ERR_ASSERTION'), 'response', 'UPSTREAM_BAD_RESPONSE', 'http_protocol_error'],
+  ['an interim 100 undici did not ask for', Object.assign(new Error('bad response'), { name: 'SocketError', code: 'UND_ERR_SOCKET' }), 'response', 'UPSTREAM_BAD_RESPONSE', 'http_protocol_error'],
+  ['an upgrade undici did not ask for', Object.assign(new Error('bad upgrade'), { name: 'SocketError', code: 'UND_ERR_SOCKET' }), 'response', 'UPSTREAM_BAD_RESPONSE', 'http_protocol_error'],
+  ['a client that stopped sending its body', new ProxyTimeoutError('upload', 100), 'request', 'REQUEST_TIMEOUT', 'http_request_error'],
+  ['a client that stopped sending its body, while waiting for the head', new ProxyTimeoutError('upload', 100), 'response', 'REQUEST_TIMEOUT', 'http_request_error'],
   ['a plain bug', new TypeError('x is not a function'), 'response', 'PROXY_INTERNAL_ERROR', 'proxy_internal_error'],
   ['a closed dispatcher', undiciError('ClientClosedError', 'UND_ERR_CLOSED'), 'connect', 'PROXY_INTERNAL_ERROR', 'proxy_internal_error'],
   ['a thrown string', 'boom', 'connect', 'PROXY_INTERNAL_ERROR', 'proxy_internal_error'],

@@ -3,12 +3,15 @@
 // headers, or crash the proxy; oversized input gets a proper 4xx and an
 // oversized response is cut off under the limits.
 
+import { subscribe, unsubscribe } from 'node:diagnostics_channel';
+import { once } from 'node:events';
 import { connect } from 'node:net';
 import { request as httpRequest } from 'node:http';
 import request from 'supertest';
 import { describe, expect, it } from 'vitest';
+import { DIAGNOSTICS_CHANNELS } from '../src/index.js';
 import { faults } from '../src/testing/index.js';
-import { expressGateway, listen, rawGet, upstream } from './support.js';
+import { expressGateway, listen, onCleanup, rawGet, upstream } from './support.js';
 
 /** Sends `head` (and `body`) exactly as written and returns the whole raw answer. */
 async function raw(port: number, head: string, body = ''): Promise<string> {
@@ -260,6 +263,81 @@ describe('size limits', () => {
     expect(result.status).toBe(200);
     expect(result.ending).toBe('truncated');
     expect(result.body.length).toBeLessThanOrEqual(256 * 1024);
+  });
+});
+
+describe('slow uploads', () => {
+  const chunkedPost = (path: string): string => `POST ${path} HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\n\r\n1\r\na\r\n`;
+
+  it('a stalled upload gets 408 REQUEST_TIMEOUT after timeout.upload, without calling the upstream', async () => {
+    const up = await upstream({ fallback: faults.echo() });
+    const gateway = await listen(expressGateway({ target: up.url, name: 'orders', timeout: { upload: 100 } }));
+
+    const answer = await raw(gateway.port, chunkedPost('/api/x'));
+
+    expect(statusLine(answer)).toBe('HTTP/1.1 408 Request Timeout');
+    expect(answer).toContain('\r\nconnection: close\r\n');
+    expect(answer).toContain('"code":"REQUEST_TIMEOUT"');
+    expect(answer).toContain('"detail":"The request body did not arrive in time."');
+    expect(up.connections).toBe(0);
+  });
+
+  it('streamed past the buffer, a stalled upload gets 408 too, and is not counted against the upstream', async () => {
+    const up = await upstream({ fallback: faults.echo() });
+    const app = expressGateway({ target: up.url, timeout: { upload: 100 }, limits: { requestBufferBytes: 0 }, breaker: { volumeThreshold: 1, errorThresholdPercentage: 1 } });
+    const gateway = await listen(app);
+
+    const answer = await raw(gateway.port, chunkedPost('/api/x'));
+
+    expect(statusLine(answer)).toBe('HTTP/1.1 408 Request Timeout');
+    expect(answer).toContain('\r\nconnection: close\r\n');
+    expect(answer).toContain('"code":"REQUEST_TIMEOUT"');
+    // The upstream was called (the body streamed), and the stall is not its failure.
+    expect(answer).toContain('"attempts":1');
+    expect((await request(app).get('/api/after')).status).toBe(200);
+  });
+
+  it('with breaker.capacity 50, 50 slow uploads hold no slot: other GETs succeed, and the uploads go through once complete', async () => {
+    const up = await upstream({ fallback: faults.echo() });
+    const gateway = await listen(expressGateway({ target: up.url, name: 'orders', breaker: { capacity: 50 } }));
+    let started = 0;
+    let allStarted!: () => void;
+    const fifty = new Promise<void>((resolve) => (allStarted = resolve));
+    const onStart = (): void => {
+      started += 1;
+      if (started === 50) allStarted();
+    };
+    subscribe(DIAGNOSTICS_CHANNELS.exchangeStart, onStart);
+    onCleanup(() => unsubscribe(DIAGNOSTICS_CHANNELS.exchangeStart, onStart));
+
+    const uploads = Array.from({ length: 50 }, () => {
+      const socket = connect(gateway.port, '127.0.0.1');
+      socket.write(chunkedPost('/api/upload'));
+      let answer = '';
+      socket.setEncoding('latin1').on('data', (chunk: string) => (answer += chunk));
+      socket.on('error', () => undefined);
+      onCleanup(() => socket.destroy());
+      return { socket, answer: () => answer };
+    });
+    await fifty;
+    unsubscribe(DIAGNOSTICS_CHANNELS.exchangeStart, onStart);
+    const others = await Promise.all(Array.from({ length: 5 }, (_, i) => request(gateway.url).get(`/api/page/${i}`)));
+
+    expect(others.map((r) => r.status)).toStrictEqual([200, 200, 200, 200, 200]);
+    expect(up.requests.map((r) => r.url).sort()).toStrictEqual(['/page/0', '/page/1', '/page/2', '/page/3', '/page/4']);
+
+    const answered = uploads.map(({ socket, answer }) => {
+      const done = once(socket, 'data').then(() => answer());
+      socket.write('2\r\nbc\r\n0\r\n\r\n');
+      return done;
+    });
+    const answers = await Promise.all(answered);
+    expect(answers.map(statusLine)).toStrictEqual(Array(50).fill('HTTP/1.1 200 OK'));
+    await up.waitForRequests(55);
+    // Read whole before the upstream was called, they go to it in one piece, as nginx sends a buffered body.
+    expect(up.requests.filter((r) => r.url === '/upload').map((r) => [r.body.toString(), r.headers['content-length'], r.headers['transfer-encoding']])).toStrictEqual(
+      Array(50).fill(['abc', '3', undefined]),
+    );
   });
 });
 

@@ -5,7 +5,7 @@
 
 import { once } from 'node:events';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import { Socket, type AddressInfo } from 'node:net';
+import { createServer as createNetServer, Socket, type AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
 import express from 'express';
 import express4 from 'express4';
@@ -16,7 +16,7 @@ import Koa2 from 'koa2';
 import mount from 'koa-mount';
 import { describe, expect, it } from 'vitest';
 import { WebSocket, WebSocketServer, type RawData } from 'ws';
-import type { FailureEvent, ProxyOptions } from '../src/index.js';
+import { createProxy, type FailureEvent, type ProxyOptions } from '../src/index.js';
 import { fastifyProxy } from '../src/fastify.js';
 import { koaProxy } from '../src/koa.js';
 import { refusedUrl } from '../src/testing/index.js';
@@ -101,6 +101,69 @@ function rawUpgrade(port: number, path: string, protocol: string): Promise<strin
   });
 }
 
+/** A raw `net` upstream: `answer` gets each connection once its request head is in. */
+async function rawUpstream(answer: (socket: Socket, head: string) => void): Promise<{ url: string; port: number }> {
+  const server = createNetServer({ allowHalfOpen: true }, (socket) => {
+    let head = '';
+    socket.on('error', () => undefined);
+    const onData = (chunk: Buffer): void => {
+      head += chunk.toString('latin1');
+      if (!head.includes('\r\n\r\n')) return;
+      socket.off('data', onData);
+      answer(socket, head);
+    };
+    socket.on('data', onData);
+  });
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  const sockets = new Set<Socket>();
+  server.on('connection', (socket) => {
+    sockets.add(socket);
+    socket.once('close', () => sockets.delete(socket));
+  });
+  onCleanup(() => {
+    for (const socket of sockets) socket.destroy();
+    server.close();
+  });
+  const { port } = server.address() as AddressInfo;
+  return { url: `http://127.0.0.1:${port}`, port };
+}
+
+/** Sends a WebSocket handshake on a raw socket; `text` is everything read, `closed` settles when the server has finished (FIN or reset). */
+function rawHandshake(port: number, path: string): { socket: Socket; text: () => string; closed: Promise<void>; head: Promise<string> } {
+  const socket = new Socket({ allowHalfOpen: true });
+  onCleanup(() => socket.destroy());
+  let text = '';
+  let gotHead!: (head: string) => void;
+  const head = new Promise<string>((resolve) => (gotHead = resolve));
+  socket.connect(port, '127.0.0.1', () =>
+    socket.write(`GET ${path} HTTP/1.1\r\nhost: gateway.example\r\nconnection: Upgrade\r\nupgrade: websocket\r\nsec-websocket-version: 13\r\nsec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n`),
+  );
+  socket.setEncoding('latin1').on('data', (chunk: string) => {
+    text += chunk;
+    const end = text.indexOf('\r\n\r\n');
+    if (end !== -1) gotHead(text.slice(0, end));
+  });
+  socket.on('error', () => undefined);
+  // Half-open allowed, so the server's FIN is 'end', not yet 'close'.
+  const closed = new Promise<void>((resolve) => {
+    socket.once('end', resolve);
+    socket.once('close', () => resolve());
+  });
+  return { socket, text: () => text, closed, head };
+}
+
+/** A head's header lines as [name, value] pairs, names lower-cased, in order. */
+function headerLines(head: string): [string, string][] {
+  return head
+    .split('\r\n')
+    .slice(1)
+    .map((line) => {
+      const colon = line.indexOf(':');
+      return [line.slice(0, colon).toLowerCase(), line.slice(colon + 1).trim()] as [string, string];
+    });
+}
+
 function nextMessage(socket: WebSocket): Promise<{ data: RawData; binary: boolean }> {
   return new Promise((resolve) => socket.once('message', (data, binary) => resolve({ data, binary })));
 }
@@ -151,6 +214,41 @@ describe('the tunnel', () => {
 
     expect((await closed(client)).code).toBe(1006);
     await upstreamClosed;
+  });
+
+  it("a half-close is passed on: the client's FIN reaches the upstream as end(), and the upstream's answer still reaches the client", async () => {
+    const up = await rawUpstream((socket) => {
+      socket.write('HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: Upgrade\r\n\r\n');
+      socket.once('end', () => socket.end('bye after your FIN'));
+      socket.resume();
+    });
+    const { server } = await gateway({ target: up.url });
+
+    const client = rawHandshake((server.address() as AddressInfo).port, '/api/x');
+    await client.head;
+    client.socket.end();
+    await client.closed;
+
+    expect(client.text()).toBe('HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: Upgrade\r\n\r\nbye after your FIN');
+  });
+
+  it("a half-close from the upstream is passed on too: the client can still send after the upstream's FIN", async () => {
+    let received!: (text: string) => void;
+    const late = new Promise<string>((resolve) => (received = resolve));
+    const up = await rawUpstream((socket) => {
+      socket.end('HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: Upgrade\r\n\r\nserver done');
+      let text = '';
+      socket.on('data', (chunk: Buffer) => (text += chunk.toString('latin1')));
+      socket.once('end', () => received(text));
+    });
+    const { server } = await gateway({ target: up.url });
+
+    const client = rawHandshake((server.address() as AddressInfo).port, '/api/x');
+    await client.closed;
+    client.socket.end('late data from the client');
+
+    expect(await late).toBe('late data from the client');
+    expect(client.text()).toBe('HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: Upgrade\r\n\r\nserver done');
   });
 
   it('a client that vanishes: the upstream socket is closed', async () => {
@@ -218,6 +316,74 @@ describe('the handshake', () => {
 
     expect(answer.status).toBe(403);
     expect(answer.body).toBe('Forbidden');
+  });
+
+  it('a non-101 answer whose body stalls is cut by timeout.idle: the client is closed, the slot released, close() resolves', async () => {
+    const up = await rawUpstream((socket) => socket.write('HTTP/1.1 403 Forbidden\r\ncontent-length: 100\r\n\r\npartial'));
+    const events: FailureEvent[] = [];
+    const registry = testRegistry();
+    const handler = createProxy({ target: up.url, name: 'chat', registry, timeout: { idle: 100 }, breaker: { capacity: 1 }, hooks: { onFailure: (e) => events.push(e) } });
+    const { server, port } = await listen(handler);
+    server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => void handler.upgrade(req, socket, head));
+
+    const first = rawHandshake(port, '/x');
+    await first.closed;
+    const second = rawHandshake(port, '/x');
+    await second.closed;
+    expect(registry.get('chat')).toMatchObject({ inFlight: 0 });
+    await handler.close();
+
+    expect(first.text()).toBe('HTTP/1.1 403 Forbidden\r\ncontent-length: 100\r\nconnection: close\r\n\r\npartial');
+    expect(second.text().split('\r\n')[0]).toBe('HTTP/1.1 403 Forbidden');
+    // As for any response whose body stalls after its head went out.
+    expect(events.map((e) => [e.code, e.proxyStatus, e.upgrade])).toStrictEqual([
+      ['UPSTREAM_RESPONSE_INCOMPLETE', 'connection_read_timeout', true],
+      ['UPSTREAM_RESPONSE_INCOMPLETE', 'connection_read_timeout', true],
+    ]);
+  });
+
+  it('close() ends a handshake whose non-101 answer stalls, and resolves', async () => {
+    const up = await rawUpstream((socket) => socket.write('HTTP/1.1 403 Forbidden\r\ncontent-length: 100\r\n\r\npartial'));
+    const handler = createProxy({ target: up.url, registry: testRegistry() });
+    const { server, port } = await listen(handler);
+    server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => void handler.upgrade(req, socket, head));
+
+    const client = rawHandshake(port, '/x');
+    await client.head;
+    await handler.close();
+    await client.closed;
+
+    expect(client.text().split('\r\n')[0]).toBe('HTTP/1.1 403 Forbidden');
+  });
+
+  it('a non-101 answer gets the hygiene and rewriting of any response: hop-by-hop headers dropped, Location and cookies rewritten', async () => {
+    let upstreamPort = 0;
+    const up = await rawUpstream((socket) =>
+      socket.end(
+        'HTTP/1.1 302 Found\r\n' +
+          `location: http://127.0.0.1:${upstreamPort}/v1/login\r\n` +
+          'set-cookie: sid=1; Domain=orders.internal; Path=/v1\r\n' +
+          'upgrade: websocket\r\n' +
+          'connection: close, x-internal\r\n' +
+          'x-internal: 10.0.0.7\r\n' +
+          'keep-alive: timeout=5\r\n' +
+          'content-length: 0\r\n\r\n',
+      ),
+    );
+    upstreamPort = up.port;
+    const { server } = await gateway({ target: `${up.url}/v1`, cookieDomainRewrite: { 'orders.internal': 'gateway.example' }, cookiePathRewrite: { '/v1': '/api' } });
+
+    const client = rawHandshake((server.address() as AddressInfo).port, '/api/chat');
+    const head = await client.head;
+    await client.closed;
+
+    expect(head.split('\r\n')[0]).toBe('HTTP/1.1 302 Found');
+    expect(headerLines(head)).toStrictEqual([
+      ['location', 'http://gateway.example/api/login'],
+      ['set-cookie', 'sid=1; Domain=gateway.example; Path=/api'],
+      ['content-length', '0'],
+      ['connection', 'close'],
+    ]);
   });
 
   it('an upstream that never answers the handshake: 502 UPSTREAM_RESPONSE_TIMEOUT, once', async () => {

@@ -73,6 +73,18 @@ const HEADER_SIZE_CODES = new Set(['HPE_HEADER_OVERFLOW', 'UND_ERR_HEADERS_OVERF
 // Node refusing to send what the upstream answered (a status below 100, a
 // header value with control characters): the upstream's malformed response.
 const UNSENDABLE_RESPONSE_CODES = new Set(['ERR_HTTP_INVALID_STATUS_CODE', 'ERR_INVALID_CHAR', 'ERR_HTTP_INVALID_HEADER_VALUE', 'ERR_INVALID_HTTP_TOKEN']);
+// undici's verdicts on a response's framing: a body longer or shorter than
+// its Content-Length (a 204 with a body, Content-Length with
+// Transfer-Encoding, two differing Content-Lengths), and the assertions its
+// parser makes on the status line (a status below 100, a 101 without
+// `Upgrade` to a plain request). Raised while the response is read, they are
+// the upstream's malformed answer, not the proxy's fault.
+const MALFORMED_RESPONSE_CODES = new Set(['UND_ERR_RES_CONTENT_LENGTH_MISMATCH', 'ERR_ASSERTION']);
+// undici's SocketError for a response it did not ask for (an interim `100
+// Continue` it never requested, bytes with no request in flight) or an
+// upgrade it did not request. Its code is the one of every socket error, so
+// only its message tells these apart from a reset.
+const UNEXPECTED_RESPONSE_MESSAGES = new Set(['bad response', 'bad upgrade']);
 
 function failure(code: FailureCode, proxyStatus?: ProxyStatusError): Classification {
   return { code, proxyStatus: proxyStatus ?? FAILURES[code].proxyStatus ?? 'proxy_internal_error' };
@@ -94,6 +106,8 @@ function isSystemError(error: unknown): boolean {
 /** Classifies a failed attempt. Client aborts are not failures and never reach here. */
 export function classifyError(error: unknown, phase: Phase): Classification {
   if (errorCode(error) === HOOK_ERROR_CODE) return failure('PROXY_INTERNAL_ERROR');
+  // The client's fault, whatever the phase: it stopped sending its body.
+  if (isProxyTimeout(error) && error.timer === 'upload') return failure('REQUEST_TIMEOUT');
   if (isLimitExceeded(error)) {
     if (error.body === 'request') return failure('REQUEST_TOO_LARGE');
     return phase === 'body' ? failure('UPSTREAM_RESPONSE_INCOMPLETE', 'http_response_body_size') : failure('UPSTREAM_BAD_RESPONSE', 'http_response_body_size');
@@ -124,6 +138,8 @@ export function classifyError(error: unknown, phase: Phase): Classification {
   if (HEADER_SIZE_CODES.has(code)) return failure('UPSTREAM_BAD_RESPONSE', 'http_response_header_section_size');
   if (isParserError(error, code)) return failure('UPSTREAM_BAD_RESPONSE');
   if (phase === 'response' && UNSENDABLE_RESPONSE_CODES.has(code)) return failure('UPSTREAM_BAD_RESPONSE');
+  if (phase === 'response' && MALFORMED_RESPONSE_CODES.has(code)) return failure('UPSTREAM_BAD_RESPONSE');
+  if (code === 'UND_ERR_SOCKET' && error instanceof Error && UNEXPECTED_RESPONSE_MESSAGES.has(error.message)) return failure('UPSTREAM_BAD_RESPONSE');
   if (RESET_CODES.has(code)) return failure('UPSTREAM_RESET');
   // An unknown system error on the socket is still a broken connection.
   if (isSystemError(error)) return failure('UPSTREAM_RESET');

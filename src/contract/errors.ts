@@ -2,8 +2,8 @@
 // classifier never needs to look at a message, and guards check the code
 // rather than `instanceof` (two copies of the package may be loaded at once).
 
-/** Which of the proxy's own timers ended an attempt. */
-export type TimerKind = 'connect' | 'response' | 'idle' | 'total';
+/** Which of the proxy's own timers ended an attempt (`upload`: the client stopped sending its body). */
+export type TimerKind = 'connect' | 'response' | 'idle' | 'total' | 'upload';
 
 export const TIMEOUT_CODE = 'ERR_RESILIENT_PROXY_TIMEOUT';
 export const CLIENT_ABORTED_CODE = 'ERR_RESILIENT_PROXY_CLIENT_ABORTED';

@@ -19,6 +19,7 @@ export const FAILURE_CODES = [
   'PROXY_INTERNAL_ERROR',
   'REQUEST_INVALID',
   'REQUEST_TOO_LARGE',
+  'REQUEST_TIMEOUT',
 ] as const;
 
 export type FailureCode = (typeof FAILURE_CODES)[number];
@@ -134,6 +135,11 @@ export const FAILURES: Readonly<Record<FailureCode, FailureDescription>> = {
     detail: 'The request body is larger than this proxy accepts.',
     proxyStatus: 'http_request_error',
     rfc9209Status: 413,
+  },
+  REQUEST_TIMEOUT: {
+    detail: 'The request body did not arrive in time.',
+    proxyStatus: 'http_request_error',
+    rfc9209Status: 408,
   },
 };
 

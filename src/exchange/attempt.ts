@@ -189,6 +189,8 @@ export class Attempt implements Dispatcher.DispatchHandler {
     if (isStream(body) && !body.readableEnded) {
       this.#arm('idle');
       body.once('end', this.#onRequestSent);
+      // What was read before the upstream was called counts toward the limit too.
+      this.#bytes = body.received;
       body.onProgress = this.#onUploadProgress;
     } else {
       this.#onRequestSent();
@@ -234,6 +236,13 @@ export class Attempt implements Dispatcher.DispatchHandler {
     }
     this.#pending = { statusCode, statusMessage, headers: outgoing, origin };
     this.#bytes = 0;
+    // A 304 has no body, whatever its Content-Length says (RFC 9110 §8.6
+    // allows one; undici would count the missing bytes as a mismatch): the
+    // response is complete at its head.
+    if (statusCode === 304) {
+      this.onResponseEnd();
+      return;
+    }
     if (this.#buffer !== null) {
       this.#arm('idle');
       const { response } = spec.timeout;

@@ -1,12 +1,15 @@
-// Decides what to send upstream as the request body: nothing, the client's
-// stream as it arrives, or — when a body parser (express.json() and friends)
-// already read the stream — the bytes rebuilt from what it parsed. A consumed
-// body that cannot be rebuilt is a configuration error, never a hang.
+// Decides what to send upstream as the request body: nothing, the bytes read
+// first into memory (up to a bound, as nginx buffers request bodies, so a
+// slow upload holds no upstream connection or capacity slot while it
+// arrives), the client's stream past that bound, or — when a body parser
+// (express.json() and friends) already read the stream — the bytes rebuilt
+// from what it parsed. A consumed body that cannot be rebuilt is a
+// configuration error, never a hang. A client that stops sending its body is
+// timed out (`timeout.upload`).
 
 import type { IncomingMessage } from 'node:http';
 import { Readable } from 'node:stream';
-import { buffer } from 'node:stream/consumers';
-import { BodyNotReplayableError, ClientAbortedError } from '../contract/errors.js';
+import { BodyNotReplayableError, ClientAbortedError, LimitExceededError, ProxyTimeoutError } from '../contract/errors.js';
 import { mediaType, rebuildBody, type ParsedBody } from './parsed-body.js';
 
 export interface RequestBody {
@@ -34,16 +37,22 @@ export function hasRequestBody(req: IncomingMessage): boolean {
  */
 export class ClientBody extends Readable {
   readonly #req: IncomingMessage;
+  /** `timeout.upload`: the longest wait for the client's next chunk (0 for none). */
+  readonly #idle: number;
+  #timer: NodeJS.Timeout | null = null;
   /**
    * Told of every chunk as it is read from the client, before anyone else
    * sees it (a 'data' listener added later could miss what the stream had
    * already buffered).
    */
   onProgress: ((chunk: Buffer) => void) | null = null;
+  /** Bytes read from the client so far, those read before the upstream was called included. */
+  received = 0;
 
-  constructor(req: IncomingMessage) {
+  constructor(req: IncomingMessage, idle = 0) {
     super();
     this.#req = req;
+    this.#idle = idle;
     // Paused first, so that adding the 'data' listener does not start the flow.
     req.pause();
     req.on('data', this.#onData);
@@ -54,9 +63,11 @@ export class ClientBody extends Readable {
 
   override _read(): void {
     this.#req.resume();
+    this.#waitForClient();
   }
 
   override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {
+    this.#stopWaiting();
     const req = this.#req;
     req.off('data', this.#onData);
     req.off('end', this.#onEnd);
@@ -69,14 +80,40 @@ export class ClientBody extends Readable {
   }
 
   readonly #onData = (chunk: Buffer): void => {
+    this.received += chunk.length;
     this.onProgress?.(chunk);
     if (this.destroyed) return;
-    if (!this.push(chunk)) this.#req.pause();
+    if (this.push(chunk)) {
+      this.#waitForClient();
+      return;
+    }
+    // Paused for our reader, not for the client: nothing to time out.
+    this.#req.pause();
+    this.#stopWaiting();
   };
 
   readonly #onEnd = (): void => {
+    this.#stopWaiting();
     this.push(null);
   };
+
+  /** (Re)starts the upload timer: the proxy reads, and the client owes its next chunk. */
+  #waitForClient(): void {
+    if (this.#idle === 0 || this.#req.readableEnded) return;
+    if (this.#timer !== null) {
+      this.#timer.refresh();
+      return;
+    }
+    this.#timer = setTimeout(() => {
+      this.#timer = null;
+      this.destroy(new ProxyTimeoutError('upload', this.#idle));
+    }, this.#idle);
+  }
+
+  #stopWaiting(): void {
+    if (this.#timer !== null) clearTimeout(this.#timer);
+    this.#timer = null;
+  }
 
   readonly #onAbort = (): void => {
     this.destroy(new ClientAbortedError());
@@ -87,14 +124,67 @@ export class ClientBody extends Readable {
   };
 }
 
+/** How the request body is read before the first attempt. */
+export interface BodyPolicy {
+  /** `retry.maxBodyBytes` when retries are on (bodies up to it can be re-sent), else `null`. */
+  readonly replayLimit: number | null;
+  /** `limits.requestBufferBytes`: what is read into memory before the upstream is called; 0 streams at once. */
+  readonly bufferBytes: number;
+  /** `limits.requestBodyBytes` (0 for none), checked while the body is read. */
+  readonly maxBytes: number;
+  /** `timeout.upload`, in ms (0 for none). */
+  readonly idle: number;
+}
+
+/** Reads `stream` until it ends or holds more than `limit` bytes. */
+function readUpTo(stream: ClientBody, limit: number, maxBytes: number): Promise<{ chunks: Buffer[]; ended: boolean }> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let total = 0;
+    const stop = (): void => {
+      stream.off('data', onData);
+      stream.off('end', onEnd);
+      stream.off('error', onError);
+    };
+    const onData = (chunk: Buffer): void => {
+      chunks.push(chunk);
+      total += chunk.length;
+      if (maxBytes > 0 && total > maxBytes) {
+        stop();
+        stream.destroy();
+        reject(new LimitExceededError('request', maxBytes));
+      } else if (total > limit) {
+        stop();
+        stream.pause();
+        resolve({ chunks, ended: false });
+      }
+    };
+    const onEnd = (): void => {
+      stop();
+      resolve({ chunks, ended: true });
+    };
+    const onError = (error: Error): void => {
+      stop();
+      reject(error);
+    };
+    stream.on('data', onData);
+    stream.once('end', onEnd);
+    stream.once('error', onError);
+  });
+}
+
 /**
- * The body to send. With `replayLimit` (retries on), a body whose
- * Content-Length is within it is read into memory first so that every
- * attempt sends the same bytes; larger and chunked bodies stream once.
+ * The body to send. The first `bufferBytes` are read into memory before the
+ * upstream is called (with retries on, a body whose Content-Length is within
+ * `replayLimit` is read whole, whatever `bufferBytes`): a body that ends
+ * within is sent as bytes, and can be re-sent when within `replayLimit`; a
+ * longer one streams on from where the buffer ends and is not retried.
  * Throws {@link BodyNotReplayableError} when a parser consumed a body it
- * cannot give back, and rejects when the client aborts while it is read.
+ * cannot give back; rejects when the client aborts while it is read
+ * (`ClientAbortedError`), stops sending for `idle` ms (`ProxyTimeoutError`
+ * `upload`) or passes `maxBytes` (`LimitExceededError`).
  */
-export async function requestBody(req: IncomingMessage, replayLimit: number | null, parsed?: ParsedBody): Promise<RequestBody> {
+export async function requestBody(req: IncomingMessage, policy: BodyPolicy, parsed?: ParsedBody): Promise<RequestBody> {
   if (!hasRequestBody(req)) return NO_BODY;
   if (req.readableEnded) {
     // Express's parsers leave what they read on the request itself.
@@ -103,14 +193,16 @@ export async function requestBody(req: IncomingMessage, replayLimit: number | nu
     if (bytes === null) throw new BodyNotReplayableError(mediaType(req));
     return { body: bytes, rebuilt: true, replayable: true };
   }
+  const { replayLimit } = policy;
   const length = Number(req.headers['content-length']);
-  if (replayLimit !== null && req.headers['transfer-encoding'] === undefined && length <= replayLimit) {
-    try {
-      return { body: await buffer(req), rebuilt: false, replayable: true };
-    } catch {
-      // The only way reading the client's own request fails: it went away.
-      throw new ClientAbortedError();
-    }
-  }
-  return { body: new ClientBody(req), rebuilt: false, replayable: false };
+  const whole = replayLimit !== null && req.headers['transfer-encoding'] === undefined && length <= replayLimit ? length : 0;
+  const stream = new ClientBody(req, policy.idle);
+  const limit = Math.max(policy.bufferBytes, whole);
+  if (limit === 0) return { body: stream, rebuilt: false, replayable: false };
+  const { chunks, ended } = await readUpTo(stream, limit, policy.maxBytes);
+  const bytes = Buffer.concat(chunks);
+  if (ended) return { body: bytes, rebuilt: false, replayable: replayLimit !== null && bytes.length <= replayLimit };
+  // What was read goes out first, then the rest as it arrives.
+  stream.unshift(bytes);
+  return { body: stream, rebuilt: false, replayable: false };
 }

@@ -14,6 +14,7 @@ import { ownAttemptHeader } from '../options.js';
 import { runWithRetries } from '../policy/retry.js';
 import { backoffDelay, isRetryable, parseRetryAfter, sentNothing } from '../policy/retry-policy.js';
 import type { AttemptFailure, Host } from '../upstream/group.js';
+import type { HeadSignal } from '../upstream/breaker.js';
 import type { UpstreamState } from '../upstream/registry.js';
 import { Attempt, type AttemptOutcome } from './attempt.js';
 import { requestBody } from './body.js';
@@ -93,7 +94,10 @@ const CLIENT_CLOSED_REQUEST = 499;
 const NO_FAILURE_STATUSES: ReadonlySet<number> = new Set();
 
 /** Failures that say nothing about the upstream's health: the breaker and outlier detection ignore them. */
-const NOT_THE_UPSTREAMS = new Set<FailureCode>(['PROXY_INTERNAL_ERROR', 'REQUEST_INVALID', 'REQUEST_TOO_LARGE']);
+const NOT_THE_UPSTREAMS = new Set<FailureCode>(['PROXY_INTERNAL_ERROR', 'REQUEST_INVALID', 'REQUEST_TOO_LARGE', 'REQUEST_TIMEOUT']);
+
+/** The client's own faults: answered with their own status, whatever `status` says. */
+const CLIENT_FAULTS = new Set<FailureCode>(['REQUEST_INVALID', 'REQUEST_TOO_LARGE', 'REQUEST_TIMEOUT']);
 
 /** Hooks observe; one that throws must not break the request it observes. */
 export function callHook<T>(hook: ((event: T) => void) | undefined, event: T): void {
@@ -138,7 +142,7 @@ export function internalFailure(error: unknown): Failure {
 /** The status a failure is answered with, by the `status` option; a `status` function that throws or answers nonsense is the proxy's own fault (500). */
 export function statusFor(config: ResolvedOptions, failure: Failure): { status: number; failure: Failure } {
   // The client's own faults are answered as such, whatever `status` says.
-  if (failure.code === 'REQUEST_INVALID' || failure.code === 'REQUEST_TOO_LARGE') return { status: FAILURES[failure.code].rfc9209Status, failure };
+  if (CLIENT_FAULTS.has(failure.code)) return { status: FAILURES[failure.code].rfc9209Status, failure };
   if (typeof config.status === 'number') return { status: config.status, failure };
   try {
     const status = config.status(failure.code, failure.proxyStatus);
@@ -298,6 +302,8 @@ export class Exchange {
       return;
     }
     const { status, failure } = statusFor(this.core.config, initial);
+    // A body the client has not finished sending will not be read: the connection cannot carry another request.
+    if (CLIENT_FAULTS.has(failure.code) && !req.complete) res.setHeader('connection', 'close');
     const sending = !res.destroyed && !res.writableEnded;
     if (sending) {
       sendProblem(req, res, {
@@ -527,7 +533,15 @@ export class Exchange {
       // comes first); otherwise Node already said it.
       if (expectsContinue(req, res)) res.writeContinue();
       const replayLimit = retry !== null && retry.retries > 0 ? retry.maxBodyBytes : null;
-      const { body, rebuilt, replayable } = await requestBody(req, replayLimit, context?.body);
+      const policy = { replayLimit, bufferBytes: config.limits.requestBufferBytes, maxBytes: maxBody, idle: config.timeout.upload };
+      const read = await requestBody(req, policy, context?.body).catch((error: unknown) => error as Error);
+      if (read instanceof Error) {
+        const fault = classifyError(read, 'request');
+        if (isClientAborted(read) || !CLIENT_FAULTS.has(fault.code)) throw read;
+        this.fail(fromClassification(fault, null, read));
+        return;
+      }
+      const { body, rebuilt, replayable } = read;
       if (this.cancelReason !== null) {
         this.#gone();
         return;
@@ -568,7 +582,10 @@ export class Exchange {
           failureStatuses: config.failureStatuses,
           limits: config.limits,
           res,
-          onHead: context?.onHead,
+          onHead: () => {
+            context?.onHead?.();
+            headed();
+          },
           rewrite: this.core.rewrite,
           transform: config.transformResponse,
           side: this,
@@ -602,11 +619,10 @@ export class Exchange {
         }
       };
 
-      // In a group, a bad host is outlier detection's to handle: the service's
-      // breaker counts requests after their retries on other hosts, so one
-      // refusing or failing replica cannot open the circuit for all of them.
-      // With one host, every attempt counts, as an attempt is all there is.
-      const perRequest = upstream.group.hosts.length > 1;
+      // The breaker counts requests after their retries (on other hosts in a
+      // group: a bad host is outlier detection's to handle), so a client
+      // whose requests fail weighs one failure per request, not three.
+      let headed: HeadSignal = () => undefined;
       const send = async (n: number): Promise<Outcome> => {
         if (this.cancelReason !== null) return { kind: 'failed', error: this.cancelReason, phase: 'connect' };
         if (upstream.capacity !== null && upstream.inFlight >= upstream.capacity) {
@@ -614,12 +630,11 @@ export class Exchange {
           this.refused('UPSTREAM_OVERLOADED');
           return { kind: 'refused', code: 'UPSTREAM_OVERLOADED', retryAfter: null };
         }
-        const { breaker } = upstream;
-        if (breaker === null || perRequest) return run(n);
-        const guarded = await breaker.run(() => run(n), countsAgainstUpstream);
-        if (guarded.ran) return guarded.outcome;
+        // A circuit that opened meanwhile stops the retries at once.
+        const refused = n > 1 && upstream.breaker?.state === 'open' ? upstream.breaker.retryAfterSeconds() : null;
+        if (refused === null) return run(n);
         this.refused('CIRCUIT_OPEN');
-        return { kind: 'refused', code: 'CIRCUIT_OPEN', retryAfter: String(guarded.retryAfterSeconds) };
+        return { kind: 'refused', code: 'CIRCUIT_OPEN', retryAfter: String(refused) };
       };
 
       const loop = (): Promise<Outcome> =>
@@ -633,8 +648,11 @@ export class Exchange {
               signal: () => this.sleepSignal(),
             });
       let outcome: Outcome;
-      if (perRequest && upstream.breaker !== null) {
-        const guarded = await upstream.breaker.run(loop, (o: Outcome) => o.kind !== 'refused' && countsAgainstUpstream(o));
+      if (upstream.breaker !== null) {
+        const guarded = await upstream.breaker.run((signal) => {
+          headed = signal;
+          return loop();
+        }, (o: Outcome) => o.kind !== 'refused' && countsAgainstUpstream(o));
         if (guarded.ran) outcome = guarded.outcome;
         else {
           this.refused('CIRCUIT_OPEN');

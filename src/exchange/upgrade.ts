@@ -5,7 +5,7 @@
 // bytes both ways with backpressure, ends on `idle` silence, and destroys both
 // sides when either leaves. Only `Upgrade: websocket` is forwarded.
 
-import type { IncomingHttpHeaders, IncomingMessage } from 'node:http';
+import type { IncomingHttpHeaders, IncomingMessage, OutgoingHttpHeaders } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { Dispatcher } from 'undici';
 import { classifyError, type Phase } from '../contract/classify.js';
@@ -17,8 +17,9 @@ import { ownAttemptHeader } from '../options.js';
 import { backoffDelay, isRetryable } from '../policy/retry-policy.js';
 import type { Host } from '../upstream/group.js';
 import { callHook, statusFor, type Failure, type ProxyCore } from './exchange.js';
-import { requestId, upstreamRequestHeaders } from './headers.js';
+import { clientResponseHeaders, requestId, upstreamRequestHeaders } from './headers.js';
 import { settleHook } from './hook-time.js';
+import type { ResponseSide } from './response-rewrite.js';
 import { hookedRequestHeaders, patchHeaders, plainHeaders } from './rewrite.js';
 import { upstreamPath } from './upstream-path.js';
 import {
@@ -60,7 +61,7 @@ export function asksForUpgrade(req: IncomingMessage): boolean {
   return req.headers.upgrade !== undefined && typeof connection === 'string' && /(?:^|,)\s*upgrade\s*(?:,|$)/i.test(connection);
 }
 
-function headLines(headers: IncomingHttpHeaders | Record<string, string | number | string[] | undefined>): string {
+function headLines(headers: IncomingHttpHeaders | OutgoingHttpHeaders): string {
   let lines = '';
   for (const [name, value] of Object.entries(headers)) {
     if (value === undefined) continue;
@@ -88,6 +89,7 @@ class Handshake implements Dispatcher.DispatchHandler {
     readonly headers: Record<string, string | string[]>,
     readonly client: Duplex,
     readonly core: ProxyCore,
+    readonly side: ResponseSide,
   ) {
     this.#promise = new Promise((resolve) => {
       this.#resolve = resolve;
@@ -109,6 +111,8 @@ class Handshake implements Dispatcher.DispatchHandler {
 
   abort(reason: Error): void {
     if (this.#settled) return;
+    // The answer's head already went out: the client connection is cut.
+    if (this.#relaying !== 0) this.client.destroy();
     this.#settle({ kind: 'failed', error: reason, phase: this.#phase });
     this.#reason = reason;
     this.#controller?.abort(reason);
@@ -140,15 +144,28 @@ class Handshake implements Dispatcher.DispatchHandler {
       this.#discarding = statusCode;
       return;
     }
-    this.#disarm();
+    // The same hygiene and rewriting as any response: hop-by-hop headers
+    // (`Upgrade` among them) dropped, redirects and cookies rewritten,
+    // `headers.response` applied. The body is relayed as it comes, to the close.
+    let relayed: OutgoingHttpHeaders;
+    try {
+      relayed = clientResponseHeaders(headers);
+      if (this.core.rewrite !== null) relayed = this.core.rewrite(statusCode, relayed, this.side);
+    } catch (error) {
+      this.#settle({ kind: 'failed', error, phase: 'response' });
+      controller.abort(error as Error);
+      return;
+    }
+    relayed.connection = 'close';
     this.#relaying = statusCode;
     this.#phase = 'body';
-    const relayed: Record<string, string | string[] | undefined> = { ...headers, connection: 'close', 'transfer-encoding': undefined, 'keep-alive': undefined };
+    this.#arm('idle');
     this.client.write(`HTTP/1.1 ${statusCode} ${statusMessage ?? ''}\r\n${headLines(relayed)}\r\n`);
   }
 
   onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
     if (this.#settled || this.#relaying === 0) return;
+    this.#arm('idle');
     if (!this.client.write(chunk)) {
       controller.pause();
       this.client.once('drain', () => controller.resume());
@@ -175,7 +192,7 @@ class Handshake implements Dispatcher.DispatchHandler {
     this.#settle({ kind: 'failed', error, phase: this.#phase });
   }
 
-  #arm(kind: 'connect' | 'response'): void {
+  #arm(kind: 'connect' | 'response' | 'idle'): void {
     this.#disarm();
     const ms = this.core.config.timeout[kind];
     if (ms > 0) this.#timer = setTimeout(() => this.abort(new ProxyTimeoutError(kind, ms)), ms);
@@ -214,6 +231,10 @@ function tunnel(client: Duplex, upstream: Duplex, idle: number, onEnd: () => voi
     onEnd();
   };
   for (const side of [client, upstream]) {
+    // A half-close (FIN) is passed on as end() to the other side, which may
+    // still answer, as a TCP proxy does: a side closes once both its
+    // directions are done.
+    (side as Duplex & { allowHalfOpen: boolean }).allowHalfOpen = true;
     side.on('error', end);
     side.once('close', end);
     // Messages are small and interactive: Nagle's algorithm would hold each
@@ -232,6 +253,8 @@ function tunnel(client: Duplex, upstream: Duplex, idle: number, onEnd: () => voi
 /** Upgrades under one proxy, and the tunnels it keeps open. */
 export class Upgrades {
   readonly #open = new Set<() => void>();
+  /** Handshakes under way, aborted by close() like the tunnels. */
+  readonly #handshakes = new Set<Handshake>();
 
   constructor(readonly core: ProxyCore) {}
 
@@ -239,9 +262,13 @@ export class Upgrades {
     return this.#open.size;
   }
 
-  /** Ends every tunnel of this proxy. */
+  /** Ends every tunnel and handshake of this proxy. */
   closeAll(): void {
     for (const end of [...this.#open]) end();
+    for (const handshake of [...this.#handshakes]) {
+      handshake.client.destroy();
+      handshake.abort(new ClientAbortedError());
+    }
   }
 
   #reply(req: IncomingMessage, socket: Duplex, id: string, initial: Failure, attempts: number, message: ExchangeMessage | null): void {
@@ -347,7 +374,7 @@ export class Upgrades {
       this.#reply(req, socket, id, { code: 'PROXY_INTERNAL_ERROR', proxyStatus: 'proxy_internal_error', phase: null, error, receivedStatus: null, retryAfter: null }, 0, message);
       return;
     }
-    await this.#attempts(req, socket, head, id, path, headers, message);
+    await this.#attempts(req, socket, head, id, path, headers, message, { req, mountPath });
   }
 
   async #headers(req: IncomingMessage, id: string): Promise<Record<string, string | string[]>> {
@@ -360,7 +387,16 @@ export class Upgrades {
     return hookedRequestHeaders(built, await settleHook('headers.request', config.timeout.hook, () => hook(plainHeaders(built), req)));
   }
 
-  async #attempts(req: IncomingMessage, socket: Duplex, head: Buffer, id: string, path: string, headers: Record<string, string | string[]>, message: ExchangeMessage | null): Promise<void> {
+  async #attempts(
+    req: IncomingMessage,
+    socket: Duplex,
+    head: Buffer,
+    id: string,
+    path: string,
+    headers: Record<string, string | string[]>,
+    message: ExchangeMessage | null,
+    side: ResponseSide,
+  ): Promise<void> {
     const { config, upstream } = this.core;
     const retries = config.retry?.retries ?? 0;
     let tried: Host[] | null = null;
@@ -378,11 +414,28 @@ export class Upgrades {
       if (message !== null) endExchange(message, 'client-gone', null, null, attempts);
     };
     socket.once('close', onGone);
+    // timeout.total bounds the handshake with its retries, as it bounds a request.
+    let expired: ProxyTimeoutError | null = null;
+    // A function, not the variable: it changes in a timer, between awaits.
+    const timedOut = (): ProxyTimeoutError | null => expired;
+    const total = config.timeout.total;
+    const deadline =
+      total > 0
+        ? setTimeout(() => {
+            expired = new ProxyTimeoutError('total', total);
+            current?.abort(expired);
+          }, total)
+        : null;
     try {
       for (let n = 1; n <= retries + 1; n += 1) {
         if (clientGone()) {
           left();
           return;
+        }
+        const reason = timedOut();
+        if (reason !== null) {
+          last = { kind: 'failed', error: reason, phase: 'connect' };
+          break;
         }
         if (upstream.capacity !== null && upstream.inFlight >= upstream.capacity) {
           upstream.overloaded += 1;
@@ -392,8 +445,9 @@ export class Upgrades {
         }
         const host = upstream.group.pick(tried);
         if (config.changeOrigin) headers.host = host.authority;
-        const handshake: Handshake = new Handshake(host, path, headers, socket, this.core);
+        const handshake: Handshake = new Handshake(host, path, headers, socket, this.core, side);
         current = handshake;
+        this.#handshakes.add(handshake);
         attempts += 1;
         upstream.inFlight += 1;
         host.active += 1;
@@ -429,6 +483,7 @@ export class Upgrades {
             return;
           }
         } finally {
+          this.#handshakes.delete(handshake);
           if (!held) {
             upstream.inFlight -= 1;
             host.active -= 1;
@@ -444,7 +499,7 @@ export class Upgrades {
         }
         const code = last.kind === 'status' ? 'UPSTREAM_STATUS' : classifyError(last.error, last.phase).code;
         const phase = last.kind === 'status' ? 'response' : last.phase;
-        if (n > retries || !isRetryable(code, phase, true, code === 'UPSTREAM_RESPONSE_TIMEOUT' && upstream.group.hasUntried([...(tried ?? []), host]))) break;
+        if (n > retries || timedOut() !== null || !isRetryable(code, phase, true, code === 'UPSTREAM_RESPONSE_TIMEOUT' && upstream.group.hasUntried([...(tried ?? []), host]))) break;
         if (config.retry?.budget && !upstream.budget.allowsRetry()) {
           if (budgetExhausted.hasSubscribers) budgetExhausted.publish({ upstream: config.upstream, requestId: id, method: 'GET', path, code, attempt: n, upgrade: true });
           break;
@@ -483,6 +538,7 @@ export class Upgrades {
         this.#reply(req, socket, id, { ...classified, phase: last.phase, error: last.error, receivedStatus: null, retryAfter: null }, attempts, message);
       } else left();
     } finally {
+      if (deadline !== null) clearTimeout(deadline);
       socket.off('close', onGone);
     }
   }

@@ -1,23 +1,44 @@
-// One circuit breaker per upstream, on opossum. It wraps each attempt, so
-// retries count toward its statistics; it counts upstream failures only
-// (never client aborts, 4xx or successes); and it tells the proxy how long
-// until the circuit half-opens, for Retry-After.
+// One circuit breaker per upstream, on opossum. It wraps each request (its
+// retries included), so one client's retried failures weigh as one failure
+// each; it counts upstream failures only (never client aborts, 4xx or
+// successes); it decides a half-open probe on the probe's response head or
+// on a short probe timeout, so a probe that never answers cannot hold the
+// circuit; and it tells the proxy how long until the circuit half-opens, for
+// Retry-After.
 
 import CircuitBreaker from 'opossum';
 import { breakerState } from '../observe/channels.js';
 
 /** Breaker settings. Durations in ms. */
 export interface BreakerOptions {
-  /** Failure percentage over the rolling window that opens the circuit. Default `50`. */
+  /**
+   * Failure percentage of the requests in the rolling window that opens the
+   * circuit (it must be exceeded). Default `50` (Hystrix's and resilience4j's).
+   */
   errorThresholdPercentage: number;
   /**
-   * Attempts the window must hold before the circuit may open at all. Default
-   * `20` (Hystrix's default): opossum's own `0` would open on the very first failure.
+   * Requests (each counted once, whatever its retries) the rolling window
+   * must hold before the circuit may open at all. Default `100`
+   * (resilience4j's `minimumNumberOfCalls`, Envoy's success-rate
+   * `request_volume`): below about 10 requests a second the circuit never
+   * opens, so a single client cannot open it on a quiet service with a few
+   * failing requests. opossum's own `0` would open on the very first failure.
    */
   volumeThreshold: number;
-  /** How long the circuit stays open before one probe is let through. Default `5000` (Hystrix's). */
+  /** How long, in ms, the circuit stays open before one probe is let through. Default `5000` (Hystrix's). */
   resetTimeout: number;
-  /** The rolling window the percentage is computed over. Default `10000`. */
+  /**
+   * How long, in ms, a half-open probe holds the circuit's one place. A probe
+   * is decided by its head (a head that reaches the client closes the
+   * circuit at once, however long the body) or by a counted failure (which
+   * re-opens it); with neither within this time, the next request becomes
+   * the probe and the first one's outcome no longer decides anything (the
+   * request itself keeps its own timers). A probe that never answers so holds
+   * the circuit for at most this long. Default `2000` (the health check's
+   * timeout).
+   */
+  probeTimeout: number;
+  /** The rolling window, in ms, the percentage is computed over. Default `10000`. */
   rollingCountTimeout: number;
   /**
    * The most attempts in flight to the upstream at once; past it the proxy
@@ -62,21 +83,42 @@ const REFUSED = Object.assign(new Error('Breaker is open'), { code: 'EOPENBREAKE
 /** The result of offering an attempt to the breaker. */
 export type Guarded<T> = { readonly ran: true; readonly outcome: T } | { readonly ran: false; readonly retryAfterSeconds: number };
 
-type Action = (attempt: () => Promise<unknown>, isFailure: (outcome: unknown) => boolean) => Promise<unknown>;
+/**
+ * What the breaker hands the guarded work: call it when the response head
+ * has reached the client, which decides a half-open probe as a success.
+ */
+export type HeadSignal = () => void;
+
+/** The work opossum runs: an ordinary call, or the half-open call that waits for a probe's verdict. */
+type Action = (start: () => Promise<unknown>, isFailure: (outcome: unknown) => boolean) => Promise<unknown>;
+
+/** The verdict opossum's half-open call waits for: `null` for a success. */
+type Verdict = (failure: CountedFailure<unknown> | null) => void;
 
 export class UpstreamBreaker {
   readonly upstream: string;
   readonly #breaker: CircuitBreaker<Parameters<Action>>;
   readonly #resetTimeout: number;
+  readonly #probeTimeout: number;
   readonly #listeners = new Set<(change: BreakerStateChange) => void>();
   #state: BreakerState = 'closed';
   #openedAt = 0;
+  /**
+   * While half-open: opossum's one call, waiting for a probe's verdict. A
+   * probe that brings no head within probeTimeout gives its place to the next
+   * request, so the verdict may come from a later probe.
+   */
+  #verdict: Verdict | null = null;
+  /** The probe in flight (its token), and the timer that releases its place. */
+  #probe: object | null = null;
+  #probeTimer: NodeJS.Timeout | null = null;
 
   constructor(upstream: string, options: Readonly<BreakerOptions>) {
     this.upstream = upstream;
     this.#resetTimeout = options.resetTimeout;
-    const action: Action = async (attempt, isFailure) => {
-      const outcome = await attempt();
+    this.#probeTimeout = options.probeTimeout;
+    const action: Action = async (start, isFailure) => {
+      const outcome = await start();
       if (isFailure(outcome)) throw new CountedFailure(outcome);
       return outcome;
     };
@@ -110,34 +152,40 @@ export class UpstreamBreaker {
   }
 
   /**
-   * Runs `attempt` unless the circuit is open (or half-open with its probe
-   * under way). `isFailure` says which outcomes count against the upstream.
-   */
-  /**
-   * When the circuit refuses calls now (open, or half-open with its probe
+   * When the circuit refuses calls now (open, or half-open with a probe
    * under way): the seconds until it half-opens, counted as a refusal.
    * `null` when a call may go through.
    */
   refusal(): number | null {
     const breaker = this.#breaker;
-    if (breaker.closed || breaker.pendingClose) return null;
+    if (breaker.closed || breaker.pendingClose || this.#probePlaceFree()) return null;
     // Exactly opossum's refusal test; its statistics count these events.
     breaker.emit('fire', []);
     breaker.emit('reject', REFUSED);
-    return this.#retryAfterSeconds();
+    return this.retryAfterSeconds();
   }
 
-  async run<T>(attempt: () => Promise<T>, isFailure: (outcome: T) => boolean): Promise<Guarded<T>> {
+  /**
+   * Runs `attempt` unless the circuit is open (or half-open with a probe
+   * under way). `isFailure` says which outcomes count against the upstream.
+   * The outcome is always the attempt's own; a probe's verdict may come
+   * earlier, from its head.
+   */
+  async run<T>(attempt: (headed: HeadSignal) => Promise<T>, isFailure: (outcome: T) => boolean): Promise<Guarded<T>> {
     const refused = this.refusal();
     if (refused !== null) return { ran: false, retryAfterSeconds: refused };
+    const breaker = this.#breaker;
+    if (breaker.halfOpen) return { ran: true, outcome: await this.#runProbe(attempt, isFailure) };
+    const started: { pending: Promise<T> | null } = { pending: null };
+    const start = (): Promise<T> => (started.pending = attempt(() => undefined));
     try {
-      const outcome = (await this.#breaker.fire(attempt, isFailure as (outcome: unknown) => boolean)) as T;
-      return { ran: true, outcome };
+      await breaker.fire(start, isFailure as (outcome: unknown) => boolean);
     } catch (error) {
-      if (error instanceof CountedFailure) return { ran: true, outcome: error.outcome as T };
-      if ((error as { code?: unknown }).code === 'EOPENBREAKER') return { ran: false, retryAfterSeconds: this.#retryAfterSeconds() };
-      throw error;
+      if ((error as { code?: unknown }).code === 'EOPENBREAKER') return { ran: false, retryAfterSeconds: this.retryAfterSeconds() };
+      if (!(error instanceof CountedFailure)) throw error;
     }
+    if (started.pending === null) return { ran: false, retryAfterSeconds: this.retryAfterSeconds() };
+    return { ran: true, outcome: await started.pending };
   }
 
   /** Observes state changes; returns a function that stops observing. */
@@ -148,14 +196,62 @@ export class UpstreamBreaker {
 
   /** Stops the breaker's timers. */
   shutdown(): void {
+    this.#releaseProbe();
     this.#breaker.shutdown();
     this.#listeners.clear();
   }
 
   /** Whole seconds until the circuit half-opens; at least 1. */
-  #retryAfterSeconds(): number {
+  retryAfterSeconds(): number {
     if (this.#state !== 'open') return 1;
     return Math.max(1, Math.ceil((this.#openedAt + this.#resetTimeout - Date.now()) / 1000));
+  }
+
+  /** Half-open, opossum's call waiting, and no probe holding the place. */
+  #probePlaceFree(): boolean {
+    return this.#breaker.halfOpen && this.#verdict !== null && this.#probe === null;
+  }
+
+  /**
+   * Runs a half-open probe. Its head reaching the client closes the circuit;
+   * a counted failure re-opens it; with neither within probeTimeout, its place
+   * goes to the next request and its own outcome no longer decides anything.
+   */
+  async #runProbe<T>(attempt: (headed: HeadSignal) => Promise<T>, isFailure: (outcome: T) => boolean): Promise<T> {
+    if (this.#verdict === null) {
+      const waiting = new Promise<unknown>((resolve, reject) => {
+        this.#verdict = (failure) => (failure === null ? resolve(undefined) : reject(failure));
+      });
+      // opossum's half-open call; it opens or closes the circuit on the verdict.
+      this.#breaker.fire(() => waiting, () => false).catch(() => undefined);
+    }
+    const token = {};
+    this.#probe = token;
+    this.#probeTimer = setTimeout(() => {
+      if (this.#probe === token) this.#releaseProbe();
+    }, this.#probeTimeout);
+    this.#probeTimer.unref();
+    const decide = (failure: CountedFailure<unknown> | null): void => {
+      if (this.#probe !== token) return;
+      const verdict = this.#verdict;
+      this.#releaseProbe();
+      this.#verdict = null;
+      verdict?.(failure);
+    };
+    try {
+      const outcome = await attempt(() => decide(null));
+      decide(isFailure(outcome) ? new CountedFailure(outcome) : null);
+      return outcome;
+    } finally {
+      // An attempt that threw (a proxy bug, not the upstream) decides nothing.
+      if (this.#probe === token) this.#releaseProbe();
+    }
+  }
+
+  #releaseProbe(): void {
+    if (this.#probeTimer !== null) clearTimeout(this.#probeTimer);
+    this.#probeTimer = null;
+    this.#probe = null;
   }
 
   #transition(to: BreakerState): void {

@@ -225,7 +225,8 @@ describe('Fastify 5 with logger, cors, helmet, compress and rate-limit', () => {
   it('chunked upload: Transfer-Encoding: chunked, no Content-Length, arrives byte for byte', async () => {
     const up = await startUpstream();
     const stack = await fastifyStack(up.url);
-    const size = 300 * KiB;
+    // Past limits.requestBufferBytes (1 MiB), so the body streams on as it came: chunked.
+    const size = 2 * MiB;
 
     const reply = await send(`${stack.url}/api/upload/chunked`, {
       method: 'POST',

@@ -546,7 +546,8 @@ export async function abortMidUpload(gatewayUrl: string, upstream: TestUpstream)
   });
   client.on('error', () => undefined);
   client.on('response', (res) => res.resume());
-  client.write(Buffer.alloc(256 * KiB, 'u'));
+  // Past limits.requestBufferBytes (1 MiB): the upstream is called while the rest is still coming.
+  client.write(Buffer.alloc(MiB + 256 * KiB, 'u'));
   const arrived = await upstream.arrived.next((a) => a.url === '/upload/aborted', 'the upstream receiving the head of the upload');
   client.destroy();
   return within(arrived.closed, 'the proxy cancelling the upstream request after the client left mid-upload');

@@ -188,7 +188,8 @@ describe('Koa 3 with koa-logger, @koa/cors, koa-compress and @koa/bodyparser', (
   it('chunked upload: Transfer-Encoding: chunked, no Content-Length, arrives byte for byte', async () => {
     const up = await startUpstream();
     const stack = await koaStack(up.url);
-    const size = 300 * KiB;
+    // Past limits.requestBufferBytes (1 MiB), so the body streams on as it came: chunked.
+    const size = 2 * MiB;
 
     const reply = await send(`${stack.url}/api/upload/chunked`, {
       method: 'POST',

@@ -90,11 +90,13 @@ describe('examples/prometheus.ts', () => {
     expect(series(text, 'resilient_proxy_hosts_ejected')).toStrictEqual([{ labels: upstream, value: 0 }]);
     expect(series(text, 'resilient_proxy_retry_budget_exhausted_total')).toStrictEqual([]);
     const server_ = { http_request_method: 'GET', server_address: '127.0.0.1', server_port: String(orders.port), url_scheme: 'http', ...upstream };
-    expect(series(text, 'http_client_request_duration_count')).toStrictEqual([
+    expect(series(text, 'http_client_request_duration_seconds_count')).toStrictEqual([
       { labels: { ...server_, error_type: 'UPSTREAM_CONNECT_REFUSED' }, value: 3 },
       { labels: { ...server_, http_response_status_code: '200' }, value: 2 },
     ]);
-    expect(text).toContain('# TYPE http_client_request_duration histogram');
+    expect(text).toContain('# TYPE http_client_request_duration_seconds histogram');
+    // Prometheus names carry their unit: no series without the `_seconds` suffix.
+    expect(series(text, 'http_client_request_duration_count')).toStrictEqual([]);
     expect(text).toContain('# TYPE resilient_proxy_retries_total counter');
     expect(text).toContain('# TYPE resilient_proxy_breaker_state gauge');
   });

@@ -3,9 +3,10 @@
 // timers (undici's fire up to a second late) and respects backpressure in
 // both directions. An attempt settles exactly once.
 
-import type { IncomingHttpHeaders, OutgoingHttpHeaders, ServerResponse } from 'node:http';
+import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http';
 import { Pool, type Dispatcher } from 'undici';
 import type { ClientBody } from './body.js';
+import { cutResponse, type ClientResponse } from './client-response.js';
 import type { Phase } from '../contract/classify.js';
 import { LimitExceededError, ProxyTimeoutError, RewriteHookError, type TimerKind } from '../contract/errors.js';
 import { clientResponseHeaders, withAppHeaders } from './headers.js';
@@ -35,9 +36,7 @@ export interface AttemptSpec {
   readonly timeout: Readonly<TimeoutOptions>;
   readonly failureStatuses: ReadonlySet<number>;
   readonly limits: Readonly<LimitOptions>;
-  readonly res: ServerResponse;
-  /** Told when the response head has gone to the client. */
-  readonly onHead?: (() => void) | undefined;
+  readonly res: ClientResponse;
   /** Rewrites the response head (redirects, cookies, `headers.response`), or `null`. */
   readonly rewrite: ResponseRewriter | null;
   readonly transform: Readonly<Required<TransformResponse>> | null;
@@ -306,7 +305,6 @@ export class Attempt implements Dispatcher.DispatchHandler {
       if (pending.statusMessage === undefined || pending.statusMessage === '') res.writeHead(pending.statusCode, headers);
       else res.writeHead(pending.statusCode, pending.statusMessage, headers);
       if (flush) res.flushHeaders();
-      this.#spec.onHead?.();
     } catch (error) {
       // A status or header value Node refuses to send (the upstream's fault);
       // drop what was set so the error response carries none of it.
@@ -348,7 +346,7 @@ export class Attempt implements Dispatcher.DispatchHandler {
     const written = res.write(chunk);
     this.#tee?.write(chunk);
     // compression (Express) buffers what it deflates until told to flush.
-    if (this.#stream) (res as ServerResponse & { flush?: () => void }).flush?.();
+    if (this.#stream) (res as ClientResponse & { flush?: () => void }).flush?.();
     if (!written) this.#pauseForClient(controller);
   }
 
@@ -492,7 +490,7 @@ export class Attempt implements Dispatcher.DispatchHandler {
     if (outcome.kind === 'failed' && this.#phase === 'body') {
       // Headers are out: only a cut connection tells the client the body is
       // incomplete. end() would make a truncated body look whole.
-      this.#spec.res.destroy();
+      cutResponse(this.#spec.res, outcome.error);
     }
     this.#resolve(outcome);
   }

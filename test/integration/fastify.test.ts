@@ -34,6 +34,7 @@ import {
   send,
   sha256,
   startUpstream,
+  upstreamCutsMidResponse,
   watchProcess,
   type IntactRecord,
   type Problem,
@@ -50,6 +51,15 @@ interface FastifyStack {
   readonly intact: Recorder<IntactRecord>;
   /** Snapshots taken in an onResponse hook. */
   readonly onResponse: Recorder<IntactRecord>;
+  /** What an app-wide onSend hook saw of each reply. */
+  readonly onSend: Recorder<OnSendRecord>;
+}
+
+interface OnSendRecord {
+  readonly url: string;
+  readonly statusCode: number;
+  readonly stream: boolean;
+  readonly upstreamHeader: unknown;
 }
 
 interface FastifyStackOptions {
@@ -63,6 +73,7 @@ async function fastifyStack(target: string, options: FastifyStackOptions = {}): 
   const logs = new LogLines();
   const intact = new Recorder<IntactRecord>();
   const onResponse = new Recorder<IntactRecord>();
+  const onSend = new Recorder<OnSendRecord>();
   const app = Fastify({
     logger: { level: 'info', stream: logs.stream },
     ...(options.requestIds === true ? { requestIdHeader: 'x-request-id', genReqId: () => `gen-${randomUUID()}` } : {}),
@@ -90,6 +101,11 @@ async function fastifyStack(target: string, options: FastifyStackOptions = {}): 
     });
     done();
   });
+  app.addHook('onSend', (request, reply, payload, done) => {
+    const stream = typeof payload === 'object' && payload !== null && typeof (payload as { pipe?: unknown }).pipe === 'function';
+    onSend.push({ url: request.raw.url ?? '', statusCode: reply.statusCode, stream, upstreamHeader: reply.getHeader('x-upstream') });
+    done(null, payload);
+  });
   app.addHook('onResponse', (request, reply, done) => {
     const url = request.raw.url ?? '';
     try {
@@ -109,12 +125,14 @@ async function fastifyStack(target: string, options: FastifyStackOptions = {}): 
   app.get('/local', () => ({ local: true }));
   await app.register(fastifyProxy, { prefix: '/api', target, registry: testRegistry(), retry: { minDelay: 1, maxDelay: 1 }, ...options.proxy });
   const url = await app.listen({ port: 0, host: '127.0.0.1' });
-  return { url, logs, intact, onResponse };
+  return { url, logs, intact, onResponse, onSend };
 }
 
 interface FastifyLogLine {
   readonly reqId?: string;
+  readonly level: number;
   readonly msg: string;
+  readonly err?: { readonly code?: string; readonly message?: string };
   readonly req?: { readonly method?: string; readonly url?: string; readonly remoteAddress?: string };
   readonly res?: { readonly statusCode?: number };
 }
@@ -249,10 +267,12 @@ describe('Fastify 5 with logger, cors, helmet, compress and rate-limit', () => {
 
     expect(reply.status).toBe(200);
     expect(reply.headers['content-type']).toBe('application/octet-stream');
-    // The proxy writes the raw response: @fastify/compress (an onSend hook) does not see it.
-    expect(reply.headers['content-encoding']).toBeUndefined();
-    expect(reply.headers['content-length']).toBe(String(size));
+    // The response goes through the reply: @fastify/compress (an onSend hook) compresses it.
+    expect(reply.headers['content-encoding']).toBe('gzip');
+    expect(reply.headers['content-length']).toBeUndefined();
+    expect(reply.wireBytes).toBeLessThan(size / 10);
     expect([reply.body.length, sha256(reply.body)]).toStrictEqual([size, patternSha256(size)]);
+    expect(await stack.onSend.next((o) => o.url === `/api/download?size=${size}`, 'the onSend hook for the download')).toMatchObject({ stream: true, upstreamHeader: 'download' });
     await expectAftermath(stack, 'GET', `/api/download?size=${size}`, 200);
   });
 
@@ -278,7 +298,30 @@ describe('Fastify 5 with logger, cors, helmet, compress and rate-limit', () => {
     expect(reply.headers['content-type']).toBe('application/problem+json');
     expect(reply.headers['proxy-status']).toBe('resilient-proxy; received-status=503');
     expect(json(reply)).toMatchObject({ status: 502, code: 'UPSTREAM_STATUS', attempts: 3 });
+    // The contract goes through the reply too.
+    expect(await stack.onSend.next((o) => o.url === '/api/fail', 'the onSend hook for the 502')).toMatchObject({ statusCode: 502, stream: false });
     await expectAftermath(stack, 'GET', '/api/fail', 502);
+  });
+
+  it('upstream cut mid-response: the client connection is cut, and Fastify logs it with the cut error, never as completed', async () => {
+    const up = await startUpstream();
+    const stack = await fastifyStack(up.url);
+
+    const result = await upstreamCutsMidResponse(stack.url, up);
+
+    expect([result.status, result.cut]).toStrictEqual([200, true]);
+    const reqId = await loggedReqId(stack, 'GET', '/api/stall');
+    const line = await stack.logs.next((l) => {
+      const entry = JSON.parse(l) as FastifyLogLine;
+      return entry.reqId === reqId && entry.level >= 40;
+    }, `Fastify's warning or error line for the cut response (lines so far: ${JSON.stringify(stack.logs.items)})`);
+    expect((JSON.parse(line) as FastifyLogLine).err?.code, line).toBe('ERR_RESILIENT_PROXY_RESPONSE_CUT');
+    await expectIntact(stack.intact, '/api/stall', 200);
+    await expectStillServing(stack.url);
+    // The follow-up request's completion is logged after the cut one's would have been.
+    await stack.logs.next((l) => (JSON.parse(l) as FastifyLogLine).msg === 'request completed' && (JSON.parse(l) as FastifyLogLine).reqId !== reqId, 'the follow-up request completed');
+    const completed = stack.logs.items.filter((l) => (JSON.parse(l) as FastifyLogLine).reqId === reqId && (JSON.parse(l) as FastifyLogLine).msg === 'request completed');
+    expect(completed).toStrictEqual([]);
   });
 
   it('client abort mid-response: the upstream request is cancelled and the app keeps serving', async () => {

@@ -9,7 +9,8 @@ import compress from '@fastify/compress';
 import cors from '@fastify/cors';
 import helmet from '@fastify/helmet';
 import rateLimit from '@fastify/rate-limit';
-import Fastify from 'fastify';
+import Fastify, { type FastifyPluginCallback } from 'fastify';
+import Fastify4 from 'fastify4';
 import type { ProxyOptions } from 'resilient-proxy';
 import { fastifyProxy } from 'resilient-proxy/fastify';
 import { describe, expect, it } from 'vitest';
@@ -69,20 +70,41 @@ interface FastifyStackOptions {
   readonly requestIds?: boolean;
 }
 
-async function fastifyStack(target: string, options: FastifyStackOptions = {}): Promise<FastifyStack> {
+/**
+ * The @fastify plugins installed are the Fastify 5 majors, whose metadata
+ * refuses Fastify 4; their hooks and decorators are the same on both, so on
+ * Fastify 4 they are registered without the version check.
+ */
+function withoutVersionCheck<T>(plugin: T): T {
+  const meta = Symbol.for('plugin-meta');
+  const original = plugin as unknown as FastifyPluginCallback & Record<symbol, unknown>;
+  const wrapped = ((instance, options, done) => original(instance, options, done)) as FastifyPluginCallback & Record<symbol, unknown>;
+  wrapped[Symbol.for('skip-override')] = true;
+  wrapped[meta] = { ...(original[meta] as object), fastify: undefined };
+  return wrapped as unknown as T;
+}
+
+const FASTIFY_VERSIONS = [
+  { name: 'Fastify 5', factory: Fastify, plugin: <T>(p: T): T => p },
+  { name: 'Fastify 4', factory: Fastify4 as unknown as typeof Fastify, plugin: withoutVersionCheck },
+] as const;
+
+type FastifyVersion = (typeof FASTIFY_VERSIONS)[number];
+
+async function fastifyStack(version: FastifyVersion, target: string, options: FastifyStackOptions = {}): Promise<FastifyStack> {
   const logs = new LogLines();
   const intact = new Recorder<IntactRecord>();
   const onResponse = new Recorder<IntactRecord>();
   const onSend = new Recorder<OnSendRecord>();
-  const app = Fastify({
+  const app = version.factory({
     logger: { level: 'info', stream: logs.stream },
     ...(options.requestIds === true ? { requestIdHeader: 'x-request-id', genReqId: () => `gen-${randomUUID()}` } : {}),
   });
   onCleanup(() => app.close());
-  await app.register(cors, { origin: [APP_ORIGIN], credentials: true, exposedHeaders: ['x-upstream'] });
-  await app.register(helmet);
-  await app.register(compress);
-  await app.register(rateLimit, { max: options.rateLimit ?? 1000, timeWindow: 60_000 });
+  await app.register(version.plugin(cors), { origin: [APP_ORIGIN], credentials: true, exposedHeaders: ['x-upstream'] });
+  await app.register(version.plugin(helmet));
+  await app.register(version.plugin(compress));
+  await app.register(version.plugin(rateLimit), { max: options.rateLimit ?? 1000, timeWindow: 60_000 });
   app.addHook('onRequest', (request, reply, done) => {
     const url = request.raw.url ?? '';
     reply.raw.once('close', () => {
@@ -170,10 +192,10 @@ async function expectAftermath(stack: FastifyStack, method: string, url: string,
 }
 
 
-describe('Fastify 5 with logger, cors, helmet, compress and rate-limit', () => {
+describe.each(FASTIFY_VERSIONS)('$name with logger, cors, helmet, compress and rate-limit', (version) => {
   it('buffered upload: a 200 KiB POST with Content-Length arrives byte for byte', async () => {
     const up = await startUpstream();
-    const stack = await fastifyStack(up.url);
+    const stack = await fastifyStack(version, up.url);
     const size = 200 * KiB;
 
     const reply = await send(`${stack.url}/api/upload/small`, {
@@ -190,7 +212,7 @@ describe('Fastify 5 with logger, cors, helmet, compress and rate-limit', () => {
 
   it('a JSON body is not parsed by Fastify under the prefix: it arrives byte for byte', async () => {
     const up = await startUpstream();
-    const stack = await fastifyStack(up.url);
+    const stack = await fastifyStack(version, up.url);
     const body = Buffer.from('{"n":12345678901234567890,"k":1,"k":2}');
 
     const reply = await send(`${stack.url}/api/upload/json`, { method: 'POST', headers: { 'content-type': 'application/json' }, body });
@@ -208,7 +230,7 @@ describe('Fastify 5 with logger, cors, helmet, compress and rate-limit', () => {
     { name: 'streamed (3 MiB of incompressible bytes)', plain: randomBytes(3 * MiB) },
   ])('a gzip-encoded upload (Content-Encoding: gzip), $name, reaches the upstream as sent although @fastify/compress decompresses request bodies', async ({ plain }) => {
     const up = await startUpstream();
-    const stack = await fastifyStack(up.url);
+    const stack = await fastifyStack(version, up.url);
     const body = gzipSync(plain);
 
     const reply = await send(`${stack.url}/api/upload/gzip`, {
@@ -226,7 +248,7 @@ describe('Fastify 5 with logger, cors, helmet, compress and rate-limit', () => {
 
   it('streamed upload over the replay limit (retry.maxBodyBytes 1 KiB, 256 KiB body) arrives byte for byte', async () => {
     const up = await startUpstream();
-    const stack = await fastifyStack(up.url, { proxy: { retry: { minDelay: 1, maxDelay: 1, maxBodyBytes: 1024 } } });
+    const stack = await fastifyStack(version, up.url, { proxy: { retry: { minDelay: 1, maxDelay: 1, maxBodyBytes: 1024 } } });
     const size = 256 * KiB;
 
     const reply = await send(`${stack.url}/api/upload/big`, {
@@ -242,7 +264,7 @@ describe('Fastify 5 with logger, cors, helmet, compress and rate-limit', () => {
 
   it('chunked upload: Transfer-Encoding: chunked, no Content-Length, arrives byte for byte', async () => {
     const up = await startUpstream();
-    const stack = await fastifyStack(up.url);
+    const stack = await fastifyStack(version, up.url);
     const size = 300 * KiB;
 
     const reply = await send(`${stack.url}/api/upload/chunked`, {
@@ -260,7 +282,7 @@ describe('Fastify 5 with logger, cors, helmet, compress and rate-limit', () => {
 
   it('download: 2 MiB arrive intact', async () => {
     const up = await startUpstream();
-    const stack = await fastifyStack(up.url);
+    const stack = await fastifyStack(version, up.url);
     const size = 2 * MiB;
 
     const reply = await send(`${stack.url}/api/download?size=${size}`, { headers: { 'accept-encoding': 'gzip' } });
@@ -278,7 +300,7 @@ describe('Fastify 5 with logger, cors, helmet, compress and rate-limit', () => {
 
   it('event stream: headers reach the client before the first event, and each event as it is sent', async () => {
     const up = await startUpstream();
-    const stack = await fastifyStack(up.url);
+    const stack = await fastifyStack(version, up.url);
 
     const result = await eventStream(stack.url, up, { 'accept-encoding': 'gzip' });
 
@@ -290,7 +312,7 @@ describe('Fastify 5 with logger, cors, helmet, compress and rate-limit', () => {
 
   it('failure: an upstream 503 reaches the client as the 502 problem+json contract, UPSTREAM_STATUS', async () => {
     const up = await startUpstream();
-    const stack = await fastifyStack(up.url);
+    const stack = await fastifyStack(version, up.url);
 
     const reply = await send(`${stack.url}/api/fail`);
 
@@ -305,7 +327,7 @@ describe('Fastify 5 with logger, cors, helmet, compress and rate-limit', () => {
 
   it('upstream cut mid-response: the client connection is cut, and Fastify logs it with the cut error, never as completed', async () => {
     const up = await startUpstream();
-    const stack = await fastifyStack(up.url);
+    const stack = await fastifyStack(version, up.url);
 
     const result = await upstreamCutsMidResponse(stack.url, up);
 
@@ -326,7 +348,7 @@ describe('Fastify 5 with logger, cors, helmet, compress and rate-limit', () => {
 
   it('client abort mid-response: the upstream request is cancelled and the app keeps serving', async () => {
     const up = await startUpstream();
-    const stack = await fastifyStack(up.url);
+    const stack = await fastifyStack(version, up.url);
 
     const head = await abortMidResponse(stack.url, up);
 
@@ -339,7 +361,7 @@ describe('Fastify 5 with logger, cors, helmet, compress and rate-limit', () => {
 
   it('client abort mid-upload: the upstream request is cancelled, nothing crashes, and the app keeps serving', async () => {
     const up = await startUpstream();
-    const stack = await fastifyStack(up.url);
+    const stack = await fastifyStack(version, up.url);
 
     const ended = await abortMidUpload(stack.url, up);
 
@@ -350,7 +372,7 @@ describe('Fastify 5 with logger, cors, helmet, compress and rate-limit', () => {
 
   it("Fastify's request id (requestIdHeader + genReqId) is the one the proxy sends upstream and puts in the 502", async () => {
     const up = await startUpstream();
-    const stack = await fastifyStack(up.url, { requestIds: true });
+    const stack = await fastifyStack(version, up.url, { requestIds: true });
 
     const ok = await send(`${stack.url}/api/ping?rid=generated`);
     const failed = await send(`${stack.url}/api/fail`);
@@ -366,7 +388,7 @@ describe('Fastify 5 with logger, cors, helmet, compress and rate-limit', () => {
 
   it('@fastify/helmet, @fastify/cors and @fastify/rate-limit headers are on proxied responses and on the 502', async () => {
     const up = await startUpstream();
-    const stack = await fastifyStack(up.url);
+    const stack = await fastifyStack(version, up.url);
 
     for (const path of ['/api/download?size=2048&type=text/plain', '/api/fail']) {
       const reply = await send(`${stack.url}${path}`, { headers: { origin: APP_ORIGIN } });
@@ -390,7 +412,7 @@ describe('Fastify 5 with logger, cors, helmet, compress and rate-limit', () => {
 
   it('@fastify/cors answers a preflight itself; the upstream never sees it', async () => {
     const up = await startUpstream();
-    const stack = await fastifyStack(up.url);
+    const stack = await fastifyStack(version, up.url);
 
     const reply = await send(`${stack.url}/api/upload/x`, {
       method: 'OPTIONS',
@@ -405,7 +427,7 @@ describe('Fastify 5 with logger, cors, helmet, compress and rate-limit', () => {
 
   it('@fastify/rate-limit answers 429 itself once the limit is spent; the upstream sees only the allowed requests', async () => {
     const up = await startUpstream();
-    const stack = await fastifyStack(up.url, { rateLimit: 2 });
+    const stack = await fastifyStack(version, up.url, { rateLimit: 2 });
 
     const statuses: number[] = [];
     for (let i = 0; i < 3; i += 1) statuses.push((await send(`${stack.url}/api/ping?n=${i}`)).status);

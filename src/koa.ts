@@ -39,7 +39,6 @@ export interface KoaProxyMiddleware {
   close(): Promise<void>;
 }
 
-
 const EMPTY = Buffer.alloc(0);
 
 /** The core's response, set on Koa's context; `sent` is told once Koa has it. */

@@ -102,7 +102,10 @@ export class FrameworkResponse implements ClientResponse {
   }
 
   get writableFinished(): boolean {
-    return this.#reply.raw.writableFinished;
+    // The framework may finish the response without the body (an onSend hook
+    // failed and it sent an error instead): then the proxy's response was not
+    // delivered, and the upstream is to be cancelled, not left paused.
+    return this.#reply.raw.writableFinished && this.#ended && (this.#body === null || this.#body.readableEnded);
   }
 
   get statusCode(): number {

@@ -37,6 +37,7 @@ import {
   startUpstream,
   upstreamCutsMidResponse,
   watchProcess,
+  within,
   type IntactRecord,
   type Problem,
 } from './harness.js';
@@ -344,6 +345,24 @@ describe.each(FASTIFY_VERSIONS)('$name with logger, cors, helmet, compress and r
     await stack.logs.next((l) => (JSON.parse(l) as FastifyLogLine).msg === 'request completed' && (JSON.parse(l) as FastifyLogLine).reqId !== reqId, 'the follow-up request completed');
     const completed = stack.logs.items.filter((l) => (JSON.parse(l) as FastifyLogLine).reqId === reqId && (JSON.parse(l) as FastifyLogLine).msg === 'request completed');
     expect(completed).toStrictEqual([]);
+  });
+
+  it('an onSend hook that fails on a proxied response: Fastify answers with its error, and the upstream request is cancelled', async () => {
+    const up = await startUpstream();
+    const app = version.factory({ logger: false });
+    onCleanup(() => app.close());
+    app.addHook('onSend', (_request, _reply, payload, done) => {
+      done(new Error('onSend refused'));
+    });
+    await app.register(fastifyProxy, { prefix: '/api', target: up.url, registry: testRegistry() });
+    const url = await app.listen({ port: 0, host: '127.0.0.1' });
+
+    const reply = await send(`${url}/api/stall`);
+
+    expect([reply.status, (json(reply) as { message?: string }).message]).toStrictEqual([500, 'onSend refused']);
+    const stall = await up.open.next((o) => o.url === '/stall', 'the upstream serving /stall');
+    await within(stall.closed, 'the proxy cancelling the upstream response Fastify did not send');
+    expect(stall.cancelled()).toBe(true);
   });
 
   it('client abort mid-response: the upstream request is cancelled and the app keeps serving', async () => {

@@ -43,7 +43,7 @@ describe('examples/prometheus.ts', () => {
     opened.push(async () => {
       if (ordersOpen) await orders.close();
     });
-    const gateway = createGateway(orders.url, { retry: { minDelay: 1, maxDelay: 1 }, breaker: { volumeThreshold: 4 } });
+    const gateway = createGateway(orders.url, { retry: { minDelay: 1, maxDelay: 1 }, breaker: { volumeThreshold: 3 } });
     opened.push(() => gateway.close());
     const server = createServer(gateway.app).listen(0, '127.0.0.1');
     await once(server, 'listening');
@@ -59,11 +59,12 @@ describe('examples/prometheus.ts', () => {
     };
 
     expect(await codeOf('/api/orders/1')).toBe(200);
-    expect(await codeOf('/api/orders/2')).toBe(200);
-    // The outage: the port is closed, connections are refused. Three attempts
-    // (two retries) push the breaker over 50 % of 5 calls: it opens.
+    // The outage: the port is closed, connections are refused. Each request
+    // makes three attempts (two retries) and counts once in the breaker: two
+    // failed of three requests open it.
     await orders.close();
     ordersOpen = false;
+    expect(await codeOf('/api/orders/2')).toBe('UPSTREAM_CONNECT_REFUSED');
     expect(await codeOf('/api/orders/3')).toBe('UPSTREAM_CONNECT_REFUSED');
     // Then the proxy refuses at once, without calling.
     expect(await codeOf('/api/orders/4')).toBe('CIRCUIT_OPEN');
@@ -77,15 +78,15 @@ describe('examples/prometheus.ts', () => {
 
     expect(series(text, 'resilient_proxy_exchanges_total')).toStrictEqual([
       { labels: { ...upstream, resilient_proxy_outcome: 'contract', resilient_proxy_failure_code: 'CIRCUIT_OPEN' }, value: 2 },
-      { labels: { ...upstream, resilient_proxy_outcome: 'contract', resilient_proxy_failure_code: 'UPSTREAM_CONNECT_REFUSED' }, value: 1 },
-      { labels: { ...upstream, resilient_proxy_outcome: 'delivered' }, value: 2 },
+      { labels: { ...upstream, resilient_proxy_outcome: 'contract', resilient_proxy_failure_code: 'UPSTREAM_CONNECT_REFUSED' }, value: 2 },
+      { labels: { ...upstream, resilient_proxy_outcome: 'delivered' }, value: 1 },
     ]);
     const host = { ...upstream, resilient_proxy_host: orders.url };
     expect(series(text, 'resilient_proxy_attempts_total')).toStrictEqual([
-      { labels: { ...host, resilient_proxy_attempt_outcome: 'delivered' }, value: 2 },
-      { labels: { ...host, resilient_proxy_attempt_outcome: 'failed', resilient_proxy_failure_code: 'UPSTREAM_CONNECT_REFUSED' }, value: 3 },
+      { labels: { ...host, resilient_proxy_attempt_outcome: 'delivered' }, value: 1 },
+      { labels: { ...host, resilient_proxy_attempt_outcome: 'failed', resilient_proxy_failure_code: 'UPSTREAM_CONNECT_REFUSED' }, value: 6 },
     ]);
-    expect(series(text, 'resilient_proxy_retries_total')).toStrictEqual([{ labels: { ...host, resilient_proxy_failure_code: 'UPSTREAM_CONNECT_REFUSED' }, value: 2 }]);
+    expect(series(text, 'resilient_proxy_retries_total')).toStrictEqual([{ labels: { ...host, resilient_proxy_failure_code: 'UPSTREAM_CONNECT_REFUSED' }, value: 4 }]);
     expect(series(text, 'resilient_proxy_hosts')).toStrictEqual([
       { labels: { ...upstream, resilient_proxy_host_state: 'ejected' }, value: 0 },
       { labels: { ...upstream, resilient_proxy_host_state: 'failing' }, value: 0 },
@@ -98,11 +99,13 @@ describe('examples/prometheus.ts', () => {
     expect(series(text, 'resilient_proxy_hosts_ejected')).toStrictEqual([{ labels: upstream, value: 0 }]);
     expect(series(text, 'resilient_proxy_retry_budget_exhausted_total')).toStrictEqual([]);
     const server_ = { http_request_method: 'GET', server_address: '127.0.0.1', server_port: String(orders.port), url_scheme: 'http', ...upstream };
-    expect(series(text, 'http_client_request_duration_count')).toStrictEqual([
-      { labels: { ...server_, error_type: 'UPSTREAM_CONNECT_REFUSED' }, value: 3 },
-      { labels: { ...server_, http_response_status_code: '200' }, value: 2 },
+    expect(series(text, 'http_client_request_duration_seconds_count')).toStrictEqual([
+      { labels: { ...server_, error_type: 'UPSTREAM_CONNECT_REFUSED' }, value: 6 },
+      { labels: { ...server_, http_response_status_code: '200' }, value: 1 },
     ]);
-    expect(text).toContain('# TYPE http_client_request_duration histogram');
+    expect(text).toContain('# TYPE http_client_request_duration_seconds histogram');
+    // Prometheus names carry their unit: no series without the `_seconds` suffix.
+    expect(series(text, 'http_client_request_duration_count')).toStrictEqual([]);
     expect(text).toContain('# TYPE resilient_proxy_retries_total counter');
     expect(text).toContain('# TYPE resilient_proxy_breaker_state gauge');
   });

@@ -11,7 +11,7 @@ import { registerInstrumentations } from '@opentelemetry/instrumentation';
 import { MeterProvider } from '@opentelemetry/sdk-metrics';
 import express, { type Express } from 'express';
 import { createProxy, type ProxyOptions } from 'resilient-proxy';
-import { ResilientProxyInstrumentation } from 'resilient-proxy/otel';
+import { METRICS, ResilientProxyInstrumentation } from 'resilient-proxy/otel';
 import { gatewayPort, listening, ready, startOrdersService } from './support.js';
 
 export interface Gateway {
@@ -23,7 +23,13 @@ export interface Gateway {
 export function createGateway(ordersUrl: string, options: Partial<ProxyOptions> = {}): Gateway {
   // The exporter is a metric reader: Prometheus's scrape is its collection.
   const exporter = new PrometheusExporter({ preventServerStart: true });
-  const meterProvider = new MeterProvider({ readers: [exporter] });
+  // This exporter does not append units to names, and Prometheus wants them
+  // there (`_seconds`): the view renames the duration histogram for this
+  // reader only, so OTLP exporters keep the semantic-convention name.
+  const meterProvider = new MeterProvider({
+    readers: [exporter],
+    views: [{ instrumentName: METRICS.clientDuration, name: `${METRICS.clientDuration}.seconds` }],
+  });
   // Traces too, if you pass a tracerProvider (or set a global one).
   const unregister = registerInstrumentations({ meterProvider, instrumentations: [new ResilientProxyInstrumentation()] });
 

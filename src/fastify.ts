@@ -1,12 +1,15 @@
 // Fastify adapter: a plugin registered under a prefix. It translates only:
-// it takes over the raw response (reply.hijack()), leaves request bodies
-// unparsed as raw streams inside its own encapsulation context (the app's
-// parsers elsewhere are untouched), and strips its prefix from the path.
+// the proxied response (and the error contract) goes through the reply, as
+// @fastify/reply-from does, so onSend hooks, @fastify/compress, reply.header()
+// values and the request log see it; request bodies stay unparsed raw streams
+// inside its own encapsulation context (the app's parsers elsewhere are
+// untouched); its prefix is stripped from the path.
 
 import type { FastifyPluginCallback, FastifyReply, FastifyRequest } from 'fastify';
 import type { ProxyOptions } from './options.js';
 import type { IncomingMessage, Server } from 'node:http';
 import type { Duplex } from 'node:stream';
+import { FrameworkResponse, type FrameworkReply } from './exchange/client-response.js';
 import { createProxyHandler, type ProxyHandler } from './proxy.js';
 
 /** The proxy's options; Fastify's own `prefix` (stripped from the path before forwarding) goes beside them. */
@@ -59,6 +62,33 @@ function withoutPrefix(url: string, prefix: string): string {
   return rest.startsWith('/') ? rest : `/${rest}`;
 }
 
+/** The core's response, handed to Fastify's reply. */
+function replyResponse(reply: FastifyReply): FrameworkResponse {
+  const bridge: FrameworkReply = {
+    raw: reply.raw,
+    getHeader: (name) => reply.getHeader(name),
+    setHeader: (name, value) => {
+      // reply.header() appends to a Set-Cookie already there; the core passes the joined list.
+      reply.removeHeader(name);
+      reply.header(name, value);
+    },
+    removeHeader: (name) => {
+      reply.removeHeader(name);
+      reply.raw.removeHeader(name);
+    },
+    status: (statusCode, statusMessage) => {
+      reply.code(statusCode);
+      // Node keeps a reason phrase set here when Fastify writes the head; '' means the standard one.
+      reply.raw.statusMessage = statusMessage ?? '';
+    },
+    send: (body) => {
+      if (body === null) void reply.send();
+      else void reply.send(body);
+    },
+  };
+  return new FrameworkResponse(bridge);
+}
+
 /**
  * `app.register(fastifyProxy, { prefix: '/api', target: 'http://orders:8080' })`:
  * `/api/x` is forwarded as `/x` (plus the target's own path prefix), with the
@@ -83,15 +113,9 @@ export const fastifyProxy: FastifyPluginCallback<FastifyProxyOptions> = (instanc
   instance.addContentTypeParser('*', (_request, _payload, parsed) => {
     parsed(null);
   });
+  // Not async: Fastify waits for reply.send(), which the proxy calls once it has a head.
   const forward = (request: FastifyRequest, reply: FastifyReply): void => {
-    // Headers set through reply.header() (by @fastify/cors, @fastify/rate-limit,
-    // hooks) live in Fastify's own map until Fastify sends the reply; once
-    // hijacked it never does, so they are put on the raw response here.
-    for (const [name, value] of Object.entries(reply.getHeaders())) {
-      if (value !== undefined && !reply.raw.hasHeader(name)) reply.raw.setHeader(name, value);
-    }
-    reply.hijack();
-    void handler.handle(request.raw, reply.raw, {
+    void handler.handle(request.raw, replyResponse(reply), {
       url: withoutPrefix(request.raw.url ?? '/', instance.prefix),
       requestId: request.id,
       mountPath: instance.prefix,

@@ -1,9 +1,12 @@
-// Koa adapter: a middleware that hands the raw request and response to the
-// proxy (ctx.respond = false), passing on a body a Koa body parser already
-// read. It translates only; every policy is in the core.
+// Koa adapter: a middleware that sets the proxied response (or the error
+// contract) on the context, status, headers and a body stream, so koa-compress,
+// koa-logger and the middleware around it see it and Koa sends it. It passes on
+// a body a Koa body parser already read. It translates only; every policy is in
+// the core.
 
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { IncomingMessage, OutgoingHttpHeader, ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
+import { FrameworkResponse } from './exchange/client-response.js';
 import type { ProxyOptions } from './options.js';
 import { createProxyHandler, type UpgradeOptions } from './proxy.js';
 
@@ -11,8 +14,14 @@ import { createProxyHandler, type UpgradeOptions } from './proxy.js';
 export interface KoaContextLike {
   readonly req: IncomingMessage;
   readonly res: ServerResponse;
-  // `| undefined` so Koa's own context fits under exactOptionalPropertyTypes.
-  respond?: boolean | undefined;
+  readonly method: string;
+  status: number;
+  message: string;
+  body: unknown;
+  /** koa-compress's per-response switch. */
+  compress?: unknown;
+  set(field: string, value: string | string[]): void;
+  remove(field: string): void;
   readonly request: { readonly body?: unknown; readonly rawBody?: unknown };
   /** Set by koa-mount: where the proxy is mounted, for redirects. */
   readonly mountPath?: string | undefined;
@@ -30,30 +39,47 @@ export interface KoaProxyMiddleware {
   close(): Promise<void>;
 }
 
+const EMPTY = Buffer.alloc(0);
+
+/** The core's response, set on Koa's context; `sent` is told once Koa has it. */
+function contextResponse(ctx: KoaContextLike, sent: () => void): FrameworkResponse {
+  return new FrameworkResponse({
+    raw: ctx.res,
+    getHeader: (name) => ctx.res.getHeader(name),
+    setHeader: (name, value: OutgoingHttpHeader) => ctx.set(name, typeof value === 'number' ? String(value) : value),
+    removeHeader: (name) => ctx.remove(name),
+    status: (statusCode, statusMessage) => {
+      ctx.status = statusCode;
+      if (statusMessage !== undefined) ctx.message = statusMessage;
+    },
+    send: (body, flush) => {
+      // koa-compress cannot flush per chunk: a response that must not wait is sent as it comes.
+      if (flush) ctx.compress = false;
+      // Left unset for HEAD, Koa keeps the Content-Length the upstream announced.
+      if (body !== null) ctx.body = body;
+      else if (ctx.method !== 'HEAD') ctx.body = EMPTY;
+      sent();
+    },
+  });
+}
 
 /**
  * `app.use(mount('/api', koaProxy({ target })))` or on a router. The proxy
  * answers every request it gets; it never calls `next`. The returned promise
- * settles once the response's status is sent (its head went out, or the
- * error contract was written, or the client left), so middleware that awaits
- * `next()` sees the status the client got, and koa-logger, which waits for
- * the response's end from there, logs its real end and duration. Works on
- * Koa 2 and 3.
+ * settles once the response is on the context (status, headers and a body
+ * stream, or the error contract), or the client left; Koa then sends it
+ * through the middleware that awaited `next()`: koa-compress compresses it,
+ * koa-logger logs its real status, end and duration (`-x-` for a cut one).
+ * Works on Koa 2 and 3.
  */
 export function koaProxy(options: ProxyOptions): KoaProxyMiddleware {
   const handler = createProxyHandler(options);
-  const middleware = (ctx: KoaContextLike): Promise<void> => {
-    ctx.respond = false;
-    const { body, rawBody } = ctx.request;
-    // Settles once the status the client gets is known and the response is
-    // on its way: its head went out, or the proxy is done with it. A logger
-    // that waits for the response's end from here (koa-logger) sees its real
-    // end, a completed one or a cut one.
-    return new Promise<void>((resolve) => {
+  const middleware = (ctx: KoaContextLike): Promise<void> =>
+    new Promise<void>((resolve) => {
+      const { body, rawBody } = ctx.request;
       const parsed = body === undefined ? undefined : { parsed: body, raw: rawBody };
-      void handler.handle(ctx.req, ctx.res, { body: parsed, onHead: resolve, mountPath: ctx.mountPath ?? '' }).then(resolve);
+      void handler.handle(ctx.req, contextResponse(ctx, resolve), { body: parsed, mountPath: ctx.mountPath ?? '' }).then(resolve);
     });
-  };
   return Object.assign(middleware, {
     upstream: handler.upstream,
     setTargets: (target: ProxyOptions['target']) => handler.setTargets(target),

@@ -14,6 +14,7 @@ import type { IncomingMessage } from 'node:http';
 import { compilePathRewrite, type CookieRewrite, type HeaderMap, type HeaderPatch, type PathRewrite } from './exchange/rewrite.js';
 import type { TransformResponse } from './exchange/transform.js';
 import type { ResolvedStaleIfError, StaleIfErrorOptions } from './stale/layer.js';
+import { migrationHint, MIGRATION_GUIDE, TIMEOUT_NUMBER_HINT } from './migration.js';
 import { DEFAULT_STALE_MAX_BYTES, MemoryStaleStore } from './stale/store.js';
 import { defaultRegistry, UpstreamRegistry } from './upstream/registry.js';
 import type { RetryBudgetOptions } from './upstream/retry-budget.js';
@@ -466,7 +467,14 @@ function checkKeys(option: string, value: Record<string, unknown>, allowed: read
     if (!allowed.includes(key)) {
       // A key that is not a plain name is shown quoted, so the message stays readable.
       const shown = /^[\w$]+$/.test(key) ? key : JSON.stringify(key);
-      throw new TypeError(`Unknown option \`${option === '' ? shown : `${option}.${shown}`}\`. Known options: ${allowed.join(', ')}.`);
+      const path = option === '' ? shown : `${option}.${shown}`;
+      // Another proxy's option (`on: { proxyReq }`): the most specific hint.
+      const nested = value[key];
+      const inner = isPlainObject(nested) ? Object.keys(nested).map((sub) => `${path}.${sub}`).find((sub) => migrationHint(sub) !== null) : undefined;
+      const hinted = inner ?? path;
+      const hint = migrationHint(hinted);
+      if (hint !== null) throw new TypeError(`Unknown option \`${hinted}\` → here: ${hint}. See the migration guide (${MIGRATION_GUIDE}).`);
+      throw new TypeError(`Unknown option \`${path}\`. Known options: ${allowed.join(', ')}.`);
     }
   }
 }
@@ -642,6 +650,7 @@ function resolveStaleIfError(value: unknown): ResolvedStaleIfError | null {
 
 function resolveTimeouts(value: unknown): TimeoutOptions & { tunnelIdle: number } {
   if (value === undefined) return { ...DEFAULTS.timeout, tunnelIdle: DEFAULTS.timeout.idle };
+  if (typeof value === 'number') throw new TypeError(`Expected \`timeout\` to be an object like { connect, response, idle, total }, got ${value} → here: ${TIMEOUT_NUMBER_HINT}. See the migration guide (${MIGRATION_GUIDE}).`);
   if (!isPlainObject(value)) fail('timeout', 'an object like { connect, response, idle, total }', value);
   checkKeys('timeout', value, ['connect', 'response', 'idle', 'total', 'hook', 'upload', 'tunnelIdle']);
   const idle = duration('timeout.idle', value.idle, DEFAULTS.timeout.idle);

@@ -7,6 +7,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { createPool } from './exchange/attempt.js';
+import type { ClientResponse } from './exchange/client-response.js';
 import { callHook, Exchange, fromClassification, internalFailure, refusal, type ForwardContext, type ProxyCore } from './exchange/exchange.js';
 import { requestId } from './exchange/headers.js';
 import { responseRewriter } from './exchange/response-rewrite.js';
@@ -23,7 +24,7 @@ export type NextFunction = (error?: unknown) => void;
 /** The proxy as adapters see it. */
 export interface ProxyHandler {
   /** Settles when the proxy is done with the response: ended, answered with the contract, or cut. Never rejects. */
-  handle(req: IncomingMessage, res: ServerResponse, context?: ForwardContext): Promise<void>;
+  handle(req: IncomingMessage, res: ClientResponse, context?: ForwardContext): Promise<void>;
   readonly upstream: string;
   setTargets(target: ProxyOptions['target']): void;
   /** Handles a server's `'upgrade'` event (WebSocket). Never throws or rejects. */

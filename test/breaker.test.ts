@@ -360,7 +360,7 @@ describe('sharing and inspection', () => {
         overloaded: 0,
         tunnels: 0,
         stats: { fires: 1, successes: 1, failures: 0, rejects: 0 },
-        hosts: [{ ...quiet, latencyMs: expect.any(Number) }],
+        hosts: [{ ...quiet, latencyMs: expect.any(Number) as unknown }],
         panic: false,
         panics: 0,
       },

@@ -70,7 +70,7 @@ describe('option validation, for any options', () => {
           built.push(createProxy({ ...(options as ProxyOptions), registry }));
         } catch (error) {
           expect(error).toBeInstanceOf(TypeError);
-          expect((error as Error).message).toMatch(/^(?:Expected `[\w.]+` to be |Unknown option `.+`\. Known options: )/);
+          expect((error as Error).message).toMatch(/^(?:Expected `[\w.]+` to be |Unknown option `.+`\. Known options: |Unknown option `.+` → here: )/);
         }
       }),
       { numRuns: 1000, seed: SEED },

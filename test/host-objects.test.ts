@@ -178,7 +178,7 @@ describe('Koa', () => {
   it.each([
     { name: 'success', behaviour: faults.respond(200, 'fine'), status: 200 },
     { name: 'a failure status', behaviour: faults.status(503), status: 502 },
-  ])('$name: middleware awaiting next() sees the status the client got, once it was sent', async ({ behaviour, status }) => {
+  ])('$name: middleware awaiting next() sees the status the client gets, on ctx before Koa sends it (as for any Koa response)', async ({ behaviour, status }) => {
     const { url: target } = await upstream({ fallback: behaviour });
     const app = new Koa();
     const seen: { status: number; headersSent: boolean }[] = [];
@@ -196,7 +196,7 @@ describe('Koa', () => {
 
     expect((await upload(`${url}/api/x`, 10, 'buffered'))).toBe(status);
     await logged;
-    expect(seen).toStrictEqual([{ status, headersSent: true }]);
+    expect(seen).toStrictEqual([{ status, headersSent: false }]);
   });
 });
 

@@ -3,7 +3,7 @@
 // streaming, breaks mid-body, client abort and bodies already parsed.
 
 import { createHash } from 'node:crypto';
-import { request as httpRequest } from 'node:http';
+import { request as httpRequest, type IncomingMessage } from 'node:http';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import request from 'supertest';
@@ -140,6 +140,34 @@ describe.each(frameworks)('$name', ({ mount, mountPath }) => {
 
     expect(up.requests[0]?.bodySha256).toBe(sha256(body));
     expect(sha256(received)).toBe(sha256(body));
+  });
+
+  it.each(['text/event-stream', 'application/json'])('%s: a head whose body comes later reaches the client first (the hold ends, the framework sends it), then the body, reason phrase kept', async (type) => {
+    const release: ((body: string) => void)[] = [];
+    const up = await upstream({
+      fallback: ({ res }) => {
+        res.writeHead(200, 'Streaming', { 'content-type': type, 'cache-control': 'no-cache' });
+        res.flushHeaders();
+        release.push((body) => res.end(body));
+      },
+    });
+    const base = await mount({ target: up.url, timeout: { idle: 10_000 } });
+
+    const response = new Promise<IncomingMessage>((resolve, reject) => {
+      const client = httpRequest(`${base}/api/events`, { agent: false }, resolve);
+      client.once('error', reject);
+      client.end();
+    });
+    // The upstream sends its body only once the client has the head: a head held for its body would never arrive.
+    const res = await response;
+    expect([res.statusCode, res.statusMessage, res.headers['content-type']]).toStrictEqual([200, 'Streaming', type]);
+    release.shift()?.('data: first\n\n');
+    let text = '';
+    res.setEncoding('utf8');
+    for await (const chunk of res) text += chunk as string;
+
+    expect([text, res.complete]).toStrictEqual(['data: first\n\n', true]);
+    expect(up.requests).toHaveLength(1);
   });
 
   it('cuts the client connection when the upstream breaks mid-body', async () => {

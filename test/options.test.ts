@@ -145,3 +145,55 @@ describe('proxies that share a name', () => {
     registry.close();
   });
 });
+
+// A user migrating pastes their old options: each gets what replaces it here
+// and where the migration guide is, not only "unknown".
+const GUIDE = 'See the migration guide (README, "Migrating from http-proxy / http-proxy-middleware").';
+const migrating: [string, Record<string, unknown>, string][] = [
+  ['http-proxy-middleware `router`', { router: { 'a.example': 'http://a' } }, 'Unknown option `router` → here: a target list, `target: [url1, url2]`'],
+  ['http-proxy-middleware `ws`', { ws: true }, "Unknown option `ws` → here: `proxy.upgrade(req, socket, head)` on the server's 'upgrade' event"],
+  ['http-proxy-middleware `on.proxyReq`', { on: { proxyReq: () => undefined } }, 'Unknown option `on.proxyReq` → here: `headers.request`'],
+  ['http-proxy-middleware `on.error`', { on: { error: () => undefined } }, 'Unknown option `on.error` → here: nothing to write: the error contract is sent for you; log from `hooks.onFailure`'],
+  ['http-proxy-middleware `on.proxyRes`', { on: { proxyRes: () => undefined } }, 'Unknown option `on.proxyRes` → here: `headers.response` for headers, `transformResponse` for the body'],
+  ['http-proxy-middleware `pathFilter`', { pathFilter: '/api' }, 'Unknown option `pathFilter` → here: mount the proxy on a path'],
+  ['http-proxy-middleware `xfwd`', { xfwd: true }, 'Unknown option `xfwd` → here: nothing: X-Forwarded-For, -Proto and -Host are always set'],
+  ['http-proxy-middleware `proxyTimeout`', { proxyTimeout: 5000 }, 'Unknown option `proxyTimeout` → here: `timeout.response` (until the response head) and `timeout.idle`'],
+  ['http-proxy-middleware `logger`', { logger: console }, 'Unknown option `logger` → here: nothing: the proxy logs nothing itself'],
+  ['http-proxy-middleware `followRedirects`', { followRedirects: true }, 'Unknown option `followRedirects` → here: nothing yet: a 3xx goes to the client as sent'],
+  ['http-proxy-middleware 2 `onProxyReq`', { onProxyReq: () => undefined }, 'Unknown option `onProxyReq` → here: `headers.request`'],
+  ['http-proxy-middleware 2 `onError`', { onError: () => undefined }, 'Unknown option `onError` → here: nothing to write: the error contract is sent for you'],
+  ['http-proxy-middleware `headers` as a flat map', { headers: { 'x-api-key': 'k' } }, 'Unknown option `headers."x-api-key"` → here: `headers` holds `request` and `response` here: request headers go under `headers.request`'],
+  ['http-proxy `secure: false`', { secure: false }, 'Unknown option `secure` → here: an undici dispatcher: `dispatcher: new Agent({ connect: { … } })`'],
+  ['express-http-proxy `proxyReqPathResolver`', { proxyReqPathResolver: () => '/' }, 'Unknown option `proxyReqPathResolver` → here: `pathRewrite: (path, req) => path`'],
+  ['express-http-proxy `userResDecorator`', { userResDecorator: () => '' }, 'Unknown option `userResDecorator` → here: `transformResponse: { match, transform, maxBytes }`'],
+  ['express-http-proxy `proxyErrorHandler`', { proxyErrorHandler: () => undefined }, 'Unknown option `proxyErrorHandler` → here: nothing to write: the error contract is sent for you'],
+  ['@fastify/http-proxy `upstream`', { upstream: 'http://a' }, 'Unknown option `upstream` → here: `target`'],
+  ['@fastify/http-proxy `prefix` (outside Fastify)', { prefix: '/api' }, 'Unknown option `prefix` → here: mount the proxy on a path'],
+  ['@fastify/http-proxy `rewritePrefix`', { rewritePrefix: '/v2' }, 'Unknown option `rewritePrefix` → here: the path of `target`'],
+  ['@fastify/http-proxy `replyOptions`', { replyOptions: {} }, 'Unknown option `replyOptions` → here: `headers.response` for headers, `transformResponse` for the body'],
+];
+
+describe('options of other proxies name their replacement', () => {
+  it.each(migrating)('%s', (_name, options, start) => {
+    let thrown: unknown;
+    try {
+      createProxy({ target, ...options });
+    } catch (error) {
+      thrown = error;
+    }
+    expect(thrown).toBeInstanceOf(TypeError);
+    const message = (thrown as TypeError).message;
+    expect(message.startsWith(start), message).toBe(true);
+    expect(message.endsWith(GUIDE), message).toBe(true);
+  });
+
+  it('`timeout` as one number (http-proxy, express-http-proxy) names the per-phase object', () => {
+    expect(() => createProxy({ target, timeout: 5000 } as unknown as ProxyOptions)).toThrow(
+      new TypeError(`Expected \`timeout\` to be an object like { connect, response, idle, total }, got 5000 → here: per-phase timeouts: \`timeout: { connect, response, idle, total }\` in milliseconds; a whole-exchange bound is \`timeout.total\`, a socket timeout is your server's own (\`server.requestTimeout\`). ${GUIDE}`),
+    );
+  });
+
+  it('a misspelling that is no other proxy\'s option still lists the known options', () => {
+    expect(() => createProxy({ target, retires: 3 } as unknown as ProxyOptions)).toThrow(/^Unknown option `retires`\. Known options: target, name, /);
+  });
+});

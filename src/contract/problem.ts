@@ -3,8 +3,9 @@
 // (RFC 9209), Cache-Control: no-store and the request id. Nothing here comes
 // from the upstream's error: only fixed sentences and the client's own id.
 
-import { STATUS_CODES, type IncomingMessage, type ServerResponse } from 'node:http';
+import { STATUS_CODES, type IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
+import type { ClientResponse } from '../exchange/client-response.js';
 import { FAILURES, type FailureCode, type ProxyStatusError } from './failures.js';
 
 /** The JSON body of every error response. */
@@ -152,7 +153,7 @@ function problemResponse(req: IncomingMessage, input: ProblemInput, vary: string
 }
 
 /** Sends the error response. The caller has checked that no header was sent yet. */
-export function sendProblem(req: IncomingMessage, res: ServerResponse, input: ProblemInput): void {
+export function sendProblem(req: IncomingMessage, res: ClientResponse, input: ProblemInput): void {
   const { headers, body } = problemResponse(req, input, res.getHeader('vary'));
   for (const name of STALE_HEADERS) res.removeHeader(name);
   res.writeHead(input.status, headers);

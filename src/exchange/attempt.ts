@@ -3,9 +3,10 @@
 // timers (undici's fire up to a second late) and respects backpressure in
 // both directions. An attempt settles exactly once.
 
-import type { IncomingHttpHeaders, OutgoingHttpHeaders, ServerResponse } from 'node:http';
+import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http';
 import { Pool, type Dispatcher } from 'undici';
 import type { ClientBody } from './body.js';
+import { cutResponse, type ClientResponse } from './client-response.js';
 import type { Phase } from '../contract/classify.js';
 import { isProxyTimeout, LimitExceededError, ProxyTimeoutError, RewriteHookError, type TimerKind } from '../contract/errors.js';
 import { clientResponseHeaders, withAppHeaders } from './headers.js';
@@ -35,15 +36,15 @@ export interface AttemptSpec {
   readonly timeout: Readonly<TimeoutOptions>;
   readonly failureStatuses: ReadonlySet<number>;
   readonly limits: Readonly<LimitOptions>;
-  readonly res: ServerResponse;
-  /** Told when the response head has gone to the client. */
-  readonly onHead?: (() => void) | undefined;
+  readonly res: ClientResponse;
   /** Rewrites the response head (redirects, cookies, `headers.response`), or `null`. */
   readonly rewrite: ResponseRewriter | null;
   readonly transform: Readonly<Required<TransformResponse>> | null;
   readonly side: ResponseSide;
   /** Asked when the head goes to the client whether to copy the response (stale on error), or absent. */
   readonly keep?: KeepResponse | null | undefined;
+  /** Told when the response head has gone to the client (a half-open breaker's probe is decided by it). */
+  readonly onHead?: (() => void) | undefined;
 }
 
 /** Takes a copy of a response's body as it streams to the client. */
@@ -377,7 +378,7 @@ export class Attempt implements Dispatcher.DispatchHandler {
     const written = res.write(chunk);
     this.#tee?.write(chunk);
     // compression (Express) buffers what it deflates until told to flush.
-    if (this.#stream) (res as ServerResponse & { flush?: () => void }).flush?.();
+    if (this.#stream) (res as ClientResponse & { flush?: () => void }).flush?.();
     if (!written) this.#pauseForClient(controller);
   }
 
@@ -527,7 +528,7 @@ export class Attempt implements Dispatcher.DispatchHandler {
     if (outcome.kind === 'failed' && this.#phase === 'body') {
       // Headers are out: only a cut connection tells the client the body is
       // incomplete. end() would make a truncated body look whole.
-      this.#spec.res.destroy();
+      cutResponse(this.#spec.res, outcome.error);
     }
     this.#resolve(outcome);
   }

@@ -4,7 +4,7 @@
 // upstream's complete response, the error contract, or (headers already sent)
 // a destroyed client connection. Per-request state lives here and nowhere else.
 
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { IncomingMessage } from 'node:http';
 import { classifyError, type Classification, type Phase } from '../contract/classify.js';
 import { ClientAbortedError, isClientAborted, isProxyTimeout, LimitExceededError, ProxyTimeoutError, RewriteHookError } from '../contract/errors.js';
 import { FAILURES, type FailureCode, type ProxyStatusError } from '../contract/failures.js';
@@ -18,6 +18,7 @@ import type { HeadSignal } from '../upstream/breaker.js';
 import type { UpstreamState } from '../upstream/registry.js';
 import { Attempt, type AttemptOutcome } from './attempt.js';
 import { requestBody } from './body.js';
+import { cutResponse, type ClientResponse } from './client-response.js';
 import { upstreamRequestHeaders } from './headers.js';
 import type { ResponseRewriter } from './response-rewrite.js';
 import { HOOK_CANCELLED, settleHook } from './hook-time.js';
@@ -51,8 +52,6 @@ export interface ForwardContext {
   readonly body?: ParsedBody | undefined;
   /** The id the framework gave the request (Fastify's `request.id`), used when the client sent none. */
   readonly requestId?: string | undefined;
-  /** Told when the response head has gone to the client. */
-  readonly onHead?: (() => void) | undefined;
   /** Where the framework mounted the proxy (Fastify's prefix, koa-mount's path), for redirects. */
   readonly mountPath?: string | undefined;
 }
@@ -180,9 +179,9 @@ function endAttemptOf(message: AttemptMessage, outcome: AttemptOutcome | null, s
 }
 
 /** A client waiting for `100 Continue` that nobody has sent yet. */
-function expectsContinue(req: IncomingMessage, res: ServerResponse): boolean {
+function expectsContinue(req: IncomingMessage, res: ClientResponse): boolean {
   const expect = req.headers.expect;
-  return typeof expect === 'string' && expect.toLowerCase() === '100-continue' && (res as ServerResponse & { _sent100?: boolean })._sent100 !== true;
+  return typeof expect === 'string' && expect.toLowerCase() === '100-continue' && (res as ClientResponse & { _sent100?: boolean })._sent100 !== true;
 }
 
 export class Exchange {
@@ -205,7 +204,7 @@ export class Exchange {
   constructor(
     readonly core: ProxyCore,
     readonly req: IncomingMessage,
-    readonly res: ServerResponse,
+    readonly res: ClientResponse,
     readonly requestId: string,
     readonly path: string,
     /** Where the proxy is mounted, '' at the root: redirects to the upstream are rewritten under it. */
@@ -295,7 +294,7 @@ export class Exchange {
     const { req, res } = this;
     const { config } = this.core;
     if (initial.phase === 'body' || res.headersSent) {
-      if (!res.destroyed) res.destroy();
+      cutResponse(res, initial.error);
       const cut: Failure = initial.phase === 'body' ? initial : { ...initial, code: 'UPSTREAM_RESPONSE_INCOMPLETE' };
       this.#report(cut, null);
       if (this.#message !== null) this.#ended('cut', res.headersSent ? res.statusCode : null, cut.code);
@@ -582,10 +581,7 @@ export class Exchange {
           failureStatuses: config.failureStatuses,
           limits: config.limits,
           res,
-          onHead: () => {
-            context?.onHead?.();
-            headed();
-          },
+          onHead: () => headed(),
           rewrite: this.core.rewrite,
           transform: config.transformResponse,
           side: this,

@@ -158,7 +158,7 @@ export function requestId(req: IncomingMessage, header = 'x-request-id', appId: 
  * the response before the proxy ran (cors's `Vary: Origin`, a cookie set by
  * the app): `writeHead` would otherwise replace them.
  */
-export function withAppHeaders(res: ServerResponse, headers: OutgoingHttpHeaders): OutgoingHttpHeaders {
+export function withAppHeaders(res: Pick<ServerResponse, 'getHeader'>, headers: OutgoingHttpHeaders): OutgoingHttpHeaders {
   const vary = res.getHeader('vary');
   if (vary !== undefined && headers.vary !== undefined) headers.vary = joinVary(vary, headers.vary);
   const cookies = res.getHeader('set-cookie');

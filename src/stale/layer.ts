@@ -9,7 +9,8 @@
 // directives that forbid ever serving a stale response, and no cookies.
 
 import { createHash } from 'node:crypto';
-import type { IncomingHttpHeaders, IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
+import type { IncomingHttpHeaders, IncomingMessage, OutgoingHttpHeaders } from 'node:http';
+import type { ClientResponse } from '../exchange/client-response.js';
 import CachePolicy from 'http-cache-semantics';
 import type { FailureCode } from '../contract/failures.js';
 import type { AttemptOutcome, KeepResponse, ResponseTee } from '../exchange/attempt.js';
@@ -55,7 +56,7 @@ export type ResolvedStaleIfError = Readonly<StaleIfErrorOptions>;
 /** What the layer needs to know of an exchange. */
 export interface StaleSide {
   readonly req: IncomingMessage;
-  readonly res: ServerResponse;
+  readonly res: ClientResponse;
   readonly method: string;
   /** The path sent upstream, with its query. */
   readonly path: string;

@@ -42,6 +42,8 @@ export interface ExpressStack {
   readonly url: string;
   readonly morgan: Record<MorganFormat, LogLines>;
   readonly pino: LogLines;
+  /** morgan with the README's `:delivered` token (`whole` or `cut`): `:method :url :status :delivered`. */
+  readonly delivered: LogLines;
   readonly intact: Recorder<IntactRecord>;
 }
 
@@ -82,14 +84,20 @@ export interface StackOptions {
   readonly genReqId?: (req: IncomingMessage, res: ServerResponse) => string;
 }
 
+// The README's recipe: morgan sees the status and length the head announced,
+// never whether the body ended; `res.writableFinished` does.
+morgan.token('delivered', (_req, res) => (res.writableFinished ? 'whole' : 'cut'));
+
 export async function expressStack(factory: ExpressFactory, target: string, options: StackOptions = {}): Promise<ExpressStack> {
   const app = factory();
   const intact = new Recorder<IntactRecord>();
   const logs = Object.fromEntries(MORGAN_FORMATS.map((format) => [format, new LogLines()])) as Record<MorganFormat, LogLines>;
   const pinoLines = new LogLines();
+  const delivered = new LogLines();
 
   app.use(intactRecorder(intact));
   for (const format of MORGAN_FORMATS) app.use(morgan(format, { stream: logs[format].stream }));
+  app.use(morgan(':method :url :status :delivered', { stream: delivered.stream }));
   app.use(pinoHttp({ logger: pino({ level: 'info' }, pinoLines.stream), ...(options.genReqId === undefined ? {} : { genReqId: options.genReqId }) }));
   app.use(helmet());
   app.use(cors({ origin: [APP_ORIGIN], credentials: true, exposedHeaders: ['x-upstream'] }));
@@ -117,7 +125,7 @@ export async function expressStack(factory: ExpressFactory, target: string, opti
   app.use('/api', proxy({ target, retry: PROXY_RETRY, ...options.proxy }));
 
   const { url } = await listen(app);
-  return { url, morgan: logs, pino: pinoLines, intact };
+  return { url, morgan: logs, pino: pinoLines, delivered, intact };
 }
 
 export interface MorganEntry {

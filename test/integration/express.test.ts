@@ -24,10 +24,11 @@ import {
   send,
   sha256,
   startUpstream,
+  upstreamCutsMidResponse,
   watchProcess,
   type Problem,
 } from './harness.js';
-import { APP_ORIGIN, EXPRESS_VERSIONS, expectAftermath, expectMorgan, expectPino, expressStack } from './express-stack.js';
+import { APP_ORIGIN, EXPRESS_VERSIONS, expectAftermath, expectMorgan, expectPino, expressStack, type PinoHttpLine } from './express-stack.js';
 
 watchProcess();
 
@@ -209,6 +210,32 @@ describe.each(EXPRESS_VERSIONS)('$name with the full middleware stack', ({ facto
     expect(problem).toMatchObject({ status: 502, code: 'UPSTREAM_STATUS', attempts: 3 });
     expect(reply.headers['x-request-id']).toBe(problem.requestId);
     await expectAftermath(stack, 'GET', '/api/fail', 502, 'request errored');
+  });
+
+  it('upstream cut mid-response: the client connection is cut; pino-http logs "request errored" with the cut, morgan the head it saw and `:delivered` cut', async () => {
+    const up = await startUpstream();
+    const stack = await expressStack(factory, up.url);
+
+    const result = await upstreamCutsMidResponse(stack.url, up);
+
+    expect([result.status, result.cut]).toStrictEqual([200, true]);
+    const entry = (await expectPino(stack, 'GET', '/api/stall', 200, 'request errored')) as PinoHttpLine & { err?: { code?: string } };
+    expect(entry.err?.code).toBe('ERR_RESILIENT_PROXY_RESPONSE_CUT');
+    // morgan logs the status of the head the client got: it has no field for a cut body.
+    await expectMorgan(stack, 'GET', '/api/stall', 200);
+    expect(await stack.delivered.next((l) => l.startsWith('GET /api/stall '), "morgan's :delivered line")).toBe('GET /api/stall 200 cut');
+    await expectIntact(stack.intact, '/api/stall', 200);
+    await expectStillServing(stack.url);
+  });
+
+  it('a whole download is logged by morgan with `:delivered` whole', async () => {
+    const up = await startUpstream();
+    const stack = await expressStack(factory, up.url);
+
+    const reply = await send(`${stack.url}/api/ping`);
+
+    expect(reply.status).toBe(200);
+    expect(await stack.delivered.next((l) => l.startsWith('GET /api/ping '), "morgan's :delivered line")).toBe('GET /api/ping 200 whole');
   });
 
   it('client abort mid-response: the upstream request is cancelled and the app keeps serving', async () => {

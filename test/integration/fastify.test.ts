@@ -9,7 +9,8 @@ import compress from '@fastify/compress';
 import cors from '@fastify/cors';
 import helmet from '@fastify/helmet';
 import rateLimit from '@fastify/rate-limit';
-import Fastify from 'fastify';
+import Fastify, { type FastifyPluginCallback } from 'fastify';
+import Fastify4 from 'fastify4';
 import type { ProxyOptions } from 'resilient-proxy';
 import { fastifyProxy } from 'resilient-proxy/fastify';
 import { describe, expect, it } from 'vitest';
@@ -34,7 +35,9 @@ import {
   send,
   sha256,
   startUpstream,
+  upstreamCutsMidResponse,
   watchProcess,
+  within,
   type IntactRecord,
   type Problem,
 } from './harness.js';
@@ -50,6 +53,15 @@ interface FastifyStack {
   readonly intact: Recorder<IntactRecord>;
   /** Snapshots taken in an onResponse hook. */
   readonly onResponse: Recorder<IntactRecord>;
+  /** What an app-wide onSend hook saw of each reply. */
+  readonly onSend: Recorder<OnSendRecord>;
+}
+
+interface OnSendRecord {
+  readonly url: string;
+  readonly statusCode: number;
+  readonly stream: boolean;
+  readonly upstreamHeader: unknown;
 }
 
 interface FastifyStackOptions {
@@ -59,19 +71,41 @@ interface FastifyStackOptions {
   readonly requestIds?: boolean;
 }
 
-async function fastifyStack(target: string, options: FastifyStackOptions = {}): Promise<FastifyStack> {
+/**
+ * The @fastify plugins installed are the Fastify 5 majors, whose metadata
+ * refuses Fastify 4; their hooks and decorators are the same on both, so on
+ * Fastify 4 they are registered without the version check.
+ */
+function withoutVersionCheck<T>(plugin: T): T {
+  const meta = Symbol.for('plugin-meta');
+  const original = plugin as unknown as FastifyPluginCallback & Record<symbol, unknown>;
+  const wrapped = ((instance, options, done) => original(instance, options, done)) as FastifyPluginCallback & Record<symbol, unknown>;
+  wrapped[Symbol.for('skip-override')] = true;
+  wrapped[meta] = { ...(original[meta] as object), fastify: undefined };
+  return wrapped as unknown as T;
+}
+
+const FASTIFY_VERSIONS = [
+  { name: 'Fastify 5', factory: Fastify, plugin: <T>(p: T): T => p },
+  { name: 'Fastify 4', factory: Fastify4 as unknown as typeof Fastify, plugin: withoutVersionCheck },
+] as const;
+
+type FastifyVersion = (typeof FASTIFY_VERSIONS)[number];
+
+async function fastifyStack(version: FastifyVersion, target: string, options: FastifyStackOptions = {}): Promise<FastifyStack> {
   const logs = new LogLines();
   const intact = new Recorder<IntactRecord>();
   const onResponse = new Recorder<IntactRecord>();
-  const app = Fastify({
+  const onSend = new Recorder<OnSendRecord>();
+  const app = version.factory({
     logger: { level: 'info', stream: logs.stream },
     ...(options.requestIds === true ? { requestIdHeader: 'x-request-id', genReqId: () => `gen-${randomUUID()}` } : {}),
   });
   onCleanup(() => app.close());
-  await app.register(cors, { origin: [APP_ORIGIN], credentials: true, exposedHeaders: ['x-upstream'] });
-  await app.register(helmet);
-  await app.register(compress);
-  await app.register(rateLimit, { max: options.rateLimit ?? 1000, timeWindow: 60_000 });
+  await app.register(version.plugin(cors), { origin: [APP_ORIGIN], credentials: true, exposedHeaders: ['x-upstream'] });
+  await app.register(version.plugin(helmet));
+  await app.register(version.plugin(compress));
+  await app.register(version.plugin(rateLimit), { max: options.rateLimit ?? 1000, timeWindow: 60_000 });
   app.addHook('onRequest', (request, reply, done) => {
     const url = request.raw.url ?? '';
     reply.raw.once('close', () => {
@@ -89,6 +123,11 @@ async function fastifyStack(target: string, options: FastifyStackOptions = {}): 
       }
     });
     done();
+  });
+  app.addHook('onSend', (request, reply, payload, done) => {
+    const stream = typeof payload === 'object' && payload !== null && typeof (payload as { pipe?: unknown }).pipe === 'function';
+    onSend.push({ url: request.raw.url ?? '', statusCode: reply.statusCode, stream, upstreamHeader: reply.getHeader('x-upstream') });
+    done(null, payload);
   });
   app.addHook('onResponse', (request, reply, done) => {
     const url = request.raw.url ?? '';
@@ -109,12 +148,14 @@ async function fastifyStack(target: string, options: FastifyStackOptions = {}): 
   app.get('/local', () => ({ local: true }));
   await app.register(fastifyProxy, { prefix: '/api', target, registry: testRegistry(), retry: { minDelay: 1, maxDelay: 1 }, ...options.proxy });
   const url = await app.listen({ port: 0, host: '127.0.0.1' });
-  return { url, logs, intact, onResponse };
+  return { url, logs, intact, onResponse, onSend };
 }
 
 interface FastifyLogLine {
   readonly reqId?: string;
+  readonly level: number;
   readonly msg: string;
+  readonly err?: { readonly code?: string; readonly message?: string };
   readonly req?: { readonly method?: string; readonly url?: string; readonly remoteAddress?: string };
   readonly res?: { readonly statusCode?: number };
 }
@@ -152,10 +193,10 @@ async function expectAftermath(stack: FastifyStack, method: string, url: string,
 }
 
 
-describe('Fastify 5 with logger, cors, helmet, compress and rate-limit', () => {
+describe.each(FASTIFY_VERSIONS)('$name with logger, cors, helmet, compress and rate-limit', (version) => {
   it('buffered upload: a 200 KiB POST with Content-Length arrives byte for byte', async () => {
     const up = await startUpstream();
-    const stack = await fastifyStack(up.url);
+    const stack = await fastifyStack(version, up.url);
     const size = 200 * KiB;
 
     const reply = await send(`${stack.url}/api/upload/small`, {
@@ -172,7 +213,7 @@ describe('Fastify 5 with logger, cors, helmet, compress and rate-limit', () => {
 
   it('a JSON body is not parsed by Fastify under the prefix: it arrives byte for byte', async () => {
     const up = await startUpstream();
-    const stack = await fastifyStack(up.url);
+    const stack = await fastifyStack(version, up.url);
     const body = Buffer.from('{"n":12345678901234567890,"k":1,"k":2}');
 
     const reply = await send(`${stack.url}/api/upload/json`, { method: 'POST', headers: { 'content-type': 'application/json' }, body });
@@ -190,7 +231,7 @@ describe('Fastify 5 with logger, cors, helmet, compress and rate-limit', () => {
     { name: 'streamed (3 MiB of incompressible bytes)', plain: randomBytes(3 * MiB) },
   ])('a gzip-encoded upload (Content-Encoding: gzip), $name, reaches the upstream as sent although @fastify/compress decompresses request bodies', async ({ plain }) => {
     const up = await startUpstream();
-    const stack = await fastifyStack(up.url);
+    const stack = await fastifyStack(version, up.url);
     const body = gzipSync(plain);
 
     const reply = await send(`${stack.url}/api/upload/gzip`, {
@@ -208,7 +249,7 @@ describe('Fastify 5 with logger, cors, helmet, compress and rate-limit', () => {
 
   it('streamed upload over the replay limit (retry.maxBodyBytes 1 KiB, 256 KiB body) arrives byte for byte', async () => {
     const up = await startUpstream();
-    const stack = await fastifyStack(up.url, { proxy: { retry: { minDelay: 1, maxDelay: 1, maxBodyBytes: 1024 } } });
+    const stack = await fastifyStack(version, up.url, { proxy: { retry: { minDelay: 1, maxDelay: 1, maxBodyBytes: 1024 } } });
     const size = 256 * KiB;
 
     const reply = await send(`${stack.url}/api/upload/big`, {
@@ -224,7 +265,7 @@ describe('Fastify 5 with logger, cors, helmet, compress and rate-limit', () => {
 
   it('chunked upload: Transfer-Encoding: chunked, no Content-Length, arrives byte for byte', async () => {
     const up = await startUpstream();
-    const stack = await fastifyStack(up.url);
+    const stack = await fastifyStack(version, up.url);
     // Past limits.requestBufferBytes (1 MiB), so the body streams on as it came: chunked.
     const size = 2 * MiB;
 
@@ -243,23 +284,25 @@ describe('Fastify 5 with logger, cors, helmet, compress and rate-limit', () => {
 
   it('download: 2 MiB arrive intact', async () => {
     const up = await startUpstream();
-    const stack = await fastifyStack(up.url);
+    const stack = await fastifyStack(version, up.url);
     const size = 2 * MiB;
 
     const reply = await send(`${stack.url}/api/download?size=${size}`, { headers: { 'accept-encoding': 'gzip' } });
 
     expect(reply.status).toBe(200);
     expect(reply.headers['content-type']).toBe('application/octet-stream');
-    // The proxy writes the raw response: @fastify/compress (an onSend hook) does not see it.
-    expect(reply.headers['content-encoding']).toBeUndefined();
-    expect(reply.headers['content-length']).toBe(String(size));
+    // The response goes through the reply: @fastify/compress (an onSend hook) compresses it.
+    expect(reply.headers['content-encoding']).toBe('gzip');
+    expect(reply.headers['content-length']).toBeUndefined();
+    expect(reply.wireBytes).toBeLessThan(size / 10);
     expect([reply.body.length, sha256(reply.body)]).toStrictEqual([size, patternSha256(size)]);
+    expect(await stack.onSend.next((o) => o.url === `/api/download?size=${size}`, 'the onSend hook for the download')).toMatchObject({ stream: true, upstreamHeader: 'download' });
     await expectAftermath(stack, 'GET', `/api/download?size=${size}`, 200);
   });
 
   it('event stream: headers reach the client before the first event, and each event as it is sent', async () => {
     const up = await startUpstream();
-    const stack = await fastifyStack(up.url);
+    const stack = await fastifyStack(version, up.url);
 
     const result = await eventStream(stack.url, up, { 'accept-encoding': 'gzip' });
 
@@ -271,7 +314,7 @@ describe('Fastify 5 with logger, cors, helmet, compress and rate-limit', () => {
 
   it('failure: an upstream 503 reaches the client as the 502 problem+json contract, UPSTREAM_STATUS', async () => {
     const up = await startUpstream();
-    const stack = await fastifyStack(up.url);
+    const stack = await fastifyStack(version, up.url);
 
     const reply = await send(`${stack.url}/api/fail`);
 
@@ -279,12 +322,53 @@ describe('Fastify 5 with logger, cors, helmet, compress and rate-limit', () => {
     expect(reply.headers['content-type']).toBe('application/problem+json');
     expect(reply.headers['proxy-status']).toBe('resilient-proxy; received-status=503');
     expect(json(reply)).toMatchObject({ status: 502, code: 'UPSTREAM_STATUS', attempts: 3 });
+    // The contract goes through the reply too.
+    expect(await stack.onSend.next((o) => o.url === '/api/fail', 'the onSend hook for the 502')).toMatchObject({ statusCode: 502, stream: false });
     await expectAftermath(stack, 'GET', '/api/fail', 502);
+  });
+
+  it('upstream cut mid-response: the client connection is cut, and Fastify logs it with the cut error, never as completed', async () => {
+    const up = await startUpstream();
+    const stack = await fastifyStack(version, up.url);
+
+    const result = await upstreamCutsMidResponse(stack.url, up);
+
+    expect([result.status, result.cut]).toStrictEqual([200, true]);
+    const reqId = await loggedReqId(stack, 'GET', '/api/stall');
+    const line = await stack.logs.next((l) => {
+      const entry = JSON.parse(l) as FastifyLogLine;
+      return entry.reqId === reqId && entry.level >= 40;
+    }, `Fastify's warning or error line for the cut response (lines so far: ${JSON.stringify(stack.logs.items)})`);
+    expect((JSON.parse(line) as FastifyLogLine).err?.code, line).toBe('ERR_RESILIENT_PROXY_RESPONSE_CUT');
+    await expectIntact(stack.intact, '/api/stall', 200);
+    await expectStillServing(stack.url);
+    // The follow-up request's completion is logged after the cut one's would have been.
+    await stack.logs.next((l) => (JSON.parse(l) as FastifyLogLine).msg === 'request completed' && (JSON.parse(l) as FastifyLogLine).reqId !== reqId, 'the follow-up request completed');
+    const completed = stack.logs.items.filter((l) => (JSON.parse(l) as FastifyLogLine).reqId === reqId && (JSON.parse(l) as FastifyLogLine).msg === 'request completed');
+    expect(completed).toStrictEqual([]);
+  });
+
+  it('an onSend hook that fails on a proxied response: Fastify answers with its error, and the upstream request is cancelled', async () => {
+    const up = await startUpstream();
+    const app = version.factory({ logger: false });
+    onCleanup(() => app.close());
+    app.addHook('onSend', (_request, _reply, payload, done) => {
+      done(new Error('onSend refused'));
+    });
+    await app.register(fastifyProxy, { prefix: '/api', target: up.url, registry: testRegistry() });
+    const url = await app.listen({ port: 0, host: '127.0.0.1' });
+
+    const reply = await send(`${url}/api/stall`);
+
+    expect([reply.status, (json(reply) as { message?: string }).message]).toStrictEqual([500, 'onSend refused']);
+    const stall = await up.open.next((o) => o.url === '/stall', 'the upstream serving /stall');
+    await within(stall.closed, 'the proxy cancelling the upstream response Fastify did not send');
+    expect(stall.cancelled()).toBe(true);
   });
 
   it('client abort mid-response: the upstream request is cancelled and the app keeps serving', async () => {
     const up = await startUpstream();
-    const stack = await fastifyStack(up.url);
+    const stack = await fastifyStack(version, up.url);
 
     const head = await abortMidResponse(stack.url, up);
 
@@ -297,7 +381,7 @@ describe('Fastify 5 with logger, cors, helmet, compress and rate-limit', () => {
 
   it('client abort mid-upload: the upstream request is cancelled, nothing crashes, and the app keeps serving', async () => {
     const up = await startUpstream();
-    const stack = await fastifyStack(up.url);
+    const stack = await fastifyStack(version, up.url);
 
     const ended = await abortMidUpload(stack.url, up);
 
@@ -308,7 +392,7 @@ describe('Fastify 5 with logger, cors, helmet, compress and rate-limit', () => {
 
   it("Fastify's request id (requestIdHeader + genReqId) is the one the proxy sends upstream and puts in the 502", async () => {
     const up = await startUpstream();
-    const stack = await fastifyStack(up.url, { requestIds: true });
+    const stack = await fastifyStack(version, up.url, { requestIds: true });
 
     const ok = await send(`${stack.url}/api/ping?rid=generated`);
     const failed = await send(`${stack.url}/api/fail`);
@@ -324,7 +408,7 @@ describe('Fastify 5 with logger, cors, helmet, compress and rate-limit', () => {
 
   it('@fastify/helmet, @fastify/cors and @fastify/rate-limit headers are on proxied responses and on the 502', async () => {
     const up = await startUpstream();
-    const stack = await fastifyStack(up.url);
+    const stack = await fastifyStack(version, up.url);
 
     for (const path of ['/api/download?size=2048&type=text/plain', '/api/fail']) {
       const reply = await send(`${stack.url}${path}`, { headers: { origin: APP_ORIGIN } });
@@ -348,7 +432,7 @@ describe('Fastify 5 with logger, cors, helmet, compress and rate-limit', () => {
 
   it('@fastify/cors answers a preflight itself; the upstream never sees it', async () => {
     const up = await startUpstream();
-    const stack = await fastifyStack(up.url);
+    const stack = await fastifyStack(version, up.url);
 
     const reply = await send(`${stack.url}/api/upload/x`, {
       method: 'OPTIONS',
@@ -363,7 +447,7 @@ describe('Fastify 5 with logger, cors, helmet, compress and rate-limit', () => {
 
   it('@fastify/rate-limit answers 429 itself once the limit is spent; the upstream sees only the allowed requests', async () => {
     const up = await startUpstream();
-    const stack = await fastifyStack(up.url, { rateLimit: 2 });
+    const stack = await fastifyStack(version, up.url, { rateLimit: 2 });
 
     const statuses: number[] = [];
     for (let i = 0; i < 3; i += 1) statuses.push((await send(`${stack.url}/api/ping?n=${i}`)).status);

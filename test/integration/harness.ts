@@ -534,6 +534,35 @@ export async function abortMidResponse(gatewayUrl: string, upstream: TestUpstrea
 }
 
 /**
+ * The upstream-cut scenario: GET /api/stall; once the client has the first
+ * body byte, the upstream's connection is destroyed mid-body. Resolves with
+ * the head the client got and how its response ended (cut: it never ended).
+ */
+export async function upstreamCutsMidResponse(gatewayUrl: string, upstream: TestUpstream): Promise<{ status: number; headers: IncomingHttpHeaders; cut: boolean }> {
+  const client = httpRequest(`${gatewayUrl}/api/stall`, { agent: false });
+  client.on('error', () => undefined);
+  onCleanup(() => client.destroy());
+  const response = new Promise<IncomingMessage>((resolve, reject) => {
+    client.once('response', resolve);
+    client.once('error', reject);
+  });
+  client.end();
+  const res = await within(response, 'the response head of GET /api/stall');
+  res.on('error', () => undefined);
+  const ended = new Promise<boolean>((resolve) => {
+    res.once('end', () => resolve(!res.complete));
+    res.once('aborted', () => resolve(true));
+    res.once('close', () => resolve(!res.complete));
+  });
+  await within(once(res, 'data'), 'the first body byte of GET /api/stall');
+  res.resume();
+  const stall = await upstream.open.next((o) => o.url === '/stall', 'the upstream serving /stall');
+  stall.res.destroy();
+  const cut = await within(ended, 'the end of the client response after the upstream cut it');
+  return { status: res.statusCode ?? 0, headers: res.headers, cut };
+}
+
+/**
  * The client-abort-during-upload scenario: a POST announcing 3 MiB sends its
  * first 256 KiB, and the client cuts the connection once the upstream has the
  * request head. Resolves with how the upstream's request ended.

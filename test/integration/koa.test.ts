@@ -7,6 +7,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import bodyParser from '@koa/bodyparser';
 import cors from '@koa/cors';
 import Koa from 'koa';
+import Koa2 from 'koa2';
 import compress from 'koa-compress';
 import logger from 'koa-logger';
 import mount from 'koa-mount';
@@ -33,6 +34,7 @@ import {
   sha256,
   startUpstream,
   stripAnsi,
+  upstreamCutsMidResponse,
   watchProcess,
   type IntactRecord,
 } from './harness.js';
@@ -52,8 +54,8 @@ interface LoggerLine {
 interface SeenStatus {
   readonly url: string;
   readonly status: number;
-  /** Whether the response headers had gone out when next() resolved. */
-  readonly headerSent: boolean;
+  /** The upstream's `x-upstream` header as the middleware saw it on ctx. */
+  readonly upstreamHeader: string;
 }
 
 interface KoaStack {
@@ -62,13 +64,22 @@ interface KoaStack {
   readonly intact: Recorder<IntactRecord>;
   /** What a middleware before the proxy saw after `await next()`. */
   readonly seen: Recorder<SeenStatus>;
+  /** Koa's 'error' events. */
+  readonly errors: Recorder<{ readonly code: unknown; readonly headerSent: unknown }>;
 }
 
-async function koaStack(target: string, options: { proxy?: Partial<ProxyOptions> } = {}): Promise<KoaStack> {
+const KOA_VERSIONS = [
+  { name: 'Koa 3', Koa },
+  { name: 'Koa 2', Koa: Koa2 },
+] as const;
+
+async function koaStack(App: typeof Koa, target: string, options: { proxy?: Partial<ProxyOptions> } = {}): Promise<KoaStack> {
   const logs = new Recorder<LoggerLine>();
   const intact = new Recorder<IntactRecord>();
   const seen = new Recorder<SeenStatus>();
-  const app = new Koa();
+  const errors = new Recorder<{ readonly code: unknown; readonly headerSent: unknown }>();
+  const app = new App();
+  app.on('error', (error: { code?: unknown; headerSent?: unknown }) => errors.push({ code: error.code, headerSent: error.headerSent }));
 
   app.use(async (ctx, next) => {
     const url = ctx.originalUrl;
@@ -83,7 +94,7 @@ async function koaStack(target: string, options: { proxy?: Partial<ProxyOptions>
   });
   app.use(async (ctx, next) => {
     await next();
-    seen.push({ url: ctx.originalUrl, status: ctx.status, headerSent: ctx.headerSent });
+    seen.push({ url: ctx.originalUrl, status: ctx.status, upstreamHeader: ctx.response.get('x-upstream') });
   });
   app.use(
     logger({
@@ -110,7 +121,7 @@ async function koaStack(target: string, options: { proxy?: Partial<ProxyOptions>
   const { url } = await listen((req: IncomingMessage, res: ServerResponse) => {
     void callback(req, res);
   });
-  return { url, logs, intact, seen };
+  return { url, logs, intact, seen, errors };
 }
 
 async function expectLogger(stack: KoaStack, method: string, url: string, status: number): Promise<void> {
@@ -122,9 +133,10 @@ async function expectLogger(stack: KoaStack, method: string, url: string, status
 }
 
 /** A middleware before the proxy that awaited next() must see the status the client got. */
-async function expectSeenStatus(stack: KoaStack, url: string, status: number): Promise<void> {
+async function expectSeenStatus(stack: KoaStack, url: string, status: number): Promise<SeenStatus> {
   const entry = await stack.seen.next((s) => s.url === url, `the status seen after await next() for ${url}`);
-  expect(entry, JSON.stringify(entry)).toMatchObject({ status, headerSent: true });
+  expect(entry.status, JSON.stringify(entry)).toBe(status);
+  return entry;
 }
 
 async function expectAftermath(stack: KoaStack, method: string, url: string, status: number): Promise<void> {
@@ -135,10 +147,10 @@ async function expectAftermath(stack: KoaStack, method: string, url: string, sta
 }
 
 
-describe('Koa 3 with koa-logger, @koa/cors, koa-compress and @koa/bodyparser', () => {
+describe.each(KOA_VERSIONS)('$name with koa-logger, @koa/cors, koa-compress and @koa/bodyparser', ({ Koa: App }) => {
   it('buffered upload: a 200 KiB POST with Content-Length arrives byte for byte', async () => {
     const up = await startUpstream();
-    const stack = await koaStack(up.url);
+    const stack = await koaStack(App, up.url);
     const size = 200 * KiB;
 
     const reply = await send(`${stack.url}/api/upload/small`, {
@@ -158,7 +170,7 @@ describe('Koa 3 with koa-logger, @koa/cors, koa-compress and @koa/bodyparser', (
     { name: 'a urlencoded form with a repeated key', type: 'application/x-www-form-urlencoded', body: 'a=1&a=2&s=hello+world%21' },
   ])('@koa/bodyparser read it: $name arrives byte for byte', async ({ type, body }) => {
     const up = await startUpstream();
-    const stack = await koaStack(up.url);
+    const stack = await koaStack(App, up.url);
 
     const reply = await send(`${stack.url}/api/upload/parsed`, { method: 'POST', headers: { 'content-type': type }, body: Buffer.from(body) });
 
@@ -171,7 +183,7 @@ describe('Koa 3 with koa-logger, @koa/cors, koa-compress and @koa/bodyparser', (
 
   it('streamed upload over the replay limit: a 3 MiB POST streams through byte for byte', async () => {
     const up = await startUpstream();
-    const stack = await koaStack(up.url);
+    const stack = await koaStack(App, up.url);
     const size = 3 * MiB;
 
     const reply = await send(`${stack.url}/api/upload/big`, {
@@ -187,7 +199,7 @@ describe('Koa 3 with koa-logger, @koa/cors, koa-compress and @koa/bodyparser', (
 
   it('chunked upload: Transfer-Encoding: chunked, no Content-Length, arrives byte for byte', async () => {
     const up = await startUpstream();
-    const stack = await koaStack(up.url);
+    const stack = await koaStack(App, up.url);
     // Past limits.requestBufferBytes (1 MiB), so the body streams on as it came: chunked.
     const size = 2 * MiB;
 
@@ -206,23 +218,25 @@ describe('Koa 3 with koa-logger, @koa/cors, koa-compress and @koa/bodyparser', (
 
   it('download: 2 MiB arrive intact', async () => {
     const up = await startUpstream();
-    const stack = await koaStack(up.url);
+    const stack = await koaStack(App, up.url);
     const size = 2 * MiB;
 
     const reply = await send(`${stack.url}/api/download?size=${size}&type=text/plain`, { headers: { 'accept-encoding': 'gzip' } });
 
     expect(reply.status).toBe(200);
     expect(reply.headers['content-type']).toBe('text/plain');
-    // koa-compress compresses ctx.body; the proxy writes the raw response, which it leaves alone.
-    expect(reply.headers['content-encoding']).toBeUndefined();
-    expect(reply.headers['content-length']).toBe(String(size));
+    // The proxied response is ctx.body: koa-compress compresses it.
+    expect(reply.headers['content-encoding']).toBe('gzip');
+    expect(reply.headers['content-length']).toBeUndefined();
+    expect(reply.wireBytes).toBeLessThan(size / 10);
     expect([reply.body.length, sha256(reply.body)]).toStrictEqual([size, patternSha256(size)]);
+    expect((await expectSeenStatus(stack, `/api/download?size=${size}&type=text/plain`, 200)).upstreamHeader).toBe('download');
     await expectAftermath(stack, 'GET', `/api/download?size=${size}&type=text/plain`, 200);
   });
 
   it('event stream: headers reach the client before the first event, and each event as it is sent', async () => {
     const up = await startUpstream();
-    const stack = await koaStack(up.url);
+    const stack = await koaStack(App, up.url);
 
     const result = await eventStream(stack.url, up, { 'accept-encoding': 'gzip' });
 
@@ -234,7 +248,7 @@ describe('Koa 3 with koa-logger, @koa/cors, koa-compress and @koa/bodyparser', (
 
   it('failure: an upstream 503 reaches the client as the 502 problem+json contract, UPSTREAM_STATUS', async () => {
     const up = await startUpstream();
-    const stack = await koaStack(up.url);
+    const stack = await koaStack(App, up.url);
 
     const reply = await send(`${stack.url}/api/fail`);
 
@@ -245,9 +259,23 @@ describe('Koa 3 with koa-logger, @koa/cors, koa-compress and @koa/bodyparser', (
     await expectAftermath(stack, 'GET', '/api/fail', 502);
   });
 
+  it("upstream cut mid-response: the client connection is cut, koa-logger logs -x-, and Koa's 'error' event has the cut", async () => {
+    const up = await startUpstream();
+    const stack = await koaStack(App, up.url);
+
+    const result = await upstreamCutsMidResponse(stack.url, up);
+
+    expect([result.status, result.cut]).toStrictEqual([200, true]);
+    const entry = await stack.logs.next((l) => l.status !== null && l.url === '/api/stall', "koa-logger's line for the cut response");
+    expect([entry.arrow, entry.status], entry.line).toStrictEqual(['-x-', 200]);
+    expect(await stack.errors.next((e) => e.code === 'ERR_RESILIENT_PROXY_RESPONSE_CUT', "Koa's 'error' event for the cut")).toStrictEqual({ code: 'ERR_RESILIENT_PROXY_RESPONSE_CUT', headerSent: true });
+    await expectIntact(stack.intact, '/api/stall', 200);
+    await expectStillServing(stack.url);
+  });
+
   it('client abort mid-response: the upstream request is cancelled and the app keeps serving', async () => {
     const up = await startUpstream();
-    const stack = await koaStack(up.url);
+    const stack = await koaStack(App, up.url);
 
     const head = await abortMidResponse(stack.url, up);
 
@@ -259,7 +287,7 @@ describe('Koa 3 with koa-logger, @koa/cors, koa-compress and @koa/bodyparser', (
 
   it('client abort mid-upload: the upstream request is cancelled, nothing crashes, and the app keeps serving', async () => {
     const up = await startUpstream();
-    const stack = await koaStack(up.url);
+    const stack = await koaStack(App, up.url);
 
     const ended = await abortMidUpload(stack.url, up);
 
@@ -274,7 +302,7 @@ describe('Koa 3 with koa-logger, @koa/cors, koa-compress and @koa/bodyparser', (
 
   it('@koa/cors headers, Vary: Origin included, are on proxied responses and on the 502', async () => {
     const up = await startUpstream();
-    const stack = await koaStack(up.url);
+    const stack = await koaStack(App, up.url);
 
     for (const path of ['/api/download?size=2048&type=text/plain', '/api/fail']) {
       const reply = await send(`${stack.url}${path}`, { headers: { origin: APP_ORIGIN } });

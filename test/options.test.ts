@@ -19,7 +19,6 @@ const invalid: [string, unknown, string][] = [
   ['a timeout in seconds as a string', { target, timeout: { response: '30s' } }, 'Expected `timeout.response` to be a non-negative finite number of milliseconds (0 turns it off), got the string "30s".'],
   ['an infinite idle timeout', { target, timeout: { idle: Infinity } }, 'Expected `timeout.idle` to be a non-negative finite number of milliseconds (0 turns it off), got Infinity.'],
   ['an unknown timeout', { target, timeout: { read: 5 } }, 'Unknown option `timeout.read`. Known options: connect, response, idle, total, hook, upload, tunnelIdle.'],
-  ['a timeout that is a number', { target, timeout: 5000 }, 'Expected `timeout` to be an object like { connect, response, idle, total }, got 5000.'],
   ['a changeOrigin string', { target, changeOrigin: 'yes' }, 'Expected `changeOrigin` to be a boolean, got the string "yes".'],
   ['a failure status out of range', { target, failureStatuses: [503, 999] }, 'Expected `failureStatuses` to be an array of HTTP status codes (100-599), got 999.'],
   ['a status that is not an error', { target, status: 200 }, 'Expected `status` to be an HTTP error status (400-599) or a function of the failure code, got 200.'],

@@ -17,6 +17,8 @@ export type { StaleIfErrorOptions } from './stale/layer.js';
 export { UpstreamRegistry, defaultRegistry, type UpstreamSnapshot } from './upstream/registry.js';
 export type { BreakerOptions, BreakerState, BreakerStateChange, BreakerStats } from './upstream/breaker.js';
 export type { RetryBudgetOptions } from './upstream/retry-budget.js';
+export type { AdaptiveConcurrencyOptions } from './policy/adaptive-limit.js';
+export type { AdaptiveLimitSnapshot } from './policy/adaptive-concurrency.js';
 export { FAILURE_CODES, FAILURES, isFailureCode, rfc9209Status, type FailureCode, type ProxyStatusError } from './contract/failures.js';
 export { classifyError, type Classification, type Phase } from './contract/classify.js';
 export type { ProblemDetails } from './contract/problem.js';

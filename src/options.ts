@@ -17,6 +17,7 @@ import type { ResolvedStaleIfError, StaleIfErrorOptions } from './stale/layer.js
 import { DEFAULT_STALE_MAX_BYTES, MemoryStaleStore } from './stale/store.js';
 import { defaultRegistry, UpstreamRegistry } from './upstream/registry.js';
 import type { RetryBudgetOptions } from './upstream/retry-budget.js';
+import { resolveAdaptiveConcurrency, type AdaptiveConcurrencyOptions } from './policy/adaptive-limit.js';
 
 /** Per-phase time limits, in milliseconds. `0` turns a timer off. */
 export interface TimeoutOptions {
@@ -295,6 +296,14 @@ export interface ProxyOptions {
    * allows. `true` for the defaults; off by default. See {@link StaleIfErrorOptions}.
    */
   staleIfError?: Partial<StaleIfErrorOptions> | boolean;
+  /**
+   * An adaptive concurrency limit per upstream (Netflix concurrency-limits'
+   * Gradient2) instead of the fixed `breaker.capacity`: it follows the
+   * latency to the response head, shrinking as the upstream queues. Attempts
+   * over it get `UPSTREAM_OVERLOADED` at once. `true` for the reference's
+   * defaults; off by default. See {@link AdaptiveConcurrencyOptions}.
+   */
+  adaptiveConcurrency?: Partial<AdaptiveConcurrencyOptions> | boolean;
 }
 
 /** Body size limits, in bytes. `0` turns a limit off. */
@@ -396,6 +405,7 @@ export interface ResolvedOptions {
   readonly limits: Readonly<LimitOptions>;
   readonly registry: UpstreamRegistry;
   readonly hooks: Readonly<ProxyHooks>;
+  readonly adaptiveConcurrency: Readonly<AdaptiveConcurrencyOptions> | null;
 }
 
 const TOKEN = /^[A-Za-z*][A-Za-z0-9!#$%&'*+\-.^_`|~:/]*$/;
@@ -786,6 +796,7 @@ const KNOWN = [
   'cookiePathRewrite',
   'transformResponse',
   'staleIfError',
+  'adaptiveConcurrency',
 ] as const;
 
 function freeze<T extends object>(value: T | null): Readonly<T> | null {
@@ -814,6 +825,11 @@ export function resolveOptions(options: unknown): ResolvedOptions {
   checkKeys('headers', headers, ['request', 'response']);
   const proxyName = optionalString('proxyName', options.proxyName, TOKEN, 'an RFC 8941 token such as "gateway"');
   const requestIdHeader = optionalString('requestIdHeader', options.requestIdHeader, HEADER_NAME, 'a header name');
+  const breaker = resolveBreaker(options.breaker);
+  const adaptiveConcurrency = resolveAdaptiveConcurrency(options.adaptiveConcurrency);
+  if (adaptiveConcurrency !== null && breaker !== null && breaker.capacity > 0) {
+    throw new TypeError('Expected one concurrency limit, got both `breaker.capacity` and `adaptiveConcurrency`: the adaptive limit replaces the fixed one, so drop one of them.');
+  }
   return Object.freeze({
     target,
     origin: target.origin,
@@ -841,10 +857,11 @@ export function resolveOptions(options: unknown): ResolvedOptions {
     requestIdHeader: (requestIdHeader ?? DEFAULTS.requestIdHeader).toLowerCase(),
     dispatcher: resolveDispatcher(options.dispatcher),
     retry: resolveRetry(options.retry),
-    breaker: resolveBreaker(options.breaker),
+    breaker,
     trustProxy: options.trustProxy ?? DEFAULTS.trustProxy,
     limits: Object.freeze(resolveLimits(options.limits)),
     registry: resolveRegistry(options.registry) ?? defaultRegistry,
     hooks: Object.freeze(resolveHooks(options.hooks)),
+    adaptiveConcurrency,
   });
 }

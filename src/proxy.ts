@@ -68,6 +68,7 @@ export function createProxyHandler(options: ProxyOptions): ProxyHandler {
     targets: config.targets,
     budget: config.retry?.budget ?? DEFAULTS.retry.budget,
     breaker: config.breaker,
+    adaptive: config.adaptiveConcurrency,
     group: {
       balance: config.balance,
       outlierDetection: config.outlierDetection,

@@ -21,6 +21,7 @@ import type { ResponseRewriter } from './response-rewrite.js';
 import { hookedRequestHeaders, patchHeaders, plainHeaders } from './rewrite.js';
 import type { ParsedBody } from './parsed-body.js';
 import type { StaleLayer } from '../stale/layer.js';
+import { limitSample } from '../policy/adaptive-concurrency.js';
 import {
   attemptEnd,
   attemptMessage,
@@ -558,6 +559,7 @@ export class Exchange {
         this.current = attempt;
         this.attempts += 1;
         upstream.inFlight += 1;
+        const inFlightAtStart = upstream.inFlight;
         host.active += 1;
         let outcome: AttemptOutcome | null = null;
         // Published before dispatch: a subscriber may still add headers (traceparent).
@@ -577,6 +579,10 @@ export class Exchange {
           const failure = result === 'failure' && outcome !== null ? attemptFailure(outcome) : null;
           group.record(host, result, latency, failure);
           if (retry?.budget) this.#throttle(result, failure, outcome);
+          if (upstream.adaptive !== null) {
+            const sample = limitSample(attempt.sentAt, attempt.headersAt, outcome?.kind === 'failed' && isProxyTimeout(outcome.error));
+            if (sample !== null) upstream.adaptive.record(attempt.sentAt, sample, inFlightAtStart);
+          }
           if (message !== null) endAttemptOf(message, outcome, attempt.statusCode);
         }
       };

@@ -19,6 +19,7 @@ export type { BreakerOptions, BreakerState, BreakerStateChange, BreakerStats } f
 export type { RetryBudgetOptions } from './upstream/retry-budget.js';
 export type { AdaptiveConcurrencyOptions } from './policy/adaptive-limit.js';
 export type { AdaptiveLimitSnapshot } from './policy/adaptive-concurrency.js';
+export type { DeadlineOptions } from './policy/deadline.js';
 export { FAILURE_CODES, FAILURES, isFailureCode, rfc9209Status, type FailureCode, type ProxyStatusError } from './contract/failures.js';
 export { classifyError, type Classification, type Phase } from './contract/classify.js';
 export type { ProblemDetails } from './contract/problem.js';

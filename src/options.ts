@@ -18,6 +18,7 @@ import { DEFAULT_STALE_MAX_BYTES, MemoryStaleStore } from './stale/store.js';
 import { defaultRegistry, UpstreamRegistry } from './upstream/registry.js';
 import type { RetryBudgetOptions } from './upstream/retry-budget.js';
 import { resolveAdaptiveConcurrency, type AdaptiveConcurrencyOptions } from './policy/adaptive-limit.js';
+import { resolveDeadline, type DeadlineOptions } from './policy/deadline.js';
 
 /** Per-phase time limits, in milliseconds. `0` turns a timer off. */
 export interface TimeoutOptions {
@@ -304,6 +305,14 @@ export interface ProxyOptions {
    * defaults; off by default. See {@link AdaptiveConcurrencyOptions}.
    */
   adaptiveConcurrency?: Partial<AdaptiveConcurrencyOptions> | boolean;
+  /**
+   * Deadline propagation: every attempt tells the upstream, in a header, how
+   * many ms the proxy will still wait (what is left of `timeout.total`, minus
+   * a margin); an attempt with too little left is not started. Needs
+   * `timeout.total` (or `trustClient`). `true` for the defaults; off by
+   * default. See {@link DeadlineOptions}.
+   */
+  deadline?: Partial<DeadlineOptions> | boolean;
 }
 
 /** Body size limits, in bytes. `0` turns a limit off. */
@@ -406,6 +415,7 @@ export interface ResolvedOptions {
   readonly registry: UpstreamRegistry;
   readonly hooks: Readonly<ProxyHooks>;
   readonly adaptiveConcurrency: Readonly<AdaptiveConcurrencyOptions> | null;
+  readonly deadline: Readonly<DeadlineOptions> | null;
 }
 
 const TOKEN = /^[A-Za-z*][A-Za-z0-9!#$%&'*+\-.^_`|~:/]*$/;
@@ -797,6 +807,7 @@ const KNOWN = [
   'transformResponse',
   'staleIfError',
   'adaptiveConcurrency',
+  'deadline',
 ] as const;
 
 function freeze<T extends object>(value: T | null): Readonly<T> | null {
@@ -830,6 +841,7 @@ export function resolveOptions(options: unknown): ResolvedOptions {
   if (adaptiveConcurrency !== null && breaker !== null && breaker.capacity > 0) {
     throw new TypeError('Expected one concurrency limit, got both `breaker.capacity` and `adaptiveConcurrency`: the adaptive limit replaces the fixed one, so drop one of them.');
   }
+  const timeout = Object.freeze(resolveTimeouts(options.timeout));
   return Object.freeze({
     target,
     origin: target.origin,
@@ -849,7 +861,7 @@ export function resolveOptions(options: unknown): ResolvedOptions {
     staleIfError: resolveStaleIfError(options.staleIfError),
     name,
     upstream: name ?? targets.map((t) => t.origin).join(','),
-    timeout: Object.freeze(resolveTimeouts(options.timeout)),
+    timeout,
     changeOrigin: options.changeOrigin ?? DEFAULTS.changeOrigin,
     failureStatuses: resolveFailureStatuses(options.failureStatuses),
     status: resolveStatus(options.status),
@@ -863,5 +875,6 @@ export function resolveOptions(options: unknown): ResolvedOptions {
     registry: resolveRegistry(options.registry) ?? defaultRegistry,
     hooks: Object.freeze(resolveHooks(options.hooks)),
     adaptiveConcurrency,
+    deadline: resolveDeadline(options.deadline, timeout.total),
   });
 }

@@ -56,7 +56,7 @@ const invalid: [string, unknown, string][] = [
   ['an unknown limit', { target, limits: { headerBytes: 1 } }, 'Unknown option `limits.headerBytes`. Known options: requestBodyBytes, responseBodyBytes.'],
   ['an option key that is not a name', { target, timeout: { 'con nect': 1 } }, 'Unknown option `timeout."con nect"`. Known options: connect, response, idle, total, tunnelIdle.'],
   ['a registry that is not one', { target, registry: {} }, 'Expected `registry` to be an UpstreamRegistry, got an object.'],
-  ['a misspelt option', { target, timeouts: {} }, 'Unknown option `timeouts`. Known options: target, name, timeout, changeOrigin, failureStatuses, status, proxyName, requestIdHeader, dispatcher, retry, breaker, registry, trustProxy, limits, hooks, balance, outlierDetection, healthCheck, slowStart, pathRewrite, headers, rewriteRedirects, cookieDomainRewrite, cookiePathRewrite, transformResponse, staleIfError, adaptiveConcurrency.'],
+  ['a misspelt option', { target, timeouts: {} }, 'Unknown option `timeouts`. Known options: target, name, timeout, changeOrigin, failureStatuses, status, proxyName, requestIdHeader, dispatcher, retry, breaker, registry, trustProxy, limits, hooks, balance, outlierDetection, healthCheck, slowStart, pathRewrite, headers, rewriteRedirects, cookieDomainRewrite, cookiePathRewrite, transformResponse, staleIfError, adaptiveConcurrency, deadline.'],
 ];
 
 describe('option validation', () => {

@@ -17,8 +17,8 @@ import type { ResolvedStaleIfError, StaleIfErrorOptions } from './stale/layer.js
 import { DEFAULT_STALE_MAX_BYTES, MemoryStaleStore } from './stale/store.js';
 import { defaultRegistry, UpstreamRegistry } from './upstream/registry.js';
 import type { RetryBudgetOptions } from './upstream/retry-budget.js';
-import { resolveAdaptiveConcurrency, type AdaptiveConcurrencyOptions } from './policy/adaptive-limit.js';
-import { resolveDeadline, type DeadlineOptions } from './policy/deadline.js';
+import { ADAPTIVE_DEFAULTS, resolveAdaptiveConcurrency, type AdaptiveConcurrencyOptions } from './policy/adaptive-limit.js';
+import { DEADLINE_DEFAULTS, resolveDeadline, type DeadlineOptions } from './policy/deadline.js';
 
 /** Per-phase time limits, in milliseconds. `0` turns a timer off. */
 export interface TimeoutOptions {
@@ -365,6 +365,8 @@ export const DEFAULTS = Object.freeze({
   rewriteRedirects: true,
   transformMaxBytes: 1024 * 1024,
   staleIfError: Object.freeze({ maxStale: 300_000, maxEntryBytes: 1024 * 1024, maxBytes: DEFAULT_STALE_MAX_BYTES }),
+  adaptiveConcurrency: ADAPTIVE_DEFAULTS,
+  deadline: DEADLINE_DEFAULTS,
 });
 
 export interface ResolvedRetry {

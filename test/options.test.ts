@@ -113,6 +113,8 @@ describe('option validation', () => {
       rewriteRedirects: true,
       transformMaxBytes: 1024 * 1024,
       staleIfError: { maxStale: 300_000, maxEntryBytes: 1024 * 1024, maxBytes: 32 * 1024 * 1024 },
+      adaptiveConcurrency: { initial: 20, min: 20, max: 200, smoothing: 0.2, rttTolerance: 1.5, longWindow: 600, queueSize: 4, minWindowTime: 1000, maxWindowTime: 1000, windowSize: 10 },
+      deadline: { header: 'x-request-timeout-ms', grpcHeader: 'grpc-timeout', format: 'ms', margin: 10, minimum: 10, trustClient: false },
     });
     expect(Object.isFrozen(DEFAULTS)).toBe(true);
   });

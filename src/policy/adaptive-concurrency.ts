@@ -62,8 +62,9 @@ export class AdaptiveConcurrency {
 /**
  * The latency an attempt tells the limit, in ms: to its response head, or,
  * for one our timer ended, as long as it ran (an upstream too slow to answer
- * at all is the strongest signal); `null` for one that says nothing about
- * the upstream's queue (refused, cut, or cancelled by the client).
+ * at all is the strongest signal: the reference's `onDropped` samples it
+ * too); `null` for one that says nothing about the upstream's queue (refused,
+ * cut, or cancelled by the client: the reference's `onIgnore`).
  */
 export function limitSample(sentAt: number, headersAt: number, timedOut: boolean): number | null {
   if (sentAt === 0) return null;

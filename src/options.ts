@@ -18,6 +18,8 @@ import { migrationHint, MIGRATION_GUIDE, TIMEOUT_NUMBER_HINT } from './migration
 import { DEFAULT_STALE_MAX_BYTES, MemoryStaleStore } from './stale/store.js';
 import { defaultRegistry, UpstreamRegistry } from './upstream/registry.js';
 import type { RetryBudgetOptions } from './upstream/retry-budget.js';
+import { ADAPTIVE_DEFAULTS, resolveAdaptiveConcurrency, type AdaptiveConcurrencyOptions } from './policy/adaptive-limit.js';
+import { DEADLINE_DEFAULTS, resolveDeadline, type DeadlineOptions } from './policy/deadline.js';
 
 /** Per-phase time limits, in milliseconds. `0` turns a timer off. */
 export interface TimeoutOptions {
@@ -323,6 +325,22 @@ export interface ProxyOptions {
    * allows. `true` for the defaults; off by default. See {@link StaleIfErrorOptions}.
    */
   staleIfError?: Partial<StaleIfErrorOptions> | boolean;
+  /**
+   * An adaptive concurrency limit per upstream (Netflix concurrency-limits'
+   * Gradient2) instead of the fixed `breaker.capacity`: it follows the
+   * latency to the response head, shrinking as the upstream queues. Attempts
+   * over it get `UPSTREAM_OVERLOADED` at once. `true` for the reference's
+   * defaults; off by default. See {@link AdaptiveConcurrencyOptions}.
+   */
+  adaptiveConcurrency?: Partial<AdaptiveConcurrencyOptions> | boolean;
+  /**
+   * Deadline propagation: every attempt tells the upstream, in a header, how
+   * many ms the proxy will still wait (what is left of `timeout.total`, minus
+   * a margin); an attempt with too little left is not started. Needs
+   * `timeout.total` (or `trustClient`). `true` for the defaults; off by
+   * default. See {@link DeadlineOptions}.
+   */
+  deadline?: Partial<DeadlineOptions> | boolean;
 }
 
 /** Body size limits, in bytes. `0` turns a limit off. */
@@ -387,6 +405,8 @@ export const DEFAULTS = Object.freeze({
   rewriteRedirects: true,
   transformMaxBytes: 1024 * 1024,
   staleIfError: Object.freeze({ maxStale: 300_000, maxStaleOverridesOrigin: false, maxEntryBytes: 1024 * 1024, maxBytes: DEFAULT_STALE_MAX_BYTES }),
+  adaptiveConcurrency: ADAPTIVE_DEFAULTS,
+  deadline: DEADLINE_DEFAULTS,
 });
 
 export interface ResolvedRetry {
@@ -436,6 +456,8 @@ export interface ResolvedOptions {
   readonly limits: Readonly<LimitOptions>;
   readonly registry: UpstreamRegistry;
   readonly hooks: Readonly<ProxyHooks>;
+  readonly adaptiveConcurrency: Readonly<AdaptiveConcurrencyOptions> | null;
+  readonly deadline: Readonly<DeadlineOptions> | null;
 }
 
 /** The attempt header the proxy owns, whose client-sent copy is dropped even when retries are off. */
@@ -845,6 +867,8 @@ const KNOWN = [
   'cookiePathRewrite',
   'transformResponse',
   'staleIfError',
+  'adaptiveConcurrency',
+  'deadline',
 ] as const;
 
 function freeze<T extends object>(value: T | null): Readonly<T> | null {
@@ -873,6 +897,12 @@ export function resolveOptions(options: unknown): ResolvedOptions {
   checkKeys('headers', headers, ['request', 'response']);
   const proxyName = optionalString('proxyName', options.proxyName, TOKEN, 'an RFC 8941 token such as "gateway"');
   const requestIdHeader = optionalString('requestIdHeader', options.requestIdHeader, HEADER_NAME, 'a header name');
+  const breaker = resolveBreaker(options.breaker);
+  const adaptiveConcurrency = resolveAdaptiveConcurrency(options.adaptiveConcurrency);
+  if (adaptiveConcurrency !== null && breaker !== null && breaker.capacity > 0) {
+    throw new TypeError('Expected one concurrency limit, got both `breaker.capacity` and `adaptiveConcurrency`: the adaptive limit replaces the fixed one, so drop one of them.');
+  }
+  const timeout = Object.freeze(resolveTimeouts(options.timeout));
   return Object.freeze({
     target,
     origin: target.origin,
@@ -892,7 +922,7 @@ export function resolveOptions(options: unknown): ResolvedOptions {
     staleIfError: resolveStaleIfError(options.staleIfError),
     name,
     upstream: name ?? targets.map((t) => t.origin).join(','),
-    timeout: Object.freeze(resolveTimeouts(options.timeout)),
+    timeout,
     changeOrigin: options.changeOrigin ?? DEFAULTS.changeOrigin,
     failureStatuses: resolveFailureStatuses(options.failureStatuses),
     status: resolveStatus(options.status),
@@ -900,10 +930,12 @@ export function resolveOptions(options: unknown): ResolvedOptions {
     requestIdHeader: (requestIdHeader ?? DEFAULTS.requestIdHeader).toLowerCase(),
     dispatcher: resolveDispatcher(options.dispatcher),
     retry: resolveRetry(options.retry),
-    breaker: resolveBreaker(options.breaker),
+    breaker,
     trustProxy: options.trustProxy ?? DEFAULTS.trustProxy,
     limits: Object.freeze(resolveLimits(options.limits)),
     registry: resolveRegistry(options.registry) ?? defaultRegistry,
     hooks: Object.freeze(resolveHooks(options.hooks)),
+    adaptiveConcurrency,
+    deadline: resolveDeadline(options.deadline, timeout.total),
   });
 }

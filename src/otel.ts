@@ -77,6 +77,7 @@ export const METRICS = Object.freeze({
   hosts: 'resilient_proxy.hosts',
   panic: 'resilient_proxy.group.panic',
   panicPicks: 'resilient_proxy.group.panic_picks',
+  concurrencyLimit: 'resilient_proxy.concurrency.limit',
 });
 
 /** Every state `resilient_proxy.hosts` reports, each observed (0 included) so that a dashboard's series never vanish. */
@@ -144,6 +145,7 @@ interface Instruments {
   readonly hosts: ObservableGauge;
   readonly panic: ObservableGauge;
   readonly panicPicks: ObservableCounter;
+  readonly concurrencyLimit: ObservableGauge;
   readonly observe: BatchObservableCallback;
 }
 
@@ -208,7 +210,7 @@ export class ResilientProxyInstrumentation extends InstrumentationBase<Resilient
   protected override _updateMetricInstruments(): void {
     const previous = this._instruments;
     if (previous !== undefined) {
-      previous.meter.removeBatchObservableCallback(previous.observe, [previous.breakerState, previous.hostsEjected, previous.hosts, previous.panic, previous.panicPicks]);
+      previous.meter.removeBatchObservableCallback(previous.observe, [previous.breakerState, previous.hostsEjected, previous.hosts, previous.panic, previous.panicPicks, previous.concurrencyLimit]);
     }
     const meter = this.meter;
     const counter = (name: string, unit: string, description: string): Counter => meter.createCounter(name, { unit, description, valueType: ValueType.INT });
@@ -222,6 +224,11 @@ export class ResilientProxyInstrumentation extends InstrumentationBase<Resilient
     );
     const panic = gauge(METRICS.panic, '{state}', 'Whether the upstream’s group is in panic mode: 1 when fewer than half its hosts are in rotation, so every host takes traffic.');
     const panicPicks = meter.createObservableCounter(METRICS.panicPicks, { unit: '{pick}', description: 'Hosts picked in panic mode since the start.', valueType: ValueType.INT });
+    const concurrencyLimit = gauge(
+      METRICS.concurrencyLimit,
+      '{attempt}',
+      'The most attempts the proxy lets be in flight to the upstream now: the adaptive limit, or the fixed breaker.capacity.',
+    );
     const observe: BatchObservableCallback = (result) => {
       if (!this.isEnabled()) return;
       for (const registry of this.getConfig().registries ?? [defaultRegistry]) {
@@ -234,12 +241,14 @@ export class ResilientProxyInstrumentation extends InstrumentationBase<Resilient
           for (const state of HOST_STATES) result.observe(hosts, counts[state], { ...attributes, 'resilient_proxy.host.state': state });
           result.observe(panic, upstream.panic ? 1 : 0, attributes);
           result.observe(panicPicks, upstream.panics, attributes);
+          if (upstream.capacity !== null) result.observe(concurrencyLimit, upstream.capacity, attributes);
         }
       }
     };
-    meter.addBatchObservableCallback(observe, [breakerState, hostsEjected, hosts, panic, panicPicks]);
+    meter.addBatchObservableCallback(observe, [breakerState, hostsEjected, hosts, panic, panicPicks, concurrencyLimit]);
     this._instruments = {
       meter,
+      concurrencyLimit,
       duration: meter.createHistogram(METRICS.clientDuration, {
         unit: 's',
         description: 'Duration of HTTP client requests: one per upstream attempt.',

@@ -69,6 +69,7 @@ export function createProxyHandler(options: ProxyOptions): ProxyHandler {
     targets: config.targets,
     budget: config.retry?.budget ?? DEFAULTS.retry.budget,
     breaker: config.breaker,
+    adaptive: config.adaptiveConcurrency,
     group: {
       balance: config.balance,
       outlierDetection: config.outlierDetection,

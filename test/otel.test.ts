@@ -315,6 +315,25 @@ describe('ResilientProxyInstrumentation: metrics', () => {
     expect(found.get('resilient_proxy.group.panic_picks')?.find((point) => point.attributes['resilient_proxy.upstream'] === 'group')?.value).toBe(0);
   });
 
+  it('resilient_proxy.concurrency.limit shows the adaptive limit now, or the fixed breaker.capacity, and nothing without a limit', async () => {
+    const t = telemetry();
+    const registry = testRegistry();
+    instrument(t, { registries: [registry] });
+    const up = await upstream();
+    const adaptive = await tracedGateway(t.tracerProvider, { target: up.url, name: 'adaptive', registry, adaptiveConcurrency: { initial: 30, min: 30, max: 30 } });
+    const fixed = await tracedGateway(t.tracerProvider, { target: up.url, name: 'fixed', registry, breaker: { capacity: 7 } });
+    const none = await tracedGateway(t.tracerProvider, { target: up.url, name: 'none', registry });
+    for (const gateway of [adaptive, fixed, none]) expect((await fetch(`${gateway.url}/x`)).status).toBe(200);
+
+    const found = await collect(t.reader);
+    expect(sorted(found.get('resilient_proxy.concurrency.limit'))).toStrictEqual(
+      sorted([
+        { attributes: { 'resilient_proxy.upstream': 'adaptive' }, value: 30 },
+        { attributes: { 'resilient_proxy.upstream': 'fixed' }, value: 7 },
+      ]),
+    );
+  });
+
   it('a failure hidden by a kept response counts in resilient_proxy.stale.served', async () => {
     const t = telemetry();
     instrument(t);

@@ -26,6 +26,8 @@ import { hookedRequestHeaders, patchHeaders, plainHeaders } from './rewrite.js';
 import type { ParsedBody } from './parsed-body.js';
 import type { StaleLayer } from '../stale/layer.js';
 import { PlaybackDispatcher, type Playback } from '../stale/replay.js';
+import { limitSample } from '../policy/adaptive-concurrency.js';
+import { formatDeadline, requestTotal, timeForAttempt } from '../policy/deadline.js';
 import {
   attemptEnd,
   attemptMessage,
@@ -198,6 +200,8 @@ export class Exchange {
   #headers: Record<string, string | string[]> | null = null;
   /** When `timeout.total` started counting: once the body is in hand. */
   #deadlineFrom = 0;
+  /** `timeout.total` for this request: capped by a trusted client's deadline (`deadline.trustClient`). */
+  #total = 0;
   /** The diagnostics message of this exchange, only when someone listens. */
   readonly #message: ExchangeMessage | null = null;
 
@@ -388,8 +392,8 @@ export class Exchange {
     const failure = failureOf(outcome);
     let delay = backoffDelay(attempt, retry);
     const retryAfter = parseRetryAfter(failure.retryAfter);
-    const total = config.timeout.total;
-    const remaining = total > 0 ? total - (performance.now() - this.#deadlineFrom) : Number.POSITIVE_INFINITY;
+    const total = this.#total;
+    const remaining = this.#remaining();
     // Another host the request has not tried takes the retry: one host's
     // answer (its Retry-After, its refused connection) is about that host.
     const elsewhere = upstream.group.hasUntried(this.#tried());
@@ -402,6 +406,8 @@ export class Exchange {
       else delay = retryAfter;
     }
     if (delay >= remaining) return this.#stop('deadline');
+    // With deadline propagation, a retry that could tell the upstream less than `deadline.minimum` is not worth sending.
+    if (config.deadline !== null && total > 0 && !timeForAttempt(remaining - delay, config.deadline)) return this.#stop('deadline');
     // A retry elsewhere after an attempt that sent nothing (a refused
     // connection) adds no load to the upstream: throttling, which bounds that
     // load, does not stop it.
@@ -430,6 +436,11 @@ export class Exchange {
     const { budget } = this.core.upstream;
     if (result === 'success') budget.recordSuccess();
     else if (failure !== null && outcome !== null && !(outcome.kind === 'failed' && sentNothing(failure.code, outcome.phase))) budget.recordFailure();
+  }
+
+  /** Milliseconds left of this request's `timeout.total` (Infinity without one). */
+  #remaining(): number {
+    return this.#total > 0 ? this.#total - (performance.now() - this.#deadlineFrom) : Number.POSITIVE_INFINITY;
   }
 
   #stop(reason: NoRetryReason): null {
@@ -548,7 +559,8 @@ export class Exchange {
       const rebuiltBytes = rebuilt && Buffer.isBuffer(body) ? body : null;
       // The deadline starts once the body is in hand: a client's slow upload
       // is not the upstream's time.
-      const total = config.timeout.total;
+      const total = requestTotal(config.timeout.total, req.headers, config.deadline);
+      this.#total = total;
       this.#deadlineFrom = performance.now();
       if (total > 0) deadline = setTimeout(() => this.cancel(new ProxyTimeoutError('total', total)), total);
       // An async header hook runs once, before the first attempt, on the deadline's time.
@@ -558,6 +570,13 @@ export class Exchange {
           this.#gone();
           return;
         }
+      }
+
+      // Too little time left to be of use upstream (a trusted client's short deadline, a slow header hook): a total timeout, before any attempt.
+      if (config.deadline !== null && total > 0 && !timeForAttempt(this.#remaining(), config.deadline)) {
+        const late = new ProxyTimeoutError('total', total);
+        await this.failOrStale(fromClassification(classifyError(late, 'connect'), null, late));
+        return;
       }
 
       const run = async (n: number): Promise<AttemptOutcome> => {
@@ -570,6 +589,11 @@ export class Exchange {
         // The object is this request's own, and undici serialises it during
         // dispatch(): the next attempt may overwrite the number.
         if (retry?.attemptHeader) headers[retry.attemptHeader] = String(n);
+        // What the proxy will still wait, minus the margin; a client's value in the header never passes through as is.
+        if (config.deadline !== null) {
+          if (this.#total > 0) headers[config.deadline.header] = formatDeadline(this.#remaining() - config.deadline.margin, config.deadline.format);
+          else Reflect.deleteProperty(headers, config.deadline.header);
+        }
         const attempt = new Attempt({
           dispatcher: host.dispatcher,
           origin: host.origin,
@@ -592,6 +616,7 @@ export class Exchange {
         this.current = attempt;
         this.attempts += 1;
         upstream.inFlight += 1;
+        const inFlightAtStart = upstream.inFlight;
         host.active += 1;
         let outcome: AttemptOutcome | null = null;
         // Published before dispatch: a subscriber may still add headers (traceparent).
@@ -611,6 +636,10 @@ export class Exchange {
           const failure = result === 'failure' && outcome !== null ? attemptFailure(outcome) : null;
           group.record(host, result, latency, failure);
           if (retry?.budget) this.#throttle(result, failure, outcome);
+          if (upstream.adaptive !== null) {
+            const sample = limitSample(attempt.sentAt, attempt.headersAt, outcome?.kind === 'failed' && isProxyTimeout(outcome.error));
+            if (sample !== null) upstream.adaptive.record(attempt.sentAt, sample, inFlightAtStart);
+          }
           if (message !== null) endAttemptOf(message, outcome, attempt.statusCode);
         }
       };

@@ -9,6 +9,8 @@
 import { UpstreamBreaker, type BreakerOptions, type BreakerState, type BreakerStats } from './breaker.js';
 import { UpstreamGroup, type GroupSettings, type HostSnapshot, type TargetSpec } from './group.js';
 import { RetryBudget, type RetryBudgetOptions } from './retry-budget.js';
+import { AdaptiveConcurrency, type AdaptiveLimitSnapshot } from '../policy/adaptive-concurrency.js';
+import type { AdaptiveConcurrencyOptions } from '../policy/adaptive-limit.js';
 
 export interface UpstreamSettings {
   /** The hosts as configured: one key, one service. */
@@ -17,6 +19,8 @@ export interface UpstreamSettings {
   readonly budget: Readonly<RetryBudgetOptions>;
   readonly breaker: Readonly<BreakerOptions> | null;
   readonly group: GroupSettings;
+  /** The adaptive concurrency limit's settings, or `null` for the fixed `breaker.capacity`. */
+  readonly adaptive?: Readonly<AdaptiveConcurrencyOptions> | null;
 }
 
 export class UpstreamState {
@@ -25,8 +29,9 @@ export class UpstreamState {
   readonly budget: RetryBudget;
   readonly breaker: UpstreamBreaker | null;
   readonly group: UpstreamGroup;
-  /** The most attempts in flight at once, or `null` for no limit. */
-  readonly capacity: number | null;
+  /** The adaptive concurrency limit, when `adaptiveConcurrency` is on. */
+  readonly adaptive: AdaptiveConcurrency | null;
+  readonly #fixedCapacity: number | null;
   /** Attempts in flight now. */
   inFlight = 0;
   /** Attempts refused by the concurrency limit since the start. */
@@ -42,8 +47,14 @@ export class UpstreamState {
     this.settings = settings;
     this.budget = new RetryBudget(settings.budget);
     this.breaker = breaker === null ? null : new UpstreamBreaker(key, breaker);
-    this.capacity = breaker === null || breaker.capacity === 0 ? null : breaker.capacity;
+    this.#fixedCapacity = breaker === null || breaker.capacity === 0 ? null : breaker.capacity;
+    this.adaptive = settings.adaptive ? new AdaptiveConcurrency(settings.adaptive) : null;
     this.group = new UpstreamGroup(key, settings.targets, settings.group);
+  }
+
+  /** The most attempts in flight at once (the adaptive limit's value now, when on), or `null` for no limit. */
+  get capacity(): number | null {
+    return this.adaptive === null ? this.#fixedCapacity : this.adaptive.limit;
   }
 }
 
@@ -66,6 +77,8 @@ export interface UpstreamSnapshot {
   readonly panic: boolean;
   /** Picks made in panic mode since the start. */
   readonly panics: number;
+  /** The adaptive concurrency limit (`capacity` is its current value); absent with a fixed or no limit. */
+  readonly limit?: AdaptiveLimitSnapshot;
 }
 
 export class UpstreamRegistry {
@@ -101,6 +114,7 @@ export class UpstreamRegistry {
     if (state.users > 0 || this.#upstreams.get(state.key) !== state) return;
     this.#upstreams.delete(state.key);
     state.breaker?.shutdown();
+    state.adaptive?.close();
     await state.group.close();
   }
 
@@ -119,6 +133,7 @@ export class UpstreamRegistry {
   close(): void {
     for (const state of this.#upstreams.values()) {
       state.breaker?.shutdown();
+      state.adaptive?.close();
       void state.group.close();
     }
     this.#upstreams.clear();
@@ -142,6 +157,7 @@ function differenceOf(first: UpstreamSettings, second: UpstreamSettings): string
       if (first.breaker[name] !== second.breaker[name]) return `another \`breaker.${name}\` (${first.breaker[name]}, not ${second.breaker[name]})`;
     }
   }
+  if (JSON.stringify(first.adaptive ?? null) !== JSON.stringify(second.adaptive ?? null)) return 'another `adaptiveConcurrency`';
   const [g, h] = [first.group, second.group];
   if (g.dispatcher !== h.dispatcher) return 'another `dispatcher`';
   for (const name of ['balance', 'slowStart'] as const) {
@@ -154,7 +170,7 @@ function differenceOf(first: UpstreamSettings, second: UpstreamSettings): string
 }
 
 function snapshotOf(state: UpstreamState): UpstreamSnapshot {
-  return {
+  const snapshot: UpstreamSnapshot = {
     upstream: state.key,
     state: state.breaker?.state ?? 'disabled',
     inFlight: state.inFlight,
@@ -166,6 +182,7 @@ function snapshotOf(state: UpstreamState): UpstreamSnapshot {
     panic: state.group.panic,
     panics: state.group.panics,
   };
+  return state.adaptive === null ? snapshot : { ...snapshot, limit: state.adaptive.snapshot() };
 }
 
 /** The registry proxies share when none is passed. */

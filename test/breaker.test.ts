@@ -236,10 +236,23 @@ describe('sharing and inspection', () => {
         overloaded: 0,
         tunnels: 0,
         stats: { fires: 1, successes: 1, failures: 0, rejects: 0 },
-        hosts: [{ url: up.url, weight: 1, state: 'healthy', inFlight: 0, ejections: 0 }],
+        // The one request answered: its time is the host's latency estimate.
+        hosts: [{ url: up.url, weight: 1, state: 'healthy', inFlight: 0, ejections: 0, latencyMs: expect.any(Number) as number, consecutiveFailures: 0, lastFailure: null, ejectedUntil: null }],
+        panic: false,
         panics: 0,
       },
-      { upstream: 'billing', state: 'disabled', inFlight: 0, capacity: null, overloaded: 0, tunnels: 0, stats: null, hosts: [{ url: up.url, weight: 1, state: 'healthy', inFlight: 0, ejections: 0 }], panics: 0 },
+      {
+        upstream: 'billing',
+        state: 'disabled',
+        inFlight: 0,
+        capacity: null,
+        overloaded: 0,
+        tunnels: 0,
+        stats: null,
+        hosts: [{ url: up.url, weight: 1, state: 'healthy', inFlight: 0, ejections: 0, latencyMs: null, consecutiveFailures: 0, lastFailure: null, ejectedUntil: null }],
+        panic: false,
+        panics: 0,
+      },
     ]);
   });
 });

@@ -27,7 +27,7 @@ const invalid: [string, unknown, string][] = [
   ['a bad request id header', { target, requestIdHeader: 'x id' }, 'Expected `requestIdHeader` to be a header name, got the string "x id".'],
   ['a dispatcher without dispatch()', { target, dispatcher: {} }, 'Expected `dispatcher` to be an undici Dispatcher (Agent, Pool, Client), got an object.'],
   ['a hook that is not a function', { target, hooks: { onFailure: 'log' } }, 'Expected `hooks.onFailure` to be a function, got the string "log".'],
-  ['an unknown hook', { target, hooks: { onError: () => undefined } }, 'Unknown option `hooks.onError`. Known options: onFailure, onRetry, onBreakerStateChange, onHostStateChange, onStale.'],
+  ['an unknown hook', { target, hooks: { onError: () => undefined } }, 'Unknown option `hooks.onError`. Known options: onFailure, onRetry, onBreakerStateChange, onHostStateChange, onPanic, onStale.'],
   ['retry that is not an object', { target, retry: 'yes' }, 'Expected `retry` to be an object of retry options or false, got the string "yes".'],
   ['a negative retry count', { target, retry: { retries: -1 } }, 'Expected `retry.retries` to be a whole number from 0 to 10, got -1.'],
   ['a fractional retry count', { target, retry: { retries: 1.5 } }, 'Expected `retry.retries` to be a whole number from 0 to 10, got 1.5.'],

@@ -137,7 +137,8 @@ class Events<T> {
 
 /** A gateway in one framework in front of a group of replicas, with every hook recorded. */
 class Drill {
-  readonly changes = new Events<HostStateChange & { at: number }>();
+  /** Host state changes, with when (performance.now()) and how many replies had come by then. */
+  readonly changes = new Events<HostStateChange & { at: number; sent: number }>();
   readonly failures: FailureEvent[] = [];
   readonly retries: RetryEvent[] = [];
   readonly panics: PanicChange[] = [];
@@ -151,7 +152,7 @@ class Drill {
 
   hooks(): Hooks {
     return {
-      onHostStateChange: (change) => this.changes.push({ ...change, at: performance.now() }),
+      onHostStateChange: (change) => this.changes.push({ ...change, at: performance.now(), sent: this.replies.length }),
       onFailure: (event) => this.failures.push(event),
       onRetry: (event) => this.retries.push(event),
       onPanic: (change) => this.panics.push(change),
@@ -298,7 +299,7 @@ describe.each(drilled)('$name', (framework) => {
     const { ejectedUntil } = d.host(c);
     await c.restart();
     const restarted = c.requests;
-    // Until c has served, with room for the ejection (≤ 440 ms) and slow start's 10 % share.
+    // Until c has served, with room for the ejection (≤ 440 ms).
     const back = await d.drive(MOST, 10, () => c.requests > restarted);
     const recovered = await d.drive(20, 0);
 
@@ -313,6 +314,11 @@ describe.each(drilled)('$name', (framework) => {
     expect((ended?.at ?? 0) - (ejected?.at ?? 0)).toBeGreaterThanOrEqual(400);
     expect(c.arrivals[restarted]).toBeGreaterThanOrEqual(ended?.at ?? Number.POSITIVE_INFINITY);
     expect(served([...back, ...recovered], c)).toBeGreaterThanOrEqual(1);
+    // Back in rotation with no estimate, it is probed at once (slow start
+    // ramps its share from its first answer): within 20 requests of the end
+    // of its ejection, the "ejection time + 1 s" at 20 GET/s as a count.
+    const firstServed = d.replies.findIndex((r, i) => i >= (ended?.sent ?? 0) && r.body === 'c');
+    expect(firstServed - (ended?.sent ?? 0) + 1).toBeLessThanOrEqual(20);
     expect(d.host(c)).toMatchObject({ state: 'healthy', ejections: 1, consecutiveFailures: 0 });
   });
 });

@@ -222,6 +222,18 @@ describe('two random choices (least-request, peak-ewma)', () => {
     expect(pick(hosts, everyone, 2, 'least-request', at, 10_000, sequence(0, 0, third)).name).toBe(expected);
   });
 
+  // Under peak-ewma a warming host with no estimate is probed at once: the
+  // share applies from its first answer (or once its estimate is forgotten, to the next probe).
+  it.each([
+    { name: 'no estimate: it keeps the draw it won whatever the third draw, and random() is not asked', b: { warmingSince: 1000 }, random: [0, 0], expected: 'b' },
+    { name: 'an estimate forgotten: probed again the same way', b: { warmingSince: 1000, latency: 300, latencyAt: 1000 - LATENCY_TTL_MS - 1 }, random: [0, 0], expected: 'b' },
+    { name: 'with a fresh estimate: 10 % of the draws it wins', b: { warmingSince: 1000, latency: 0.1, latencyAt: 1000 }, random: [0, 0, 0.1], expected: 'a' },
+    { name: 'with a fresh estimate, kept below 0.1', b: { warmingSince: 1000, latency: 0.1, latencyAt: 1000 }, random: [0, 0, 0.09], expected: 'b' },
+  ])('peak-ewma, slow start: $name', ({ b, random, expected }) => {
+    const hosts = [host('a', { latency: 1, latencyAt: 1000 }), host('b', b)];
+    expect(pick(hosts, everyone, 2, 'peak-ewma', 1000, 10_000, sequence(...random)).name).toBe(expected);
+  });
+
   it.each(balances)('%s: a warming host gets about its share of sequential traffic (10 % of a third), never none', (balance) => {
     let seed = 7;
     const random = (): number => {

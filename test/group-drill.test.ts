@@ -137,7 +137,8 @@ class Events<T> {
 
 /** A gateway in one framework in front of a group of replicas, with every hook recorded. */
 class Drill {
-  readonly changes = new Events<HostStateChange & { at: number }>();
+  /** Host state changes, with when (performance.now()) and how many replies had come by then. */
+  readonly changes = new Events<HostStateChange & { at: number; sent: number }>();
   readonly failures: FailureEvent[] = [];
   readonly retries: RetryEvent[] = [];
   readonly panics: PanicChange[] = [];
@@ -151,7 +152,7 @@ class Drill {
 
   hooks(): Hooks {
     return {
-      onHostStateChange: (change) => this.changes.push({ ...change, at: performance.now() }),
+      onHostStateChange: (change) => this.changes.push({ ...change, at: performance.now(), sent: this.replies.length }),
       onFailure: (event) => this.failures.push(event),
       onRetry: (event) => this.retries.push(event),
       onPanic: (change) => this.panics.push(change),
@@ -283,27 +284,27 @@ describe.each(drilled)('$name', (framework) => {
     expect(served(after, c)).toBe(0);
     expect(d.failures).toStrictEqual([]);
   });
-});
 
-describe.each(drilled)('$name', (framework) => {
   it("outlierDetection { consecutiveFailures: 3, baseEjectionTime: 400 }: a killed host is ejected after 3 failures, and once restarted serves again when its ejection ends", async () => {
     const [a, b, c] = await replicas();
     const d = await drill(framework, [a, b, c], { outlierDetection: { consecutiveFailures: 3, baseEjectionTime: 400 } });
     await d.drive(10, 0);
 
     await c.kill();
-    const faulty = await d.drive(40, 0, () => d.changes.items.length > 0);
+    // Paced: after the warm-up c may be the costliest host, left out of every
+    // draw until its estimate is a second old.
+    const faulty = await d.drive(MOST, 10, () => d.changes.items.length > 0);
     const ejected = d.changes.find((e) => e.host === c.url && e.to === 'ejected');
     const failedOnC = d.retries.filter((r) => r.target === c.url).length;
     const { ejectedUntil } = d.host(c);
     await c.restart();
     const restarted = c.requests;
-    // Until c has served, with room for the ejection (≤ 440 ms) and slow start's 10 % share.
+    // Until c has served, with room for the ejection (≤ 440 ms).
     const back = await d.drive(MOST, 10, () => c.requests > restarted);
     const recovered = await d.drive(20, 0);
 
     expect(allOk([...faulty, ...back, ...recovered]), d.errors()).toStrictEqual([]);
-    expect(ejected?.reason).toBe('consecutive-failures');
+    expect(ejected?.reason, `${faulty.length} requests; c: ${d.story(c).join(', ')}; retries: ${JSON.stringify(d.retries.map((r) => [r.code, r.target === c.url]))}`).toBe('consecutive-failures');
     expect(failedOnC).toBe(3);
     expect((ejectedUntil ?? 0) - (d.host(c).lastFailure?.at ?? 0)).toBeGreaterThanOrEqual(400);
     expect(c.requests, `c got nothing in ${back.length} requests after its restart`).toBeGreaterThan(restarted);
@@ -313,9 +314,13 @@ describe.each(drilled)('$name', (framework) => {
     expect((ended?.at ?? 0) - (ejected?.at ?? 0)).toBeGreaterThanOrEqual(400);
     expect(c.arrivals[restarted]).toBeGreaterThanOrEqual(ended?.at ?? Number.POSITIVE_INFINITY);
     expect(served([...back, ...recovered], c)).toBeGreaterThanOrEqual(1);
+    // Back in rotation with no estimate, it is probed at once (slow start
+    // ramps its share from its first answer): within 20 requests of the end
+    // of its ejection, the issue's "ejection time + 1 s" at 20 GET/s as a count.
+    const firstServed = d.replies.findIndex((r, i) => i >= (ended?.sent ?? 0) && r.body === 'c');
+    expect(firstServed - (ended?.sent ?? 0) + 1).toBeLessThanOrEqual(20);
     expect(d.host(c)).toMatchObject({ state: 'healthy', ejections: 1, consecutiveFailures: 0 });
   });
-
 });
 
 /** The three frameworks side by side: each drill below runs for seconds, so they run at once. */
@@ -325,9 +330,9 @@ function sideBySide(run: (framework: Framework) => Promise<void>): () => Promise
   };
 }
 
-describe('drills over seconds, in Express, Fastify and Koa at once', () => {
+describe('drills of seconds, in Express, Fastify and Koa at once', () => {
   it(
-    'after one transient 503, the host still takes its share of the next 40 sequential GETs at 20/s',
+    'after one transient 503 the host still serves: at least 3 of the next 40 sequential GETs at 20/s',
     sideBySide(async (framework) => {
       const [a, b, c] = await replicas();
       const d = await drill(framework, [a, b, c]);
@@ -351,7 +356,7 @@ describe('drills over seconds, in Express, Fastify and Koa at once', () => {
   );
 
   it(
-    'a host whose first answer took 300 ms serves again: its share of GETs at 20/s from 1.5 s to 3.5 s after',
+    'a host whose first answer took 300 ms serves again: at least 2 of the GETs at 20/s from 1.5 s to 3.5 s after',
     sideBySide(async (framework) => {
       const [a, b, c] = await replicas();
       c.answer = (res, index) => (index === 0 ? late(300, ok('c')) : ok('c'))(res, index);
@@ -367,6 +372,7 @@ describe('drills over seconds, in Express, Fastify and Koa at once', () => {
       expect(window, `${framework.name}: c took ${window} of ${all}`).toBeGreaterThanOrEqual(2);
     }),
   );
+
   it.each(['peak-ewma', 'round-robin'] as const)(
     "balance %s: one host dead, one answering 503 Retry-After: 5 — the 503 host is backed off at once, the retry goes elsewhere at once, and no client sees an error",
     (balance) => sideBySide(async (framework) => {
@@ -382,7 +388,9 @@ describe('drills over seconds, in Express, Fastify and Koa at once', () => {
       expect(b.requests).toBeLessThanOrEqual(2);
       expect(d.story(b)[0]).toBe('ejected (retry-after)');
       expect(d.host(b)).toMatchObject({ state: 'ejected', ejections: 0, lastFailure: { code: 'UPSTREAM_STATUS' } });
-      expect((d.host(b).ejectedUntil ?? 0) - (d.host(b).lastFailure?.at ?? 0)).toBe(5000);
+      // Backed off for its Retry-After (wall-clock times, each rounded to the ms).
+      const backedOff = (d.host(b).ejectedUntil ?? 0) - (d.host(b).lastFailure?.at ?? 0);
+      expect(Math.abs(backedOff - 5000)).toBeLessThanOrEqual(1);
       // The retry after b's 503 went to another host at once, not after 5 s.
       const afterB = d.retries.filter((r) => r.target === b.url);
       expect(afterB.map((r) => [r.code, r.delay])).toStrictEqual(Array(b.requests).fill(['UPSTREAM_STATUS', 0]));

@@ -17,6 +17,8 @@
 // host that wins a draw keeps it with probability `max(0.1, age / slowStart)`,
 // so it gets traffic at any concurrency, one request at a time included
 // (a ramped weight in the cost would lose every draw when nothing is in flight).
+// Under peak-ewma, a warming host with no estimate is probed at once, one
+// attempt at a time; the ramp starts from its answer.
 //
 // A latency estimate is evidence about a host only while answers refresh it.
 // In a small group the costliest host never wins a two-choice draw, so an
@@ -176,7 +178,10 @@ export function pick<H extends BalancedHost>(
   const a = nth(hosts, isCandidate, first);
   const b = nth(hosts, isCandidate, second);
   const [winner, loser] = cost(b, a, balance, now) < cost(a, b, balance, now) ? [b, a] : [a, b];
-  // A warming host keeps a draw it won with the probability of its share.
-  const share = slowStartFactor(winner, now, slowStart);
+  // A warming host keeps a draw it won with the probability of its share;
+  // under peak-ewma one with no estimate keeps it outright: that is the one
+  // probe at a time an unknown host gets (see cost), so a host back in
+  // rotation is tried at once and its share ramps from its first answer.
+  const share = balance === 'peak-ewma' && !hasEstimate(winner, now) ? 1 : slowStartFactor(winner, now, slowStart);
   return share < 1 && random() >= share ? loser : winner;
 }

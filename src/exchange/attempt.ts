@@ -256,8 +256,17 @@ export class Attempt implements Dispatcher.DispatchHandler {
       if (this.#commit(true)) this.#arm('idle');
       return;
     }
-    this.#arm('hold');
+    // Most heads come with their first body bytes in the same read: the
+    // hold's timer is armed only when none came by the end of this tick, so
+    // most responses pay for no timer of their own (issue 20: 2.7 µs each).
+    this.#disarm();
+    this.#timerKind = 'hold';
+    process.nextTick(this.#armHold);
   }
+
+  readonly #armHold = (): void => {
+    if (!this.#settled && this.#pending !== null && this.#timerKind === 'hold' && this.#timer === null) this.#arm('hold');
+  };
 
   /** Whether this response is to be read whole and transformed. */
   #transforms(transform: Readonly<Required<TransformResponse>>, statusCode: number, headers: IncomingHttpHeaders, outgoing: OutgoingHttpHeaders): boolean {

@@ -129,7 +129,15 @@ export function clientResponseHeaders(upstream: IncomingHttpHeaders): OutgoingHt
 }
 
 const REQUEST_ID = /^[\x21-\x7e]{1,200}$/;
-const ids = new WeakMap<IncomingMessage, string>();
+/**
+ * Where a request keeps its id: a symbol-keyed property, not a WeakMap (a
+ * WeakMap lookup cost about 2 µs per request against 0.2 µs, measured in
+ * issue 20). A symbol from the global registry, so the ESM and CJS builds
+ * loaded side by side agree on it; serializers (JSON, pino) skip symbol keys.
+ */
+const ID = Symbol.for('resilient-proxy.request-id');
+
+type WithId = IncomingMessage & { [ID]?: string };
 
 function saneId(value: unknown): string | null {
   if (typeof value === 'number' && Number.isSafeInteger(value)) return String(value);
@@ -145,10 +153,10 @@ function saneId(value: unknown): string | null {
  * example pino-http's `genReqId`) logs the same one.
  */
 export function requestId(req: IncomingMessage, header = 'x-request-id', appId: unknown = (req as IncomingMessage & { id?: unknown }).id): string {
-  let id = ids.get(req);
+  let id = (req as WithId)[ID];
   if (id === undefined) {
     id = saneId(req.headers[header]) ?? saneId(appId) ?? randomUUID();
-    ids.set(req, id);
+    (req as WithId)[ID] = id;
   }
   return id;
 }

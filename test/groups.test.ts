@@ -668,16 +668,19 @@ describe('one host’s answer is about that host', () => {
     expect(failures).toStrictEqual(['retry-after']);
   });
 
-  it('a retry elsewhere after a refused connection costs no retry budget: with a budget of 0, every GET still succeeds', async () => {
+  it('a retry elsewhere after a refused connection costs no retry budget and waits no backoff: with a budget of 0, every GET still succeeds', async () => {
     const [dead] = await refusedUrls(1);
     const ok = await named('ok');
+    const delays: number[] = [];
     const gw = await gateway({
       target: [dead as string, ok.url],
       balance: 'round-robin',
       outlierDetection: false,
-      retry: { ...fast, budget: { maxTokens: 0 } },
+      retry: { minDelay: 200, maxDelay: 200, budget: { maxTokens: 0 } },
+      hooks: { onRetry: ({ delay }) => delays.push(delay) },
     });
     expect(tally(await load(`${gw.url}/x`, 10, 1))).toStrictEqual({ ok: 10 });
+    expect(delays).toStrictEqual([0, 0, 0, 0, 0]);
   });
 
   it('a 503 retry does cost budget: with a budget of 0 it is not made, and onFailure says `budget`', async () => {

@@ -405,13 +405,15 @@ export class Exchange {
       else if (retryAfter > (total > 0 ? remaining : retry.maxDelay)) return this.#stop('retry-after');
       else delay = retryAfter;
     }
+    // A retry elsewhere after an attempt that sent nothing (a refused
+    // connection) adds no load to the upstream: throttling, which bounds that
+    // load, does not stop it, and no backoff delays it (as nginx's
+    // proxy_next_upstream): the host it goes to has not seen this request.
+    const free = elsewhere && sentNothing(failure.code, failure.phase);
+    if (free) delay = 0;
     if (delay >= remaining) return this.#stop('deadline');
     // With deadline propagation, a retry that could tell the upstream less than `deadline.minimum` is not worth sending.
     if (config.deadline !== null && total > 0 && !timeForAttempt(remaining - delay, config.deadline)) return this.#stop('deadline');
-    // A retry elsewhere after an attempt that sent nothing (a refused
-    // connection) adds no load to the upstream: throttling, which bounds that
-    // load, does not stop it.
-    const free = elsewhere && sentNothing(failure.code, failure.phase);
     if (retry.budget !== null && !free && !upstream.budget.allowsRetry()) {
       if (budgetExhausted.hasSubscribers) {
         budgetExhausted.publish({ upstream: config.upstream, requestId: this.requestId, method: this.method, path: this.path, code: failure.code, attempt, upgrade: false });

@@ -668,6 +668,39 @@ describe('one host’s answer is about that host', () => {
     expect(failures).toStrictEqual(['retry-after']);
   });
 
+  it('a Retry-After that does not parse is neither used nor passed on; one that parses is passed on as seconds', async () => {
+    const leaky = await upstream({ fallback: faults.respond(503, 'no', { 'retry-after': 'see http://10.1.2.3:8080/admin' }) });
+    const gw = await gateway({ target: leaky.url, retry: false });
+    const reply = await send(`${gw.url}/x`);
+    expect(reply.status).toBe(502);
+    expect(reply.headers['retry-after']).toBeUndefined();
+    const dated = await upstream({ fallback: faults.respond(503, 'no', { 'retry-after': new Date(Date.now() + 120_000).toUTCString() }) });
+    const other = await gateway({ target: dated.url, retry: false });
+    const seconds = Number((await send(`${other.url}/x`)).headers['retry-after']);
+    expect(seconds).toBeGreaterThanOrEqual(118);
+    expect(seconds).toBeLessThanOrEqual(120);
+  });
+
+  it('outlier detection counts every 5xx, as Envoy does: a replica answering quick 500s is ejected, though 500 is no failure status to retry', async () => {
+    const broken = await named('broken', 500);
+    const ok = await named('ok');
+    const gw = await gateway({ target: [broken.url, ok.url], balance: 'round-robin' });
+    const replies = await load(`${gw.url}/x`, 20, 1);
+    // Its five 500s reach clients (500 is not in failureStatuses), then it is out.
+    expect(tally(replies)).toStrictEqual({ '500 ': 5, ok: 15 });
+    expect(gw.changes).toStrictEqual([{ upstream: 'orders', host: broken.url, from: 'healthy', to: 'ejected', reason: 'consecutive-failures' }]);
+  });
+
+  it('one target refusing connections: retries are throttled like any failure (about five in all), not three attempts per request for ever', async () => {
+    const [dead] = await refusedUrls(1);
+    const failures: number[] = [];
+    const gw = await gateway({ target: dead as string, breaker: false, retry: fast, hooks: { onFailure: (event) => failures.push(event.attempts) } });
+    for (let i = 0; i < 20; i += 1) expect((await send(`${gw.url}/x`)).code).toBe('UPSTREAM_CONNECT_REFUSED');
+    // The bucket (10 tokens) stops retries at half: 5 failed attempts in all draw it down.
+    expect(failures.reduce((sum, n) => sum + n, 0)).toBeLessThanOrEqual(20 + 5);
+    expect(failures.slice(-10)).toStrictEqual(Array(10).fill(1));
+  });
+
   it('a retry elsewhere after a refused connection costs no retry budget and waits no backoff: with a budget of 0, every GET still succeeds', async () => {
     const [dead] = await refusedUrls(1);
     const ok = await named('ok');

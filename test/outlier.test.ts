@@ -196,14 +196,27 @@ describe('ejectionRoom: how many hosts may be out at once', () => {
 describe('backOff: a host’s own Retry-After', () => {
   it('takes the host out for that long, without a verdict: no ejection counted, no multiplier, no probation after', () => {
     const state = outlierState(0);
-    fail(state, 10, 2);
+    fail(state, 10, 1);
     expect(backOff(state, 10, 3000, options)).toBe(3000);
-    expect(state).toMatchObject({ consecutive: 0, multiplier: 0, ejections: 0, ejectedUntil: 3010, backedOff: true });
+    expect(state).toMatchObject({ consecutive: 1, multiplier: 0, ejections: 0, ejectedUntil: 3010, backedOff: true });
     expect(ejectionOver(state, 3009)).toBe(false);
     expect(ejectionOver(state, 3010)).toBe(true);
-    expect(state).toMatchObject({ ejectedUntil: 0, probation: false, backedOff: false });
-    // Not on probation: one failure does not eject it.
+    expect(state).toMatchObject({ ejectedUntil: 0, probation: false, backedOff: false, consecutive: 1 });
+    // Not on probation: one more failure does not eject it (2 of 3 in a row).
     expect(fail(state, 3011)).toBe(0);
+  });
+
+  it('keeps counting failures in a row through back-offs: a host answering every request with Retry-After is ejected like any other', () => {
+    const state = outlierState(0);
+    fail(state, 10, 1);
+    backOff(state, 10, 1000, options);
+    ejectionOver(state, 1010);
+    fail(state, 1011, 1);
+    backOff(state, 1011, 1000, options);
+    ejectionOver(state, 2011);
+    expect(state.consecutive).toBe(2);
+    expect(fail(state, 2012)).toBe(1000);
+    expect(state).toMatchObject({ ejections: 1, multiplier: 1, ejectedUntil: 3012 });
   });
 
   it('is capped by maxEjectionTime', () => {

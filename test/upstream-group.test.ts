@@ -419,19 +419,25 @@ describe('panic', () => {
       ['http://c.test/v1', 'retry-after'],
       ['http://b.test/v1', 'consecutive-failures'],
     ]);
-    // Its time is up after 5 s: back, without probation (one failure does not eject it).
+    // Its time is up after 5 s: back. Its failures in a row went on
+    // counting through the back-off: the next one is its second, and ejects it.
     h.now += 5000;
     expect(h.states().c).toBe('healthy');
     h.fail('c');
-    expect(h.states().c).toBe('healthy');
+    expect(h.group.snapshot()[2]).toMatchObject({ state: 'ejected', ejections: 1 });
   });
 
-  it('every host backing off: none in rotation is panic, so every host is tried rather than none', () => {
+  it('Retry-After never takes the group down: the last host in rotation that is not failing stays, and back-offs have a room of their own', () => {
     const h = harness(['a', 'b']);
     for (const name of ['a', 'b']) h.group.record(h.host(name), 'failure', 1, { code: 'UPSTREAM_STATUS', retryAfter: 5000 });
-    expect(h.states()).toStrictEqual({ a: 'ejected', b: 'ejected' });
-    expect(new Set(h.picks(4))).toStrictEqual(new Set(['a', 'b']));
-    expect(h.group.panic).toBe(true);
+    expect(h.states()).toStrictEqual({ a: 'ejected', b: 'healthy' });
+    expect(h.picks(3)).toStrictEqual(['b', 'b', 'b']);
+    // Four hosts: at most half back off at once (maxEjectionPercent 50).
+    const four = harness(['a', 'b', 'c', 'd']);
+    for (const name of ['a', 'b', 'c', 'd']) four.group.record(four.host(name), 'failure', 1, { code: 'UPSTREAM_STATUS', retryAfter: 120_000 });
+    expect(four.states()).toStrictEqual({ a: 'ejected', b: 'ejected', c: 'healthy', d: 'healthy' });
+    // And for at most RETRY_AFTER_MAX_MS (10 s), whatever the host asked.
+    expect((four.group.snapshot()[0]?.ejectedUntil ?? 0) - (four.group.snapshot()[0]?.lastFailure?.at ?? 0)).toBe(10_000);
   });
 
   it('exactly half eligible is not panic', () => {

@@ -119,9 +119,11 @@ export function fromClassification(classification: Classification, phase: Phase 
   return { ...classification, phase, error, receivedStatus: null, retryAfter: null };
 }
 
+/** The upstream's Retry-After as whole seconds, or `null`: only a value that parses is used or passed on (never the upstream's text). */
 function retryAfterOf(outcome: Extract<FailedOutcome, { kind: 'status' }>): string | null {
   const value = outcome.headers['retry-after'];
-  return typeof value === 'string' && /^[\x20-\x7e]{1,64}$/.test(value) ? value : null;
+  const ms = typeof value === 'string' ? parseRetryAfter(value) : null;
+  return ms === null ? null : String(Math.ceil(ms / 1000));
 }
 
 export function refusal(code: Refused['code'], retryAfter: string | null): Failure {
@@ -196,6 +198,8 @@ export class Exchange {
   host: Host | null = null;
   /** Why the latest failure was not retried, once that is decided. */
   #noRetry: NoRetryReason | null = null;
+  /** A host has backed off for this request's Retry-After already. */
+  #backedOff = false;
   #sleep: AbortController | null = null;
   #headers: Record<string, string | string[]> | null = null;
   /** When `timeout.total` started counting: once the body is in hand. */
@@ -403,7 +407,7 @@ export class Exchange {
       // afford the wait; otherwise fail now and pass the Retry-After on.
       if (elsewhere) delay = 0;
       else if (retryAfter > (total > 0 ? remaining : retry.maxDelay)) return this.#stop('retry-after');
-      else delay = retryAfter;
+      else delay = Math.max(delay, retryAfter);
     }
     // A retry elsewhere after an attempt that sent nothing (a refused
     // connection) adds no load to the upstream: throttling, which bounds that
@@ -430,14 +434,17 @@ export class Exchange {
   }
 
   /**
-   * Feeds retry throttling: a failure that reached the upstream drains it, a
-   * success refills it. A failure that sent nothing (a refused connection)
-   * says a host is down, not that the service is overloaded: it drains nothing.
+   * Feeds retry throttling: a failure drains it, a success refills it.
    */
   #throttle(result: 'success' | 'failure' | 'neutral', failure: AttemptFailure | null, outcome: AttemptOutcome | null): void {
-    const { budget } = this.core.upstream;
+    const { budget, group } = this.core.upstream;
     if (result === 'success') budget.recordSuccess();
-    else if (failure !== null && outcome !== null && !(outcome.kind === 'failed' && sentNothing(failure.code, outcome.phase))) budget.recordFailure();
+    else if (failure === null || outcome === null) return;
+    // A failure that sent nothing while another host can take the retry
+    // says one host is down, not that the service is in trouble: it drains
+    // nothing. With no host left (one target, or all tried) it drains like
+    // any other, so a refusing or resetting service is throttled too.
+    else if (!(outcome.kind === 'failed' && sentNothing(failure.code, outcome.phase) && group.hasUntried(this.#tried()))) budget.recordFailure();
   }
 
   /** Milliseconds left of this request's `timeout.total` (Infinity without one). */
@@ -635,8 +642,18 @@ export class Exchange {
           host.active -= 1;
           const result = outcome === null || (outcome.kind === 'failed' && isClientAborted(outcome.error)) ? 'neutral' : countsAgainstUpstream(outcome) ? 'failure' : 'success';
           const latency = attempt.headersAt === 0 || attempt.sentAt === 0 ? null : attempt.headersAt - attempt.sentAt;
-          const failure = result === 'failure' && outcome !== null ? attemptFailure(outcome) : null;
-          group.record(host, result, latency, failure);
+          let failure = result === 'failure' && outcome !== null ? attemptFailure(outcome) : null;
+          // One request backs off at most one host for its Retry-After: a
+          // client whose requests draw 503s must not take the group down.
+          if (failure?.retryAfter != null) {
+            if (this.#backedOff) failure = { ...failure, retryAfter: null };
+            this.#backedOff = true;
+          }
+          // Outlier detection counts every 5xx, as Envoy's consecutive_5xx
+          // does, whether or not `failureStatuses` makes it a retryable failure:
+          // a replica answering quick 500s must not pass for a healthy one.
+          if (result === 'success' && attempt.statusCode >= 500) group.record(host, 'failure', latency, { code: 'UPSTREAM_STATUS', retryAfter: null });
+          else group.record(host, result, latency, failure);
           if (retry?.budget) this.#throttle(result, failure, outcome);
           if (upstream.adaptive !== null) {
             const sample = limitSample(attempt.sentAt, attempt.headersAt, outcome?.kind === 'failed' && isProxyTimeout(outcome.error));

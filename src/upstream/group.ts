@@ -143,6 +143,13 @@ export class Host implements BalancedHost {
   }
 }
 
+/**
+ * The longest a host backs off for its own `Retry-After`, in ms: a hint about
+ * the next few seconds, not a verdict (a longer wish is still passed on to the
+ * client when no other host can take the request).
+ */
+export const RETRY_AFTER_MAX_MS = 10_000;
+
 /** What `record` learns from a failed attempt. */
 export interface AttemptFailure {
   readonly code: FailureCode;
@@ -313,7 +320,7 @@ export class UpstreamGroup {
       host.ejected = true;
       host.failing = false;
       this.#emitFrom(host, from, 'consecutive-failures');
-    } else if (retryAfter !== null && backOff(host.outlier, now, retryAfter, detection) > 0) {
+    } else if (retryAfter !== null && this.#backOffRoom(host, detection) && backOff(host.outlier, now, Math.min(retryAfter, RETRY_AFTER_MAX_MS), detection) > 0) {
       host.ejected = true;
       host.failing = false;
       this.#emitFrom(host, from, 'retry-after');
@@ -321,6 +328,22 @@ export class UpstreamGroup {
       host.failing = true;
       this.#emitFrom(host, from, 'ejection-limit');
     }
+  }
+
+  /**
+   * Whether `host` may back off for its `Retry-After`: one request's answer
+   * must not take the group down. Hosts backing off have a room of their own
+   * (`maxEjectionPercent` of the group, apart from ejections), and the last
+   * host in rotation that is not failing never backs off.
+   */
+  #backOffRoom(host: Host, detection: Readonly<OutlierOptions>): boolean {
+    let backingOff = 0;
+    let others = 0;
+    for (const other of this.#hosts) {
+      if (other.backingOff) backingOff += 1;
+      else if (other !== host && other.eligible && !other.failing) others += 1;
+    }
+    return others > 0 && backingOff < ejectionRoom(this.#hosts.length, detection.maxEjectionPercent);
   }
 
   /** Whether `maxEjectionPercent` leaves room for one more ejection by detection (hosts backing off at their own request do not count). */

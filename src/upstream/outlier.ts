@@ -80,14 +80,14 @@ export function recordFailure(state: OutlierState, now: number, options: Outlier
 /**
  * The host asked for time (a failure status with `Retry-After`): it is out
  * for `ms` (capped at `maxEjectionTime`), without a verdict on its health —
- * no multiplier, no probation after, and not limited by `maxEjectionPercent`
- * (the group does not count it). Returns the length, or 0 when the host is
- * already out for longer.
+ * no multiplier, no probation after; the group decides whether there is
+ * room for it. Returns the length, or 0 when the host is already out for longer.
  */
 export function backOff(state: OutlierState, now: number, ms: number, options: OutlierOptions): number {
   const length = Math.min(ms, options.maxEjectionTime);
   if (length <= 0 || (state.ejectedUntil !== 0 && state.ejectedUntil >= now + length)) return 0;
-  state.consecutive = 0;
+  // The failures in a row keep counting through a back-off: a host that
+  // answers every request with `Retry-After` is ejected like any other.
   // Already out by a verdict: that verdict's probation still applies after.
   if (state.ejectedUntil === 0) state.backedOff = true;
   state.ejectedUntil = now + length;
@@ -104,7 +104,8 @@ export function ejectionOver(state: OutlierState, now: number): boolean {
 /** The host is back (its ejection ran out, or a health check vouched for it). */
 export function returnToService(state: OutlierState, now: number): void {
   state.ejectedUntil = 0;
-  state.consecutive = 0;
+  // After a back-off the count goes on: its failures were not a verdict yet.
+  if (!state.backedOff) state.consecutive = 0;
   state.since = now;
   state.probation = !state.backedOff;
   state.backedOff = false;

@@ -6,6 +6,7 @@
 // Proxies that share a key must agree on what the upstream is and on the
 // settings of the state they share; the last one to close releases it.
 
+import { DiscoveryRunner, type DiscoverySettings, type DiscoverySnapshot } from './discovery.js';
 import { UpstreamBreaker, type BreakerOptions, type BreakerState, type BreakerStats } from './breaker.js';
 import { UpstreamGroup, type GroupSettings, type HostSnapshot, type TargetSpec } from './group.js';
 import { RetryBudget } from './retry-budget.js';
@@ -16,6 +17,8 @@ export interface UpstreamSettings {
   readonly budgetWindow: number;
   readonly breaker: Readonly<BreakerOptions> | null;
   readonly group: GroupSettings;
+  /** Where the hosts come from when they are discovered (`targets` is then empty until the first list), or `null`. */
+  readonly discovery?: DiscoverySettings | null;
 }
 
 export class UpstreamState {
@@ -24,6 +27,8 @@ export class UpstreamState {
   readonly budget: RetryBudget;
   readonly breaker: UpstreamBreaker | null;
   readonly group: UpstreamGroup;
+  /** Feeds the group from its discovery source, or `null` for a fixed list. */
+  readonly discovery: DiscoveryRunner | null;
   /** The most attempts in flight at once, or `null` for no limit. */
   readonly capacity: number | null;
   /** Attempts in flight now. */
@@ -43,6 +48,8 @@ export class UpstreamState {
     this.breaker = breaker === null ? null : new UpstreamBreaker(key, breaker);
     this.capacity = breaker === null || breaker.capacity === 0 ? null : breaker.capacity;
     this.group = new UpstreamGroup(key, settings.targets, settings.group);
+    this.discovery = settings.discovery ? new DiscoveryRunner(key, settings.discovery, this.group) : null;
+    this.discovery?.start();
   }
 }
 
@@ -65,6 +72,8 @@ export interface UpstreamSnapshot {
   readonly panic: boolean;
   /** Picks made in panic mode since the start. */
   readonly panics: number;
+  /** Where the hosts come from and how the latest refreshes went, or `null` for a fixed list. */
+  readonly discovery: DiscoverySnapshot | null;
 }
 
 export class UpstreamRegistry {
@@ -99,6 +108,7 @@ export class UpstreamRegistry {
     state.users -= 1;
     if (state.users > 0 || this.#upstreams.get(state.key) !== state) return;
     this.#upstreams.delete(state.key);
+    state.discovery?.stop();
     state.breaker?.shutdown();
     await state.group.close();
   }
@@ -117,6 +127,7 @@ export class UpstreamRegistry {
   /** Stops every breaker's timers and health check, closes the pools the registry's groups own, and forgets all state. */
   close(): void {
     for (const state of this.#upstreams.values()) {
+      state.discovery?.stop();
       state.breaker?.shutdown();
       void state.group.close();
     }
@@ -132,6 +143,8 @@ function targetsKey(targets: readonly TargetSpec[]): string {
 function differenceOf(first: UpstreamSettings, second: UpstreamSettings): string | null {
   const [a, b] = [targetsKey(first.targets), targetsKey(second.targets)];
   if (a !== b) return `another target (${a}, not ${b})`;
+  const [d, e] = [first.discovery ?? null, second.discovery ?? null];
+  if (d?.identity !== e?.identity) return `another discovery source (${d?.source ?? 'none'}, not ${e?.source ?? 'none'})`;
   if (first.budgetWindow !== second.budgetWindow) return `another \`retry.budget.window\` (${first.budgetWindow}, not ${second.budgetWindow})`;
   if ((first.breaker === null) !== (second.breaker === null)) return first.breaker === null ? '`breaker: false`' : 'a breaker (here `breaker: false`)';
   if (first.breaker !== null && second.breaker !== null) {
@@ -162,6 +175,7 @@ function snapshotOf(state: UpstreamState): UpstreamSnapshot {
     hosts: state.group.snapshot(),
     panic: state.group.panic,
     panics: state.group.panics,
+    discovery: state.discovery?.snapshot() ?? null,
   };
 }
 

@@ -158,6 +158,10 @@ export interface RedisServer {
   kill(): Promise<void>;
   /** Starts it again on the same port, empty. */
   restart(): Promise<void>;
+  /** Freezes the server (SIGSTOP): connections stay open, nothing is answered, as with a Redis stuck on a slow command. */
+  pause(): void;
+  /** Lets it run again (SIGCONT). */
+  resume(): void;
 }
 
 /** A redis-server on 127.0.0.1 that keeps nothing on disk, bounded to `maxmemory` bytes with volatile-lru eviction. */
@@ -176,10 +180,18 @@ export async function startRedis(maxmemory = 64 * 1024 * 1024): Promise<RedisSer
   };
   await start();
   onCleanup(async () => {
-    if (child !== null) await stop(child);
+    if (child === null) return;
+    child.kill('SIGCONT');
+    await stop(child);
   });
   return {
     port,
+    pause() {
+      child?.kill('SIGSTOP');
+    },
+    resume() {
+      child?.kill('SIGCONT');
+    },
     async kill() {
       if (child !== null) await stop(child, 'SIGKILL');
     },

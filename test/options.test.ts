@@ -27,7 +27,7 @@ const invalid: [string, unknown, string][] = [
   ['a bad request id header', { target, requestIdHeader: 'x id' }, 'Expected `requestIdHeader` to be a header name, got the string "x id".'],
   ['a dispatcher without dispatch()', { target, dispatcher: {} }, 'Expected `dispatcher` to be an undici Dispatcher (Agent, Pool, Client), got an object.'],
   ['a hook that is not a function', { target, hooks: { onFailure: 'log' } }, 'Expected `hooks.onFailure` to be a function, got the string "log".'],
-  ['an unknown hook', { target, hooks: { onError: () => undefined } }, 'Unknown option `hooks.onError`. Known options: onFailure, onRetry, onBreakerStateChange, onHostStateChange, onStale.'],
+  ['an unknown hook', { target, hooks: { onError: () => undefined } }, 'Unknown option `hooks.onError`. Known options: onFailure, onRetry, onBreakerStateChange, onHostStateChange, onPanic, onStale, onDiscovery.'],
   ['retry that is not an object', { target, retry: 'yes' }, 'Expected `retry` to be an object of retry options or false, got the string "yes".'],
   ['a negative retry count', { target, retry: { retries: -1 } }, 'Expected `retry.retries` to be a whole number from 0 to 10, got -1.'],
   ['a fractional retry count', { target, retry: { retries: 1.5 } }, 'Expected `retry.retries` to be a whole number from 0 to 10, got 1.5.'],
@@ -107,6 +107,8 @@ describe('option validation', () => {
       slowStart: 10_000,
       rewriteRedirects: true,
       transformMaxBytes: 1024 * 1024,
+      dns: { type: 'A', protocol: 'http:', refresh: { min: 1_000, max: 30_000 }, timeout: 2_000 },
+      discoverBackoff: { min: 1_000, max: 30_000 },
       staleIfError: { maxStale: 300_000, maxEntryBytes: 1024 * 1024, maxBytes: 32 * 1024 * 1024 },
     });
     expect(Object.isFrozen(DEFAULTS)).toBe(true);

@@ -77,6 +77,7 @@ export const METRICS = Object.freeze({
   hosts: 'resilient_proxy.hosts',
   panic: 'resilient_proxy.group.panic',
   panicPicks: 'resilient_proxy.group.panic_picks',
+  discoveryFailures: 'resilient_proxy.discovery.failures',
 });
 
 /** Every state `resilient_proxy.hosts` reports, each observed (0 included) so that a dashboard's series never vanish. */
@@ -116,6 +117,7 @@ interface Instruments {
   readonly hosts: ObservableGauge;
   readonly panic: ObservableGauge;
   readonly panicPicks: ObservableCounter;
+  readonly discoveryFailures: ObservableGauge;
   readonly observe: BatchObservableCallback;
 }
 
@@ -180,7 +182,7 @@ export class ResilientProxyInstrumentation extends InstrumentationBase<Resilient
   protected override _updateMetricInstruments(): void {
     const previous = this._instruments;
     if (previous !== undefined) {
-      previous.meter.removeBatchObservableCallback(previous.observe, [previous.breakerState, previous.hostsEjected, previous.hosts, previous.panic, previous.panicPicks]);
+      previous.meter.removeBatchObservableCallback(previous.observe, [previous.breakerState, previous.hostsEjected, previous.hosts, previous.panic, previous.panicPicks, previous.discoveryFailures]);
     }
     const meter = this.meter;
     const counter = (name: string, unit: string, description: string): Counter => meter.createCounter(name, { unit, description, valueType: ValueType.INT });
@@ -209,6 +211,11 @@ export class ResilientProxyInstrumentation extends InstrumentationBase<Resilient
       description: 'Hosts picked in panic mode since the start.',
       valueType: ValueType.INT,
     });
+    const discoveryFailures = meter.createObservableGauge(METRICS.discoveryFailures, {
+      unit: '{refresh}',
+      description: 'Failed refreshes in a row of a discovered group (DNS or discover); above 0, the group runs on its last good hosts.',
+      valueType: ValueType.INT,
+    });
     const observe: BatchObservableCallback = (result) => {
       if (!this.isEnabled()) return;
       for (const registry of this.getConfig().registries ?? [defaultRegistry]) {
@@ -221,10 +228,11 @@ export class ResilientProxyInstrumentation extends InstrumentationBase<Resilient
           for (const state of HOST_STATES) result.observe(hosts, counts[state], { ...attributes, 'resilient_proxy.host.state': state });
           result.observe(panic, upstream.panic ? 1 : 0, attributes);
           result.observe(panicPicks, upstream.panics, attributes);
+          if (upstream.discovery !== null) result.observe(discoveryFailures, upstream.discovery.failures, attributes);
         }
       }
     };
-    meter.addBatchObservableCallback(observe, [breakerState, hostsEjected, hosts, panic, panicPicks]);
+    meter.addBatchObservableCallback(observe, [breakerState, hostsEjected, hosts, panic, panicPicks, discoveryFailures]);
     this._instruments = {
       meter,
       duration: meter.createHistogram(METRICS.clientDuration, {
@@ -244,6 +252,7 @@ export class ResilientProxyInstrumentation extends InstrumentationBase<Resilient
       hosts,
       panic,
       panicPicks,
+      discoveryFailures,
       observe,
     };
   }

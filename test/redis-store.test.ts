@@ -3,6 +3,7 @@
 // their own share what one kept; Redis killed, frozen or back never holds a
 // request up or crashes anything, and its state is reported.
 
+import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -60,6 +61,22 @@ async function flushed(redis: Redis): Promise<void> {
 
 const HOST = { host: 'gateway.test' };
 
+/** test/fixtures/redis-gateway.ts in a process of its own; resolves with its URL. */
+async function gatewayProcess(redis: RedisServer, target: string): Promise<string> {
+  const child = spawn(process.execPath, ['--import', 'tsx', new URL('fixtures/redis-gateway.ts', import.meta.url).pathname], {
+    env: { ...process.env, REDIS_PORT: String(redis.port), TARGET: target },
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  onCleanup(async () => {
+    if (child.exitCode !== null || child.signalCode !== null) return;
+    const exited = once(child, 'exit');
+    child.kill('SIGTERM');
+    await exited;
+  });
+  const [line] = (await once(child.stdout, 'data')) as [Buffer];
+  return line.toString().trim();
+}
+
 describe('RedisStaleStore against a real redis-server', () => {
   it('lets a cold proxy with its own registry serve stale what another proxy kept, when the upstream dies', async () => {
     const redis = await startRedis();
@@ -81,6 +98,20 @@ describe('RedisStaleStore against a real redis-server', () => {
     expect(stale.headers['cache-status']).toBe('resilient-proxy; fwd=stale; detail=UPSTREAM_CONNECT_REFUSED');
     expect(stale.headers['content-type']).toBe('text/plain');
     expect(storeB.status()).toMatchObject({ state: 'ready', hits: 1, misses: 0, errors: 0 });
+  });
+
+  it('lets another gateway process serve stale what this one kept, when the upstream dies', async () => {
+    const redis = await startRedis();
+    const up = await origin('kept by process A');
+    const redisClient = client(redis);
+    await ready(redisClient);
+    const a = await listen(proxy({ target: up.url, name: 'orders', retry: false, staleIfError: { store: store(redisClient) } }));
+    const b = await gatewayProcess(redis, up.url);
+    expect((await rawGet(`${a.url}/items`, HOST)).body.toString()).toBe('kept by process A');
+    await flushed(redisClient);
+    await up.close();
+    const stale = await rawGet(`${b}/items`, HOST);
+    expect([stale.status, stale.body.toString(), stale.headers['cache-status']]).toStrictEqual([200, 'kept by process A', 'resilient-proxy; fwd=stale; detail=UPSTREAM_CONNECT_REFUSED']);
   });
 
   it('expires an entry with its stale window (Redis PX), and keeps no entry over maxEntryBytes', async () => {

@@ -238,8 +238,9 @@ describe('sharing and inspection', () => {
         stats: { fires: 1, successes: 1, failures: 0, rejects: 0 },
         hosts: [{ url: up.url, weight: 1, state: 'healthy', inFlight: 0, ejections: 0 }],
         panics: 0,
+        discovery: null,
       },
-      { upstream: 'billing', state: 'disabled', inFlight: 0, capacity: null, overloaded: 0, tunnels: 0, stats: null, hosts: [{ url: up.url, weight: 1, state: 'healthy', inFlight: 0, ejections: 0 }], panics: 0 },
+      { upstream: 'billing', state: 'disabled', inFlight: 0, capacity: null, overloaded: 0, tunnels: 0, stats: null, hosts: [{ url: up.url, weight: 1, state: 'healthy', inFlight: 0, ejections: 0 }], panics: 0, discovery: null },
     ]);
   });
 });

@@ -4,6 +4,7 @@
 // the group, traffic follows, nothing in flight is lost, and DNS trouble
 // never empties the group.
 
+import { createSocket } from 'node:dgram';
 import { once } from 'node:events';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -211,6 +212,25 @@ describe('target: { dns } against a real dnsmasq', () => {
     await dns.reload([['127.0.0.2', 'orders.test']]);
     await found;
     expect(await bodies(url, 1)).toStrictEqual(['127.0.0.2']);
+  });
+
+  it('bounds a query by target.timeout when the DNS server never answers', async () => {
+    // A real UDP socket that reads queries and answers none: a DNS server hung or behind a dropping firewall.
+    const silent = createSocket('udp4');
+    silent.on('message', () => undefined);
+    silent.bind(0, '127.0.0.1');
+    await once(silent, 'listening');
+    onCleanup(() => silent.close());
+    const seen = recorder();
+    const gateway = proxy({
+      target: { dns: 'orders.test', port: 80, servers: [`127.0.0.1:${silent.address().port}`], refresh: { min: 60_000 }, timeout: 100 },
+      hooks: { onDiscovery: seen.onDiscovery },
+    });
+    const failed = await seen.next((event) => event.kind === 'failed');
+    expect((failed.error as { code?: string }).code).toBe('ETIMEOUT');
+    const { url } = await listen(gateway);
+    const cold = await rawGet(url);
+    expect([cold.status, JSON.parse(cold.body.toString()).code]).toStrictEqual([502, 'UPSTREAM_DNS_FAILED']);
   });
 
   it('takes hosts, ports and weights from SRV records of the lowest priority, and follows a changed record', async () => {

@@ -230,7 +230,7 @@ describe('target: { dns } against a real dnsmasq', () => {
     expect((failed.error as { code?: string }).code).toBe('ETIMEOUT');
     const { url } = await listen(gateway);
     const cold = await rawGet(url);
-    expect([cold.status, JSON.parse(cold.body.toString()).code]).toStrictEqual([502, 'UPSTREAM_DNS_FAILED']);
+    expect([cold.status, (JSON.parse(cold.body.toString()) as { code: string }).code]).toStrictEqual([502, 'UPSTREAM_DNS_FAILED']);
   });
 
   it('takes hosts, ports and weights from SRV records of the lowest priority, and follows a changed record', async () => {

@@ -62,6 +62,18 @@ function waitForOutput(child: ChildProcess, pattern: RegExp, what: string): Prom
   });
 }
 
+/** Engines still running when the test process exits (a cleanup that timed out) are killed with it, never left behind. */
+const running = new Set<ChildProcess>();
+process.once('exit', () => {
+  for (const child of running) child.kill('SIGKILL');
+});
+
+function track(child: ChildProcess): ChildProcess {
+  running.add(child);
+  child.once('exit', () => running.delete(child));
+  return child;
+}
+
 async function stop(child: ChildProcess, signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {
   if (child.exitCode !== null || child.signalCode !== null) return;
   const exited = once(child, 'exit');
@@ -103,7 +115,7 @@ export async function startDnsmasq(records: DnsRecords, ttl = 0): Promise<Dnsmas
     writeFileSync(confFile, (next.srv ?? []).map(([name, target, srvPort, priority, weight]) => `srv-host=${name},${target},${srvPort},${priority},${weight}\n`).join(''));
   };
   const start = async (): Promise<void> => {
-    const started = spawn(
+    const started = track(spawn(
       'dnsmasq',
       [
         '--keep-in-foreground',
@@ -122,7 +134,7 @@ export async function startDnsmasq(records: DnsRecords, ttl = 0): Promise<Dnsmas
         `--conf-file=${confFile}`,
       ],
       { stdio: ['ignore', 'pipe', 'pipe'] },
-    );
+    ));
     child = started;
     await waitForOutput(started, /read .*hosts/, 'dnsmasq');
   };
@@ -170,11 +182,11 @@ export async function startRedis(maxmemory = 64 * 1024 * 1024): Promise<RedisSer
   const port = await freePort();
   let child: ChildProcess | null = null;
   const start = async (): Promise<void> => {
-    const started = spawn(
+    const started = track(spawn(
       'redis-server',
       ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--maxmemory', String(maxmemory), '--maxmemory-policy', 'volatile-lru', '--loglevel', 'notice'],
       { stdio: ['ignore', 'pipe', 'pipe'] },
-    );
+    ));
     child = started;
     await waitForOutput(started, /Ready to accept connections/, 'redis-server');
   };

@@ -7,6 +7,7 @@ export default defineConfig({
     koa: 'src/koa.ts',
     testing: 'src/testing/index.ts',
     otel: 'src/otel.ts',
+    redis: 'src/redis.ts',
   },
   format: ['esm', 'cjs'],
   dts: true,

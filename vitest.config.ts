@@ -11,6 +11,7 @@ export default defineConfig({
       { find: /^resilient-proxy\/(fastify|koa)$/, replacement: source('./src/$1.ts') },
       { find: /^resilient-proxy\/testing$/, replacement: source('./src/testing/index.ts') },
       { find: /^resilient-proxy\/otel$/, replacement: source('./src/otel.ts') },
+      { find: /^resilient-proxy\/redis$/, replacement: source('./src/redis.ts') },
     ],
   },
   test: {

@@ -28,11 +28,13 @@ export { requestId } from './exchange/headers.js';
 export type { Balance } from './upstream/balancer.js';
 export type { HostSnapshot, HostState, HostStateChange, LastFailure, PanicChange } from './upstream/group.js';
 export type { HealthCheckOptions } from './upstream/health-check.js';
+export type { Discover, DiscoveredTarget, DiscoverTarget, DiscoveryEvent, DiscoverySnapshot } from './upstream/discovery.js';
+export type { DnsTarget } from './upstream/dns.js';
 export type { OutlierOptions } from './upstream/outlier.js';
 export type { UpgradeOptions } from './exchange/upgrade.js';
 export type { CookieRewrite, HeaderPatch, PathRewrite } from './exchange/rewrite.js';
 export type { TransformContext, TransformResponse } from './exchange/transform.js';
-export type { HeaderOptions, RequestHeadersHook, ResponseHeadersHook, WeightedTarget } from './options.js';
+export type { HeaderOptions, RequestHeadersHook, ResponseHeadersHook, StaticTarget, WeightedTarget } from './options.js';
 export {
   DIAGNOSTICS_CHANNELS,
   type AttemptEndOutcome,

@@ -7,7 +7,7 @@
 import type { IncomingMessage, OutgoingHttpHeader, ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { FrameworkResponse } from './exchange/client-response.js';
-import type { ProxyOptions } from './options.js';
+import type { ProxyOptions, StaticTarget } from './options.js';
 import { createProxyHandler, type UpgradeOptions } from './proxy.js';
 
 /** The part of a Koa 2 or 3 context the adapter uses. */
@@ -32,7 +32,7 @@ export interface KoaProxyMiddleware {
   /** The upstream's key: its name, or its origin(s). */
   readonly upstream: string;
   /** Replaces the hosts of the group at run time, in the same shape as `target`. */
-  setTargets(target: ProxyOptions['target']): void;
+  setTargets(target: StaticTarget): void;
   /** Handles the server's `'upgrade'` event (WebSocket): `server.on('upgrade', (req, socket, head) => middleware.upgrade(req, socket, head, { mountPath: '/api' }))`. */
   upgrade(req: IncomingMessage, socket: Duplex, head: Buffer, options?: UpgradeOptions): Promise<void>;
   /** Closes the proxy's own connection pool. */
@@ -82,7 +82,7 @@ export function koaProxy(options: ProxyOptions): KoaProxyMiddleware {
     });
   return Object.assign(middleware, {
     upstream: handler.upstream,
-    setTargets: (target: ProxyOptions['target']) => handler.setTargets(target),
+    setTargets: (target: StaticTarget) => handler.setTargets(target),
     upgrade: (req: IncomingMessage, socket: Duplex, head: Buffer, upgradeOptions?: UpgradeOptions) => handler.upgrade(req, socket, head, upgradeOptions),
     close: () => handler.close(),
   });

@@ -11,6 +11,9 @@ import type { HostStateChange, PanicChange, TargetSpec } from './upstream/group.
 import type { HealthCheckOptions } from './upstream/health-check.js';
 import type { OutlierOptions } from './upstream/outlier.js';
 import type { IncomingMessage } from 'node:http';
+import { Resolver } from 'node:dns/promises';
+import type { Discover, DiscoverTarget, DiscoveryEvent } from './upstream/discovery.js';
+import { dnsDiscover, dnsSource, type DnsTarget, type ResolvedDnsTarget } from './upstream/dns.js';
 import { compilePathRewrite, type CookieRewrite, type HeaderMap, type HeaderPatch, type PathRewrite } from './exchange/rewrite.js';
 import type { TransformResponse } from './exchange/transform.js';
 import type { ResolvedStaleIfError, StaleIfErrorOptions } from './stale/layer.js';
@@ -177,6 +180,8 @@ export interface ProxyHooks {
   onPanic?: (change: PanicChange) => void;
   /** Called when `staleIfError` answered a failure with a kept response (`onFailure` is then not called). */
   onStale?: (event: StaleEvent) => void;
+  /** Called when a discovered group's hosts changed, on every failed refresh (the hosts stay as they were), and when refreshes recover. */
+  onDiscovery?: (event: DiscoveryEvent) => void;
 }
 
 /** Rewrites the headers sent upstream: gets a plain copy (lower-case names), returns the headers to send. May be async. */
@@ -219,6 +224,9 @@ export interface RetryOptions {
   attemptHeader: string | false;
 }
 
+/** Hosts known now: one URL, or a list (what `setTargets` takes). */
+export type StaticTarget = string | URL | readonly (string | URL | WeightedTarget)[];
+
 export type StatusOption = number | ((code: FailureCode, proxyStatus: ProxyStatusError | null) => number);
 
 export interface ProxyOptions {
@@ -226,8 +234,12 @@ export interface ProxyOptions {
    * The upstream: an `http:` or `https:` URL, or a list of them (several hosts
    * of one service, optionally `{ url, weight }`). Its path, if any, is a
    * prefix for every request path; all hosts of a list share scheme and path.
+   * Or discovered hosts: `{ dns: 'orders.internal', port: 8080 }` (A, AAAA or
+   * SRV records, see {@link DnsTarget}) or `{ discover }` (any registry, see
+   * {@link DiscoverTarget}). Until a discovered group has its first hosts,
+   * requests fail with `UPSTREAM_DNS_FAILED`.
    */
-  target: string | URL | readonly (string | URL | WeightedTarget)[];
+  target: StaticTarget | DnsTarget | DiscoverTarget;
   /**
    * How a host is picked for each attempt in a group: `'least-request'` (two
    * random choices, fewer in flight per weight wins), `'round-robin'` (smooth
@@ -404,6 +416,8 @@ export const DEFAULTS = Object.freeze({
   slowStart: 10_000,
   rewriteRedirects: true,
   transformMaxBytes: 1024 * 1024,
+  dns: Object.freeze({ type: 'A', protocol: 'http:', refresh: Object.freeze({ min: 1_000, max: 30_000 }), timeout: 2_000 }),
+  discoverBackoff: Object.freeze({ min: 1_000, max: 30_000 }),
   staleIfError: Object.freeze({ maxStale: 300_000, maxStaleOverridesOrigin: false, maxEntryBytes: 1024 * 1024, maxBytes: DEFAULT_STALE_MAX_BYTES }),
   adaptiveConcurrency: ADAPTIVE_DEFAULTS,
   deadline: DEADLINE_DEFAULTS,
@@ -421,9 +435,22 @@ export interface ResolvedRetry {
   readonly attemptHeader: string | null;
 }
 
+/** A discovered target, checked. */
+export interface ResolvedDiscovery {
+  /** For people: `dns A orders.internal:8080 via 127.0.0.1:5353`, `discover`. */
+  readonly source: string;
+  /** What two proxies of one upstream must share: the DNS settings, or the `discover` function. */
+  readonly identity: unknown;
+  readonly discover: Discover;
+  readonly backoff: { readonly min: number; readonly max: number };
+  readonly dns: ResolvedDnsTarget | null;
+}
+
 export interface ResolvedOptions {
-  /** The first host (the only one of a single target). */
+  /** The first host (the only one of a single target); for a discovered target, its scheme, name and path prefix. */
   readonly target: URL;
+  /** Where the hosts come from when they are discovered (`targets` is then empty), or `null`. */
+  readonly discovery: ResolvedDiscovery | null;
   readonly origin: string;
   readonly targets: readonly TargetSpec[];
   readonly balance: Balance;
@@ -557,6 +584,79 @@ export function resolveTargets(value: unknown): { first: URL; targets: TargetSpe
 
 function basePathOf(url: URL): string {
   return url.pathname.replace(/\/+$/, '');
+}
+
+const DNS_NAME = /^(?=.{1,253}$)[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,62})(?:\.[A-Za-z0-9_][A-Za-z0-9_-]{0,62})*\.?$/;
+
+function resolveBounds(option: string, value: unknown, defaults: { readonly min: number; readonly max: number }): { min: number; max: number } {
+  if (value === undefined) return { ...defaults };
+  if (!isPlainObject(value)) fail(option, 'an object like { min, max } (milliseconds)', value);
+  checkKeys(option, value, ['min', 'max']);
+  const expected = 'a number of milliseconds from 1 to 2147483647';
+  const inRange = (n: number): boolean => n >= 1 && n <= 2_147_483_647;
+  const min = positive(`${option}.min`, value.min, defaults.min, expected, inRange);
+  const max = positive(`${option}.max`, value.max, Math.max(min, defaults.max), expected, inRange);
+  if (max < min) fail(`${option}.max`, `at least \`${option}.min\` (${min})`, max);
+  return { min, max };
+}
+
+/** The scheme and path prefix every discovered host shares, as a URL on `host` (for logs). */
+function discoveredBase(protocol: unknown, path: unknown, host: string): URL {
+  if (protocol !== undefined && protocol !== 'http:' && protocol !== 'https:') fail('target.protocol', "'http:' or 'https:'", protocol);
+  if (path !== undefined && (typeof path !== 'string' || (path !== '' && !path.startsWith('/')))) fail('target.path', "a path prefix starting with '/' (or '')", path);
+  const base = new URL(`${(protocol as string | undefined) ?? DEFAULTS.dns.protocol}//${host}`);
+  if (typeof path === 'string' && path !== '') {
+    const withPath = new URL(path, base);
+    if (withPath.search !== '' || withPath.hash !== '' || withPath.pathname !== path) fail('target.path', 'a path prefix without a query string, fragment or dot segment', path);
+    return withPath;
+  }
+  return base;
+}
+
+function resolveDnsTarget(value: Record<string, unknown>): { base: URL; discovery: ResolvedDiscovery } {
+  checkKeys('target', value, ['dns', 'type', 'port', 'protocol', 'path', 'servers', 'refresh', 'timeout']);
+  const dns = optionalString('target.dns', value.dns, DNS_NAME, 'a DNS name such as "orders.internal"') as string;
+  const type = value.type ?? DEFAULTS.dns.type;
+  if (type !== 'A' && type !== 'AAAA' && type !== 'SRV') fail('target.type', "'A', 'AAAA' or 'SRV'", type);
+  let port: number | null = null;
+  if (type === 'SRV') {
+    if (value.port !== undefined) fail('target.port', 'absent for SRV records (each record carries its port)', value.port);
+  } else port = positive('target.port', value.port ?? Number.NaN, 0, 'a port number from 1 to 65535 (required for A and AAAA records)', (n) => Number.isInteger(n) && n >= 1 && n <= 65_535);
+  let servers: readonly string[] | null = null;
+  if (value.servers !== undefined) {
+    const expected = 'a non-empty list of DNS server addresses like "127.0.0.1:5353" or "[::1]:53"';
+    if (!Array.isArray(value.servers) || value.servers.length === 0 || !value.servers.every((server) => typeof server === 'string')) fail('target.servers', expected, value.servers);
+    servers = Object.freeze([...value.servers]);
+    try {
+      new Resolver().setServers(servers);
+    } catch {
+      fail('target.servers', expected, value.servers);
+    }
+  }
+  const refresh = Object.freeze(resolveBounds('target.refresh', value.refresh, DEFAULTS.dns.refresh));
+  const timeout = positive('target.timeout', value.timeout, DEFAULTS.dns.timeout, 'a number of milliseconds from 1 to 60000', (n) => n >= 1 && n <= 60_000);
+  const base = discoveredBase(value.protocol, value.path, port === null ? dns : `${dns}:${port}`);
+  const target: ResolvedDnsTarget = Object.freeze({ dns, type, port, protocol: base.protocol as 'http:' | 'https:', servers, refresh, timeout });
+  const source = dnsSource(target);
+  return { base, discovery: Object.freeze({ source, identity: JSON.stringify(target), discover: dnsDiscover(target), backoff: refresh, dns: target }) };
+}
+
+function resolveDiscoverTarget(value: Record<string, unknown>, name: string | null): { base: URL; discovery: ResolvedDiscovery } {
+  checkKeys('target', value, ['discover', 'protocol', 'path', 'backoff']);
+  if (typeof value.discover !== 'function') fail('target.discover', 'a function returning an async iterable of host lists', value.discover);
+  // Nothing else names the upstream: its shared state needs a key, and its logs a name.
+  if (name === null) fail('name', 'set with `target.discover` (it keys the shared breaker, budget and hosts)', undefined);
+  const base = discoveredBase(value.protocol, value.path, 'discovered.invalid');
+  const backoff = Object.freeze(resolveBounds('target.backoff', value.backoff, DEFAULTS.discoverBackoff));
+  return { base, discovery: Object.freeze({ source: 'discover', identity: value.discover, discover: value.discover as Discover, backoff, dns: null }) };
+}
+
+/** A discovered target (`{ dns }` or `{ discover }`), or `null` for hosts known now. */
+function resolveDiscovery(value: unknown, name: string | null): { base: URL; discovery: ResolvedDiscovery } | null {
+  if (!isPlainObject(value) || value instanceof URL) return null;
+  if ('dns' in value) return resolveDnsTarget(value);
+  if ('discover' in value) return resolveDiscoverTarget(value, name);
+  return null;
 }
 
 const BALANCES: readonly Balance[] = ['least-request', 'round-robin', 'peak-ewma'];
@@ -721,7 +821,7 @@ function resolveDispatcher(value: unknown): Dispatcher | null {
   return value as unknown as Dispatcher;
 }
 
-const HOOKS = ['onFailure', 'onRetry', 'onBreakerStateChange', 'onHostStateChange', 'onPanic', 'onStale'] as const;
+const HOOKS = ['onFailure', 'onRetry', 'onBreakerStateChange', 'onHostStateChange', 'onPanic', 'onStale', 'onDiscovery'] as const;
 
 function resolveHooks(value: unknown): ProxyHooks {
   if (value === undefined) return {};
@@ -878,11 +978,12 @@ function freeze<T extends object>(value: T | null): Readonly<T> | null {
 export function resolveOptions(options: unknown): ResolvedOptions {
   if (!isPlainObject(options)) fail('options', 'an object with at least a `target`', options);
   checkKeys('', options, KNOWN);
-  const { first: target, targets } = resolveTargets(options.target);
+  const name = optionalString('name', options.name, /^[\x21-\x7e](?:[\x20-\x7e]{0,98}[\x21-\x7e])?$/, 'a non-empty printable ASCII string of at most 100 characters');
+  const discovered = resolveDiscovery(options.target, name);
+  const { first: target, targets } = discovered === null ? resolveTargets(options.target) : { first: discovered.base, targets: [] };
   if (options.balance !== undefined && !BALANCES.includes(options.balance as Balance)) {
     fail('balance', `one of ${BALANCES.map((b) => `'${b}'`).join(', ')}`, options.balance);
   }
-  const name = optionalString('name', options.name, /^[\x21-\x7e](?:[\x20-\x7e]{0,98}[\x21-\x7e])?$/, 'a non-empty printable ASCII string of at most 100 characters');
   if (options.changeOrigin !== undefined && typeof options.changeOrigin !== 'boolean') {
     fail('changeOrigin', 'a boolean', options.changeOrigin);
   }
@@ -905,6 +1006,7 @@ export function resolveOptions(options: unknown): ResolvedOptions {
   const timeout = Object.freeze(resolveTimeouts(options.timeout));
   return Object.freeze({
     target,
+    discovery: discovered?.discovery ?? null,
     origin: target.origin,
     basePath: basePathOf(target),
     targets: Object.freeze(targets),
@@ -921,7 +1023,7 @@ export function resolveOptions(options: unknown): ResolvedOptions {
     transformResponse: resolveTransform(options.transformResponse),
     staleIfError: resolveStaleIfError(options.staleIfError),
     name,
-    upstream: name ?? targets.map((t) => t.origin).join(','),
+    upstream: name ?? discovered?.discovery.source ?? targets.map((t) => t.origin).join(','),
     timeout,
     changeOrigin: options.changeOrigin ?? DEFAULTS.changeOrigin,
     failureStatuses: resolveFailureStatuses(options.failureStatuses),

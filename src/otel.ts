@@ -78,6 +78,7 @@ export const METRICS = Object.freeze({
   panic: 'resilient_proxy.group.panic',
   panicPicks: 'resilient_proxy.group.panic_picks',
   concurrencyLimit: 'resilient_proxy.concurrency.limit',
+  discoveryFailures: 'resilient_proxy.discovery.failures',
 });
 
 /** Every state `resilient_proxy.hosts` reports, each observed (0 included) so that a dashboard's series never vanish. */
@@ -146,6 +147,7 @@ interface Instruments {
   readonly panic: ObservableGauge;
   readonly panicPicks: ObservableCounter;
   readonly concurrencyLimit: ObservableGauge;
+  readonly discoveryFailures: ObservableGauge;
   readonly observe: BatchObservableCallback;
 }
 
@@ -210,7 +212,7 @@ export class ResilientProxyInstrumentation extends InstrumentationBase<Resilient
   protected override _updateMetricInstruments(): void {
     const previous = this._instruments;
     if (previous !== undefined) {
-      previous.meter.removeBatchObservableCallback(previous.observe, [previous.breakerState, previous.hostsEjected, previous.hosts, previous.panic, previous.panicPicks, previous.concurrencyLimit]);
+      previous.meter.removeBatchObservableCallback(previous.observe, [previous.breakerState, previous.hostsEjected, previous.hosts, previous.panic, previous.panicPicks, previous.concurrencyLimit, previous.discoveryFailures]);
     }
     const meter = this.meter;
     const counter = (name: string, unit: string, description: string): Counter => meter.createCounter(name, { unit, description, valueType: ValueType.INT });
@@ -229,6 +231,11 @@ export class ResilientProxyInstrumentation extends InstrumentationBase<Resilient
       '{attempt}',
       'The most attempts the proxy lets be in flight to the upstream now: the adaptive limit, or the fixed breaker.capacity.',
     );
+    const discoveryFailures = gauge(
+      METRICS.discoveryFailures,
+      '{refresh}',
+      'Failed refreshes in a row of a discovered group (DNS or discover); above 0, the group runs on its last good hosts.',
+    );
     const observe: BatchObservableCallback = (result) => {
       if (!this.isEnabled()) return;
       for (const registry of this.getConfig().registries ?? [defaultRegistry]) {
@@ -242,10 +249,11 @@ export class ResilientProxyInstrumentation extends InstrumentationBase<Resilient
           result.observe(panic, upstream.panic ? 1 : 0, attributes);
           result.observe(panicPicks, upstream.panics, attributes);
           if (upstream.capacity !== null) result.observe(concurrencyLimit, upstream.capacity, attributes);
+          if (upstream.discovery !== null) result.observe(discoveryFailures, upstream.discovery.failures, attributes);
         }
       }
     };
-    meter.addBatchObservableCallback(observe, [breakerState, hostsEjected, hosts, panic, panicPicks, concurrencyLimit]);
+    meter.addBatchObservableCallback(observe, [breakerState, hostsEjected, hosts, panic, panicPicks, concurrencyLimit, discoveryFailures]);
     this._instruments = {
       meter,
       concurrencyLimit,
@@ -266,6 +274,7 @@ export class ResilientProxyInstrumentation extends InstrumentationBase<Resilient
       hosts,
       panic,
       panicPicks,
+      discoveryFailures,
       observe,
     };
   }

@@ -8,13 +8,14 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { createPool } from './exchange/attempt.js';
 import type { ClientResponse } from './exchange/client-response.js';
-import { callHook, Exchange, fromClassification, internalFailure, refusal, type ForwardContext, type ProxyCore } from './exchange/exchange.js';
+import { callHook, Exchange, fromClassification, internalFailure, refusal, type Failure, type ForwardContext, type ProxyCore } from './exchange/exchange.js';
 import { requestId } from './exchange/headers.js';
 import { responseRewriter } from './exchange/response-rewrite.js';
 import { rewritePath } from './exchange/rewrite.js';
 import { asksForUpgrade, Upgrades, type UpgradeOptions } from './exchange/upgrade.js';
 import { upstreamPath } from './exchange/upstream-path.js';
-import { DEFAULTS, resolveTargets, resolveOptions, type ProxyOptions, type ResolvedOptions } from './options.js';
+import { DEFAULTS, resolveTargets, resolveOptions, type ProxyOptions, type ResolvedOptions, type StaticTarget } from './options.js';
+import type { TargetSpec } from './upstream/group.js';
 import { staleLayer } from './stale/layer.js';
 
 export type { ForwardContext } from './exchange/exchange.js';
@@ -26,7 +27,7 @@ export interface ProxyHandler {
   /** Settles when the proxy is done with the response: ended, answered with the contract, or cut. Never rejects. */
   handle(req: IncomingMessage, res: ClientResponse, context?: ForwardContext): Promise<void>;
   readonly upstream: string;
-  setTargets(target: ProxyOptions['target']): void;
+  setTargets(target: StaticTarget): void;
   /** Handles a server's `'upgrade'` event (WebSocket). Never throws or rejects. */
   upgrade(req: IncomingMessage, socket: Duplex, head: Buffer, options?: UpgradeOptions): Promise<void>;
   close(): Promise<void>;
@@ -42,7 +43,7 @@ export interface ResilientProxy {
    * same shape as `target`. Requests in flight finish on their host; hosts
    * that stay keep their state; new ones start with slow start.
    */
-  setTargets(target: ProxyOptions['target']): void;
+  setTargets(target: StaticTarget): void;
   /**
    * Handles a server's `'upgrade'` event: `server.on('upgrade', (req, socket,
    * head) => proxy.upgrade(req, socket, head, { mountPath: '/api' }))`. Only
@@ -56,6 +57,11 @@ export interface ResilientProxy {
 
 const DONE = Promise.resolve();
 
+/** No host to try: a discovered group whose source has not answered yet. */
+function noHostsYet(): Failure {
+  return { code: 'UPSTREAM_DNS_FAILED', proxyStatus: 'dns_error', phase: null, error: new Error('No host discovered yet.'), receivedStatus: null, retryAfter: null };
+}
+
 /** Where Express mounted the proxy (`req.baseUrl`), '' elsewhere. */
 function mountPathOf(req: IncomingMessage): string {
   const baseUrl = (req as IncomingMessage & { baseUrl?: unknown }).baseUrl;
@@ -65,6 +71,15 @@ function mountPathOf(req: IncomingMessage): string {
 /** The proxy without its listener shape, for adapters that pass more context. */
 export function createProxyHandler(options: ProxyOptions): ProxyHandler {
   const config: ResolvedOptions = resolveOptions(options);
+  /** A list of hosts, checked as `target` is, keeping the proxy's scheme and path prefix (fixed at construction). */
+  const checkedTargets = (target: unknown): TargetSpec[] => {
+    const { first, targets } = resolveTargets(target);
+    if (first.protocol !== config.target.protocol || first.pathname.replace(/\/+$/, '') !== config.basePath) {
+      throw new TypeError(`Expected \`target\` to keep the scheme and path prefix of the proxy (${config.target.protocol}//…${config.basePath}), got ${first.href}.`);
+    }
+    return targets;
+  };
+  const { discovery } = config;
   const upstream = config.registry.upstream(config.upstream, {
     targets: config.targets,
     budget: config.retry?.budget ?? DEFAULTS.retry.budget,
@@ -79,6 +94,7 @@ export function createProxyHandler(options: ProxyOptions): ProxyHandler {
       dispatcher: config.dispatcher,
       createPool: (origin) => createPool(origin, config.timeout),
     },
+    discovery: discovery === null ? null : { ...discovery, toTargets: checkedTargets },
   });
   const core: ProxyCore = { config, upstream, rewrite: responseRewriter(config, upstream.group), stale: staleLayer(config) };
   const { breaker } = upstream;
@@ -88,6 +104,8 @@ export function createProxyHandler(options: ProxyOptions): ProxyHandler {
   const { onHostStateChange, onPanic } = config.hooks;
   const stopHosts = onHostStateChange === undefined ? undefined : upstream.group.onStateChange((change) => callHook(onHostStateChange, change));
   const stopPanic = onPanic === undefined ? undefined : upstream.group.onPanic((change) => callHook(onPanic, change));
+  const { onDiscovery } = config.hooks;
+  const stopDiscovery = onDiscovery === undefined ? undefined : upstream.discovery?.onEvent((event) => callHook(onDiscovery, event));
   let closed: Promise<void> | null = null;
   const upgrades = new Upgrades(core);
 
@@ -117,17 +135,17 @@ export function createProxyHandler(options: ProxyOptions): ProxyHandler {
         exchange.refused('CIRCUIT_OPEN');
         return exchange.failOrStale(refusal('CIRCUIT_OPEN', String(refused))) ?? DONE;
       }
+      // A discovered group before its first list (discovery never empties one later).
+      if (upstream.group.hosts.length === 0) return exchange.failOrStale(noHostsYet()) ?? DONE;
       return exchange.forward(context).catch((error: unknown) => {
         exchange.fail(internalFailure(error));
       });
     },
     setTargets(target) {
-      const { first, targets } = resolveTargets(target);
-      // The path prefix and scheme are the proxy's, fixed at construction.
-      if (first.protocol !== config.target.protocol || first.pathname.replace(/\/+$/, '') !== config.basePath) {
-        throw new TypeError(`Expected \`target\` to keep the scheme and path prefix of the proxy (${config.target.protocol}//…${config.basePath}), got ${first.href}.`);
+      if (discovery !== null) {
+        throw new TypeError(`Expected no \`setTargets\` call on a proxy whose hosts come from ${discovery.source}: the next refresh would undo it.`);
       }
-      upstream.group.setTargets(targets);
+      upstream.group.setTargets(checkedTargets(target));
     },
     upgrade(req, socket, head, options) {
       return upgrades.handle(req, socket, head, options).catch(() => {
@@ -140,6 +158,7 @@ export function createProxyHandler(options: ProxyOptions): ProxyHandler {
         stopBreaker?.();
         stopHosts?.();
         stopPanic?.();
+        stopDiscovery?.();
         await config.registry.release(upstream);
       })();
       return closed;
@@ -159,7 +178,7 @@ export function createProxy(options: ProxyOptions): ResilientProxy {
   };
   return Object.assign(proxy, {
     upstream: handler.upstream,
-    setTargets: (target: ProxyOptions['target']) => handler.setTargets(target),
+    setTargets: (target: StaticTarget) => handler.setTargets(target),
     upgrade: (req: IncomingMessage, socket: Duplex, head: Buffer, upgradeOptions?: UpgradeOptions) => handler.upgrade(req, socket, head, upgradeOptions),
     close: () => handler.close(),
   });

@@ -363,8 +363,9 @@ describe('sharing and inspection', () => {
         hosts: [{ ...quiet, latencyMs: expect.any(Number) as unknown }],
         panic: false,
         panics: 0,
+        discovery: null,
       },
-      { upstream: 'billing', state: 'disabled', inFlight: 0, capacity: null, overloaded: 0, tunnels: 0, stats: null, hosts: [{ ...quiet, latencyMs: null }], panic: false, panics: 0 },
+      { upstream: 'billing', state: 'disabled', inFlight: 0, capacity: null, overloaded: 0, tunnels: 0, stats: null, hosts: [{ ...quiet, latencyMs: null }], panic: false, panics: 0, discovery: null },
     ]);
   });
 });

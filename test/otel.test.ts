@@ -352,6 +352,32 @@ describe('ResilientProxyInstrumentation: metrics', () => {
       ]),
     );
   });
+
+  it('a discovered group that cannot refresh shows its failures in a row in resilient_proxy.discovery.failures', async () => {
+    const t = telemetry();
+    const registry = testRegistry();
+    instrument(t, { registries: [registry] });
+    const failed = new Promise<void>((resolve) => {
+      proxy({
+        name: 'discovered',
+        registry,
+        // One list, then the registry fails; the next try is a minute away.
+        target: {
+          backoff: { min: 60_000 },
+          async *discover() {
+            yield await Promise.resolve(['http://127.0.0.1:1']);
+            throw new Error('registry down');
+          },
+        },
+        hooks: { onDiscovery: (event) => event.kind === 'failed' && resolve() },
+      });
+    });
+    proxy({ target: 'http://127.0.0.1:1', name: 'fixed', registry });
+    await failed;
+    const found = await collect(t.reader);
+    // A fixed list has no series.
+    expect(found.get('resilient_proxy.discovery.failures')).toStrictEqual([{ attributes: { 'resilient_proxy.upstream': 'discovered' }, value: 1 }]);
+  });
 });
 
 describe('ResilientProxyInstrumentation: lifecycle', () => {

@@ -23,8 +23,8 @@ function namesVia(kind: 'import' | 'require', entry: string): string[] {
 }
 
 describe('the built package', () => {
-  it('has the five entry points', () => {
-    expect(entries).toStrictEqual(['resilient-proxy', 'resilient-proxy/fastify', 'resilient-proxy/koa', 'resilient-proxy/testing', 'resilient-proxy/otel']);
+  it('has the six entry points', () => {
+    expect(entries).toStrictEqual(['resilient-proxy', 'resilient-proxy/fastify', 'resilient-proxy/koa', 'resilient-proxy/testing', 'resilient-proxy/otel', 'resilient-proxy/redis']);
   });
 
   it.each(entries)('%s exposes the same names to import and require', (entry) => {
@@ -40,6 +40,7 @@ describe('the built package', () => {
     expect(namesVia('import', 'resilient-proxy/testing')).toContain('startFaultUpstream');
     expect(namesVia('import', 'resilient-proxy')).toContain('DIAGNOSTICS_CHANNELS');
     expect(namesVia('require', 'resilient-proxy/otel')).toStrictEqual(['BREAKER_STATE_VALUES', 'INSTRUMENTATION_NAME', 'METRICS', 'ResilientProxyInstrumentation']);
+    expect(namesVia('import', 'resilient-proxy/redis')).toStrictEqual(['REDIS_STALE_DEFAULTS', 'RedisStaleStore']);
   });
 
   it('loads the main entry without OpenTelemetry: the OpenTelemetry packages are optional peers, needed only by resilient-proxy/otel', () => {

@@ -367,6 +367,11 @@ export class Upgrades {
       this.#reply(req, socket, id, { code: 'CIRCUIT_OPEN', proxyStatus: FAILURES.CIRCUIT_OPEN.proxyStatus, phase: null, error: null, receivedStatus: null, retryAfter: String(refused) }, 0, message);
       return;
     }
+    // A discovered group before its first list (discovery never empties one later).
+    if (upstream.group.hosts.length === 0) {
+      this.#reply(req, socket, id, { code: 'UPSTREAM_DNS_FAILED', proxyStatus: 'dns_error', phase: null, error: new Error('No host discovered yet.'), receivedStatus: null, retryAfter: null }, 0, message);
+      return;
+    }
     let headers: Record<string, string | string[]>;
     try {
       headers = await this.#headers(req, id);

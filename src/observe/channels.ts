@@ -34,6 +34,10 @@ export const DIAGNOSTICS_CHANNELS = Object.freeze({
   groupPanic: 'resilient-proxy:group:panic',
   /** `staleIfError` answered a failure with a kept response (`StaleMessage`, the `hooks.onStale` event). */
   stale: 'resilient-proxy:stale',
+  /** A discovered group's hosts changed, a refresh failed (the hosts stay), or refreshes recovered (`DiscoveryEvent`). */
+  discovery: 'resilient-proxy:discovery',
+  /** A shared stale store (`RedisStaleStore`) changed state: ready, down, or dropping writes (`StaleStoreStateChange`). */
+  staleStore: 'resilient-proxy:stale-store:state',
 });
 
 export const exchangeStart = channel(DIAGNOSTICS_CHANNELS.exchangeStart);
@@ -47,6 +51,8 @@ export const breakerState = channel(DIAGNOSTICS_CHANNELS.breakerState);
 export const hostState = channel(DIAGNOSTICS_CHANNELS.hostState);
 export const groupPanic = channel(DIAGNOSTICS_CHANNELS.groupPanic);
 export const staleChannel = channel(DIAGNOSTICS_CHANNELS.stale);
+export const discoveryChannel = channel(DIAGNOSTICS_CHANNELS.discovery);
+export const staleStoreChannel = channel(DIAGNOSTICS_CHANNELS.staleStore);
 
 /** How an exchange ended. */
 export type ExchangeOutcome =

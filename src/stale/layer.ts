@@ -388,13 +388,27 @@ export class StaleLayer {
   /** Stores a whole response: under its URL's key, or, when it varies, under its variant's key with the URL's key naming the headers. */
   keep(key: string, variant: Variant | null, entry: StaleResponse): void {
     const { store } = this.options;
+    const ttl = this.#usefulFor(entry);
     if (variant === null) {
-      ignoreFailure(() => store.set(key, entry));
+      ignoreFailure(() => store.set(key, entry, ttl));
       return;
     }
     const variants: StaleVariants = { kind: 'variants', vary: variant.vary, size: ENTRY_OVERHEAD + variant.vary.reduce((sum, name) => sum + FIELD_OVERHEAD + 2 * name.length, 0) };
-    ignoreFailure(() => store.set(key, variants));
-    ignoreFailure(() => store.set(variant.key, entry));
+    ignoreFailure(() => store.set(key, variants, ttl));
+    ignoreFailure(() => store.set(variant.key, entry, ttl));
+  }
+
+  /**
+   * How long a kept response can stand in for a failure, in ms: while fresh,
+   * then for the origin's `stale-if-error` when it gave one (unless
+   * `maxStaleOverridesOrigin`), else for `maxStale`.
+   */
+  #usefulFor(entry: StaleResponse): number {
+    const policy = CachePolicy.fromObject(entry.policy as unknown as CachePolicy.CachePolicyObject);
+    const staleIfError = Number(directives(entry.headers['cache-control']).get('stale-if-error'));
+    const origin = Number.isFinite(staleIfError) ? staleIfError * 1000 : null;
+    const window = origin === null ? this.options.maxStale : this.options.maxStaleOverridesOrigin ? Math.max(this.options.maxStale, origin) : origin;
+    return policy.timeToLive() + window;
   }
 
   /** Whether a kept response may stand in for this failure at all. */

@@ -43,7 +43,12 @@ export type StaleEntry = StaleResponse | StaleVariants;
  */
 export interface StaleStore {
   get(key: string): StaleEntry | undefined | Promise<StaleEntry | undefined>;
-  set(key: string, entry: StaleEntry): unknown;
+  /**
+   * `ttl`: how long, in ms, the entry can still be of use (fresh, then stale
+   * within `maxStale` or the origin's `stale-if-error`), for a store that
+   * expires entries itself (Redis). The memory store bounds by bytes instead.
+   */
+  set(key: string, entry: StaleEntry, ttl?: number): unknown;
   delete(key: string): unknown;
 }
 

@@ -6,6 +6,7 @@
 // Proxies that share a key must agree on what the upstream is and on the
 // settings of the state they share; the last one to close releases it.
 
+import { DiscoveryRunner, type DiscoverySettings, type DiscoverySnapshot } from './discovery.js';
 import { UpstreamBreaker, type BreakerOptions, type BreakerState, type BreakerStats } from './breaker.js';
 import { UpstreamGroup, type GroupSettings, type HostSnapshot, type TargetSpec } from './group.js';
 import { RetryBudget, type RetryBudgetOptions } from './retry-budget.js';
@@ -21,6 +22,8 @@ export interface UpstreamSettings {
   readonly group: GroupSettings;
   /** The adaptive concurrency limit's settings, or `null` for the fixed `breaker.capacity`. */
   readonly adaptive?: Readonly<AdaptiveConcurrencyOptions> | null;
+  /** Where the hosts come from when they are discovered (`targets` is then empty until the first list), or `null`. */
+  readonly discovery?: DiscoverySettings | null;
 }
 
 export class UpstreamState {
@@ -32,6 +35,8 @@ export class UpstreamState {
   /** The adaptive concurrency limit, when `adaptiveConcurrency` is on. */
   readonly adaptive: AdaptiveConcurrency | null;
   readonly #fixedCapacity: number | null;
+  /** Feeds the group from its discovery source, or `null` for a fixed list. */
+  readonly discovery: DiscoveryRunner | null;
   /** Attempts in flight now. */
   inFlight = 0;
   /** Attempts refused by the concurrency limit since the start. */
@@ -50,6 +55,8 @@ export class UpstreamState {
     this.#fixedCapacity = breaker === null || breaker.capacity === 0 ? null : breaker.capacity;
     this.adaptive = settings.adaptive ? new AdaptiveConcurrency(settings.adaptive) : null;
     this.group = new UpstreamGroup(key, settings.targets, settings.group);
+    this.discovery = settings.discovery ? new DiscoveryRunner(key, settings.discovery, this.group) : null;
+    this.discovery?.start();
   }
 
   /** The most attempts in flight at once (the adaptive limit's value now, when on), or `null` for no limit. */
@@ -79,6 +86,8 @@ export interface UpstreamSnapshot {
   readonly panics: number;
   /** The adaptive concurrency limit (`capacity` is its current value); absent with a fixed or no limit. */
   readonly limit?: AdaptiveLimitSnapshot;
+  /** Where the hosts come from and how the latest refreshes went, or `null` for a fixed list. */
+  readonly discovery: DiscoverySnapshot | null;
 }
 
 export class UpstreamRegistry {
@@ -113,6 +122,7 @@ export class UpstreamRegistry {
     state.users -= 1;
     if (state.users > 0 || this.#upstreams.get(state.key) !== state) return;
     this.#upstreams.delete(state.key);
+    state.discovery?.stop();
     state.breaker?.shutdown();
     state.adaptive?.close();
     await state.group.close();
@@ -132,6 +142,7 @@ export class UpstreamRegistry {
   /** Stops every breaker's timers and health check, closes the pools the registry's groups own, and forgets all state. */
   close(): void {
     for (const state of this.#upstreams.values()) {
+      state.discovery?.stop();
       state.breaker?.shutdown();
       state.adaptive?.close();
       void state.group.close();
@@ -148,6 +159,8 @@ function targetsKey(targets: readonly TargetSpec[]): string {
 function differenceOf(first: UpstreamSettings, second: UpstreamSettings): string | null {
   const [a, b] = [targetsKey(first.targets), targetsKey(second.targets)];
   if (a !== b) return `another target (${a}, not ${b})`;
+  const [d, e] = [first.discovery ?? null, second.discovery ?? null];
+  if (d?.identity !== e?.identity) return `another discovery source (${d?.source ?? 'none'}, not ${e?.source ?? 'none'})`;
   for (const name of ['maxTokens', 'tokenRatio'] as const) {
     if (first.budget[name] !== second.budget[name]) return `another \`retry.budget.${name}\` (${first.budget[name]}, not ${second.budget[name]})`;
   }
@@ -181,6 +194,7 @@ function snapshotOf(state: UpstreamState): UpstreamSnapshot {
     hosts: state.group.snapshot(),
     panic: state.group.panic,
     panics: state.group.panics,
+    discovery: state.discovery?.snapshot() ?? null,
   };
   return state.adaptive === null ? snapshot : { ...snapshot, limit: state.adaptive.snapshot() };
 }

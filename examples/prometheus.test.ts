@@ -60,8 +60,9 @@ describe('examples/prometheus.ts', () => {
 
     expect(await codeOf('/api/orders/1')).toBe(200);
     // The outage: the port is closed, connections are refused. Each request
-    // makes three attempts (two retries) and counts once in the breaker: two
-    // failed of three requests open it.
+    // counts once in the breaker: two failed of three requests open it. Retry
+    // throttling (a bucket of 10, no retry at half) lets the first make three
+    // attempts and the second two.
     await orders.close();
     ordersOpen = false;
     expect(await codeOf('/api/orders/2')).toBe('UPSTREAM_CONNECT_REFUSED');
@@ -84,9 +85,9 @@ describe('examples/prometheus.ts', () => {
     const host = { ...upstream, resilient_proxy_host: orders.url };
     expect(series(text, 'resilient_proxy_attempts_total')).toStrictEqual([
       { labels: { ...host, resilient_proxy_attempt_outcome: 'delivered' }, value: 1 },
-      { labels: { ...host, resilient_proxy_attempt_outcome: 'failed', resilient_proxy_failure_code: 'UPSTREAM_CONNECT_REFUSED' }, value: 6 },
+      { labels: { ...host, resilient_proxy_attempt_outcome: 'failed', resilient_proxy_failure_code: 'UPSTREAM_CONNECT_REFUSED' }, value: 5 },
     ]);
-    expect(series(text, 'resilient_proxy_retries_total')).toStrictEqual([{ labels: { ...host, resilient_proxy_failure_code: 'UPSTREAM_CONNECT_REFUSED' }, value: 4 }]);
+    expect(series(text, 'resilient_proxy_retries_total')).toStrictEqual([{ labels: { ...host, resilient_proxy_failure_code: 'UPSTREAM_CONNECT_REFUSED' }, value: 3 }]);
     expect(series(text, 'resilient_proxy_hosts')).toStrictEqual([
       { labels: { ...upstream, resilient_proxy_host_state: 'ejected' }, value: 0 },
       { labels: { ...upstream, resilient_proxy_host_state: 'failing' }, value: 0 },
@@ -97,10 +98,10 @@ describe('examples/prometheus.ts', () => {
     expect(series(text, 'resilient_proxy_requests_refused_total')).toStrictEqual([{ labels: { ...upstream, resilient_proxy_refusal_reason: 'circuit_open' }, value: 2 }]);
     expect(series(text, 'resilient_proxy_breaker_state')).toStrictEqual([{ labels: upstream, value: 2 }]);
     expect(series(text, 'resilient_proxy_hosts_ejected')).toStrictEqual([{ labels: upstream, value: 0 }]);
-    expect(series(text, 'resilient_proxy_retry_budget_exhausted_total')).toStrictEqual([]);
+    expect(series(text, 'resilient_proxy_retry_budget_exhausted_total')).toStrictEqual([{ labels: { ...upstream, resilient_proxy_failure_code: 'UPSTREAM_CONNECT_REFUSED' }, value: 1 }]);
     const server_ = { http_request_method: 'GET', server_address: '127.0.0.1', server_port: String(orders.port), url_scheme: 'http', ...upstream };
     expect(series(text, 'http_client_request_duration_seconds_count')).toStrictEqual([
-      { labels: { ...server_, error_type: 'UPSTREAM_CONNECT_REFUSED' }, value: 6 },
+      { labels: { ...server_, error_type: 'UPSTREAM_CONNECT_REFUSED' }, value: 5 },
       { labels: { ...server_, http_response_status_code: '200' }, value: 1 },
     ]);
     expect(text).toContain('# TYPE http_client_request_duration_seconds histogram');

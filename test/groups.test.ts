@@ -668,6 +668,19 @@ describe('one host’s answer is about that host', () => {
     expect(failures).toStrictEqual(['retry-after']);
   });
 
+  it('the operator’s example: b refusing, c answering 503 — one ejected, the other failing (no room), and no client error while a serves', async () => {
+    const [b] = await refusedUrls(1);
+    const [a, c] = [await named('a'), await named('c', 503)];
+    const failures: unknown[] = [];
+    const gw = await gateway({ target: [a.url, b as string, c.url], retry: fast, hooks: { onFailure: (event) => failures.push(event.noRetry) } });
+    // Enough for c's failures to have drained retry throttling ten times over, were they the service's.
+    expect(tally(await load(`${gw.url}/x`, 150, 1))).toStrictEqual({ a: 150 });
+    expect(failures).toStrictEqual([]);
+    // Whichever of b and c reached five failures first is ejected; the other has no room and is failing.
+    expect(gw.snapshot().hosts.map((h) => h.state).sort()).toStrictEqual(['ejected', 'failing', 'healthy']);
+    expect(gw.changes.map((change) => `${change.to} (${change.reason})`).sort()).toStrictEqual(['ejected (consecutive-failures)', 'failing (ejection-limit)']);
+  });
+
   it('a Retry-After that does not parse is neither used nor passed on; one that parses is passed on as seconds', async () => {
     const leaky = await upstream({ fallback: faults.respond(503, 'no', { 'retry-after': 'see http://10.1.2.3:8080/admin' }) });
     const gw = await gateway({ target: leaky.url, retry: false });

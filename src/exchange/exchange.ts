@@ -413,8 +413,10 @@ export class Exchange {
     // connection) adds no load to the upstream: throttling, which bounds that
     // load, does not stop it, and no backoff delays it (as nginx's
     // proxy_next_upstream): the host it goes to has not seen this request.
-    const free = elsewhere && sentNothing(failure.code, failure.phase);
-    if (free) delay = 0;
+    // Nor does throttling stop a retry away from a host outlier detection
+    // already holds to blame (`failing`, kept in only for lack of room).
+    const free = elsewhere && this.#hostsFault(failure.code, failure.phase);
+    if (free && sentNothing(failure.code, failure.phase)) delay = 0;
     if (delay >= remaining) return this.#stop('deadline');
     // With deadline propagation, a retry that could tell the upstream less than `deadline.minimum` is not worth sending.
     if (config.deadline !== null && total > 0 && !timeForAttempt(remaining - delay, config.deadline)) return this.#stop('deadline');
@@ -440,11 +442,17 @@ export class Exchange {
     const { budget, group } = this.core.upstream;
     if (result === 'success') budget.recordSuccess();
     else if (failure === null || outcome === null) return;
-    // A failure that sent nothing while another host can take the retry
-    // says one host is down, not that the service is in trouble: it drains
-    // nothing. With no host left (one target, or all tried) it drains like
-    // any other, so a refusing or resetting service is throttled too.
-    else if (!(outcome.kind === 'failed' && sentNothing(failure.code, outcome.phase) && group.hasUntried(this.#tried()))) budget.recordFailure();
+    // A failure that sent nothing, or from a host detection already blames,
+    // while another host can take the retry says one host is down, not that
+    // the service is in trouble: it drains nothing. With no host left (one
+    // target, or all tried) it drains like any other, so a refusing or
+    // resetting service is throttled too.
+    else if (!(this.#hostsFault(failure.code, outcome.kind === 'failed' ? outcome.phase : 'response') && group.hasUntried(this.#tried()))) budget.recordFailure();
+  }
+
+  /** Whether a failure is about the host rather than the service: nothing was sent, or detection already holds the host to blame. */
+  #hostsFault(code: FailureCode, phase: Phase | null): boolean {
+    return sentNothing(code, phase) || this.host?.failing === true;
   }
 
   /** Milliseconds left of this request's `timeout.total` (Infinity without one). */

@@ -175,6 +175,9 @@ export class UpstreamGroup {
   readonly #isCandidate = (host: Host): boolean =>
     (this.#mode === ANY || host.eligible) && (this.#exclude === null || !this.#exclude.includes(host));
 
+  /** Wall-clock ms at the group clock's 0. */
+  readonly #epoch: number;
+
   constructor(
     readonly key: string,
     targets: readonly TargetSpec[],
@@ -182,6 +185,7 @@ export class UpstreamGroup {
     readonly now: () => number = () => performance.now(),
     readonly random: () => number = Math.random,
   ) {
+    this.#epoch = Date.now() - now();
     this.#hosts = targets.map((target) => this.#host(target, false));
   }
 
@@ -432,8 +436,9 @@ export class UpstreamGroup {
 
   snapshot(): HostSnapshot[] {
     const now = this.now();
-    // Times for operators are wall-clock; the group's own clock is monotonic.
-    const wall = (at: number): number => Math.round(Date.now() + (at - now));
+    // Times for operators are wall-clock; the group's own clock is monotonic,
+    // and one offset taken at creation keeps a time the same from read to read.
+    const wall = (at: number): number => Math.round(this.#epoch + at);
     return this.#hosts.map((host) => {
       if (host.ejected) this.#endEjection(host, now);
       const latency = latencyOf(host, now);

@@ -55,6 +55,37 @@ describe.each(frameworks)('$name', ({ mount, mountPath }) => {
     expect(response.headers['set-cookie']).toStrictEqual(['sid=1; Domain=shop.example; Path=/']);
   });
 
+  it('one shape: hooks see req.url as the client sent it, mount prefix included; events carry the path sent upstream and the origin', async () => {
+    const up = await upstream({ fallback: faults.respond(200, 'body') });
+    up.enqueue(faults.status(503));
+    const seen: string[] = [];
+    const events: { path: string; target: string }[] = [];
+    const base = await mount({
+      target: `${up.url}/v1`,
+      retry: fastRetry,
+      pathRewrite: (path, req) => {
+        seen.push(`rewrite ${path} ${req.url}`);
+        return path.replace(/^\/old/, '/new');
+      },
+      headers: {
+        request: async (headers, req) => {
+          await new Promise((resolve) => setImmediate(resolve));
+          seen.push(`headers ${req.url}`);
+          return headers;
+        },
+      },
+      transformResponse: { match: () => true, transform: (body, { req }) => (seen.push(`transform ${req.url}`), body) },
+      hooks: { onRetry: (event) => events.push({ path: event.path, target: event.target }) },
+    });
+
+    const response = await request(base).get('/api/old/7?x=1');
+
+    expect([response.status, response.text]).toStrictEqual([200, 'body']);
+    expect(seen).toStrictEqual(['rewrite /old/7?x=1 /api/old/7?x=1', 'headers /api/old/7?x=1', 'transform /api/old/7?x=1']);
+    expect(up.requests.map((r) => r.url)).toStrictEqual(['/v1/new/7?x=1', '/v1/new/7?x=1']);
+    expect(events).toStrictEqual([{ path: '/v1/new/7?x=1', target: up.url }]);
+  });
+
   it.each(cases)('$code: $name', async ({ code, proxyStatus, setup, timeout, attempts = 3 }) => {
     const { target, dispatcher } = await setup();
     const base = await mount({ target, name: 'orders', retry: fastRetry, ...(dispatcher && { dispatcher }), ...(timeout && { timeout }) });

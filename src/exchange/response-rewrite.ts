@@ -17,6 +17,8 @@ export interface ResponseSide {
   readonly req: IncomingMessage;
   /** Where the proxy is mounted (`/api`), '' at the root. */
   readonly mountPath: string;
+  /** The request target as the client sent it: what `req.url` shows while `transformResponse` runs. */
+  readonly clientUrl: string;
 }
 
 export type ResponseRewriter = (statusCode: number, headers: OutgoingHttpHeaders, side: ResponseSide) => OutgoingHttpHeaders;

@@ -374,7 +374,7 @@ export class Upgrades {
       this.#reply(req, socket, id, { code: 'PROXY_INTERNAL_ERROR', proxyStatus: 'proxy_internal_error', phase: null, error, receivedStatus: null, retryAfter: null }, 0, message);
       return;
     }
-    await this.#attempts(req, socket, head, id, path, headers, message, { req, mountPath });
+    await this.#attempts(req, socket, head, id, path, headers, message, { req, mountPath, clientUrl: req.url ?? '/' });
   }
 
   async #headers(req: IncomingMessage, id: string): Promise<Record<string, string | string[]>> {

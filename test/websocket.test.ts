@@ -55,7 +55,9 @@ async function wsUpstream(options: { verifyClient?: (info: { req: IncomingMessag
 /** A node:http gateway: requests to the proxy, upgrades too (mounted at /api). */
 async function gateway(options: ProxyOptions): Promise<{ ws: string; server: Server }> {
   const handler = proxy(options);
-  const { server, port } = await listen((req: IncomingMessage, res: ServerResponse) => {
+  const { server, port } = await listen((req: IncomingMessage & { originalUrl?: string | undefined }, res: ServerResponse) => {
+    // The client's target kept in `originalUrl`, as Connect and Express do: what hooks see as req.url.
+    req.originalUrl = req.url;
     req.url = (req.url ?? '/').replace(/^\/api(?=\/|\?|$)/, '') || '/';
     handler(req, res);
   });
@@ -438,27 +440,27 @@ type ExpressFactory = typeof express;
 type FastifyFactory = () => FastifyInstance;
 type KoaFactory = typeof Koa;
 
-async function expressStart(factory: ExpressFactory, target: string): Promise<number> {
+async function expressStart(factory: ExpressFactory, options: ProxyOptions): Promise<number> {
   const app = factory();
-  const handler = proxy({ target });
+  const handler = proxy(options);
   app.use('/api', handler);
   const { server, port } = await listen(app);
   server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => void handler.upgrade(req, socket, head, { mountPath: '/api' }));
   return port;
 }
 
-async function fastifyStart(factory: FastifyFactory, target: string): Promise<number> {
+async function fastifyStart(factory: FastifyFactory, options: ProxyOptions): Promise<number> {
   const app = factory();
-  await app.register(fastifyProxy, { prefix: '/api', target, registry: testRegistry(), websocket: true });
+  await app.register(fastifyProxy, { prefix: '/api', registry: testRegistry(), ...options, websocket: true });
   await app.register(fastifyProxy, { prefix: '/other', target: await refusedUrl(), registry: testRegistry(), websocket: true });
   const url = await app.listen({ port: 0, host: '127.0.0.1' });
   onCleanup(() => app.close());
   return Number(new URL(url).port);
 }
 
-async function koaStart(factory: KoaFactory, target: string): Promise<number> {
+async function koaStart(factory: KoaFactory, options: ProxyOptions): Promise<number> {
   const app = new factory();
-  const middleware = koaProxy({ target, registry: testRegistry() });
+  const middleware = koaProxy({ registry: testRegistry(), ...options });
   onCleanup(() => middleware.close());
   app.use(mount('/api', middleware));
   const { server, port } = await listen(app.callback() as Parameters<typeof listen>[0]);
@@ -467,20 +469,20 @@ async function koaStart(factory: KoaFactory, target: string): Promise<number> {
 }
 
 describe.each([
-  { name: 'Express 5', start: (target: string) => expressStart(express, target) },
-  { name: 'Express 4', start: (target: string) => expressStart(express4, target) },
-  { name: 'Fastify 5 (websocket: true, two plugins on one server)', start: (target: string) => fastifyStart(() => Fastify(), target) },
-  { name: 'Fastify 4 (websocket: true, two plugins on one server)', start: (target: string) => fastifyStart(() => Fastify4() as unknown as FastifyInstance, target) },
-  { name: 'Koa 3', start: (target: string) => koaStart(Koa, target) },
-  { name: 'Koa 2', start: (target: string) => koaStart(Koa2, target) },
+  { name: 'Express 5', start: (options: ProxyOptions) => expressStart(express, options) },
+  { name: 'Express 4', start: (options: ProxyOptions) => expressStart(express4, options) },
+  { name: 'Fastify 5 (websocket: true, two plugins on one server)', start: (options: ProxyOptions) => fastifyStart(() => Fastify(), options) },
+  { name: 'Fastify 4 (websocket: true, two plugins on one server)', start: (options: ProxyOptions) => fastifyStart(() => Fastify4() as unknown as FastifyInstance, options) },
+  { name: 'Koa 3', start: (options: ProxyOptions) => koaStart(Koa, options) },
+  { name: 'Koa 2', start: (options: ProxyOptions) => koaStart(Koa2, options) },
   {
     name: 'node:http',
-    start: async (target: string) => Number(new URL((await gateway({ target })).ws).port),
+    start: async (options: ProxyOptions) => Number(new URL((await gateway(options)).ws).port),
   },
 ])('$name', ({ name, start }) => {
   it('echoes text and binary under the mount path, passes a close code, and refuses h2c', async () => {
     const up = await wsUpstream();
-    const port = await start(`${up.url}/v1`);
+    const port = await start({ target: `${up.url}/v1` });
 
     const client = await open(`ws://127.0.0.1:${port}/api/room`);
     client.send('ping');
@@ -501,6 +503,30 @@ describe.each([
       const refused = await refusedHandshake(`ws://127.0.0.1:${port}/other/x`);
       expect([refused.status, (JSON.parse(refused.body) as { code: string }).code]).toStrictEqual([502, 'UPSTREAM_CONNECT_REFUSED']);
     }
+  });
+
+  it('one shape with HTTP: hooks see req.url as the client sent it, the mount path is stripped, events carry the path sent upstream and the origin', async () => {
+    const origin = await refusedUrl();
+    const seen: string[] = [];
+    const events: { upgrade: boolean; path: string; target: string }[] = [];
+    const port = await start({
+      target: `${origin}/v1`,
+      retry: false,
+      pathRewrite: (path, req) => (seen.push(`rewrite ${path} ${req.url}`), path),
+      headers: { request: (headers, req) => (seen.push(`headers ${req.url}`), headers) },
+      hooks: { onFailure: (event) => events.push({ upgrade: event.upgrade === true, path: event.path, target: event.target }) },
+    });
+
+    const handshake = await refusedHandshake(`ws://127.0.0.1:${port}/api/room?x=1`);
+    const plain = await fetch(`http://127.0.0.1:${port}/api/room?x=1`);
+    await plain.text();
+
+    expect([handshake.status, plain.status]).toStrictEqual([502, 502]);
+    expect(seen).toStrictEqual(['rewrite /room?x=1 /api/room?x=1', 'headers /api/room?x=1', 'rewrite /room?x=1 /api/room?x=1', 'headers /api/room?x=1']);
+    expect(events).toStrictEqual([
+      { upgrade: true, path: '/v1/room?x=1', target: origin },
+      { upgrade: false, path: '/v1/room?x=1', target: origin },
+    ]);
   });
 });
 

@@ -271,7 +271,8 @@ export class Upgrades {
     }
   }
 
-  #reply(req: IncomingMessage, socket: Duplex, id: string, initial: Failure, attempts: number, message: ExchangeMessage | null): void {
+  /** `path` is the path sent (or to be sent) upstream, '' before it is known: as for HTTP. */
+  #reply(req: IncomingMessage, socket: Duplex, id: string, path: string, initial: Failure, attempts: number, message: ExchangeMessage | null): void {
     const { config } = this.core;
     const { status, failure } = statusFor(config, initial);
     sendProblemOnSocket(req, socket, {
@@ -294,7 +295,7 @@ export class Upgrades {
       target: config.origin,
       requestId: id,
       method: req.method ?? 'GET',
-      path: req.url ?? '',
+      path,
       receivedStatus: failure.receivedStatus,
       error: failure.error,
       attempts,
@@ -332,7 +333,7 @@ export class Upgrades {
       return message;
     };
     const invalid = (error: unknown = null): void =>
-      this.#reply(req, socket, id, { code: 'REQUEST_INVALID', proxyStatus: 'http_request_error', phase: null, error, receivedStatus: null, retryAfter: null }, 0, begin(''));
+      this.#reply(req, socket, id, '', { code: 'REQUEST_INVALID', proxyStatus: 'http_request_error', phase: null, error, receivedStatus: null, retryAfter: null }, 0, begin(''));
     socket.on('error', () => socket.destroy());
     // h2c and the rest are request-smuggling vectors through proxies.
     if (!isWebSocketUpgrade(req) || req.method !== 'GET') {
@@ -353,7 +354,7 @@ export class Upgrades {
     try {
       path = upstreamPath(config.basePath, config.pathRewrite === null ? url : config.pathRewrite(url, req));
     } catch (error) {
-      this.#reply(req, socket, id, { code: 'PROXY_INTERNAL_ERROR', proxyStatus: 'proxy_internal_error', phase: null, error: new RewriteHookError('The `pathRewrite` function threw', { cause: error }), receivedStatus: null, retryAfter: null }, 0, begin(''));
+      this.#reply(req, socket, id, '', { code: 'PROXY_INTERNAL_ERROR', proxyStatus: 'proxy_internal_error', phase: null, error: new RewriteHookError('The `pathRewrite` function threw', { cause: error }), receivedStatus: null, retryAfter: null }, 0, begin(''));
       return;
     }
     if (path === null) {
@@ -364,14 +365,14 @@ export class Upgrades {
     const refused = upstream.breaker?.refusal() ?? null;
     if (refused !== null) {
       this.#refused(req, id, path, 'CIRCUIT_OPEN', 0);
-      this.#reply(req, socket, id, { code: 'CIRCUIT_OPEN', proxyStatus: FAILURES.CIRCUIT_OPEN.proxyStatus, phase: null, error: null, receivedStatus: null, retryAfter: String(refused) }, 0, message);
+      this.#reply(req, socket, id, path, { code: 'CIRCUIT_OPEN', proxyStatus: FAILURES.CIRCUIT_OPEN.proxyStatus, phase: null, error: null, receivedStatus: null, retryAfter: String(refused) }, 0, message);
       return;
     }
     let headers: Record<string, string | string[]>;
     try {
       headers = await this.#headers(req, id);
     } catch (error) {
-      this.#reply(req, socket, id, { code: 'PROXY_INTERNAL_ERROR', proxyStatus: 'proxy_internal_error', phase: null, error, receivedStatus: null, retryAfter: null }, 0, message);
+      this.#reply(req, socket, id, path, { code: 'PROXY_INTERNAL_ERROR', proxyStatus: 'proxy_internal_error', phase: null, error, receivedStatus: null, retryAfter: null }, 0, message);
       return;
     }
     await this.#attempts(req, socket, head, id, path, headers, message, { req, mountPath, clientUrl: req.url ?? '/' });
@@ -440,7 +441,7 @@ export class Upgrades {
         if (upstream.capacity !== null && upstream.inFlight >= upstream.capacity) {
           upstream.overloaded += 1;
           this.#refused(req, id, path, 'UPSTREAM_OVERLOADED', attempts);
-          this.#reply(req, socket, id, { code: 'UPSTREAM_OVERLOADED', proxyStatus: FAILURES.UPSTREAM_OVERLOADED.proxyStatus, phase: null, error: null, receivedStatus: null, retryAfter: null }, attempts, message);
+          this.#reply(req, socket, id, path, { code: 'UPSTREAM_OVERLOADED', proxyStatus: FAILURES.UPSTREAM_OVERLOADED.proxyStatus, phase: null, error: null, receivedStatus: null, retryAfter: null }, attempts, message);
           return;
         }
         const host = upstream.group.pick(tried);
@@ -470,7 +471,7 @@ export class Upgrades {
             const guarded = await upstream.breaker.run(run, counts);
             if (!guarded.ran) {
               this.#refused(req, id, path, 'CIRCUIT_OPEN', attempts - 1);
-              this.#reply(req, socket, id, { code: 'CIRCUIT_OPEN', proxyStatus: FAILURES.CIRCUIT_OPEN.proxyStatus, phase: null, error: null, receivedStatus: null, retryAfter: String(guarded.retryAfterSeconds) }, attempts - 1, message);
+              this.#reply(req, socket, id, path, { code: 'CIRCUIT_OPEN', proxyStatus: FAILURES.CIRCUIT_OPEN.proxyStatus, phase: null, error: null, receivedStatus: null, retryAfter: String(guarded.retryAfterSeconds) }, attempts - 1, message);
               return;
             }
             last = guarded.outcome;
@@ -532,10 +533,10 @@ export class Upgrades {
         return;
       }
       if (last.kind === 'status') {
-        this.#reply(req, socket, id, { code: 'UPSTREAM_STATUS', proxyStatus: null, phase: 'response', error: null, receivedStatus: last.statusCode, retryAfter: null }, attempts, message);
+        this.#reply(req, socket, id, path, { code: 'UPSTREAM_STATUS', proxyStatus: null, phase: 'response', error: null, receivedStatus: last.statusCode, retryAfter: null }, attempts, message);
       } else if (!isClientAborted(last.error)) {
         const classified = classifyError(last.error, last.phase);
-        this.#reply(req, socket, id, { ...classified, phase: last.phase, error: last.error, receivedStatus: null, retryAfter: null }, attempts, message);
+        this.#reply(req, socket, id, path, { ...classified, phase: last.phase, error: last.error, receivedStatus: null, retryAfter: null }, attempts, message);
       } else left();
     } finally {
       if (deadline !== null) clearTimeout(deadline);

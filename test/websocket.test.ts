@@ -505,27 +505,30 @@ describe.each([
     }
   });
 
-  it('one shape with HTTP: hooks see req.url as the client sent it, the mount path is stripped, events carry the path sent upstream and the origin', async () => {
-    const origin = await refusedUrl();
+  it('one shape with HTTP: hooks see req.url as the client sent it, the mount path is stripped, events carry the path sent upstream and the origin of the host tried', async () => {
+    const [first, second] = [await refusedUrl(), await refusedUrl()];
     const seen: string[] = [];
     const events: { upgrade: boolean; path: string; target: string }[] = [];
     const port = await start({
-      target: `${origin}/v1`,
+      // Round-robin: the HTTP request goes to the first host, the handshake to the second.
+      target: [`${first}/v1`, `${second}/v1`],
+      balance: 'round-robin',
+      slowStart: 0,
       retry: false,
       pathRewrite: (path, req) => (seen.push(`rewrite ${path} ${req.url}`), path),
       headers: { request: (headers, req) => (seen.push(`headers ${req.url}`), headers) },
       hooks: { onFailure: (event) => events.push({ upgrade: event.upgrade === true, path: event.path, target: event.target }) },
     });
 
-    const handshake = await refusedHandshake(`ws://127.0.0.1:${port}/api/room?x=1`);
     const plain = await fetch(`http://127.0.0.1:${port}/api/room?x=1`);
     await plain.text();
+    const handshake = await refusedHandshake(`ws://127.0.0.1:${port}/api/room?x=1`);
 
     expect([handshake.status, plain.status]).toStrictEqual([502, 502]);
     expect(seen).toStrictEqual(['rewrite /room?x=1 /api/room?x=1', 'headers /api/room?x=1', 'rewrite /room?x=1 /api/room?x=1', 'headers /api/room?x=1']);
     expect(events).toStrictEqual([
-      { upgrade: true, path: '/v1/room?x=1', target: origin },
-      { upgrade: false, path: '/v1/room?x=1', target: origin },
+      { upgrade: false, path: '/v1/room?x=1', target: first },
+      { upgrade: true, path: '/v1/room?x=1', target: second },
     ]);
   });
 });

@@ -39,7 +39,13 @@ import {
 } from '../observe/channels.js';
 
 export interface UpgradeOptions {
-  /** Where the proxy is mounted (`/api`): stripped from the path like a framework's mount path. A request outside it is refused. */
+  /**
+   * Where the app mounted the proxy (`/api`): stripped from the path as the
+   * HTTP side strips a framework's mount path. Needed with Express, Koa and
+   * node:http, whose routers never see an 'upgrade' event (Fastify's
+   * `websocket: true` passes its prefix). A request outside it is refused.
+   * Default `''`.
+   */
   readonly mountPath?: string;
 }
 
@@ -271,8 +277,8 @@ export class Upgrades {
     }
   }
 
-  /** `path` is the path sent (or to be sent) upstream, '' before it is known: as for HTTP. */
-  #reply(req: IncomingMessage, socket: Duplex, id: string, path: string, initial: Failure, attempts: number, message: ExchangeMessage | null): void {
+  /** `path` is the path sent (or to be sent) upstream, '' before it is known; `target` the origin of the latest attempt's host: as for HTTP. */
+  #reply(req: IncomingMessage, socket: Duplex, id: string, path: string, initial: Failure, attempts: number, message: ExchangeMessage | null, target = this.core.config.origin): void {
     const { config } = this.core;
     const { status, failure } = statusFor(config, initial);
     sendProblemOnSocket(req, socket, {
@@ -292,7 +298,7 @@ export class Upgrades {
       proxyStatus: failure.proxyStatus,
       phase: failure.phase,
       upstream: config.upstream,
-      target: config.origin,
+      target,
       requestId: id,
       method: req.method ?? 'GET',
       path,
@@ -419,6 +425,8 @@ export class Upgrades {
     let expired: ProxyTimeoutError | null = null;
     // A function, not the variable: it changes in a timer, between awaits.
     const timedOut = (): ProxyTimeoutError | null => expired;
+    // The origin of the latest attempt's host, for the failure event.
+    let target = config.origin;
     const total = config.timeout.total;
     const deadline =
       total > 0
@@ -445,6 +453,7 @@ export class Upgrades {
           return;
         }
         const host = upstream.group.pick(tried);
+        target = host.origin;
         if (config.changeOrigin) headers.host = host.authority;
         const handshake: Handshake = new Handshake(host, path, headers, socket, this.core, side);
         current = handshake;
@@ -471,7 +480,7 @@ export class Upgrades {
             const guarded = await upstream.breaker.run(run, counts);
             if (!guarded.ran) {
               this.#refused(req, id, path, 'CIRCUIT_OPEN', attempts - 1);
-              this.#reply(req, socket, id, path, { code: 'CIRCUIT_OPEN', proxyStatus: FAILURES.CIRCUIT_OPEN.proxyStatus, phase: null, error: null, receivedStatus: null, retryAfter: String(guarded.retryAfterSeconds) }, attempts - 1, message);
+              this.#reply(req, socket, id, path, { code: 'CIRCUIT_OPEN', proxyStatus: FAILURES.CIRCUIT_OPEN.proxyStatus, phase: null, error: null, receivedStatus: null, retryAfter: String(guarded.retryAfterSeconds) }, attempts - 1, message, target);
               return;
             }
             last = guarded.outcome;
@@ -533,10 +542,10 @@ export class Upgrades {
         return;
       }
       if (last.kind === 'status') {
-        this.#reply(req, socket, id, path, { code: 'UPSTREAM_STATUS', proxyStatus: null, phase: 'response', error: null, receivedStatus: last.statusCode, retryAfter: null }, attempts, message);
+        this.#reply(req, socket, id, path, { code: 'UPSTREAM_STATUS', proxyStatus: null, phase: 'response', error: null, receivedStatus: last.statusCode, retryAfter: null }, attempts, message, target);
       } else if (!isClientAborted(last.error)) {
         const classified = classifyError(last.error, last.phase);
-        this.#reply(req, socket, id, path, { ...classified, phase: last.phase, error: last.error, receivedStatus: null, retryAfter: null }, attempts, message);
+        this.#reply(req, socket, id, path, { ...classified, phase: last.phase, error: last.error, receivedStatus: null, retryAfter: null }, attempts, message, target);
       } else left();
     } finally {
       if (deadline !== null) clearTimeout(deadline);

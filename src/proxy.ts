@@ -107,6 +107,7 @@ export function createProxyHandler(options: ProxyOptions): ProxyHandler {
     handle(req, res, context) {
       const id = context?.requestId === undefined ? requestId(req, config.requestIdHeader) : requestId(req, config.requestIdHeader, context.requestId);
       const mountPath = context?.mountPath ?? mountPathOf(req);
+      if (mountPath !== '') upgrades.sawMount(mountPath);
       const asked = context?.url ?? req.url ?? '/';
       const clientUrl = clientUrlOf(req, context?.originalUrl);
       let path: string | null;

@@ -533,6 +533,40 @@ describe.each([
   });
 });
 
+
+describe('the mount path of an upgrade', () => {
+  it("Express: an upgrade wired without mountPath, under the HTTP side's mount path, is said once as a process warning; with mountPath, nothing", async () => {
+    const up = await wsUpstream();
+    up.server.on('request', (_req: IncomingMessage, res: ServerResponse) => res.end('plain'));
+    const warnings: string[] = [];
+    const collect = (warning: Error & { code?: string }): void => {
+      if (warning.code === 'RESILIENT_PROXY_UPGRADE_MOUNT') warnings.push(warning.message);
+    };
+    process.on('warning', collect);
+    onCleanup(() => process.off('warning', collect));
+    const start = async (upgradeOptions: { mountPath?: string }): Promise<number> => {
+      const app = express();
+      const handler = proxy({ target: up.url });
+      app.use('/api', handler);
+      const { server, port } = await listen(app);
+      server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => void handler.upgrade(req, socket, head, upgradeOptions));
+      return port;
+    };
+    const bare = await start({});
+    const wired = await start({ mountPath: '/api' });
+
+    for (const port of [bare, wired]) {
+      await (await fetch(`http://127.0.0.1:${port}/api/x`)).text();
+      for (const room of ['/api/a', '/api/b']) (await open(`ws://127.0.0.1:${port}${room}`)).terminate();
+    }
+    await new Promise((resolve) => setImmediate(resolve));
+
+    expect(up.paths).toStrictEqual(['/api/a', '/api/b', '/a', '/b']);
+    expect(warnings).toStrictEqual([
+      "resilient-proxy: an upgrade to /api… came without `mountPath`, while HTTP requests reach this proxy under /api: the upstream gets the mount path in the upgrade's path only. Pass `{ mountPath: '/api' }` to proxy.upgrade() (or `mountPath: ''` if that is meant).",
+    ]);
+  });
+});
 describe('soak', () => {
   it('2,000 tunnels opened and killed at random leave no tunnel, in-flight count or socket behind', async () => {
     const up = await wsUpstream();

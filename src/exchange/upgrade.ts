@@ -262,7 +262,31 @@ export class Upgrades {
   /** Handshakes under way, aborted by close() like the tunnels. */
   readonly #handshakes = new Set<Handshake>();
 
+  /** The latest mount path an HTTP request came under, '' before any: to tell an upgrade wired without it. */
+  #httpMount = '';
+  #warnedMount = false;
+
   constructor(readonly core: ProxyCore) {}
+
+  /** An HTTP request reached the proxy under `mountPath` (Express's `baseUrl`, koa-mount's, Fastify's prefix). */
+  sawMount(mountPath: string): void {
+    this.#httpMount = mountPath;
+  }
+
+  /**
+   * An upgrade the app handed over without `mountPath`, under the path HTTP
+   * requests come under: its upstream path keeps the mount path theirs lose.
+   * Said once per proxy, as a process warning; `mountPath: ''` says it is meant.
+   */
+  #warnUnmounted(url: string): void {
+    const mount = this.#httpMount;
+    if (this.#warnedMount || mount === '' || (url !== mount && !url.startsWith(`${mount}/`) && !url.startsWith(`${mount}?`))) return;
+    this.#warnedMount = true;
+    process.emitWarning(
+      `resilient-proxy: an upgrade to ${mount}… came without \`mountPath\`, while HTTP requests reach this proxy under ${mount}: the upstream gets the mount path in the upgrade's path only. Pass \`{ mountPath: '${mount}' }\` to proxy.upgrade() (or \`mountPath: ''\` if that is meant).`,
+      { code: 'RESILIENT_PROXY_UPGRADE_MOUNT' },
+    );
+  }
 
   get open(): number {
     return this.#open.size;
@@ -348,6 +372,7 @@ export class Upgrades {
     }
     const mountPath = options.mountPath ?? '';
     let url = req.url ?? '/';
+    if (options.mountPath === undefined) this.#warnUnmounted(url);
     if (mountPath !== '') {
       if (url !== mountPath && !url.startsWith(`${mountPath}/`) && !url.startsWith(`${mountPath}?`)) {
         invalid();

@@ -253,7 +253,10 @@ describe('the request id joins the app’s logs', () => {
 describe('req.url is the app’s again once the hooks have run', () => {
   const hooks = (seen: string[]): Pick<ProxyOptions, 'pathRewrite' | 'headers' | 'transformResponse'> => ({
     pathRewrite: (path, req) => (seen.push(req.url ?? ''), path),
-    headers: { request: async (headers, req) => (await Promise.resolve(), seen.push(req.url ?? ''), headers) },
+    headers: {
+      request: async (headers, req) => (await Promise.resolve(), seen.push(req.url ?? ''), headers),
+      response: (headers, { req }) => (seen.push(req.url ?? ''), headers),
+    },
     transformResponse: { match: () => true, transform: (body, { req }) => (seen.push(req.url ?? ''), body) },
   });
 
@@ -272,7 +275,7 @@ describe('req.url is the app’s again once the hooks have run', () => {
     const response = await fetch(`${url}/api/a?b=1`);
     await response.text();
 
-    expect(seen).toStrictEqual(['/api/a?b=1', '/api/a?b=1', '/api/a?b=1']);
+    expect(seen).toStrictEqual(['/api/a?b=1', '/api/a?b=1', '/api/a?b=1', '/api/a?b=1']);
     expect(after).toStrictEqual(['/a?b=1']);
   });
 
@@ -295,7 +298,7 @@ describe('req.url is the app’s again once the hooks have run', () => {
     const response = await fetch(`${url}/api/a?b=1`);
     await response.text();
 
-    expect(seen).toStrictEqual(['/api/a?b=1', '/api/a?b=1', '/api/a?b=1']);
+    expect(seen).toStrictEqual(['/api/a?b=1', '/api/a?b=1', '/api/a?b=1', '/api/a?b=1']);
     expect(after).toStrictEqual(['/a?b=1']);
   });
 });

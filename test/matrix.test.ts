@@ -81,6 +81,7 @@ describe.each(frameworks)('$name', ({ mount, mountPath }) => {
           seen.push(`headers ${req.url}`);
           return headers;
         },
+        response: (headers, { req }) => (seen.push(`response ${req.url}`), headers),
       },
       transformResponse: { match: () => true, transform: (body, { req }) => (seen.push(`transform ${req.url}`), body) },
       hooks: {
@@ -92,7 +93,7 @@ describe.each(frameworks)('$name', ({ mount, mountPath }) => {
     const response = await request(base).get('/api/old/7?x=1');
 
     expect([response.status, response.text]).toStrictEqual([200, 'body']);
-    expect(seen).toStrictEqual(['rewrite /old/7?x=1 /api/old/7?x=1', 'headers /api/old/7?x=1', 'transform /api/old/7?x=1']);
+    expect(seen).toStrictEqual(['rewrite /old/7?x=1 /api/old/7?x=1', 'headers /api/old/7?x=1', 'response /api/old/7?x=1', 'transform /api/old/7?x=1']);
     expect([...bad.requests, ...up.requests].map((r) => r.url)).toStrictEqual(['/v1/new/7?x=1', '/v1/new/7?x=1']);
     expect(events).toStrictEqual([{ path: '/v1/new/7?x=1', target: bad.url }]);
     // One host id, its origin, in onRetry, onHostStateChange and the snapshot; the snapshot's url adds the target's path.

@@ -23,6 +23,8 @@ export interface KoaContextLike {
   set(field: string, value: string | string[]): void;
   remove(field: string): void;
   readonly request: { readonly body?: unknown; readonly rawBody?: unknown };
+  /** The request target as the client sent it, before koa-mount stripped its path: what `req.url` shows in hooks. */
+  readonly originalUrl?: string;
   /** Set by koa-mount: where the proxy is mounted, for redirects. */
   readonly mountPath?: string | undefined;
 }
@@ -78,7 +80,7 @@ export function koaProxy(options: ProxyOptions): KoaProxyMiddleware {
     new Promise<void>((resolve) => {
       const { body, rawBody } = ctx.request;
       const parsed = body === undefined ? undefined : { parsed: body, raw: rawBody };
-      void handler.handle(ctx.req, contextResponse(ctx, resolve), { body: parsed, mountPath: ctx.mountPath ?? '' }).then(resolve);
+      void handler.handle(ctx.req, contextResponse(ctx, resolve), { body: parsed, mountPath: ctx.mountPath ?? '', originalUrl: ctx.originalUrl }).then(resolve);
     });
   return Object.assign(middleware, {
     upstream: handler.upstream,

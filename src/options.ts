@@ -93,7 +93,7 @@ export interface ExchangeEvent {
   readonly phase: Phase | null;
   /** The upstream's public name, or its origin when no name was given. */
   readonly upstream: string;
-  /** The upstream's origin, for logs. */
+  /** The origin of the host the event is about (the latest attempt's; the first host before any): the host id `onHostStateChange`, the snapshot's `origin` and the `resilient_proxy.host` metric use. For logs, never for clients. */
   readonly target: string;
   readonly requestId: string;
   readonly method: string;

@@ -9,6 +9,7 @@ import type { Duplex } from 'node:stream';
 import { createPool } from './exchange/attempt.js';
 import type { ClientResponse } from './exchange/client-response.js';
 import { callHook, Exchange, fromClassification, internalFailure, refusal, type Failure, type ForwardContext, type ProxyCore } from './exchange/exchange.js';
+import { clientUrlOf, showClientUrl } from './exchange/client-url.js';
 import { requestId } from './exchange/headers.js';
 import { responseRewriter } from './exchange/response-rewrite.js';
 import { rewritePath } from './exchange/rewrite.js';
@@ -68,6 +69,16 @@ function mountPathOf(req: IncomingMessage): string {
   return typeof baseUrl === 'string' ? baseUrl : '';
 }
 
+/** `pathRewrite` gets the path under the mount; its `req.url` is the target as the client sent it. */
+function rewriteAsClientSent(rewrite: Parameters<typeof rewritePath>[0], path: string, req: IncomingMessage, clientUrl: string): string {
+  const restore = showClientUrl(req, clientUrl);
+  try {
+    return rewritePath(rewrite, path, req);
+  } finally {
+    restore();
+  }
+}
+
 /** The proxy without its listener shape, for adapters that pass more context. */
 export function createProxyHandler(options: ProxyOptions): ProxyHandler {
   const config: ResolvedOptions = resolveOptions(options);
@@ -114,15 +125,17 @@ export function createProxyHandler(options: ProxyOptions): ProxyHandler {
     handle(req, res, context) {
       const id = context?.requestId === undefined ? requestId(req, config.requestIdHeader) : requestId(req, config.requestIdHeader, context.requestId);
       const mountPath = context?.mountPath ?? mountPathOf(req);
+      if (mountPath !== '') upgrades.sawMount(mountPath);
       const asked = context?.url ?? req.url ?? '/';
+      const clientUrl = clientUrlOf(req, context?.originalUrl);
       let path: string | null;
       try {
-        path = upstreamPath(config.basePath, config.pathRewrite === null ? asked : rewritePath(config.pathRewrite, asked, req));
+        path = upstreamPath(config.basePath, config.pathRewrite === null ? asked : rewriteAsClientSent(config.pathRewrite, asked, req, clientUrl));
       } catch (error) {
-        new Exchange(core, req, res, id, '', mountPath).fail(internalFailure(error));
+        new Exchange(core, req, res, id, '', mountPath, clientUrl).fail(internalFailure(error));
         return DONE;
       }
-      const exchange = new Exchange(core, req, res, id, path ?? '', mountPath);
+      const exchange = new Exchange(core, req, res, id, path ?? '', mountPath, clientUrl);
       // An upgrade reaches a request listener only when the server has no
       // 'upgrade' listener: forwarded as a plain request it would not upgrade.
       if (path === null || asksForUpgrade(req)) {

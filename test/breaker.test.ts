@@ -348,7 +348,7 @@ describe('sharing and inspection', () => {
 
     await request(app).get('/orders/x');
     const health = await request(app).get('/health');
-    const quiet = { url: up.url, weight: 1, state: 'healthy', inFlight: 0, ejections: 0, consecutiveFailures: 0, lastFailure: null, ejectedUntil: null };
+    const quiet = { origin: up.url, url: up.url, weight: 1, state: 'healthy', inFlight: 0, ejections: 0, consecutiveFailures: 0, lastFailure: null, ejectedUntil: null };
 
     expect(health.status).toBe(200);
     expect(health.body).toStrictEqual([

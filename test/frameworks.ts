@@ -91,8 +91,10 @@ export const frameworks: Framework[] = [
     mountPath: '',
     mount: async (options) => {
       const handler = proxy(options);
-      // What an app does by hand to mount a listener under a prefix.
-      const gateway = await listen((req: IncomingMessage, res: ServerResponse) => {
+      // What an app does by hand to mount a listener under a prefix, keeping
+      // the client's target in `originalUrl` as Connect and Express do.
+      const gateway = await listen((req: IncomingMessage & { originalUrl?: string | undefined }, res: ServerResponse) => {
+        req.originalUrl = req.url;
         req.url = (req.url ?? '/').replace(/^\/api(?=\/|\?|$)/, '') || '/';
         handler(req, res);
       });

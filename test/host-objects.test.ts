@@ -15,7 +15,7 @@ import { pino } from 'pino';
 import { pinoHttp } from 'pino-http';
 import { describe, expect, it } from 'vitest';
 import { fastifyProxy } from '../src/fastify.js';
-import { requestId } from '../src/index.js';
+import { requestId, type ProxyOptions } from '../src/index.js';
 import { koaProxy } from '../src/koa.js';
 import { faults, refusedUrl, type Behaviour } from '../src/testing/index.js';
 import { listen, onCleanup, proxy, testRegistry, upstream } from './support.js';
@@ -247,5 +247,58 @@ describe('the request id joins the app’s logs', () => {
     await fetch(`${url}/api/b`);
 
     expect(up.requests.map((r) => r.headers['x-request-id'])).toStrictEqual(['from-client', '41']);
+  });
+});
+
+describe('req.url is the app’s again once the hooks have run', () => {
+  const hooks = (seen: string[]): Pick<ProxyOptions, 'pathRewrite' | 'headers' | 'transformResponse'> => ({
+    pathRewrite: (path, req) => (seen.push(req.url ?? ''), path),
+    headers: {
+      request: async (headers, req) => (await Promise.resolve(), seen.push(req.url ?? ''), headers),
+      response: (headers, { req }) => (seen.push(req.url ?? ''), headers),
+    },
+    transformResponse: { match: () => true, transform: (body, { req }) => (seen.push(req.url ?? ''), body) },
+  });
+
+  it('Express: the middleware after the response reads its own stripped req.url, the hooks read the client’s', async () => {
+    const up = await upstream({ fallback: faults.respond(200, 'ok') });
+    const seen: string[] = [];
+    const after: string[] = [];
+    const app = express();
+    app.use('/api', (req, res, next) => {
+      res.once('finish', () => after.push(req.url));
+      next();
+    });
+    app.use('/api', proxy({ target: up.url, ...hooks(seen) }));
+    const { url } = await listen(app);
+
+    const response = await fetch(`${url}/api/a?b=1`);
+    await response.text();
+
+    expect(seen).toStrictEqual(['/api/a?b=1', '/api/a?b=1', '/api/a?b=1', '/api/a?b=1']);
+    expect(after).toStrictEqual(['/a?b=1']);
+  });
+
+  it('Koa: the middleware awaiting the proxy under koa-mount reads its own stripped req.url', async () => {
+    const up = await upstream({ fallback: faults.respond(200, 'ok') });
+    const seen: string[] = [];
+    const after: string[] = [];
+    const app = new Koa();
+    const middleware = koaProxy({ target: up.url, registry: testRegistry(), ...hooks(seen) });
+    onCleanup(() => middleware.close());
+    const api = new Koa();
+    api.use(async (ctx, next) => {
+      await next();
+      after.push(ctx.req.url ?? '');
+    });
+    api.use(middleware);
+    app.use(mount('/api', api));
+    const { url } = await listen(app.callback() as RequestListener);
+
+    const response = await fetch(`${url}/api/a?b=1`);
+    await response.text();
+
+    expect(seen).toStrictEqual(['/api/a?b=1', '/api/a?b=1', '/api/a?b=1', '/api/a?b=1']);
+    expect(after).toStrictEqual(['/a?b=1']);
   });
 });

@@ -8,10 +8,11 @@ import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import request from 'supertest';
 import { describe, expect, it } from 'vitest';
+import { UpstreamRegistry } from '../src/index.js';
 import { faults } from '../src/testing/index.js';
 import { cases, expectContract } from './cases.js';
 import { frameworks } from './frameworks.js';
-import { rawGet, upstream } from './support.js';
+import { onCleanup, rawGet, upstream } from './support.js';
 
 const MiB = 1024 * 1024;
 const fastRetry = { minDelay: 1, maxDelay: 1 };
@@ -53,6 +54,54 @@ describe.each(frameworks)('$name', ({ mount, mountPath }) => {
     expect([response.headers['x-seen-path'], response.headers['x-seen-key'], response.headers['x-gateway']]).toStrictEqual(['/v1/new/7', 'k1', 'rp']);
     expect(response.headers.location).toBe(`http://shop.example${mountPath}/after`);
     expect(response.headers['set-cookie']).toStrictEqual(['sid=1; Domain=shop.example; Path=/']);
+  });
+
+  it('one shape: hooks see req.url as the client sent it, mount prefix included; events carry the path sent upstream and the origin', async () => {
+    const up = await upstream({ fallback: faults.respond(200, 'body') });
+    const bad = await upstream({ fallback: faults.status(503) });
+    const seen: string[] = [];
+    const events: { path: string; target: string }[] = [];
+    const hosts: string[] = [];
+    const registry = new UpstreamRegistry();
+    onCleanup(() => registry.close());
+    const base = await mount({
+      target: [`${bad.url}/v1`, `${up.url}/v1`],
+      balance: 'round-robin',
+      slowStart: 0,
+      registry,
+      retry: fastRetry,
+      outlierDetection: { consecutiveFailures: 1 },
+      pathRewrite: (path, req) => {
+        seen.push(`rewrite ${path} ${req.url}`);
+        return path.replace(/^\/old/, '/new');
+      },
+      headers: {
+        request: async (headers, req) => {
+          await new Promise((resolve) => setImmediate(resolve));
+          seen.push(`headers ${req.url}`);
+          return headers;
+        },
+        response: (headers, { req }) => (seen.push(`response ${req.url}`), headers),
+      },
+      transformResponse: { match: () => true, transform: (body, { req }) => (seen.push(`transform ${req.url}`), body) },
+      hooks: {
+        onRetry: (event) => events.push({ path: event.path, target: event.target }),
+        onHostStateChange: (change) => hosts.push(`${change.host} ${change.to}`),
+      },
+    });
+
+    const response = await request(base).get('/api/old/7?x=1');
+
+    expect([response.status, response.text]).toStrictEqual([200, 'body']);
+    expect(seen).toStrictEqual(['rewrite /old/7?x=1 /api/old/7?x=1', 'headers /api/old/7?x=1', 'response /api/old/7?x=1', 'transform /api/old/7?x=1']);
+    expect([...bad.requests, ...up.requests].map((r) => r.url)).toStrictEqual(['/v1/new/7?x=1', '/v1/new/7?x=1']);
+    expect(events).toStrictEqual([{ path: '/v1/new/7?x=1', target: bad.url }]);
+    // One host id, its origin, in onRetry, onHostStateChange and the snapshot; the snapshot's url adds the target's path.
+    expect(hosts).toStrictEqual([`${bad.url} ejected`]);
+    expect(registry.snapshot()[0]?.hosts.map((h) => [h.origin, h.url])).toStrictEqual([
+      [bad.url, `${bad.url}/v1`],
+      [up.url, `${up.url}/v1`],
+    ]);
   });
 
   it.each(cases)('$code: $name', async ({ code, proxyStatus, setup, timeout, attempts = 3 }) => {

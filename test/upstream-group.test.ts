@@ -194,7 +194,7 @@ describe('picking', () => {
     // Priced at its peers' typical estimate (1.5 ms), c wins its draws against b.
     expect(picked.filter((name) => name === 'c')).toHaveLength(2);
     expect(h.states().c).toBe('ejected');
-    expect(h.changes).toStrictEqual([{ upstream: 'orders', host: 'http://c.test/v1', from: 'healthy', to: 'ejected', reason: 'consecutive-failures' }]);
+    expect(h.changes).toStrictEqual([{ upstream: 'orders', host: 'http://c.test', from: 'healthy', to: 'ejected', reason: 'consecutive-failures' }]);
   });
 });
 
@@ -205,7 +205,7 @@ describe('ejection', () => {
     expect(h.states()).toStrictEqual({ a: 'healthy', b: 'healthy', c: 'healthy' });
     h.fail('b');
     expect(h.states()).toStrictEqual({ a: 'healthy', b: 'ejected', c: 'healthy' });
-    expect(h.changes).toStrictEqual([{ upstream: 'orders', host: 'http://b.test/v1', from: 'healthy', to: 'ejected', reason: 'consecutive-failures' }]);
+    expect(h.changes).toStrictEqual([{ upstream: 'orders', host: 'http://b.test', from: 'healthy', to: 'ejected', reason: 'consecutive-failures' }]);
     expect(h.picks(6)).toStrictEqual(['a', 'c', 'a', 'c', 'a', 'c']);
     expect(h.group.snapshot().map((s) => s.ejections)).toStrictEqual([0, 1, 0]);
     expect(h.group.panics).toBe(0);
@@ -240,10 +240,10 @@ describe('ejection', () => {
     h.fail('b');
     expect(h.states()).toStrictEqual({ a: 'healthy', b: 'ejected', c: 'healthy' });
     expect(h.changes.map((c) => [c.host, c.from, c.to, c.reason])).toStrictEqual([
-      ['http://a.test/v1', 'healthy', 'ejected', 'consecutive-failures'],
-      ['http://b.test/v1', 'healthy', 'failing', 'ejection-limit'],
-      ['http://a.test/v1', 'ejected', 'healthy', 'ejection-ended'],
-      ['http://b.test/v1', 'failing', 'ejected', 'consecutive-failures'],
+      ['http://a.test', 'healthy', 'ejected', 'consecutive-failures'],
+      ['http://b.test', 'healthy', 'failing', 'ejection-limit'],
+      ['http://a.test', 'ejected', 'healthy', 'ejection-ended'],
+      ['http://b.test', 'failing', 'ejected', 'consecutive-failures'],
     ]);
   });
 
@@ -254,7 +254,7 @@ describe('ejection', () => {
     expect(h.states()).toStrictEqual({ a: 'ejected', b: 'failing' });
     h.group.record(h.host('b'), 'success', 1);
     expect(h.states()).toStrictEqual({ a: 'ejected', b: 'healthy' });
-    expect(h.changes.at(-1)).toMatchObject({ host: 'http://b.test/v1', from: 'failing', to: 'healthy', reason: 'request-succeeded' });
+    expect(h.changes.at(-1)).toMatchObject({ host: 'http://b.test', from: 'failing', to: 'healthy', reason: 'request-succeeded' });
   });
 
   it('one host of two may always be ejected, even at maxEjectionPercent 0, but never the second', () => {
@@ -416,8 +416,8 @@ describe('panic', () => {
     expect(h.picks(4)).toStrictEqual(['a', 'a', 'a', 'a']);
     expect(h.group.panic).toBe(false);
     expect(h.changes.map((c) => [c.host, c.reason])).toStrictEqual([
-      ['http://c.test/v1', 'retry-after'],
-      ['http://b.test/v1', 'consecutive-failures'],
+      ['http://c.test', 'retry-after'],
+      ['http://b.test', 'consecutive-failures'],
     ]);
     // Its time is up after 5 s: back. Its failures in a row went on
     // counting through the back-off: the next one is its second, and ejects it.
@@ -466,9 +466,9 @@ describe('setTargets', () => {
     expect(h.host('b')).toBe(b);
     const at = Date.now();
     expect(h.group.snapshot()).toStrictEqual([
-      { url: 'http://a.test/v1', weight: 1, state: 'ejected', inFlight: 0, ejections: 1, latencyMs: 0.001, consecutiveFailures: 0, lastFailure: { code: 'UPSTREAM_CONNECT_REFUSED', at }, ejectedUntil: at + 1000 },
-      { url: 'http://b.test/v1', weight: 1, state: 'healthy', inFlight: 0, ejections: 0, latencyMs: null, consecutiveFailures: 0, lastFailure: null, ejectedUntil: null },
-      { url: 'http://d.test/v1', weight: 1, state: 'healthy', inFlight: 0, ejections: 0, latencyMs: null, consecutiveFailures: 0, lastFailure: null, ejectedUntil: null },
+      { origin: 'http://a.test', url: 'http://a.test/v1', weight: 1, state: 'ejected', inFlight: 0, ejections: 1, latencyMs: 0.001, consecutiveFailures: 0, lastFailure: { code: 'UPSTREAM_CONNECT_REFUSED', at }, ejectedUntil: at + 1000 },
+      { origin: 'http://b.test', url: 'http://b.test/v1', weight: 1, state: 'healthy', inFlight: 0, ejections: 0, latencyMs: null, consecutiveFailures: 0, lastFailure: null, ejectedUntil: null },
+      { origin: 'http://d.test', url: 'http://d.test/v1', weight: 1, state: 'healthy', inFlight: 0, ejections: 0, latencyMs: null, consecutiveFailures: 0, lastFailure: null, ejectedUntil: null },
     ]);
     expect(c.removed).toBe(true);
     expect(cPool.closed).toBe(true);

@@ -55,7 +55,9 @@ async function wsUpstream(options: { verifyClient?: (info: { req: IncomingMessag
 /** A node:http gateway: requests to the proxy, upgrades too (mounted at /api). */
 async function gateway(options: ProxyOptions): Promise<{ ws: string; server: Server }> {
   const handler = proxy(options);
-  const { server, port } = await listen((req: IncomingMessage, res: ServerResponse) => {
+  const { server, port } = await listen((req: IncomingMessage & { originalUrl?: string | undefined }, res: ServerResponse) => {
+    // The client's target kept in `originalUrl`, as Connect and Express do: what hooks see as req.url.
+    req.originalUrl = req.url;
     req.url = (req.url ?? '/').replace(/^\/api(?=\/|\?|$)/, '') || '/';
     handler(req, res);
   });
@@ -438,27 +440,27 @@ type ExpressFactory = typeof express;
 type FastifyFactory = () => FastifyInstance;
 type KoaFactory = typeof Koa;
 
-async function expressStart(factory: ExpressFactory, target: string): Promise<number> {
+async function expressStart(factory: ExpressFactory, options: ProxyOptions): Promise<number> {
   const app = factory();
-  const handler = proxy({ target });
+  const handler = proxy(options);
   app.use('/api', handler);
   const { server, port } = await listen(app);
   server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => void handler.upgrade(req, socket, head, { mountPath: '/api' }));
   return port;
 }
 
-async function fastifyStart(factory: FastifyFactory, target: string): Promise<number> {
+async function fastifyStart(factory: FastifyFactory, options: ProxyOptions): Promise<number> {
   const app = factory();
-  await app.register(fastifyProxy, { prefix: '/api', target, registry: testRegistry(), websocket: true });
+  await app.register(fastifyProxy, { prefix: '/api', registry: testRegistry(), ...options, websocket: true });
   await app.register(fastifyProxy, { prefix: '/other', target: await refusedUrl(), registry: testRegistry(), websocket: true });
   const url = await app.listen({ port: 0, host: '127.0.0.1' });
   onCleanup(() => app.close());
   return Number(new URL(url).port);
 }
 
-async function koaStart(factory: KoaFactory, target: string): Promise<number> {
+async function koaStart(factory: KoaFactory, options: ProxyOptions): Promise<number> {
   const app = new factory();
-  const middleware = koaProxy({ target, registry: testRegistry() });
+  const middleware = koaProxy({ registry: testRegistry(), ...options });
   onCleanup(() => middleware.close());
   app.use(mount('/api', middleware));
   const { server, port } = await listen(app.callback() as Parameters<typeof listen>[0]);
@@ -467,20 +469,20 @@ async function koaStart(factory: KoaFactory, target: string): Promise<number> {
 }
 
 describe.each([
-  { name: 'Express 5', start: (target: string) => expressStart(express, target) },
-  { name: 'Express 4', start: (target: string) => expressStart(express4, target) },
-  { name: 'Fastify 5 (websocket: true, two plugins on one server)', start: (target: string) => fastifyStart(() => Fastify(), target) },
-  { name: 'Fastify 4 (websocket: true, two plugins on one server)', start: (target: string) => fastifyStart(() => Fastify4() as unknown as FastifyInstance, target) },
-  { name: 'Koa 3', start: (target: string) => koaStart(Koa, target) },
-  { name: 'Koa 2', start: (target: string) => koaStart(Koa2, target) },
+  { name: 'Express 5', start: (options: ProxyOptions) => expressStart(express, options) },
+  { name: 'Express 4', start: (options: ProxyOptions) => expressStart(express4, options) },
+  { name: 'Fastify 5 (websocket: true, two plugins on one server)', start: (options: ProxyOptions) => fastifyStart(() => Fastify(), options) },
+  { name: 'Fastify 4 (websocket: true, two plugins on one server)', start: (options: ProxyOptions) => fastifyStart(() => Fastify4() as unknown as FastifyInstance, options) },
+  { name: 'Koa 3', start: (options: ProxyOptions) => koaStart(Koa, options) },
+  { name: 'Koa 2', start: (options: ProxyOptions) => koaStart(Koa2, options) },
   {
     name: 'node:http',
-    start: async (target: string) => Number(new URL((await gateway({ target })).ws).port),
+    start: async (options: ProxyOptions) => Number(new URL((await gateway(options)).ws).port),
   },
 ])('$name', ({ name, start }) => {
   it('echoes text and binary under the mount path, passes a close code, and refuses h2c', async () => {
     const up = await wsUpstream();
-    const port = await start(`${up.url}/v1`);
+    const port = await start({ target: `${up.url}/v1` });
 
     const client = await open(`ws://127.0.0.1:${port}/api/room`);
     client.send('ping');
@@ -502,8 +504,69 @@ describe.each([
       expect([refused.status, (JSON.parse(refused.body) as { code: string }).code]).toStrictEqual([502, 'UPSTREAM_CONNECT_REFUSED']);
     }
   });
+
+  it('one shape with HTTP: hooks see req.url as the client sent it, the mount path is stripped, events carry the path sent upstream and the origin of the host tried', async () => {
+    const [first, second] = [await refusedUrl(), await refusedUrl()];
+    const seen: string[] = [];
+    const events: { upgrade: boolean; path: string; target: string }[] = [];
+    const port = await start({
+      // Round-robin: the HTTP request goes to the first host, the handshake to the second.
+      target: [`${first}/v1`, `${second}/v1`],
+      balance: 'round-robin',
+      slowStart: 0,
+      retry: false,
+      pathRewrite: (path, req) => (seen.push(`rewrite ${path} ${req.url}`), path),
+      headers: { request: (headers, req) => (seen.push(`headers ${req.url}`), headers) },
+      hooks: { onFailure: (event) => events.push({ upgrade: event.upgrade === true, path: event.path, target: event.target }) },
+    });
+
+    const plain = await fetch(`http://127.0.0.1:${port}/api/room?x=1`);
+    await plain.text();
+    const handshake = await refusedHandshake(`ws://127.0.0.1:${port}/api/room?x=1`);
+
+    expect([handshake.status, plain.status]).toStrictEqual([502, 502]);
+    expect(seen).toStrictEqual(['rewrite /room?x=1 /api/room?x=1', 'headers /api/room?x=1', 'rewrite /room?x=1 /api/room?x=1', 'headers /api/room?x=1']);
+    expect(events).toStrictEqual([
+      { upgrade: false, path: '/v1/room?x=1', target: first },
+      { upgrade: true, path: '/v1/room?x=1', target: second },
+    ]);
+  });
 });
 
+
+describe('the mount path of an upgrade', () => {
+  it("Express: an upgrade wired without mountPath, under the HTTP side's mount path, is said once as a process warning; with mountPath, nothing", async () => {
+    const up = await wsUpstream();
+    up.server.on('request', (_req: IncomingMessage, res: ServerResponse) => res.end('plain'));
+    const warnings: string[] = [];
+    const collect = (warning: Error & { code?: string }): void => {
+      if (warning.code === 'RESILIENT_PROXY_UPGRADE_MOUNT') warnings.push(warning.message);
+    };
+    process.on('warning', collect);
+    onCleanup(() => process.off('warning', collect));
+    const start = async (upgradeOptions: { mountPath?: string }): Promise<number> => {
+      const app = express();
+      const handler = proxy({ target: up.url });
+      app.use('/api', handler);
+      const { server, port } = await listen(app);
+      server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => void handler.upgrade(req, socket, head, upgradeOptions));
+      return port;
+    };
+    const bare = await start({});
+    const wired = await start({ mountPath: '/api' });
+
+    for (const port of [bare, wired]) {
+      await (await fetch(`http://127.0.0.1:${port}/api/x`)).text();
+      for (const room of ['/api/a', '/api/b']) (await open(`ws://127.0.0.1:${port}${room}`)).terminate();
+    }
+    await new Promise((resolve) => setImmediate(resolve));
+
+    expect(up.paths).toStrictEqual(['/api/a', '/api/b', '/a', '/b']);
+    expect(warnings).toStrictEqual([
+      "resilient-proxy: an upgrade to /api… came without `mountPath`, while HTTP requests reach this proxy under /api: the upstream gets the mount path in the upgrade's path only. Pass `{ mountPath: '/api' }` to proxy.upgrade() (or `mountPath: ''` if that is meant).",
+    ]);
+  });
+});
 describe('soak', () => {
   it('2,000 tunnels opened and killed at random leave no tunnel, in-flight count or socket behind', async () => {
     const up = await wsUpstream();

@@ -7,6 +7,7 @@ import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http';
 import { Pool, type Dispatcher } from 'undici';
 import type { ClientBody } from './body.js';
 import { cutResponse, type ClientResponse } from './client-response.js';
+import { showClientUrl } from './client-url.js';
 import type { Phase } from '../contract/classify.js';
 import { isProxyTimeout, LimitExceededError, ProxyTimeoutError, RewriteHookError, type TimerKind } from '../contract/errors.js';
 import { clientResponseHeaders, withAppHeaders } from './headers.js';
@@ -306,8 +307,15 @@ export class Attempt implements Dispatcher.DispatchHandler {
     let body: Buffer = original;
     this.#transforming = true;
     try {
-      const context = { statusCode: pending.statusCode, headers: plainHeaders(pending.headers), req: this.#spec.side.req };
-      const transformed = await transformBody(transform, pending.headers['content-encoding'], original, context, this.#spec.timeout.hook);
+      const { side } = this.#spec;
+      const context = { statusCode: pending.statusCode, headers: plainHeaders(pending.headers), req: side.req };
+      const restore = showClientUrl(side.req, side.clientUrl);
+      let transformed: Buffer | null;
+      try {
+        transformed = await transformBody(transform, pending.headers['content-encoding'], original, context, this.#spec.timeout.hook);
+      } finally {
+        restore();
+      }
       // A body that does not decode as it says, or decodes past maxBytes, is passed on as it came.
       if (transformed !== null) {
         body = transformed;

@@ -18,6 +18,7 @@ import type { HeadSignal } from '../upstream/breaker.js';
 import type { UpstreamState } from '../upstream/registry.js';
 import { Attempt, type AttemptOutcome } from './attempt.js';
 import { requestBody } from './body.js';
+import { showClientUrl } from './client-url.js';
 import { cutResponse, type ClientResponse } from './client-response.js';
 import { upstreamRequestHeaders } from './headers.js';
 import type { ResponseRewriter } from './response-rewrite.js';
@@ -56,6 +57,8 @@ export interface ForwardContext {
   readonly requestId?: string | undefined;
   /** Where the framework mounted the proxy (Fastify's prefix, koa-mount's path), for redirects. */
   readonly mountPath?: string | undefined;
+  /** The request target as the client sent it, mount prefix included, when the framework keeps it elsewhere than `req` (Koa's `ctx.originalUrl`). */
+  readonly originalUrl?: string | undefined;
 }
 
 /** What every exchange of one proxy shares: its options and its upstream's state. */
@@ -217,6 +220,8 @@ export class Exchange {
     readonly path: string,
     /** Where the proxy is mounted, '' at the root: redirects to the upstream are rewritten under it. */
     readonly mountPath: string,
+    /** The request target as the client sent it: what `req.url` shows while a user function runs. */
+    readonly clientUrl: string,
   ) {
     if (exchangeStart.hasSubscribers || exchangeEnd.hasSubscribers) {
       this.#message = exchangeMessage(requestId, core.config.upstream, this.method, path, req, false);
@@ -526,7 +531,13 @@ export class Exchange {
     if (host === undefined) return;
     const built = this.#upstreamHeaders(host, rebuilt);
     // The client leaving or the deadline ends the wait; so does `timeout.hook`.
-    const returned = await settleHook('headers.request', this.core.config.timeout.hook, () => hook(plainHeaders(built), this.req), this.sleepSignal());
+    const restore = showClientUrl(this.req, this.clientUrl);
+    let returned: Awaited<ReturnType<RequestHeadersHook>> | typeof HOOK_CANCELLED;
+    try {
+      returned = await settleHook('headers.request', this.core.config.timeout.hook, () => hook(plainHeaders(built), this.req), this.sleepSignal());
+    } finally {
+      restore();
+    }
     // The deadline ran out while the hook ran: the upstream, never called, is not to blame.
     const reason = this.#cancelledBy();
     if (isProxyTimeout(reason)) throw new RewriteHookError('`headers.request` did not settle before timeout.total', { cause: reason });

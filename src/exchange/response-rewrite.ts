@@ -9,6 +9,7 @@ import type { IncomingMessage, OutgoingHttpHeaders } from 'node:http';
 import { RewriteHookError } from '../contract/errors.js';
 import type { ResolvedOptions } from '../options.js';
 import type { UpstreamGroup } from '../upstream/group.js';
+import { showClientUrl } from './client-url.js';
 import { clientResponseHeaders } from './headers.js';
 import { checkedHeaders, clientView, patchHeaders, plainHeaders, rewriteCookieAttribute, rewriteLink, rewriteRedirect, rewriteRefresh, type HeaderMap } from './rewrite.js';
 
@@ -17,6 +18,8 @@ export interface ResponseSide {
   readonly req: IncomingMessage;
   /** Where the proxy is mounted (`/api`), '' at the root. */
   readonly mountPath: string;
+  /** The request target as the client sent it: what `req.url` shows while `headers.response` and `transformResponse` run. */
+  readonly clientUrl: string;
 }
 
 export type ResponseRewriter = (statusCode: number, headers: OutgoingHttpHeaders, side: ResponseSide) => OutgoingHttpHeaders;
@@ -57,10 +60,13 @@ export function responseRewriter(config: ResolvedOptions, group: UpstreamGroup):
     if (typeof responseHeaders !== 'function') hooked = patchHeaders(plainHeaders(headers), responseHeaders);
     else {
       let returned: unknown;
+      const restore = showClientUrl(side.req, side.clientUrl);
       try {
         returned = responseHeaders(plainHeaders(headers), { statusCode, req: side.req });
       } catch (error) {
         throw new RewriteHookError('The `headers.response` function threw', { cause: error });
+      } finally {
+        restore();
       }
       hooked = checkedHeaders(returned, 'headers.response');
     }

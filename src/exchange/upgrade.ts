@@ -39,7 +39,13 @@ import {
 } from '../observe/channels.js';
 
 export interface UpgradeOptions {
-  /** Where the proxy is mounted (`/api`): stripped from the path like a framework's mount path. A request outside it is refused. */
+  /**
+   * Where the app mounted the proxy (`/api`): stripped from the path as the
+   * HTTP side strips a framework's mount path. Needed with Express, Koa and
+   * node:http, whose routers never see an 'upgrade' event (Fastify's
+   * `websocket: true` passes its prefix). A request outside it is refused.
+   * Default `''`.
+   */
   readonly mountPath?: string;
 }
 
@@ -256,7 +262,31 @@ export class Upgrades {
   /** Handshakes under way, aborted by close() like the tunnels. */
   readonly #handshakes = new Set<Handshake>();
 
+  /** The latest mount path an HTTP request came under, '' before any: to tell an upgrade wired without it. */
+  #httpMount = '';
+  #warnedMount = false;
+
   constructor(readonly core: ProxyCore) {}
+
+  /** An HTTP request reached the proxy under `mountPath` (Express's `baseUrl`, koa-mount's, Fastify's prefix). */
+  sawMount(mountPath: string): void {
+    this.#httpMount = mountPath;
+  }
+
+  /**
+   * An upgrade the app handed over without `mountPath`, under the path HTTP
+   * requests come under: its upstream path keeps the mount path theirs lose.
+   * Said once per proxy, as a process warning; `mountPath: ''` says it is meant.
+   */
+  #warnUnmounted(url: string): void {
+    const mount = this.#httpMount;
+    if (this.#warnedMount || mount === '' || (url !== mount && !url.startsWith(`${mount}/`) && !url.startsWith(`${mount}?`))) return;
+    this.#warnedMount = true;
+    process.emitWarning(
+      `resilient-proxy: an upgrade to ${mount}… came without \`mountPath\`, while HTTP requests reach this proxy under ${mount}: the upstream gets the mount path in the upgrade's path only. Pass \`{ mountPath: '${mount}' }\` to proxy.upgrade() (or \`mountPath: ''\` if that is meant).`,
+      { code: 'RESILIENT_PROXY_UPGRADE_MOUNT' },
+    );
+  }
 
   get open(): number {
     return this.#open.size;
@@ -271,7 +301,8 @@ export class Upgrades {
     }
   }
 
-  #reply(req: IncomingMessage, socket: Duplex, id: string, initial: Failure, attempts: number, message: ExchangeMessage | null): void {
+  /** `path` is the path sent (or to be sent) upstream, '' before it is known; `target` the origin of the latest attempt's host: as for HTTP. */
+  #reply(req: IncomingMessage, socket: Duplex, id: string, path: string, initial: Failure, attempts: number, message: ExchangeMessage | null, target = this.core.config.origin): void {
     const { config } = this.core;
     const { status, failure } = statusFor(config, initial);
     sendProblemOnSocket(req, socket, {
@@ -291,10 +322,10 @@ export class Upgrades {
       proxyStatus: failure.proxyStatus,
       phase: failure.phase,
       upstream: config.upstream,
-      target: config.origin,
+      target,
       requestId: id,
       method: req.method ?? 'GET',
-      path: req.url ?? '',
+      path,
       receivedStatus: failure.receivedStatus,
       error: failure.error,
       attempts,
@@ -332,7 +363,7 @@ export class Upgrades {
       return message;
     };
     const invalid = (error: unknown = null): void =>
-      this.#reply(req, socket, id, { code: 'REQUEST_INVALID', proxyStatus: 'http_request_error', phase: null, error, receivedStatus: null, retryAfter: null }, 0, begin(''));
+      this.#reply(req, socket, id, '', { code: 'REQUEST_INVALID', proxyStatus: 'http_request_error', phase: null, error, receivedStatus: null, retryAfter: null }, 0, begin(''));
     socket.on('error', () => socket.destroy());
     // h2c and the rest are request-smuggling vectors through proxies.
     if (!isWebSocketUpgrade(req) || req.method !== 'GET') {
@@ -341,6 +372,7 @@ export class Upgrades {
     }
     const mountPath = options.mountPath ?? '';
     let url = req.url ?? '/';
+    if (options.mountPath === undefined) this.#warnUnmounted(url);
     if (mountPath !== '') {
       if (url !== mountPath && !url.startsWith(`${mountPath}/`) && !url.startsWith(`${mountPath}?`)) {
         invalid();
@@ -353,7 +385,7 @@ export class Upgrades {
     try {
       path = upstreamPath(config.basePath, config.pathRewrite === null ? url : config.pathRewrite(url, req));
     } catch (error) {
-      this.#reply(req, socket, id, { code: 'PROXY_INTERNAL_ERROR', proxyStatus: 'proxy_internal_error', phase: null, error: new RewriteHookError('The `pathRewrite` function threw', { cause: error }), receivedStatus: null, retryAfter: null }, 0, begin(''));
+      this.#reply(req, socket, id, '', { code: 'PROXY_INTERNAL_ERROR', proxyStatus: 'proxy_internal_error', phase: null, error: new RewriteHookError('The `pathRewrite` function threw', { cause: error }), receivedStatus: null, retryAfter: null }, 0, begin(''));
       return;
     }
     if (path === null) {
@@ -364,22 +396,22 @@ export class Upgrades {
     const refused = upstream.breaker?.refusal() ?? null;
     if (refused !== null) {
       this.#refused(req, id, path, 'CIRCUIT_OPEN', 0);
-      this.#reply(req, socket, id, { code: 'CIRCUIT_OPEN', proxyStatus: FAILURES.CIRCUIT_OPEN.proxyStatus, phase: null, error: null, receivedStatus: null, retryAfter: String(refused) }, 0, message);
+      this.#reply(req, socket, id, path, { code: 'CIRCUIT_OPEN', proxyStatus: FAILURES.CIRCUIT_OPEN.proxyStatus, phase: null, error: null, receivedStatus: null, retryAfter: String(refused) }, 0, message);
       return;
     }
     // A discovered group before its first list (discovery never empties one later).
     if (upstream.group.hosts.length === 0) {
-      this.#reply(req, socket, id, { code: 'UPSTREAM_DNS_FAILED', proxyStatus: 'dns_error', phase: null, error: new Error('No host discovered yet.'), receivedStatus: null, retryAfter: null }, 0, message);
+      this.#reply(req, socket, id, path, { code: 'UPSTREAM_DNS_FAILED', proxyStatus: 'dns_error', phase: null, error: new Error('No host discovered yet.'), receivedStatus: null, retryAfter: null }, 0, message);
       return;
     }
     let headers: Record<string, string | string[]>;
     try {
       headers = await this.#headers(req, id);
     } catch (error) {
-      this.#reply(req, socket, id, { code: 'PROXY_INTERNAL_ERROR', proxyStatus: 'proxy_internal_error', phase: null, error, receivedStatus: null, retryAfter: null }, 0, message);
+      this.#reply(req, socket, id, path, { code: 'PROXY_INTERNAL_ERROR', proxyStatus: 'proxy_internal_error', phase: null, error, receivedStatus: null, retryAfter: null }, 0, message);
       return;
     }
-    await this.#attempts(req, socket, head, id, path, headers, message, { req, mountPath });
+    await this.#attempts(req, socket, head, id, path, headers, message, { req, mountPath, clientUrl: req.url ?? '/' });
   }
 
   async #headers(req: IncomingMessage, id: string): Promise<Record<string, string | string[]>> {
@@ -423,6 +455,8 @@ export class Upgrades {
     let expired: ProxyTimeoutError | null = null;
     // A function, not the variable: it changes in a timer, between awaits.
     const timedOut = (): ProxyTimeoutError | null => expired;
+    // The origin of the latest attempt's host, for the failure event.
+    let target = config.origin;
     const total = config.timeout.total;
     const deadline =
       total > 0
@@ -445,10 +479,11 @@ export class Upgrades {
         if (upstream.capacity !== null && upstream.inFlight >= upstream.capacity) {
           upstream.overloaded += 1;
           this.#refused(req, id, path, 'UPSTREAM_OVERLOADED', attempts);
-          this.#reply(req, socket, id, { code: 'UPSTREAM_OVERLOADED', proxyStatus: FAILURES.UPSTREAM_OVERLOADED.proxyStatus, phase: null, error: null, receivedStatus: null, retryAfter: null }, attempts, message);
+          this.#reply(req, socket, id, path, { code: 'UPSTREAM_OVERLOADED', proxyStatus: FAILURES.UPSTREAM_OVERLOADED.proxyStatus, phase: null, error: null, receivedStatus: null, retryAfter: null }, attempts, message);
           return;
         }
         const host = upstream.group.pick(tried);
+        target = host.origin;
         if (config.changeOrigin) headers.host = host.authority;
         const handshake: Handshake = new Handshake(host, path, headers, socket, this.core, side);
         current = handshake;
@@ -475,7 +510,7 @@ export class Upgrades {
             const guarded = await upstream.breaker.run(run, counts);
             if (!guarded.ran) {
               this.#refused(req, id, path, 'CIRCUIT_OPEN', attempts - 1);
-              this.#reply(req, socket, id, { code: 'CIRCUIT_OPEN', proxyStatus: FAILURES.CIRCUIT_OPEN.proxyStatus, phase: null, error: null, receivedStatus: null, retryAfter: String(guarded.retryAfterSeconds) }, attempts - 1, message);
+              this.#reply(req, socket, id, path, { code: 'CIRCUIT_OPEN', proxyStatus: FAILURES.CIRCUIT_OPEN.proxyStatus, phase: null, error: null, receivedStatus: null, retryAfter: String(guarded.retryAfterSeconds) }, attempts - 1, message, target);
               return;
             }
             last = guarded.outcome;
@@ -537,10 +572,10 @@ export class Upgrades {
         return;
       }
       if (last.kind === 'status') {
-        this.#reply(req, socket, id, { code: 'UPSTREAM_STATUS', proxyStatus: null, phase: 'response', error: null, receivedStatus: last.statusCode, retryAfter: null }, attempts, message);
+        this.#reply(req, socket, id, path, { code: 'UPSTREAM_STATUS', proxyStatus: null, phase: 'response', error: null, receivedStatus: last.statusCode, retryAfter: null }, attempts, message, target);
       } else if (!isClientAborted(last.error)) {
         const classified = classifyError(last.error, last.phase);
-        this.#reply(req, socket, id, { ...classified, phase: last.phase, error: last.error, receivedStatus: null, retryAfter: null }, attempts, message);
+        this.#reply(req, socket, id, path, { ...classified, phase: last.phase, error: last.error, receivedStatus: null, retryAfter: null }, attempts, message, target);
       } else left();
     } finally {
       if (deadline !== null) clearTimeout(deadline);

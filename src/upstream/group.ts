@@ -40,9 +40,10 @@ export interface GroupSettings {
   readonly createPool: (origin: string) => Dispatcher;
 }
 
-/** What `hooks.onHostStateChange` is told. The host URL is for operators, never for clients. */
+/** What `hooks.onHostStateChange` is told. The host is for operators, never for clients. */
 export interface HostStateChange {
   readonly upstream: string;
+  /** The host's origin (`http://10.0.0.7:8080`): the id `onRetry.target`, `onFailure.target` and the `resilient_proxy.host` metric attribute use too. */
   readonly host: string;
   readonly from: HostState;
   readonly to: HostState;
@@ -75,6 +76,9 @@ export interface LastFailure {
 
 /** One host in `registry.snapshot()`. */
 export interface HostSnapshot {
+  /** The host's origin: its id in hooks, events and metrics. */
+  readonly origin: string;
+  /** The origin and the target's path: where its requests go. */
   readonly url: string;
   readonly weight: number;
   readonly state: HostState;
@@ -443,6 +447,7 @@ export class UpstreamGroup {
       if (host.ejected) this.#endEjection(host, now);
       const latency = latencyOf(host, now);
       return {
+        origin: host.origin,
         url: host.url,
         weight: host.weight,
         state: host.state,
@@ -479,7 +484,7 @@ export class UpstreamGroup {
   #emitFrom(host: Host, from: HostState, reason: HostStateChange['reason']): void {
     const to = host.state;
     if (from === to || (this.#listeners.size === 0 && !hostState.hasSubscribers)) return;
-    const change: HostStateChange = { upstream: this.key, host: host.url, from, to, reason };
+    const change: HostStateChange = { upstream: this.key, host: host.origin, from, to, reason };
     if (hostState.hasSubscribers) hostState.publish(change);
     for (const listener of this.#listeners) listener(change);
   }

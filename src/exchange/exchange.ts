@@ -420,7 +420,7 @@ export class Exchange {
     // proxy_next_upstream): the host it goes to has not seen this request.
     // Nor does throttling stop a retry away from a host outlier detection
     // already holds to blame (`failing`, kept in only for lack of room).
-    const free = elsewhere && this.#hostsFault(failure.code, failure.phase);
+    const free = this.#hostsFault(failure.code, failure.phase) && upstream.group.hasHealthyUntried(this.#tried());
     if (free && sentNothing(failure.code, failure.phase)) delay = 0;
     if (delay >= remaining) return this.#stop('deadline');
     // With deadline propagation, a retry that could tell the upstream less than `deadline.minimum` is not worth sending.
@@ -448,11 +448,12 @@ export class Exchange {
     if (result === 'success') budget.recordSuccess();
     else if (failure === null || outcome === null) return;
     // A failure that sent nothing, or from a host detection already blames,
-    // while another host can take the retry says one host is down, not that
-    // the service is in trouble: it drains nothing. With no host left (one
-    // target, or all tried) it drains like any other, so a refusing or
-    // resetting service is throttled too.
-    else if (!(this.#hostsFault(failure.code, outcome.kind === 'failed' ? outcome.phase : 'response') && group.hasUntried(this.#tried()))) budget.recordFailure();
+    // while a healthy host the request has not tried can take the retry,
+    // says one host is down, not that the service is in trouble: it drains
+    // nothing. Otherwise (one target, every host tried or failing: a total
+    // outage) it drains like any other, so a refusing, resetting or failing
+    // service is throttled whatever the number of instances.
+    else if (!(this.#hostsFault(failure.code, outcome.kind === 'failed' ? outcome.phase : 'response') && group.hasHealthyUntried(this.#tried()))) budget.recordFailure();
   }
 
   /** Whether a failure is about the host rather than the service: nothing was sent, or detection already holds the host to blame. */

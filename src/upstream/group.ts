@@ -275,6 +275,11 @@ export class UpstreamGroup {
     return this.#hosts.some((host) => (panic || host.eligible) && !tried.includes(host));
   }
 
+  /** Whether a host in rotation that is not failing, and that the request has not tried, could take another attempt. */
+  hasHealthyUntried(tried: readonly Host[]): boolean {
+    return this.#hosts.some((host) => host.eligible && !host.failing && !tried.includes(host));
+  }
+
   /**
    * Panic: fewer than half the hosts stand (in rotation, or out only at their
    * own request), or none is in rotation. A host backing off for its

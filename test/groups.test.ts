@@ -681,6 +681,17 @@ describe('one host’s answer is about that host', () => {
     expect(gw.changes.map((change) => `${change.to} (${change.reason})`).sort()).toStrictEqual(['ejected (consecutive-failures)', 'failing (ejection-limit)']);
   });
 
+  it('one host failing a burst of concurrent requests drains at most two tokens of retry throttling: every GET is retried elsewhere', async () => {
+    const bad = await named('bad', 503);
+    const [a, c] = [await named('a'), await named('c')];
+    const failures: unknown[] = [];
+    const gw = await gateway({ target: [a.url, bad.url, c.url], balance: 'round-robin', outlierDetection: false, retry: fast, hooks: { onFailure: (event) => failures.push(event.noRetry) } });
+    const counts = tally(await load(`${gw.url}/x`, 300, 20));
+    expect((counts.a ?? 0) + (counts.c ?? 0)).toBe(300);
+    expect(failures).toStrictEqual([]);
+    expect(bad.requests.length).toBeGreaterThanOrEqual(90);
+  });
+
   it('a Retry-After that does not parse is neither used nor passed on; one that parses is passed on as seconds', async () => {
     const leaky = await upstream({ fallback: faults.respond(503, 'no', { 'retry-after': 'see http://10.1.2.3:8080/admin' }) });
     const gw = await gateway({ target: leaky.url, retry: false });

@@ -91,6 +91,9 @@ type FailedOutcome = Exclude<Outcome, { kind: 'delivered' }>;
 
 const HOOK_WARNED = new WeakSet<object>();
 
+/** Failures in a row one host may drain from retry throttling before the rest count as the host's fault (while a healthy host can take the retry). */
+const HOST_DRAIN_LIMIT = 2;
+
 /** nginx's status for a request whose client closed the connection before the response. */
 const CLIENT_CLOSED_REQUEST = 499;
 
@@ -456,9 +459,16 @@ export class Exchange {
     else if (!(this.#hostsFault(failure.code, outcome.kind === 'failed' ? outcome.phase : 'response') && group.hasHealthyUntried(this.#tried()))) budget.recordFailure();
   }
 
-  /** Whether a failure is about the host rather than the service: nothing was sent, or detection already holds the host to blame. */
+  /**
+   * Whether a failure is about the host rather than the service: nothing was
+   * sent, detection already holds the host to blame (failing, ejected), or
+   * the host has failed more than twice in a row (a replica killed with many
+   * requests in flight resets them all at once: one host must not drain
+   * everyone's retries).
+   */
   #hostsFault(code: FailureCode, phase: Phase | null): boolean {
-    return sentNothing(code, phase) || this.host?.failing === true;
+    const host = this.host;
+    return sentNothing(code, phase) || (host !== null && (host.failing || host.ejected || host.streak > HOST_DRAIN_LIMIT));
   }
 
   /** Milliseconds left of this request's `timeout.total` (Infinity without one). */

@@ -106,6 +106,8 @@ export class Host implements BalancedHost {
   failing = false;
   /** Back in rotation and not tried since: the next pick sends it one request, whatever the balancer and slow start. */
   probe = false;
+  /** Upstream failures in a row, counted whether or not outlier detection is on (retry throttling reads it). */
+  streak = 0;
   /** The active health checks' verdict (always `true` without them). */
   checkedHealthy = true;
   lastFailure: FailureCode | null = null;
@@ -305,6 +307,7 @@ export class UpstreamGroup {
   record(host: Host, result: 'success' | 'failure' | 'neutral', latency: number | null, failure: AttemptFailure | null = null): void {
     if (result === 'neutral') return;
     const now = this.now();
+    host.streak = result === 'success' ? 0 : host.streak + 1;
     if (result === 'success') {
       if (latency !== null) recordLatency(host, latency, now);
     } else {

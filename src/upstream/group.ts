@@ -277,9 +277,13 @@ export class UpstreamGroup {
     return this.#hosts.some((host) => (panic || host.eligible) && !tried.includes(host));
   }
 
-  /** Whether a host in rotation that is not failing, and that the request has not tried, could take another attempt. */
+  /**
+   * Whether a healthy host the request has not tried could take another
+   * attempt: in rotation, not failing, and its latest attempt did not fail
+   * (in a total outage every host soon has a failure in its streak).
+   */
   hasHealthyUntried(tried: readonly Host[]): boolean {
-    return this.#hosts.some((host) => host.eligible && !host.failing && !tried.includes(host));
+    return this.#hosts.some((host) => host.eligible && !host.failing && host.streak === 0 && !tried.includes(host));
   }
 
   /**

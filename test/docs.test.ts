@@ -88,6 +88,37 @@ describe('docs', () => {
     expect(broken).toEqual([]);
   });
 
+  it('every test a promise cites exists: each quoted name after a test file is in that file', () => {
+    const flat = (text: string): string => text.replace(/\s+/g, ' ').replaceAll('’', "'").replaceAll("\\'", "'");
+    const missing: string[] = [];
+    let cited = 0;
+    for (const file of LINKED) {
+      const text = flat(readFileSync(join(ROOT, file), 'utf8'));
+      for (const match of text.matchAll(/(?:test|examples)\/[\w/.-]+\.test\.ts/g)) {
+        const testFile = join(ROOT, match[0]);
+        if (!existsSync(testFile)) {
+          missing.push(`${file}: ${match[0]} does not exist`);
+          continue;
+        }
+        const source = flat(readFileSync(testFile, 'utf8'));
+        // The names that follow: "a", "b" and "c", or `a`, or › "a" (… stands for an elided part).
+        let rest = text.slice(match.index + match[0].length).replace(/^`/, '');
+        for (;;) {
+          const name = /^[\s,;›(:]*(?:and\s+|or\s+|tests?:\s*)?(?:"([^"]+)"|`([^`]+)`|“([^”]+)”)/.exec(rest);
+          if (name === null) break;
+          rest = rest.slice(name[0].length);
+          const quoted = name[1] ?? name[2] ?? name[3] ?? '';
+          if (/\.test\.ts$/.test(quoted)) break;
+          cited += 1;
+          const parts = quoted.split(/…|\.\.\./).map((part) => part.trim().replace(/^:\s*|:$/g, '')).filter((part) => part.length > 6);
+          if (parts.length === 0 || !parts.every((part) => source.includes(part))) missing.push(`${file}: ${match[0]} › "${quoted}"`);
+        }
+      }
+    }
+    expect(cited).toBeGreaterThan(60);
+    expect(missing).toEqual([]);
+  });
+
   it('every TypeScript block in README.md and docs/ type-checks against the source', () => {
     const blocks = CHECKED.flatMap(tsBlocks);
     expect(blocks.length).toBeGreaterThan(25);

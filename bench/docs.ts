@@ -51,7 +51,8 @@ const fleet: Block = {
 };
 
 const targets: { file: string; blocks: Block[] }[] = [
-  { file: join(ROOT, 'README.md'), blocks: [bench(readmeBlock(results)), fleet] },
+  { file: join(ROOT, 'README.md'), blocks: [bench(readmeBlock(results))] },
+  { file: join(ROOT, 'docs/groups.md'), blocks: [fleet] },
   { file: join(ROOT, 'BENCHMARKS.md'), blocks: [bench(benchmarksBlock(results)), faults] },
 ];
 

@@ -202,7 +202,7 @@ export interface WeightedTarget {
   weight?: number;
 }
 
-/** When and how failed attempts are tried again. See the README for the safety rules. */
+/** When and how failed attempts are tried again. See docs/timeouts-retries-breaker.md for the safety rules. */
 export interface RetryOptions {
   /** Retries after the first attempt. Default `2` (three attempts at most). */
   retries: number;
@@ -244,7 +244,7 @@ export interface ProxyOptions {
    * How a host is picked for each attempt in a group: `'least-request'` (two
    * random choices, fewer in flight per weight wins), `'round-robin'` (smooth
    * weighted) or `'peak-ewma'` (two random choices, latency × load). Default
-   * `'peak-ewma'`: see the README's fault benchmark.
+   * `'peak-ewma'`: see BENCHMARKS.md's fault benchmark.
    */
   balance?: Balance;
   /** Passive ejection of hosts that fail in a row, or `false`. Defaults: see {@link OutlierOptions}. */
@@ -852,7 +852,7 @@ function resolveBudget(value: unknown): RetryBudgetOptions | null {
     if (old in value) {
       throw new TypeError(
         `\`retry.budget.${old}\` is gone: the retry budget is now a token bucket, \`{ maxTokens, tokenRatio }\` (gRPC's retry throttling), ` +
-          'because a per-instance floor of retries per second multiplies with the number of instances. See the README, Retries.',
+          'because a per-instance floor of retries per second multiplies with the number of instances. See docs/timeouts-retries-breaker.md, Retries.',
       );
     }
   }

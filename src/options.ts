@@ -168,6 +168,7 @@ export interface ProxyOptions {
   deadline?: Partial<DeadlineOptions> | boolean;
 }
 
+/** Every option's default, in one constant: each feature's own defaults, composed. */
 export const DEFAULTS = Object.freeze({
   timeout: TIMEOUT_DEFAULTS,
   changeOrigin: true,
@@ -247,35 +248,11 @@ function resolveRegistry(value: unknown): UpstreamRegistry | null {
   return value;
 }
 
+/** Every top-level option, in the order an unknown one lists them. */
 const KNOWN = [
-  'target',
-  'name',
-  'timeout',
-  'changeOrigin',
-  'failureStatuses',
-  'status',
-  'proxyName',
-  'requestIdHeader',
-  'dispatcher',
-  'retry',
-  'breaker',
-  'registry',
-  'trustProxy',
-  'limits',
-  'hooks',
-  'balance',
-  'outlierDetection',
-  'healthCheck',
-  'slowStart',
-  'pathRewrite',
-  'headers',
-  'rewriteRedirects',
-  'cookieDomainRewrite',
-  'cookiePathRewrite',
-  'transformResponse',
-  'staleIfError',
-  'adaptiveConcurrency',
-  'deadline',
+  'target', 'name', 'timeout', 'changeOrigin', 'failureStatuses', 'status', 'proxyName', 'requestIdHeader', 'dispatcher', 'retry', 'breaker',
+  'registry', 'trustProxy', 'limits', 'hooks', 'balance', 'outlierDetection', 'healthCheck', 'slowStart', 'pathRewrite', 'headers',
+  'rewriteRedirects', 'cookieDomainRewrite', 'cookiePathRewrite', 'transformResponse', 'staleIfError', 'adaptiveConcurrency', 'deadline',
 ] as const;
 
 function freeze<T extends object>(value: T | null): Readonly<T> | null {

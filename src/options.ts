@@ -8,17 +8,20 @@
 import type { Dispatcher } from 'undici';
 import { CONTRACT_DEFAULTS, resolveFailureStatuses, resolveProxyName, resolveStatus, type StatusOption } from './contract/contract-options.js';
 import { LIMIT_DEFAULTS, resolveLimits, type LimitOptions } from './exchange/limit-options.js';
-import type { CookieRewrite, PathRewrite } from './exchange/rewrite.js';
+import type { CookieRewrite, HeaderPatch, PathRewrite } from './exchange/rewrite.js';
 import {
+  headerSides,
   resolveCookieRewrite,
-  resolveHeaders,
   resolvePathRewrite,
+  resolveRequestHeaders,
+  resolveResponseHeaders,
   resolveRewriteRedirects,
   resolveTransform,
   REWRITE_DEFAULTS,
   type HeaderOptions,
-  type ResolvedHeaders,
+  type RequestHeadersHook,
   type ResolvedPathRewrite,
+  type ResponseHeadersHook,
 } from './exchange/rewrite-options.js';
 import type { TransformResponse } from './exchange/transform.js';
 import { resolveHooks, type ProxyHooks } from './observe/hooks.js';
@@ -205,8 +208,8 @@ export interface ResolvedOptions {
   readonly healthCheck: Readonly<HealthCheckOptions> | null;
   readonly slowStart: number;
   readonly pathRewrite: ResolvedPathRewrite | null;
-  readonly requestHeaders: ResolvedHeaders['request'];
-  readonly responseHeaders: ResolvedHeaders['response'];
+  readonly requestHeaders: HeaderPatch | RequestHeadersHook | null;
+  readonly responseHeaders: HeaderPatch | ResponseHeadersHook | null;
   readonly rewriteRedirects: boolean;
   readonly cookieDomainRewrite: CookieRewrite;
   readonly cookiePathRewrite: CookieRewrite;
@@ -269,7 +272,7 @@ export function resolveOptions(options: unknown): ResolvedOptions {
   const changeOrigin = optionalBoolean('changeOrigin', options.changeOrigin) ?? DEFAULTS.changeOrigin;
   const trustProxy = optionalBoolean('trustProxy', options.trustProxy) ?? DEFAULTS.trustProxy;
   const rewriteRedirects = resolveRewriteRedirects(options.rewriteRedirects);
-  const headers = resolveHeaders(options.headers);
+  const headers = headerSides(options.headers);
   const proxyName = resolveProxyName(options.proxyName);
   const requestIdHeader = optionalString('requestIdHeader', options.requestIdHeader, HEADER_NAME, 'a header name') ?? DEFAULTS.requestIdHeader;
   const breaker = resolveBreaker(options.breaker);
@@ -289,8 +292,8 @@ export function resolveOptions(options: unknown): ResolvedOptions {
     healthCheck: freeze(resolveHealthCheck(options.healthCheck)),
     slowStart: resolveSlowStart(options.slowStart),
     pathRewrite: resolvePathRewrite(options.pathRewrite),
-    requestHeaders: headers.request,
-    responseHeaders: headers.response,
+    requestHeaders: resolveRequestHeaders(headers.request),
+    responseHeaders: resolveResponseHeaders(headers.response),
     rewriteRedirects,
     cookieDomainRewrite: resolveCookieRewrite('cookieDomainRewrite', options.cookieDomainRewrite),
     cookiePathRewrite: resolveCookieRewrite('cookiePathRewrite', options.cookiePathRewrite),

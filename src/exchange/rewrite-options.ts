@@ -24,20 +24,20 @@ export const REWRITE_DEFAULTS = Object.freeze({ rewriteRedirects: true, transfor
 /** `pathRewrite`, compiled. */
 export type ResolvedPathRewrite = (path: string, req: IncomingMessage) => string;
 
-/** `headers`, checked: each side a patch, a hook, or `null` for none. */
-export interface ResolvedHeaders {
-  readonly request: HeaderPatch | RequestHeadersHook | null;
-  readonly response: HeaderPatch | ResponseHeadersHook | null;
-}
-
-export function resolveHeaders(value: unknown): ResolvedHeaders {
+/** `headers`, checked to hold only `request` and `response` (each checked by its own function below). */
+export function headerSides(value: unknown): Record<string, unknown> {
   const headers = value ?? {};
   if (!isPlainObject(headers)) fail('headers', 'an object like { request, response }', value);
   checkKeys('headers', headers, ['request', 'response']);
-  return {
-    request: resolveHeaderPatch('headers.request', headers.request) as ResolvedHeaders['request'],
-    response: resolveHeaderPatch('headers.response', headers.response) as ResolvedHeaders['response'],
-  };
+  return headers;
+}
+
+export function resolveRequestHeaders(value: unknown): HeaderPatch | RequestHeadersHook | null {
+  return resolveHeaderPatch('headers.request', value) as HeaderPatch | RequestHeadersHook | null;
+}
+
+export function resolveResponseHeaders(value: unknown): HeaderPatch | ResponseHeadersHook | null {
+  return resolveHeaderPatch('headers.response', value) as HeaderPatch | ResponseHeadersHook | null;
 }
 
 export function resolveRewriteRedirects(value: unknown): boolean {

@@ -9,8 +9,10 @@ import { classifyError, type Classification, type Phase } from '../contract/clas
 import { ClientAbortedError, isClientAborted, isProxyTimeout, LimitExceededError, ProxyTimeoutError, RewriteHookError } from '../contract/errors.js';
 import { FAILURES, type FailureCode, type ProxyStatusError } from '../contract/failures.js';
 import { sendProblem } from '../contract/problem.js';
-import type { ExchangeEvent, FailureEvent, NoRetryReason, RequestHeadersHook, ResolvedOptions, RetryEvent, StaleEvent } from '../options.js';
-import { ownAttemptHeader } from '../options.js';
+import type { ExchangeEvent, FailureEvent, NoRetryReason, RetryEvent, StaleEvent } from '../observe/hooks.js';
+import type { ResolvedOptions } from '../options.js';
+import { ownAttemptHeader } from '../policy/retry-options.js';
+import type { RequestHeadersHook } from './rewrite-options.js';
 import { runWithRetries } from '../policy/retry.js';
 import { backoffDelay, isRetryable, parseRetryAfter, sentNothing } from '../policy/retry-policy.js';
 import type { AttemptFailure, Host } from '../upstream/group.js';

@@ -19,7 +19,7 @@ import { join, relative, resolve } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import autocannon from 'autocannon';
-import { benchmarksBlock } from './render.js';
+import { benchmarksBlock } from './sections/throughput.js';
 import { asEarlier, LATEST, readResults, writeResults, type BenchResults, type ContenderId, type MemoryRow, type RefusalMeasure, type ThroughputTable } from './results.js';
 import type { Kind } from './servers.js';
 import { writeBytes } from './write-bytes.js';

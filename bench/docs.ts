@@ -28,9 +28,9 @@ const print = args.includes('--print');
 const fromIndex = args.indexOf('--from');
 const latest = fromIndex === -1 ? join(ROOT, 'bench/results/latest.json') : resolve(args[fromIndex + 1] ?? '');
 
-const json = <T>(name: string): T => JSON.parse(readFileSync(join(ROOT, 'bench/results', name), 'utf8')) as T;
+const json = (name: string): unknown => JSON.parse(readFileSync(join(ROOT, 'bench/results', name), 'utf8'));
 const results = readResults(latest);
-const profile = existsSync(join(ROOT, 'bench/results/profile.json')) ? json<ProfileResults>('profile.json') : null;
+const profile = existsSync(join(ROOT, 'bench/results/profile.json')) ? (json('profile.json') as ProfileResults) : null;
 
 interface Section {
   readonly doc: 'README.md' | 'BENCHMARKS.md';
@@ -45,9 +45,9 @@ interface Section {
 
 const SECTIONS: readonly Section[] = [
   { doc: 'README.md', name: 'bench', from: relative(ROOT, latest), command: 'npm run bench', render: () => readmeBlock(results), smoke: results.run.smoke },
-  { doc: 'README.md', name: 'fleet', from: 'bench/results/fleet.json', command: 'npx tsx bench/fleet.ts', render: () => fleetBlock(json<FleetResults>('fleet.json')) },
+  { doc: 'README.md', name: 'fleet', from: 'bench/results/fleet.json', command: 'npx tsx bench/fleet.ts', render: () => fleetBlock(json('fleet.json') as FleetResults) },
   { doc: 'BENCHMARKS.md', name: 'bench', from: relative(ROOT, latest), command: 'npm run bench', render: () => benchmarksBlock(results), smoke: results.run.smoke },
-  { doc: 'BENCHMARKS.md', name: 'cpu', from: 'bench/results/cpu.json', command: 'npx tsx bench/cpu.ts', render: () => cpuBlock(json<CpuResults>('cpu.json'), profile) },
+  { doc: 'BENCHMARKS.md', name: 'cpu', from: 'bench/results/cpu.json', command: 'npx tsx bench/cpu.ts', render: () => cpuBlock(json('cpu.json') as CpuResults, profile) },
   { doc: 'BENCHMARKS.md', name: 'faults', from: 'bench/results/faults.json', command: 'npm run bench:faults', render: () => faultsBlock(readFaultResults()) },
 ];
 

@@ -9,6 +9,7 @@
 //
 //   npx tsx bench/cpu.ts                 measure, write bench/results/cpu.json
 //   npx tsx bench/cpu.ts --smoke         one short window of two pairs, writes nothing
+//   npx tsx bench/cpu.ts hooks group     only these pairs, printed, nothing written
 //   npx tsx bench/cpu.ts --profile DIR   instead: each contender alone under
 //                                        --cpu-prof, the top self-time functions
 //                                        written to bench/results/profile.json
@@ -30,6 +31,8 @@ import type { CpuPair, CpuResults, ProfileResults, ProfileRow } from './sections
 const smoke = process.argv.includes('--smoke');
 const profileIndex = process.argv.indexOf('--profile');
 const profileDir = profileIndex === -1 ? null : (process.argv[profileIndex + 1] ?? '');
+// Pair ids given on the command line: measure only those, print, write nothing.
+const only = process.argv.slice(2).filter((arg, i, all) => !arg.startsWith('--') && all[i - 1] !== '--profile');
 const WINDOWS = smoke ? 1 : 9;
 const SECONDS = smoke ? 1 : 3;
 const CONNECTIONS = 32;
@@ -238,7 +241,8 @@ async function main(): Promise<void> {
   const started = performance.now();
   const pairs: CpuPair[] = [];
   // A smoke run proves the method on two pairs: a contender, and a feature against off.
-  for (const [id, title, ours, theirs, target] of smoke ? PAIRS.filter(([id]) => id === 'node' || id === 'hooks') : PAIRS) {
+  const chosen = only.length > 0 ? PAIRS.filter(([id]) => only.includes(id)) : smoke ? PAIRS.filter(([id]) => id === 'node' || id === 'hooks') : PAIRS;
+  for (const [id, title, ours, theirs, target] of chosen) {
     if ((ours.library ?? theirs.library) !== undefined && (OLD_BUILD === '' || !existsSync(OLD_BUILD))) continue;
     pairs.push(await measurePair(id, title, ours, theirs, target, upstreams));
   }
@@ -255,7 +259,7 @@ async function main(): Promise<void> {
     pairs,
   };
   for (const note of notes) console.log(note);
-  if (!smoke) writeFileSync(join(ROOT, 'bench/results/cpu.json'), `${JSON.stringify(results, null, 2)}\n`);
+  if (!smoke && only.length === 0) writeFileSync(join(ROOT, 'bench/results/cpu.json'), `${JSON.stringify(results, null, 2)}\n`);
 }
 
 try {

@@ -16,6 +16,15 @@ export const HOOK_CANCELLED = Symbol('hook cancelled');
 export function settleHook<T>(hook: string, ms: number, run: () => T | PromiseLike<T>): Promise<Awaited<T>>;
 export function settleHook<T>(hook: string, ms: number, run: () => T | PromiseLike<T>, signal: AbortSignal): Promise<Awaited<T> | typeof HOOK_CANCELLED>;
 export async function settleHook<T>(hook: string, ms: number, run: () => T | PromiseLike<T>, signal?: AbortSignal): Promise<Awaited<T> | typeof HOOK_CANCELLED> {
+  let returned: T | PromiseLike<T>;
+  try {
+    returned = run();
+  } catch (error) {
+    throw new RewriteHookError(`The \`${hook}\` function threw or rejected`, { cause: error });
+  }
+  // A hook that answered at once has nothing left to bound: no timer, no race (most hooks are synchronous).
+  if (!isThenable(returned)) return signal?.aborted === true ? HOOK_CANCELLED : (returned as Awaited<T>);
+  const pending = returned;
   let timer: NodeJS.Timeout | undefined;
   let onAbort: (() => void) | undefined;
   const bound = new Promise<typeof HOOK_CANCELLED>((resolve, reject) => {
@@ -27,7 +36,7 @@ export async function settleHook<T>(hook: string, ms: number, run: () => T | Pro
   });
   const called = (async () => {
     try {
-      return await run();
+      return await pending;
     } catch (error) {
       throw new RewriteHookError(`The \`${hook}\` function threw or rejected`, { cause: error });
     }
@@ -38,4 +47,8 @@ export async function settleHook<T>(hook: string, ms: number, run: () => T | Pro
     clearTimeout(timer);
     if (onAbort !== undefined) signal?.removeEventListener('abort', onAbort);
   }
+}
+
+function isThenable(value: unknown): value is PromiseLike<unknown> {
+  return (typeof value === 'object' || typeof value === 'function') && value !== null && typeof (value as { then?: unknown }).then === 'function';
 }

@@ -8,7 +8,7 @@
 // with their spread. The same pairs' request counts give the req/s ratio.
 //
 //   npx tsx bench/cpu.ts                 measure, write bench/results/cpu.json
-//   npx tsx bench/cpu.ts --smoke         one short window of two pairs, writes nothing
+//   npx tsx bench/cpu.ts --smoke         one short window of one pair, writes nothing
 //   npx tsx bench/cpu.ts hooks group     only these pairs, printed, nothing written
 //   npx tsx bench/cpu.ts --profile DIR   instead: each contender alone under
 //                                        --cpu-prof, the top self-time functions
@@ -233,15 +233,16 @@ async function main(): Promise<void> {
   if (!existsSync(join(ROOT, 'dist/index.js'))) throw new Error('Build first: npm run build.');
   if (pinned) pin(process.pid, 1);
   const upstreams: string[] = [];
-  for (let i = 0; i < 3; i += 1) upstreams.push((await server('upstream', '')).url);
+  // Three for the group; a smoke run (one pair, no group) needs one.
+  for (let i = 0; i < (smoke ? 1 : 3); i += 1) upstreams.push((await server('upstream', '')).url);
   if (profileDir !== null) return profiles(profileDir, upstreams);
   const notes: string[] = [];
   if (!pinned) notes.push('One core only: nothing pinned.');
   if (OLD_BUILD === '' || !existsSync(OLD_BUILD)) notes.push(`${OLD_LABEL} not measured: RP_OLD_BUILD does not name its dist/index.js.`);
   const started = performance.now();
   const pairs: CpuPair[] = [];
-  // A smoke run proves the method on two pairs: a contender, and a feature against off.
-  const chosen = only.length > 0 ? PAIRS.filter(([id]) => only.includes(id)) : smoke ? PAIRS.filter(([id]) => id === 'node' || id === 'hooks') : PAIRS;
+  // A smoke run proves the method on one pair.
+  const chosen = only.length > 0 ? PAIRS.filter(([id]) => only.includes(id)) : smoke ? PAIRS.filter(([id]) => id === 'node') : PAIRS;
   for (const [id, title, ours, theirs, target] of chosen) {
     if ((ours.library ?? theirs.library) !== undefined && (OLD_BUILD === '' || !existsSync(OLD_BUILD))) continue;
     pairs.push(await measurePair(id, title, ours, theirs, target, upstreams));

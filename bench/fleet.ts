@@ -449,12 +449,18 @@ async function staleOutage(redis: RedisServer, fleet: number, store: StaleRun['s
 // 4. The Redis store's cost per request: gateway processes of their own.
 
 const COST_PATHS = smoke ? 100 : 1000;
-const COST_ROUNDS = smoke ? 1 : 5;
+const COST_ROUNDS = smoke ? 1 : 7;
 const COST_SECONDS = smoke ? 0.5 : 3;
 const COST_CONNECTIONS = 20;
 
+interface Reading {
+  readonly cpu: number;
+  readonly timeouts: number;
+}
+
 async function serve(): Promise<void> {
   const body = Buffer.alloc(1024, 'k');
+  let store: RedisStaleStore | undefined;
   let handler;
   if (mode === 'upstream') {
     handler = createServer((_req, res) => {
@@ -462,29 +468,30 @@ async function serve(): Promise<void> {
       res.end(body);
     });
   } else {
-    let staleIfError: ProxyOptions['staleIfError'] = true;
     if (mode === 'redis') {
       const client = new Redis({ host: '127.0.0.1', port: Number(redisPort), enableOfflineQueue: false, maxRetriesPerRequest: 1, lazyConnect: true });
       await client.connect();
-      staleIfError = { store: new RedisStaleStore({ client }) };
+      store = new RedisStaleStore({ client });
     }
+    const staleIfError: ProxyOptions['staleIfError'] = store === undefined ? true : { store };
     handler = createServer(createProxy({ target: upstreamUrl ?? '', registry: new UpstreamRegistry(), staleIfError }));
   }
   handler.listen(0, '127.0.0.1');
   await once(handler, 'listening');
-  // Asked for its CPU time (any message), it answers in µs: the cost per request that holds on a busy machine.
+  // Asked (any message), it answers its CPU time in µs (the cost per request that holds on a busy machine) and its Redis lookups past `timeout`.
   process.on('message', () => {
     const used = process.cpuUsage();
-    process.send?.(used.user + used.system);
+    const reading: Reading = { cpu: used.user + used.system, timeouts: store?.status().timeouts ?? 0 };
+    process.send?.(reading);
   });
   process.send?.((handler.address() as AddressInfo).port);
 }
 
-/** A gateway process's CPU time so far, in µs. */
-function cpuOf(child: ChildProcess): Promise<number> {
-  const answer = once(child, 'message') as Promise<[number]>;
-  child.send('cpu');
-  return answer.then(([used]) => used);
+/** A gateway process's CPU time so far, in µs, and its Redis lookups past `timeout`. */
+function read(child: ChildProcess): Promise<Reading> {
+  const answer = once(child, 'message') as Promise<[Reading]>;
+  child.send('read');
+  return answer.then(([reading]) => reading);
 }
 
 interface CostSide {
@@ -495,6 +502,8 @@ interface CostSide {
   readonly cpuUs: number;
   /** Answers that were not 200 (on a hit: a miss answered with the contract). */
   readonly non200: number;
+  /** Redis lookups past the store's `timeout` (each a miss). */
+  readonly lookupTimeouts: number;
 }
 
 interface CostPhase {
@@ -503,6 +512,9 @@ interface CostPhase {
   /** Redis over memory, the medians of the rounds' ratios: req/s, and CPU time per request. */
   readonly rpsRatio: number;
   readonly cpuRatio: number;
+  /** Each round's ratios, for their spread. */
+  readonly rpsRatios: readonly number[];
+  readonly cpuRatios: readonly number[];
 }
 
 async function storeCost(redis: RedisServer): Promise<{ rounds: number; seconds: number; connections: number; paths: number; phases: CostPhase[] }> {
@@ -531,7 +543,7 @@ async function storeCost(redis: RedisServer): Promise<{ rounds: number; seconds:
       upstream.child.kill();
       await once(upstream.child, 'exit');
     }
-    const sinks = contenders.map(() => ({ rps: [] as number[], cpu: [] as number[], non200: 0 }));
+    const sinks = contenders.map(() => ({ rps: [] as number[], cpu: [] as number[], non200: 0, timeouts: 0 }));
     const rpsRatios: number[] = [];
     const cpuRatios: number[] = [];
     for (let round = 0; round < COST_ROUNDS; round += 1) {
@@ -540,12 +552,13 @@ async function storeCost(redis: RedisServer): Promise<{ rounds: number; seconds:
         contenders.map(async (contender, index) => {
           const sink = sinks[index];
           if (sink === undefined) return;
-          const before = await cpuOf(contender.child);
+          const before = await read(contender.child);
           const result = await drive(contender.url);
-          const used = (await cpuOf(contender.child)) - before;
+          const after = await read(contender.child);
           sink.rps.push(result.requests.average);
-          sink.cpu.push(used / Math.max(1, result.requests.total));
+          sink.cpu.push((after.cpu - before.cpu) / Math.max(1, result.requests.total));
           sink.non200 += result.non2xx + result.errors;
+          sink.timeouts += after.timeouts - before.timeouts;
         }),
       );
       const [memory, shared] = sinks;
@@ -555,11 +568,13 @@ async function storeCost(redis: RedisServer): Promise<{ rounds: number; seconds:
     phases.push({
       phase,
       sides: contenders.map((contender, index) => {
-        const sink = sinks[index] ?? { rps: [], cpu: [], non200: 0 };
-        return { store: contender.store, rps: Math.round(median(sink.rps)), cpuUs: Math.round(median(sink.cpu)), non200: sink.non200 };
+        const sink = sinks[index] ?? { rps: [], cpu: [], non200: 0, timeouts: 0 };
+        return { store: contender.store, rps: Math.round(median(sink.rps)), cpuUs: Math.round(median(sink.cpu)), non200: sink.non200, lookupTimeouts: sink.timeouts };
       }),
       rpsRatio: median(rpsRatios),
       cpuRatio: median(cpuRatios),
+      rpsRatios,
+      cpuRatios,
     });
   }
   for (const { child } of contenders) child.kill();

@@ -56,15 +56,19 @@ export interface FleetResults {
     readonly paths: number;
     readonly phases: readonly {
       readonly phase: string;
-      readonly sides: readonly { readonly store: string; readonly rps: number; readonly cpuUs: number; readonly non200: number }[];
+      readonly sides: readonly { readonly store: string; readonly rps: number; readonly cpuUs: number; readonly non200: number; readonly lookupTimeouts: number }[];
       readonly rpsRatio: number;
       readonly cpuRatio: number;
+      readonly rpsRatios: readonly number[];
+      readonly cpuRatios: readonly number[];
     }[];
   };
 }
 
 const percent = (share: number): string => `${(share * 100).toFixed(share === 1 || share === 0 ? 0 : 1)} %`;
 const seconds = (ms: number): string => `${(ms / 1000).toFixed(2)} s`;
+/** A median ratio with the lowest and highest of the rounds'. */
+const ratio = (median: number, rounds: readonly number[]): string => `${median.toFixed(2)}× (${Math.min(...rounds).toFixed(2)}–${Math.max(...rounds).toFixed(2)})`;
 
 function throttlingSection(results: FleetResults): string[] {
   return [
@@ -109,15 +113,15 @@ function staleSection({ stale }: FleetResults): string[] {
 
 function costSection({ cost }: FleetResults): string[] {
   return [
-    `**The Redis store's cost per request**, against the memory store's: two gateway processes side by side against one upstream process (1 KiB responses, \`max-age=60\`, ${cost.paths} paths, each kept once by both before measuring), autocannon with ${cost.connections} keep-alive connections to each, both loaded at the same time so the machine's noise falls on both alike, ${cost.rounds} rounds of ${cost.seconds} s, medians of the rounds (ratios: the median of each round's ratio). *Keep*: the upstream answers and every response is stored (Redis: a \`SET … PX\` sent without being waited for). *Hit*: the upstream is down and every response is served stale (Redis: one \`GET\`, bounded by \`timeout\`). CPU is the gateway process's own time per request (\`process.cpuUsage()\`), which holds on a busy machine where req/s does not; Redis's own process is not counted. Redis on the same machine.`,
+    `**The Redis store's cost per request**, against the memory store's: two gateway processes side by side against one upstream process (1 KiB responses, \`max-age=60\`, ${cost.paths} paths, each kept once by both before measuring), autocannon with ${cost.connections} keep-alive connections to each, both loaded at the same time so the machine's noise falls on both alike, ${cost.rounds} rounds of ${cost.seconds} s, medians of the rounds (ratios: the median of each round's ratio). *Keep*: the upstream answers and every response is stored (Redis: a \`SET … PX\` sent without being waited for). *Hit*: the upstream is down and every response is served stale (Redis: one \`GET\`, bounded by \`timeout\`). CPU is the gateway process's own time per request (\`process.cpuUsage()\`), which holds on a busy machine where req/s does not; Redis's own process is not counted. Redis on the same machine, which is shared with other work: a lookup past the store's 50 ms \`timeout\` is a miss, answered with the contract.`,
     '',
-    '| phase | memory req/s | Redis req/s | req/s, Redis / memory | memory CPU per request | Redis CPU per request | CPU, Redis / memory | non-200 (memory, Redis) |',
-    '|---|---|---|---|---|---|---|---|',
+    '| phase | memory req/s | Redis req/s | req/s, Redis / memory (rounds: lowest–highest) | memory CPU per request | Redis CPU per request | CPU per request, Redis / memory (rounds) | non-200 (memory, Redis) | Redis lookups past `timeout` |',
+    '|---|---|---|---|---|---|---|---|---|',
     ...cost.phases.map((phase) => {
       const memory = phase.sides.find((side) => side.store === 'memory');
       const redis = phase.sides.find((side) => side.store === 'redis');
-      if (memory === undefined || redis === undefined) return `| ${phase.phase} | – | – | – | – | – | – | – |`;
-      return `| ${phase.phase} | ${memory.rps} | ${redis.rps} | ${phase.rpsRatio.toFixed(2)}× | ${memory.cpuUs} µs | ${redis.cpuUs} µs | ${phase.cpuRatio.toFixed(2)}× | ${memory.non200}, ${redis.non200} |`;
+      if (memory === undefined || redis === undefined) return `| ${phase.phase} | – | – | – | – | – | – | – | – |`;
+      return `| ${phase.phase} | ${memory.rps} | ${redis.rps} | ${ratio(phase.rpsRatio, phase.rpsRatios)} | ${memory.cpuUs} µs | ${redis.cpuUs} µs | ${ratio(phase.cpuRatio, phase.cpuRatios)} | ${memory.non200}, ${redis.non200} | ${redis.lookupTimeouts} |`;
     }),
   ];
 }

@@ -517,14 +517,32 @@ interface CostPhase {
   readonly cpuRatios: readonly number[];
 }
 
-async function storeCost(redis: RedisServer): Promise<{ rounds: number; seconds: number; connections: number; paths: number; phases: CostPhase[] }> {
-  const start = (kind: string, target = ''): ReturnType<typeof startServer> => startServer(import.meta.url, ['serve', kind, target, String(redis.port)]);
+type Started = Awaited<ReturnType<typeof startServer>>;
+
+interface CostProcesses {
+  readonly upstream: Started;
+  readonly contenders: readonly (Started & { readonly store: 'memory' | 'redis' })[];
+}
+
+/** The upstream and the two gateway processes (started while the other parts run: a process's start is slow on a busy machine). */
+async function startCostProcesses(redis: RedisServer, started: Started[]): Promise<CostProcesses> {
+  const start = async (kind: string, target = ''): Promise<Started> => {
+    const one = await startServer(import.meta.url, ['serve', kind, target, String(redis.port)]);
+    started.push(one);
+    return one;
+  };
   const upstream = await start('upstream');
   const [memory, shared] = await Promise.all([start('memory', upstream.url), start('redis', upstream.url)]);
-  const contenders = [
-    { store: 'memory' as const, ...memory },
-    { store: 'redis' as const, ...shared },
-  ];
+  return {
+    upstream,
+    contenders: [
+      { store: 'memory', ...memory },
+      { store: 'redis', ...shared },
+    ],
+  };
+}
+
+async function storeCost({ upstream, contenders }: CostProcesses): Promise<{ rounds: number; seconds: number; connections: number; paths: number; phases: CostPhase[] }> {
   /** One autocannon run over the paths in turn: `amount` requests, or `COST_SECONDS`. */
   const drive = (url: string, amount?: number): Promise<autocannon.Result> => {
     let next = 0;
@@ -577,32 +595,35 @@ async function storeCost(redis: RedisServer): Promise<{ rounds: number; seconds:
       cpuRatios,
     });
   }
-  for (const { child } of contenders) child.kill();
   return { rounds: COST_ROUNDS, seconds: COST_SECONDS, connections: COST_CONNECTIONS, paths: COST_PATHS, phases };
 }
 
 // ---------------------------------------------------------------------------
 
 async function main(): Promise<void> {
-  const configs: [string, Pick<ProxyOptions, 'breaker' | 'retry'>][] = smoke
-    ? [['defaults', {}]]
-    : [
-        ['defaults', {}],
-        ['breaker off (budget only)', { breaker: false }],
-      ];
-  const runs: Run[] = [];
-  for (const outage of ['one host', 'every host'] as const) {
-    for (const [config, options] of configs) {
-      for (const fleet of FLEETS) runs.push(await run(fleet, outage, config, options));
-    }
-  }
-  const churns: ChurnRun[] = [];
-  for (const fleet of FLEETS) churns.push(await churn(fleet));
   const redis = await startRedis();
-  const outages: StaleRun[] = [];
+  const started: Started[] = [];
+  const costProcesses = startCostProcesses(redis, started);
+  // A start that fails before it is awaited is reported where it is awaited, not as an unhandled rejection.
+  costProcesses.catch(() => undefined);
   try {
+    const configs: [string, Pick<ProxyOptions, 'breaker' | 'retry'>][] = smoke
+      ? [['defaults', {}]]
+      : [
+          ['defaults', {}],
+          ['breaker off (budget only)', { breaker: false }],
+        ];
+    const runs: Run[] = [];
+    for (const outage of ['one host', 'every host'] as const) {
+      for (const [config, options] of configs) {
+        for (const fleet of FLEETS) runs.push(await run(fleet, outage, config, options));
+      }
+    }
+    const churns: ChurnRun[] = [];
+    for (const fleet of FLEETS) churns.push(await churn(fleet));
+    const outages: StaleRun[] = [];
     for (const fleet of STALE_FLEETS) for (const store of ['redis', 'memory'] as const) outages.push(await staleOutage(redis, fleet, store));
-    const cost = await storeCost(redis);
+    const cost = await storeCost(await costProcesses);
     const results = {
       date: new Date().toISOString().slice(0, 10),
       node: process.version,
@@ -616,6 +637,8 @@ async function main(): Promise<void> {
     if (!smoke) writeFileSync(new URL('results/fleet.json', import.meta.url), `${JSON.stringify(results, null, 2)}\n`);
     console.log(`${smoke ? '(smoke run: figures mean nothing)\n' : ''}${fleetBlock(results)}`);
   } finally {
+    await costProcesses.catch(() => undefined);
+    for (const { child } of started) child.kill();
     await redis.close();
   }
 }

@@ -45,7 +45,8 @@ interface Section {
 
 const SECTIONS: readonly Section[] = [
   { doc: 'README.md', name: 'bench', from: relative(ROOT, latest), command: 'npm run bench', render: () => readmeBlock(results), smoke: results.run.smoke },
-  { doc: 'docs/groups.md', name: 'fleet', from: 'bench/results/fleet.json', command: 'npx tsx bench/fleet.ts', render: () => fleetBlock(json('fleet.json') as FleetResults) },
+  { doc: 'docs/many-instances.md', name: 'fleet', from: 'bench/results/fleet.json', command: 'npx tsx bench/fleet.ts', render: () => fleetBlock(json('fleet.json') as FleetResults) },
+  { doc: 'BENCHMARKS.md', name: 'fleet', from: 'bench/results/fleet.json', command: 'npx tsx bench/fleet.ts', render: () => fleetBlock(json('fleet.json') as FleetResults) },
   { doc: 'BENCHMARKS.md', name: 'bench', from: relative(ROOT, latest), command: 'npm run bench', render: () => benchmarksBlock(results), smoke: results.run.smoke },
   { doc: 'BENCHMARKS.md', name: 'cpu', from: 'bench/results/cpu.json', command: 'npx tsx bench/cpu.ts', render: () => cpuBlock(json('cpu.json') as CpuResults, profile) },
   { doc: 'BENCHMARKS.md', name: 'faults', from: 'bench/results/faults.json', command: 'npm run bench:faults', render: () => faultsBlock(readFaultResults()) },

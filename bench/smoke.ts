@@ -21,7 +21,7 @@ const BENCHES = [
   'otel-cost',
   'breaker-attack',
   'collapse', // adaptive concurrency against fixed limits
-  'fleet', // N instances in an outage
+  'fleet', // N instances: retry throttling in an outage, DNS churn on a real dnsmasq, stale through a real redis-server
 ];
 
 const only = process.argv.slice(2);

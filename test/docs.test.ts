@@ -15,7 +15,7 @@ const CHECKED = ['README.md', ...GUIDES];
 const LINKED = [...CHECKED, 'SECURITY.md', 'RELIABILITY.md', 'BENCHMARKS.md', 'CHANGELOG.md'];
 // Guides other branches write (fleet: many instances; hedge: tail latency and
 // overload); the map links to them already. Remove each once it has landed.
-const PENDING = new Set(['docs/many-instances.md', 'docs/tail-and-overload.md']);
+const PENDING = new Set(['docs/tail-and-overload.md']);
 
 // What the fragments take as given: an app, a target, your own logger and clients.
 const AMBIENT = `

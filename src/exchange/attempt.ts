@@ -150,6 +150,11 @@ export class Attempt implements Dispatcher.DispatchHandler {
     });
   }
 
+  /** The headers this attempt sends. */
+  get headers(): Record<string, string | string[]> {
+    return this.#spec.headers;
+  }
+
   start(): Promise<AttemptOutcome> {
     const spec = this.#spec;
     this.#arm('connect');

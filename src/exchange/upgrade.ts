@@ -356,34 +356,14 @@ export class Upgrades {
       if (exchangeStart.hasSubscribers) exchangeStart.publish(message);
       return message;
     };
-    const invalid = (error: unknown = null): void =>
-      reply(this.core, req, socket, id, '', { code: 'REQUEST_INVALID', proxyStatus: 'http_request_error', phase: null, error, receivedStatus: null, retryAfter: null }, 0, begin(''));
     socket.on('error', () => socket.destroy());
-    // h2c and the rest are request-smuggling vectors through proxies.
-    if (!isWebSocketUpgrade(req) || req.method !== 'GET') {
-      invalid();
-      return;
-    }
-    const mountPath = options.mountPath ?? '';
-    let url = req.url ?? '/';
-    if (options.mountPath === undefined) this.#warnUnmounted(url);
-    if (mountPath !== '') {
-      if (url !== mountPath && !url.startsWith(`${mountPath}/`) && !url.startsWith(`${mountPath}?`)) {
-        invalid();
-        return;
-      }
-      url = url.slice(mountPath.length) || '/';
-      if (url.startsWith('?')) url = `/${url}`;
-    }
-    let path: string | null;
-    try {
-      path = upstreamPath(config.basePath, config.pathRewrite === null ? url : config.pathRewrite(url, req));
-    } catch (error) {
-      reply(this.core, req, socket, id, '', { code: 'PROXY_INTERNAL_ERROR', proxyStatus: 'proxy_internal_error', phase: null, error: new RewriteHookError('The `pathRewrite` function threw', { cause: error }), receivedStatus: null, retryAfter: null }, 0, begin(''));
-      return;
-    }
-    if (path === null) {
-      invalid();
+    const path = this.#upstreamPath(req, options.mountPath);
+    if (typeof path !== 'string') {
+      const failure: Failure =
+        path === null
+          ? { code: 'REQUEST_INVALID', proxyStatus: 'http_request_error', phase: null, error: null, receivedStatus: null, retryAfter: null }
+          : { code: 'PROXY_INTERNAL_ERROR', proxyStatus: 'proxy_internal_error', phase: null, error: path, receivedStatus: null, retryAfter: null };
+      reply(this.core, req, socket, id, '', failure, 0, begin(''));
       return;
     }
     const message = begin(path);
@@ -405,12 +385,37 @@ export class Upgrades {
       reply(this.core, req, socket, id, path, { code: 'PROXY_INTERNAL_ERROR', proxyStatus: 'proxy_internal_error', phase: null, error, receivedStatus: null, retryAfter: null }, 0, message);
       return;
     }
-    const upgrade = new Upgrade(this.core, req, socket, head, id, path, headers, message, { req, mountPath, clientUrl: req.url ?? '/' }, this.#open);
+    const side: ResponseSide = { req, mountPath: options.mountPath ?? '', clientUrl: req.url ?? '/' };
+    const upgrade = new Upgrade(this.core, req, socket, head, id, path, headers, message, side, this.#open);
     this.#upgrading.add(upgrade);
     try {
       await upgrade.run();
     } finally {
       this.#upgrading.delete(upgrade);
+    }
+  }
+
+  /**
+   * The path to send upstream: the mount path stripped, `pathRewrite` applied.
+   * `null` for a request the proxy refuses (not a WebSocket GET — h2c and the
+   * rest are request-smuggling vectors through proxies —, outside the mount
+   * path, or a path it will not send); the error when `pathRewrite` threw.
+   */
+  #upstreamPath(req: IncomingMessage, mount: string | undefined): string | RewriteHookError | null {
+    const { config } = this.core;
+    if (!isWebSocketUpgrade(req) || req.method !== 'GET') return null;
+    const mountPath = mount ?? '';
+    let url = req.url ?? '/';
+    if (mount === undefined) this.#warnUnmounted(url);
+    if (mountPath !== '') {
+      if (url !== mountPath && !url.startsWith(`${mountPath}/`) && !url.startsWith(`${mountPath}?`)) return null;
+      url = url.slice(mountPath.length) || '/';
+      if (url.startsWith('?')) url = `/${url}`;
+    }
+    try {
+      return upstreamPath(config.basePath, config.pathRewrite === null ? url : config.pathRewrite(url, req));
+    } catch (error) {
+      return new RewriteHookError('The `pathRewrite` function threw', { cause: error });
     }
   }
 

@@ -203,10 +203,16 @@ export abstract class AttemptLoop implements RetryLoop<Outcome> {
       this.refused('CIRCUIT_OPEN');
       return Promise.resolve({ kind: 'refused', code: 'CIRCUIT_OPEN', retryAfter: String(refused) });
     }
-    // Hedging's seam: a hedged request would race this attempt against a
-    // second runAttempt(n) started after the hedge delay (pickHost avoids
-    // the host already running); the first head (Attempt's onHead) wins and
-    // the other is aborted as cancelled, so recordAttempt counts it neutral.
+    // HEDGING'S SEAM. A hedged attempt replaces this call with a race:
+    // runAttempt(n) now and, if no head came within the hedge delay (and
+    // policy, budget and remaining() allow), a second runAttempt(n) — the
+    // loop's admission above already passed. pickHost() then avoids the
+    // host already running (it is `this.host`, so it is in `tried`). The
+    // first head wins (Attempt's onHead, via the spec the subclass's `open`
+    // builds); the loser is aborted with a ClientAbortedError, which
+    // recordAttempt counts as neutral (no failure, no latency). `current`
+    // holds one call and cancel() aborts it: a hedge must abort its second
+    // call too. Both attempts count in `attempts` and in flight.
     return this.runAttempt(n);
   }
 

@@ -18,7 +18,7 @@ import { sendProblemOnSocket } from '../contract/problem.js';
 import type { FailureEvent } from '../options.js';
 import { ownAttemptHeader } from '../options.js';
 import type { Host } from '../upstream/group.js';
-import type { AttemptOutcome } from './attempt.js';
+import { dispatchAttempt, type AttemptOutcome } from './attempt.js';
 import { AttemptLoop, type UpstreamCall } from './attempt-loop.js';
 import { callHook } from './call-hook.js';
 import type { ProxyCore } from './exchange.js';
@@ -107,14 +107,8 @@ class Handshake implements Dispatcher.DispatchHandler, UpstreamCall {
 
   start(): Promise<AttemptOutcome> {
     this.#arm('connect');
-    try {
-      this.host.dispatcher.dispatch(
-        { origin: this.host.origin, path: this.path, method: 'GET', headers: this.headers, upgrade: 'websocket', headersTimeout: 0, bodyTimeout: 0 },
-        this,
-      );
-    } catch (error) {
-      this.#settle({ kind: 'failed', error, phase: 'connect' });
-    }
+    const refused = dispatchAttempt(this.host.dispatcher, { origin: this.host.origin, path: this.path, method: 'GET', headers: this.headers, upgrade: 'websocket' }, this);
+    if (refused !== null) this.#settle(refused);
     return this.#promise;
   }
 

@@ -29,7 +29,7 @@ import { setTimeout as delay } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import autocannon from 'autocannon';
 import type { Command, HostEvent, ProxyConfig, ReplicaMode, Reply, Restart } from './fault-servers.js';
-import { faultsBlock } from './render.js';
+import { faultsBlock } from './sections/faults.js';
 import { FAULTS, writeFaultResults, type Balance, type FaultResults, type FaultRow, type FaultScenario, type FaultScenarioId, type Recovery, type Spread } from './results.js';
 
 const smoke = process.argv.includes('--smoke');

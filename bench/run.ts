@@ -19,7 +19,7 @@ import { join, relative, resolve } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import autocannon from 'autocannon';
-import { benchmarksBlock } from './render.js';
+import { benchmarksBlock } from './sections/throughput.js';
 import { asEarlier, LATEST, readResults, writeResults, type BenchResults, type ContenderId, type MemoryRow, type RefusalMeasure, type ThroughputTable } from './results.js';
 import type { Kind } from './servers.js';
 import { writeBytes } from './write-bytes.js';
@@ -240,10 +240,10 @@ async function main(): Promise<void> {
 
   // Warm every path (JIT, keep-alive pools) before measuring. Warm-up is not
   // measured: a socket error here is reported, not fatal. Measured rounds
-  // must be clean.
+  // must be clean. A smoke run, whose figures mean nothing, skips it.
   const notes: string[] = [];
 
-  for (const size of settings.sizes) {
+  for (const size of smoke ? [] : settings.sizes) {
     for (const contender of contenders) {
       await load(`${contender.url}/${size}`, 1, contender.label).catch((error: unknown) => {
         notes.push(`warm-up: ${String(error)}`);

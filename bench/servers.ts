@@ -11,11 +11,29 @@ import fastifyHttpProxy from '@fastify/http-proxy';
 import { createProxyMiddleware } from 'http-proxy-middleware';
 import { Agent as HttpAgent } from 'node:http';
 import { Pool } from 'undici';
-import { createProxy, UpstreamRegistry } from 'resilient-proxy';
+import { subscribe } from 'node:diagnostics_channel';
+import { DIAGNOSTICS_CHANNELS } from 'resilient-proxy';
 import { fastifyProxy } from 'resilient-proxy/fastify';
 import { writeBytes } from './write-bytes.js';
 
-export const KINDS = ['upstream', 'bare-undici', 'bare-undici-express', 'rp-node', 'rp-express', 'hpm-express', 'rp-fastify', 'fastify-http-proxy', 'rp-open-circuit', 'rp-refused'] as const;
+export const KINDS = [
+  'upstream',
+  'bare-undici',
+  'bare-undici-express',
+  'rp-node',
+  'rp-express',
+  'hpm-express',
+  'rp-fastify',
+  'fastify-http-proxy',
+  'rp-open-circuit',
+  'rp-refused',
+  // For bench/cpu.ts: default options, and one feature on at a time.
+  'rp-express-default',
+  'rp-group',
+  'rp-stale',
+  'rp-channels',
+  'rp-hooks',
+] as const;
 export type Kind = (typeof KINDS)[number];
 
 const KiB = 1024;
@@ -100,6 +118,9 @@ const fullyArmed = {
   breaker: { capacity: 10_000 },
 };
 
+// RP_LIBRARY points at another build (bench/cpu.ts measures an older commit's dist/ beside this one).
+const { createProxy, UpstreamRegistry } = (await import(process.env.RP_LIBRARY ?? 'resilient-proxy')) as typeof import('resilient-proxy');
+
 async function start(kind: Kind, target: string): Promise<number> {
   switch (kind) {
     case 'upstream':
@@ -144,6 +165,21 @@ async function start(kind: Kind, target: string): Promise<number> {
     }
     case 'rp-refused':
       return listen(createProxy({ target, retry: false, breaker: false }));
+    case 'rp-express-default': {
+      const app = express();
+      app.use('/', createProxy({ target }));
+      return listen(app);
+    }
+    case 'rp-group':
+      // `target` is a comma-separated list of hosts.
+      return listen(createProxy({ target: target.split(',') }));
+    case 'rp-stale':
+      return listen(createProxy({ target, staleIfError: true }));
+    case 'rp-channels':
+      for (const name of Object.values(DIAGNOSTICS_CHANNELS)) subscribe(name, () => undefined);
+      return listen(createProxy({ target }));
+    case 'rp-hooks':
+      return listen(createProxy({ target, headers: { request: (headers) => ({ ...headers }) }, hooks: { onFailure: () => undefined, onRetry: () => undefined } }));
   }
 }
 
@@ -151,6 +187,10 @@ const [name = '', target = ''] = process.argv.slice(2);
 const kind = KINDS.find((known) => known === name);
 if (kind === undefined) throw new TypeError(`unknown server kind ${name}`);
 const port = await start(kind, target);
-process.send?.({ port, library: import.meta.resolve('resilient-proxy') });
+process.send?.({ port, library: process.env.RP_LIBRARY ?? import.meta.resolve('resilient-proxy') });
+// bench/cpu.ts asks for the process's CPU time (user + system, µs) before and after each window.
+process.on('message', (message) => {
+  if (message === 'cpu') process.send?.({ cpu: process.cpuUsage() });
+});
 // A clean exit on SIGINT, so that `--cpu-prof` can write its profile.
 process.once('SIGINT', () => process.exit(0));

@@ -1,4 +1,4 @@
-// Recipe (README, "Discovery: hosts from DNS or any registry"): a group's hosts
+// Recipe (docs/groups.md, "Discovery: hosts from DNS or any registry"): a group's hosts
 // from Consul's HTTP API with blocking queries, through `target: { discover }`.
 // Type-checked with the examples; it needs a Consul agent, so CI does not run it.
 

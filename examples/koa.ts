@@ -1,5 +1,6 @@
 // Koa gateway: the proxy is a middleware, mounted under /api with koa-mount.
-// It takes over the response (ctx.respond = false) and never calls next.
+// It sets the proxied response on ctx (status, headers, a body stream) for Koa
+// to send, so koa-compress and koa-logger see it, and never calls next.
 // Run: npx tsx examples/koa.ts   (then: curl -i localhost:3000/api/orders/7)
 
 import Koa from 'koa';

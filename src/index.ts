@@ -1,19 +1,11 @@
 export { createProxy, type ResilientProxy, type NextFunction } from './proxy.js';
-export {
-  DEFAULTS,
-  type ProxyOptions,
-  type TimeoutOptions,
-  type ProxyHooks,
-  type FailureEvent,
-  type ExchangeEvent,
-  type StatusOption,
-  type RetryOptions,
-  type RetryEvent,
-  type StaleEvent,
-  type NoRetryReason,
-} from './options.js';
+export { DEFAULTS, type ProxyOptions } from './options.js';
+export type { TimeoutOptions } from './policy/timeout-options.js';
+export type { ExchangeEvent, FailureEvent, NoRetryReason, ProxyHooks, RetryEvent, StaleEvent } from './observe/hooks.js';
+export type { StatusOption } from './contract/contract-options.js';
+export type { RetryOptions } from './policy/retry-options.js';
 export { MemoryStaleStore, type MemoryStaleStoreOptions, type StaleEntry, type StaleResponse, type StaleStore, type StaleVariants } from './stale/store.js';
-export type { StaleIfErrorOptions } from './stale/layer.js';
+export type { StaleIfErrorOptions } from './stale/stale-options.js';
 export { UpstreamRegistry, defaultRegistry, type UpstreamSnapshot } from './upstream/registry.js';
 export type { BreakerOptions, BreakerState, BreakerStateChange, BreakerStats } from './upstream/breaker.js';
 export type { RetryBudgetOptions } from './upstream/retry-budget.js';
@@ -34,7 +26,8 @@ export type { OutlierOptions } from './upstream/outlier.js';
 export type { UpgradeOptions } from './exchange/upgrade.js';
 export type { CookieRewrite, HeaderPatch, PathRewrite } from './exchange/rewrite.js';
 export type { TransformContext, TransformResponse } from './exchange/transform.js';
-export type { HeaderOptions, RequestHeadersHook, ResponseHeadersHook, StaticTarget, WeightedTarget } from './options.js';
+export type { HeaderOptions, RequestHeadersHook, ResponseHeadersHook } from './exchange/rewrite-options.js';
+export type { StaticTarget, WeightedTarget } from './upstream/target-options.js';
 export {
   DIAGNOSTICS_CHANNELS,
   type AttemptEndOutcome,

@@ -7,7 +7,8 @@
 import type { IncomingMessage, OutgoingHttpHeader, ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { FrameworkResponse } from './exchange/client-response.js';
-import type { ProxyOptions, StaticTarget } from './options.js';
+import type { ProxyOptions } from './options.js';
+import type { StaticTarget } from './upstream/target-options.js';
 import { createProxyHandler, type UpgradeOptions } from './proxy.js';
 
 /** The part of a Koa 2 or 3 context the adapter uses. */

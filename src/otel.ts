@@ -37,7 +37,7 @@ import {
   type ExchangeMessage,
   type RefusalMessage,
 } from './observe/channels.js';
-import type { RetryEvent, StaleEvent } from './options.js';
+import type { RetryEvent, StaleEvent } from './observe/hooks.js';
 import { defaultRegistry, type UpstreamRegistry } from './upstream/registry.js';
 import { VERSION } from './version.js';
 

@@ -15,7 +15,8 @@ import { responseRewriter } from './exchange/response-rewrite.js';
 import { rewritePath } from './exchange/rewrite.js';
 import { asksForUpgrade, Upgrades, type UpgradeOptions } from './exchange/upgrade.js';
 import { upstreamPath } from './exchange/upstream-path.js';
-import { DEFAULTS, resolveTargets, resolveOptions, type ProxyOptions, type ResolvedOptions, type StaticTarget } from './options.js';
+import { DEFAULTS, resolveOptions, type ProxyOptions, type ResolvedOptions } from './options.js';
+import { resolveTargets, type StaticTarget } from './upstream/target-options.js';
 import type { TargetSpec } from './upstream/group.js';
 import { staleLayer } from './stale/layer.js';
 

@@ -139,7 +139,7 @@ describe('HealthChecker against a real server', () => {
   it('a check unanswered after `timeout` fails, and its connection is closed', async () => {
     const up = await server();
     up.fallback = 'hang';
-    const checks = checker(up.origin, { timeout: 20 });
+    const checks = checker(up.origin, { timeout: 250 });
 
     expect(await checks.next(2)).toStrictEqual([
       [false, null],

@@ -1,4 +1,4 @@
-// Logs that join up: the README's pino recipe (pino-http and hooks.onFailure
+// Logs that join up: the pino recipe of docs/observability.md (pino-http and hooks.onFailure
 // share one request id under one key), and foldRefusals, which keeps an open
 // circuit from writing a line per refused request without losing the counts.
 

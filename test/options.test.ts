@@ -40,7 +40,7 @@ const invalid: [string, unknown, string][] = [
   [
     'the former budget shape',
     { target, retry: { budget: { ratio: 0.2 } } },
-    '`retry.budget.ratio` is gone: the retry budget is now a token bucket, `{ maxTokens, tokenRatio }` (gRPC\'s retry throttling), because a per-instance floor of retries per second multiplies with the number of instances. See the README, Retries.',
+    '`retry.budget.ratio` is gone: the retry budget is now a token bucket, `{ maxTokens, tokenRatio }` (gRPC\'s retry throttling), because a per-instance floor of retries per second multiplies with the number of instances. See docs/timeouts-retries-breaker.md, Retries.',
   ],
   ['an attempt header with a space', { target, retry: { attemptHeader: 'x attempt' } }, 'Expected `retry.attemptHeader` to be a header name or false, got the string "x attempt".'],
   ['an unknown retry option', { target, retry: { delay: 5 } }, 'Unknown option `retry.delay`. Known options: retries, minDelay, maxDelay, factor, jitter, methods, maxBodyBytes, budget, attemptHeader.'],
@@ -151,7 +151,7 @@ describe('proxies that share a name', () => {
 
 // A user migrating pastes their old options: each gets what replaces it here
 // and where the migration guide is, not only "unknown".
-const GUIDE = 'See the migration guide (README, "Migrating from http-proxy / http-proxy-middleware").';
+const GUIDE = 'See the migration guide (docs/migration.md).';
 const migrating: [string, Record<string, unknown>, string][] = [
   ['http-proxy-middleware `router`', { router: { 'a.example': 'http://a' } }, 'Unknown option `router` → here: a target list, `target: [url1, url2]`'],
   ['http-proxy-middleware `ws`', { ws: true }, "Unknown option `ws` → here: `proxy.upgrade(req, socket, head)` on the server's 'upgrade' event"],
@@ -194,6 +194,38 @@ describe('options of other proxies name their replacement', () => {
     expect(() => createProxy({ target, timeout: 5000 } as unknown as ProxyOptions)).toThrow(
       new TypeError(`Expected \`timeout\` to be an object like { connect, response, idle, total }, got 5000 → here: per-phase timeouts: \`timeout: { connect, response, idle, total }\` in milliseconds; a whole-exchange bound is \`timeout.total\`, a socket timeout is your server's own (\`server.requestTimeout\`). ${GUIDE}`),
     );
+  });
+
+  // Every option and event these proxies document, as their types declare them
+  // (http-proxy-middleware 3's Options and OnProxyEvent, @types/http-proxy's
+  // ServerOptions, http-proxy-middleware 2's legacy options, express-http-proxy's
+  // README, @fastify/http-proxy's and @fastify/reply-from's options): each one
+  // that is not also an option here names its replacement and the guide.
+  const ours = new Set(['target', 'changeOrigin', 'pathRewrite', 'cookieDomainRewrite', 'cookiePathRewrite', 'headers', 'timeout', 'prefix', 'websocket']);
+  const theirs = [
+    ...['pathFilter', 'router', 'plugins', 'ejectPlugins', 'logger'],
+    ...['forward', 'agent', 'ssl', 'ws', 'xfwd', 'secure', 'toProxy', 'prependPath', 'ignorePath', 'localAddress', 'preserveHeaderKeyCase', 'auth', 'hostRewrite', 'autoRewrite', 'protocolRewrite', 'proxyTimeout', 'followRedirects', 'selfHandleResponse', 'buffer', 'method', 'ca'],
+    ...['onError', 'onProxyRes', 'onProxyReq', 'onProxyReqWs', 'onOpen', 'onClose', 'logProvider', 'logLevel'],
+    ...['proxyReqPathResolver', 'forwardPath', 'forwardPathAsync', 'filter', 'userResDecorator', 'intercept', 'limit', 'memoizeHost', 'userResHeaderDecorator', 'skipToNextHandlerFilter', 'proxyErrorHandler', 'proxyReqOptDecorator', 'decorateRequest', 'https', 'preserveHostHdr', 'parseReqBody', 'reqAsBuffer', 'reqBodyEncoding', 'proxyReqBodyDecorator'],
+    ...['upstream', 'rewritePrefix', 'proxyPayloads', 'preHandler', 'beforeHandler', 'preValidation', 'handler', 'preRewrite', 'config', 'replyOptions', 'wsUpstream', 'wsClientOptions', 'wsServerOptions', 'wsHooks', 'wsReconnect', 'routes', 'httpMethods', 'constraints', 'internalRewriteLocationHeader'],
+    ...['base', 'cacheURLs', 'disableCache', 'http', 'http2', 'undici', 'balancedPoolOptions', 'contentTypesToEncode', 'retryMethods', 'maxRetriesOn503', 'retryDelay', 'disableRequestLogging', 'globalAgent', 'destroyAgent'],
+  ].filter((name) => !ours.has(name));
+  const events = ['error', 'proxyReq', 'proxyReqWs', 'proxyRes', 'open', 'close', 'start', 'end', 'econnreset'];
+
+  it.each([
+    ...theirs.map((name): [string, Record<string, unknown>] => [name, { [name]: true }]),
+    ...events.map((event): [string, Record<string, unknown>] => [`on.${event}`, { on: { [event]: () => undefined } }]),
+  ])('every option and event of the other proxies names its replacement: %s', (name, options) => {
+    let thrown: unknown;
+    try {
+      createProxy({ target, ...options });
+    } catch (error) {
+      thrown = error;
+    }
+    expect(thrown).toBeInstanceOf(TypeError);
+    const message = (thrown as TypeError).message;
+    expect(message.startsWith(`Unknown option \`${name}\` → here: `), message).toBe(true);
+    expect(message.endsWith(GUIDE), message).toBe(true);
   });
 
   it('a misspelling that is no other proxy\'s option still lists the known options', () => {

@@ -10,7 +10,7 @@
 import { classifyError, type Phase } from '../contract/classify.js';
 import { isClientAborted, isProxyTimeout, ProxyTimeoutError } from '../contract/errors.js';
 import type { FailureCode } from '../contract/failures.js';
-import type { ExchangeEvent, NoRetryReason, RetryEvent } from '../options.js';
+import type { ExchangeEvent, NoRetryReason, RetryEvent } from '../observe/hooks.js';
 import { runWithRetries, type RetryLoop } from '../policy/retry.js';
 import { backoffDelay, isRetryable, parseRetryAfter, sentNothing } from '../policy/retry-policy.js';
 import { limitSample } from '../policy/adaptive-concurrency.js';
@@ -20,7 +20,7 @@ import type { AttemptFailure, Host } from '../upstream/group.js';
 import { attemptEnd, attemptMessage, attemptStart, budgetExhausted, refusalChannel, retryChannel, type AttemptMessage } from '../observe/channels.js';
 import type { AttemptOutcome } from './attempt.js';
 import { callHook } from './call-hook.js';
-import type { ProxyCore } from './exchange.js';
+import type { ProxyCore } from './core.js';
 import { attemptFailure, countsAgainstBreaker, countsAgainstUpstream, endAttemptOf, failureOf, type FailedOutcome, type Failure, type Outcome, type Refused } from './failure.js';
 
 /** One attempt on one host (an HTTP `Attempt`, a WebSocket `Handshake`): settles once. */

@@ -14,7 +14,8 @@ import { clientResponseHeaders, withAppHeaders } from './headers.js';
 import type { ResponseRewriter, ResponseSide } from './response-rewrite.js';
 import { plainHeaders, refusePromise } from './rewrite.js';
 import { codecFor, transformBody, type TransformResponse } from './transform.js';
-import type { LimitOptions, TimeoutOptions } from '../options.js';
+import type { LimitOptions } from './limit-options.js';
+import type { TimeoutOptions } from '../policy/timeout-options.js';
 
 /** The keep-alive pool the proxy owns when no dispatcher is given. */
 export function createPool(origin: string, timeout: Readonly<TimeoutOptions>): Dispatcher {

@@ -19,20 +19,20 @@ import { classifyError } from '../contract/classify.js';
 import { ClientAbortedError, isClientAborted, isProxyTimeout, LimitExceededError, ProxyTimeoutError, RewriteHookError } from '../contract/errors.js';
 import type { FailureCode } from '../contract/failures.js';
 import { sendProblem } from '../contract/problem.js';
-import type { FailureEvent, RequestHeadersHook, ResolvedOptions, StaleEvent } from '../options.js';
-import { ownAttemptHeader } from '../options.js';
+import type { FailureEvent, StaleEvent } from '../observe/hooks.js';
+import { ownAttemptHeader } from '../policy/retry-options.js';
+import type { RequestHeadersHook } from './rewrite-options.js';
 import type { Guarded } from '../upstream/breaker.js';
 import type { Host } from '../upstream/group.js';
-import type { UpstreamState } from '../upstream/registry.js';
 import { Attempt, type AttemptOutcome } from './attempt.js';
 import { AttemptLoop } from './attempt-loop.js';
 import { callHook } from './call-hook.js';
+import type { ProxyCore } from './core.js';
 import { hasRequestBody, requestBody, type ClientBody } from './body.js';
 import { showClientUrl } from './client-url.js';
 import { cutResponse, type ClientResponse } from './client-response.js';
 import { CLIENT_FAULTS, failureOf, fromClassification, statusFor, type Failure, type Outcome } from './failure.js';
 import { upstreamRequestHeaders } from './headers.js';
-import type { ResponseRewriter } from './response-rewrite.js';
 import { HOOK_CANCELLED, settleHook } from './hook-time.js';
 import { hookedRequestHeaders, patchHeaders, plainHeaders } from './rewrite.js';
 import type { ParsedBody } from './parsed-body.js';
@@ -43,6 +43,7 @@ import { endExchange, exchangeEnd, exchangeMessage, exchangeStart, staleChannel,
 
 export { countsAgainstUpstream, fromClassification, internalFailure, refusal, statusFor, type Failure } from './failure.js';
 export { callHook } from './call-hook.js';
+export type { ProxyCore } from './core.js';
 
 /** What an adapter knows about a request that Node's request object does not carry. */
 export interface ForwardContext {
@@ -58,14 +59,6 @@ export interface ForwardContext {
   readonly originalUrl?: string | undefined;
 }
 
-/** What every exchange of one proxy shares: its options and its upstream's state. */
-export interface ProxyCore {
-  readonly config: ResolvedOptions;
-  readonly upstream: UpstreamState;
-  readonly rewrite: ResponseRewriter | null;
-  /** Stale on error, when `staleIfError` is on. */
-  readonly stale?: StaleLayer | null | undefined;
-}
 
 /** nginx's status for a request whose client closed the connection before the response. */
 const CLIENT_CLOSED_REQUEST = 499;
@@ -437,7 +430,7 @@ export class Exchange extends AttemptLoop {
     const restore = showClientUrl(this.req, this.clientUrl);
     let returned: Awaited<ReturnType<RequestHeadersHook>> | typeof HOOK_CANCELLED;
     try {
-      returned = await settleHook('headers.request', this.core.config.timeout.hook, () => hook(plainHeaders(built), this.req), this.signal());
+      returned = await settleHook('headers.request', this.core.config.timeout.hook, () => hook(plainHeaders(built), this.req), () => this.signal());
     } finally {
       restore();
     }

@@ -11,11 +11,24 @@ export const HOOK_CANCELLED = Symbol('hook cancelled');
 /**
  * Runs `run` and waits for it at most `ms` (0: no bound) and until `signal`
  * aborts. A throw or rejection, and a hook that has not settled in time, are
- * RewriteHookErrors naming `hook`.
+ * RewriteHookErrors naming `hook`. `signal` may be a function that makes it:
+ * it is then called only when the hook returned a promise, so a synchronous
+ * hook costs no AbortController.
  */
 export function settleHook<T>(hook: string, ms: number, run: () => T | PromiseLike<T>): Promise<Awaited<T>>;
-export function settleHook<T>(hook: string, ms: number, run: () => T | PromiseLike<T>, signal: AbortSignal): Promise<Awaited<T> | typeof HOOK_CANCELLED>;
-export async function settleHook<T>(hook: string, ms: number, run: () => T | PromiseLike<T>, signal?: AbortSignal): Promise<Awaited<T> | typeof HOOK_CANCELLED> {
+export function settleHook<T>(hook: string, ms: number, run: () => T | PromiseLike<T>, signal: AbortSignal | (() => AbortSignal)): Promise<Awaited<T> | typeof HOOK_CANCELLED>;
+export async function settleHook<T>(hook: string, ms: number, run: () => T | PromiseLike<T>, signalOrMake?: AbortSignal | (() => AbortSignal)): Promise<Awaited<T> | typeof HOOK_CANCELLED> {
+  let returned: T | PromiseLike<T>;
+  try {
+    returned = run();
+  } catch (error) {
+    throw new RewriteHookError(`The \`${hook}\` function threw or rejected`, { cause: error });
+  }
+  // A hook that answered at once has nothing left to bound: no timer, no race (most hooks are synchronous).
+  const made = typeof signalOrMake === 'function';
+  if (!isThenable(returned)) return !made && signalOrMake?.aborted === true ? HOOK_CANCELLED : (returned as Awaited<T>);
+  const pending = returned;
+  const signal = typeof signalOrMake === 'function' ? signalOrMake() : signalOrMake;
   let timer: NodeJS.Timeout | undefined;
   let onAbort: (() => void) | undefined;
   const bound = new Promise<typeof HOOK_CANCELLED>((resolve, reject) => {
@@ -27,7 +40,7 @@ export async function settleHook<T>(hook: string, ms: number, run: () => T | Pro
   });
   const called = (async () => {
     try {
-      return await run();
+      return await pending;
     } catch (error) {
       throw new RewriteHookError(`The \`${hook}\` function threw or rejected`, { cause: error });
     }
@@ -38,4 +51,8 @@ export async function settleHook<T>(hook: string, ms: number, run: () => T | Pro
     clearTimeout(timer);
     if (onAbort !== undefined) signal?.removeEventListener('abort', onAbort);
   }
+}
+
+function isThenable(value: unknown): value is PromiseLike<unknown> {
+  return (typeof value === 'object' || typeof value === 'function') && value !== null && typeof (value as { then?: unknown }).then === 'function';
 }

@@ -94,17 +94,16 @@ export function checkedHeaders(value: unknown, hook: string): HeaderMap {
   for (const [name, raw] of Object.entries(value as Record<string, unknown>)) {
     if (raw === undefined || raw === null) continue;
     if (!TOKEN.test(name)) throw new RewriteHookError(`\`${hook}\` returned a header name that is not a token: ${JSON.stringify(name)}`);
-    const strings: string[] = [];
-    for (const item of Array.isArray(raw) ? (raw as unknown[]) : [raw]) {
-      const text = typeof item === 'string' ? item : typeof item === 'number' ? String(item) : null;
-      if (text === null || !FIELD_VALUE.test(text)) {
-        throw new RewriteHookError(`\`${hook}\` returned a value for ${name} that cannot be sent (CR, LF, NUL, or not a string)`);
-      }
-      strings.push(text);
-    }
-    headers[name.toLowerCase()] = Array.isArray(raw) ? strings : (strings[0] ?? '');
+    // One value (the usual case) is checked without building an array for it.
+    headers[name.toLowerCase()] = Array.isArray(raw) ? (raw as unknown[]).map((item) => fieldValue(item, name, hook)) : fieldValue(raw, name, hook);
   }
   return headers;
+}
+
+function fieldValue(item: unknown, name: string, hook: string): string {
+  const text = typeof item === 'string' ? item : typeof item === 'number' ? String(item) : null;
+  if (text === null || !FIELD_VALUE.test(text)) throw new RewriteHookError(`\`${hook}\` returned a value for ${name} that cannot be sent (CR, LF, NUL, or not a string)`);
+  return text;
 }
 
 /** The origin and mount path the client used, for redirects that name an upstream host. */

@@ -7,7 +7,7 @@
 // interval. Every other failure passes through untouched.
 
 import { callHook } from '../exchange/exchange.js';
-import type { FailureEvent } from '../options.js';
+import type { FailureEvent } from './hooks.js';
 
 type Refusal = 'CIRCUIT_OPEN' | 'UPSTREAM_OVERLOADED';
 

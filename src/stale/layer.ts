@@ -12,46 +12,25 @@ import { createHash } from 'node:crypto';
 import type { IncomingHttpHeaders, IncomingMessage, OutgoingHttpHeaders } from 'node:http';
 import type { ClientResponse } from '../exchange/client-response.js';
 import CachePolicy from 'http-cache-semantics';
+import type { Phase } from '../contract/classify.js';
 import type { FailureCode } from '../contract/failures.js';
 import type { AttemptOutcome, KeepResponse, ResponseTee } from '../exchange/attempt.js';
-import type { Failure } from '../exchange/exchange.js';
 import type { ResolvedOptions } from '../options.js';
 import type { Playback } from './replay.js';
-import type { StaleEntry, StaleResponse, StaleStore, StaleVariants } from './store.js';
+import type { ResolvedStaleIfError } from './stale-options.js';
+import type { StaleEntry, StaleResponse, StaleVariants } from './store.js';
 
 /** Plays a kept response back to the client as a live one goes, response hooks included. */
 export type Replay = (playback: Playback) => Promise<AttemptOutcome>;
 
 const EMPTY = Buffer.alloc(0);
 
-/** `staleIfError`: keep the last good responses and answer failures with them. */
-export interface StaleIfErrorOptions {
-  /**
-   * How long past its freshness lifetime a kept response may still stand in
-   * for a failure, in milliseconds, when its origin said no `stale-if-error`.
-   * The client's `max-stale` may allow longer. Default `300000` (5 minutes).
-   */
-  maxStale: number;
-  /**
-   * `false`: an origin's `stale-if-error=N` is the window for its responses
-   * (RFC 5861), shorter or longer than `maxStale`, and the client's
-   * `max-stale` cannot pass it. `true`: `maxStale` (and the client's
-   * `max-stale`) may also serve past it. Default `false`.
-   */
-  maxStaleOverridesOrigin: boolean;
-  /** The largest body kept, in bytes; a larger response streams on and is not kept. Default `1048576` (1 MiB). */
-  maxEntryBytes: number;
-  /**
-   * The default store's bound in bytes, and the bound on the bytes being
-   * copied from responses still streaming (copies past it are given up).
-   * Default `33554432` (32 MiB).
-   */
-  maxBytes: number;
-  /** Where responses are kept. Default: a `MemoryStaleStore` of `maxBytes`, one per proxy. */
-  store: StaleStore;
+/** What the layer needs to know of the failure a kept response would hide. */
+export interface StaleFailure {
+  readonly code: FailureCode;
+  readonly phase: Phase | null;
+  readonly receivedStatus: number | null;
 }
-
-export type ResolvedStaleIfError = Readonly<StaleIfErrorOptions>;
 
 /** What the layer needs to know of an exchange. */
 export interface StaleSide {
@@ -412,7 +391,7 @@ export class StaleLayer {
   }
 
   /** Whether a kept response may stand in for this failure at all. */
-  covers(side: StaleSide, failure: Failure): boolean {
+  covers(side: StaleSide, failure: StaleFailure): boolean {
     return (side.method === 'GET' || side.method === 'HEAD') && HIDDEN.has(failure.code) && failure.phase !== 'body' && !side.res.headersSent;
   }
 
@@ -422,7 +401,7 @@ export class StaleLayer {
    * there is none it may use, or the playback failed before anything was
    * sent (the caller sends the contract).
    */
-  async serve(side: StaleSide, failure: Failure, replay: Replay): Promise<StaleServed | null> {
+  async serve(side: StaleSide, failure: StaleFailure, replay: Replay): Promise<StaleServed | null> {
     const found = await this.#lookup(side);
     const { res } = side;
     if (found === null || res.headersSent || res.destroyed || res.writableEnded) return null;

@@ -1,0 +1,270 @@
+// CPU time per request of the proxy process, measured in simultaneous pairs:
+// the two contenders of a pair run at the same time, both pinned to core 0,
+// loaded at the same time by autocannon in this process (pinned with the
+// upstreams to the other core), so whatever else the machine does falls on
+// both alike. Each window asks both processes for their process.cpuUsage()
+// (user + system, every thread) before and after, and divides by the requests
+// each served; the figure of a pair is the median of its per-window ratios,
+// with their spread. The same pairs' request counts give the req/s ratio.
+//
+//   npx tsx bench/cpu.ts                 measure, write bench/results/cpu.json
+//   npx tsx bench/cpu.ts --smoke         one short window of one pair, writes nothing
+//   npx tsx bench/cpu.ts hooks group     only these pairs, printed, nothing written
+//   npx tsx bench/cpu.ts --profile DIR   instead: each contender alone under
+//                                        --cpu-prof, the top self-time functions
+//                                        written to bench/results/profile.json
+//
+// The older build (a3c2e01, the target of issue 20) is measured when
+// RP_OLD_BUILD names its dist/index.js (see BENCHMARKS.md for the recipe); the
+// runner says when it is absent. Needs `taskset` (util-linux) and two cores.
+
+import { execFileSync, fork, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { cpus } from 'node:os';
+import { join } from 'node:path';
+import autocannon from 'autocannon';
+import type { Kind } from './servers.js';
+import { ROOT } from './results.js';
+import type { CpuPair, CpuResults, ProfileResults, ProfileRow } from './sections/cpu.js';
+
+const smoke = process.argv.includes('--smoke');
+const profileIndex = process.argv.indexOf('--profile');
+const profileDir = profileIndex === -1 ? null : (process.argv[profileIndex + 1] ?? '');
+// Pair ids given on the command line: measure only those, print, write nothing.
+const only = process.argv.slice(2).filter((arg, i, all) => !arg.startsWith('--') && all[i - 1] !== '--profile');
+const WINDOWS = smoke ? 1 : 9;
+const SECONDS = smoke ? 1 : 3;
+const CONNECTIONS = 32;
+const OLD_BUILD = process.env.RP_OLD_BUILD ?? '';
+const OLD_LABEL = process.env.RP_OLD_LABEL ?? 'a3c2e01';
+const childEnv = { ...process.env, TSX_TSCONFIG_PATH: join(ROOT, 'bench/tsconfig.runtime.json') };
+const children: ChildProcess[] = [];
+const pinned = cpus().length >= 2;
+
+/** Pins every thread of `pid` to `core`. */
+function pin(pid: number, core: number): void {
+  if (pinned) execFileSync('taskset', ['-a', '-p', '-c', String(core), String(pid)], { stdio: 'ignore' });
+}
+
+interface Server {
+  readonly url: string;
+  readonly child: ChildProcess;
+}
+
+async function server(kind: Kind, target: string, library = '', execArgv: string[] = []): Promise<Server> {
+  const env = library === '' ? childEnv : { ...childEnv, RP_LIBRARY: library };
+  const child = fork(join(ROOT, 'bench/servers.ts'), [kind, target], { execArgv: [...execArgv, '--import', 'tsx'], env, stdio: 'inherit' });
+  children.push(child);
+  const [message] = (await once(child, 'message')) as [{ port: number }];
+  return { url: `http://127.0.0.1:${message.port}`, child };
+}
+
+async function stop(server: Server, signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {
+  if (server.child.exitCode !== null) return;
+  server.child.kill(signal);
+  await once(server.child, 'exit');
+}
+
+/** The process's CPU time so far, in µs. */
+async function cpuTime(server: Server): Promise<number> {
+  server.child.send('cpu');
+  for (;;) {
+    const [message] = (await once(server.child, 'message')) as [{ cpu?: NodeJS.CpuUsage }];
+    if (message.cpu !== undefined) return message.cpu.user + message.cpu.system;
+  }
+}
+
+async function load(url: string, seconds: number): Promise<number> {
+  const result = await autocannon({ url: `${url}/1k`, connections: CONNECTIONS, duration: seconds, pipelining: 1 });
+  if (!smoke && (result.errors > 0 || result.non2xx > 0 || result.timeouts > 0)) throw new Error(`${url}: ${result.errors} errors, ${result.non2xx} non-2xx, ${result.timeouts} timeouts`);
+  return result.requests.total;
+}
+
+interface Contender {
+  readonly label: string;
+  readonly kind: Kind;
+  /** The group's hosts instead of the single upstream. */
+  readonly group?: boolean;
+  /** Another build's dist/index.js. */
+  readonly library?: string;
+}
+
+const bare: Contender = { label: 'bare undici proxy on node:http', kind: 'bare-undici' };
+const node: Contender = { label: 'resilient-proxy, node:http, defaults', kind: 'rp-node' };
+const old: Contender = { label: `resilient-proxy at ${OLD_LABEL}, node:http`, kind: 'rp-node', library: OLD_BUILD };
+
+/** [id, what the pair shows, ours, theirs, target ratio of req/s (ours over theirs) or null] */
+const PAIRS: [string, string, Contender, Contender, number | null][] = [
+  ['node', 'node:http against a hand-written undici proxy', node, bare, 1.25],
+  ['express', 'Express against http-proxy-middleware', { label: 'resilient-proxy, Express, defaults', kind: 'rp-express-default' }, { label: 'http-proxy-middleware, Express', kind: 'hpm-express' }, 1.4],
+  ['fastify', 'Fastify adapter against @fastify/http-proxy', { label: 'resilient-proxy, Fastify adapter', kind: 'rp-fastify' }, { label: '@fastify/http-proxy', kind: 'fastify-http-proxy' }, 1.2],
+  ['old', `this build against ${OLD_LABEL}`, node, old, 1],
+  ['old-bare', `${OLD_LABEL} against the bare undici proxy`, old, bare, null],
+  ['group', 'a group of three hosts against a single target', { label: 'resilient-proxy, group of three', kind: 'rp-group', group: true }, node, 0.97],
+  ['same', 'the same build twice: the noise of a pair', node, node, null],
+  ['stale', 'staleIfError on against off', { label: 'staleIfError: true', kind: 'rp-stale' }, node, null],
+  ['channels', 'a subscriber on every diagnostics channel against none', { label: 'every channel subscribed', kind: 'rp-channels' }, node, null],
+  ['hooks', 'a headers.request hook, onFailure and onRetry against none', { label: 'request hook + hooks', kind: 'rp-hooks' }, node, null],
+];
+
+const median = (values: readonly number[]): number => {
+  const sorted = [...values].sort((a, b) => a - b);
+  const middle = Math.floor(sorted.length / 2);
+  return sorted.length % 2 === 1 ? (sorted[middle] ?? Number.NaN) : ((sorted[middle - 1] ?? 0) + (sorted[middle] ?? 0)) / 2;
+};
+const spread = (values: readonly number[]) => ({ median: median(values), min: Math.min(...values), max: Math.max(...values) });
+const round = (value: number, digits = 3): number => Number(value.toFixed(digits));
+
+async function start(contender: Contender, upstreams: readonly string[], execArgv: string[] = []): Promise<Server> {
+  const target = contender.group === true ? upstreams.join(',') : (upstreams[0] ?? '');
+  const started = await server(contender.kind, target, contender.library, execArgv);
+  pin(started.child.pid ?? 0, 0);
+  return started;
+}
+
+async function measurePair(id: string, title: string, ours: Contender, theirs: Contender, target: number | null, upstreams: readonly string[]): Promise<CpuPair> {
+  const a = await start(ours, upstreams);
+  const b = await start(theirs, upstreams);
+  await Promise.all([load(a.url, smoke ? 0.5 : 2), load(b.url, smoke ? 0.5 : 2)]); // warm-up, not counted
+  const cpuRatios: number[] = [];
+  const rpsRatios: number[] = [];
+  const oursMicros: number[] = [];
+  const theirsMicros: number[] = [];
+  for (let window = 0; window < WINDOWS; window += 1) {
+    const [a0, b0] = await Promise.all([cpuTime(a), cpuTime(b)]);
+    const [na, nb] = await Promise.all([load(a.url, SECONDS), load(b.url, SECONDS)]);
+    const [a1, b1] = await Promise.all([cpuTime(a), cpuTime(b)]);
+    const perA = (a1 - a0) / Math.max(1, na);
+    const perB = (b1 - b0) / Math.max(1, nb);
+    oursMicros.push(perA);
+    theirsMicros.push(perB);
+    cpuRatios.push(perA / perB);
+    rpsRatios.push(na / Math.max(1, nb));
+  }
+  await stop(a);
+  await stop(b);
+  const cpu = spread(cpuRatios);
+  const rps = spread(rpsRatios);
+  const row: CpuPair = {
+    id,
+    title,
+    ours: ours.label,
+    theirs: theirs.label,
+    target,
+    cpuRatio: { median: round(cpu.median), min: round(cpu.min), max: round(cpu.max) },
+    rpsRatio: { median: round(rps.median), min: round(rps.min), max: round(rps.max) },
+    oursMicros: round(median(oursMicros), 1),
+    theirsMicros: round(median(theirsMicros), 1),
+  };
+  console.log(`${id.padEnd(9)} cpu/req ${row.cpuRatio.median.toFixed(3)} (${row.cpuRatio.min.toFixed(3)}–${row.cpuRatio.max.toFixed(3)})  req/s ${row.rpsRatio.median.toFixed(3)}  ${row.oursMicros} µs against ${row.theirsMicros} µs`);
+  return row;
+}
+
+/** Where a frame's code comes from, for the per-request totals. */
+function origin(url: string, fn: string): string {
+  const module = /node_modules\/((?:@[^/]+\/)?[^/]+)/.exec(url)?.[1];
+  if (module !== undefined) return ['express', 'router', 'fastify', 'http-proxy', 'http-proxy-middleware', 'undici'].includes(module) || module.startsWith('@fastify') ? module : 'other packages';
+  if (url.includes('/dist/')) return 'resilient-proxy';
+  if (url.startsWith('node:') || url === '' || !url.includes('/')) return fn.startsWith('(') ? fn : 'Node';
+  return 'bench';
+}
+
+/** Self time per request of each function of a .cpuprofile, over its last `seconds` (the measured load). */
+function topSelf(file: string, seconds: number, requests: number, count: number): Omit<ProfileResults['rows'][number], 'label'> {
+  interface Node {
+    id: number;
+    callFrame: { functionName: string; url: string; lineNumber: number };
+  }
+  const profile = JSON.parse(readFileSync(file, 'utf8')) as { nodes: Node[]; samples: number[]; timeDeltas: number[]; endTime: number; startTime: number };
+  const byId = new Map(profile.nodes.map((n) => [n.id, n]));
+  const self = new Map<string, number>();
+  const origins = new Map<string, number>();
+  let at = profile.startTime;
+  const from = profile.endTime - seconds * 1e6;
+  profile.samples.forEach((id, i) => {
+    at += profile.timeDeltas[i] ?? 0;
+    const frame = byId.get(id)?.callFrame;
+    const weight = profile.timeDeltas[i + 1] ?? 0;
+    if (at < from || frame === undefined || frame.functionName === '(idle)') return;
+    const where = frame.url === '' ? '' : `${frame.url.replace(/^.*\/node_modules\//, '').replace(/^file:\/\/.*\/(dist|bench)\//, '$1/').replace(/^node:/, '')}:${frame.lineNumber + 1}`;
+    const key = `${frame.functionName === '' ? '(anonymous)' : frame.functionName} ${where}`.trim();
+    self.set(key, (self.get(key) ?? 0) + weight);
+    const from_ = origin(frame.url, frame.functionName);
+    origins.set(from_, (origins.get(from_) ?? 0) + weight);
+  });
+  const perRequest = (micros: number): number => round(micros / Math.max(1, requests), 2);
+  const total = [...self.values()].reduce((sum, v) => sum + v, 0);
+  return {
+    requests,
+    micros: perRequest(total),
+    origins: [...origins.entries()].sort((x, y) => y[1] - x[1]).map(([name, micros]) => ({ fn: name, micros: perRequest(micros) })),
+    top: [...self.entries()]
+      .sort((x, y) => y[1] - x[1])
+      .slice(0, count)
+      .map(([fn, micros]) => ({ fn, micros: perRequest(micros) })),
+  };
+}
+
+async function profiles(dir: string, upstreams: readonly string[]): Promise<void> {
+  const contenders = [...new Map(PAIRS.flatMap(([, , a, b]) => [a, b]).map((c) => [`${c.kind}:${c.library ?? ''}`, c])).values()].filter((c) => c.library !== '');
+  const seconds = 5;
+  const rows: ProfileResults['rows'][number][] = [];
+  for (const contender of contenders) {
+    const out = join(dir, contender.label.replace(/[^a-z0-9]+/gi, '-'));
+    rmSync(out, { recursive: true, force: true });
+    mkdirSync(out, { recursive: true });
+    const s = await start(contender, upstreams, ['--cpu-prof', '--cpu-prof-interval', '250', '--cpu-prof-dir', out]);
+    await load(s.url, 3);
+    const requests = await load(s.url, seconds);
+    await stop(s, 'SIGINT');
+    const [file] = readdirSync(out).filter((f) => f.endsWith('.cpuprofile'));
+    if (file === undefined) throw new Error(`no profile in ${out}`);
+    const row = { label: contender.label, ...topSelf(join(out, file), seconds, requests, 15) };
+    rows.push(row);
+    const show = (r: ProfileRow): string => `  ${r.micros.toFixed(2).padStart(6)} µs  ${r.fn}`;
+    console.log(`\n${row.label}: ${row.micros} µs per request\n${row.origins.map(show).join('\n')}\n${row.top.map(show).join('\n')}`);
+  }
+  const result: ProfileResults = { date: new Date().toISOString(), node: process.version, seconds, rows };
+  writeFileSync(join(ROOT, 'bench/results/profile.json'), `${JSON.stringify(result, null, 2)}\n`);
+}
+
+async function main(): Promise<void> {
+  if (!existsSync(join(ROOT, 'dist/index.js'))) throw new Error('Build first: npm run build.');
+  if (pinned) pin(process.pid, 1);
+  const upstreams: string[] = [];
+  // Three for the group; a smoke run (one pair, no group) needs one.
+  for (let i = 0; i < (smoke ? 1 : 3); i += 1) upstreams.push((await server('upstream', '')).url);
+  if (profileDir !== null) return profiles(profileDir, upstreams);
+  const notes: string[] = [];
+  if (!pinned) notes.push('One core only: nothing pinned.');
+  if (OLD_BUILD === '' || !existsSync(OLD_BUILD)) notes.push(`${OLD_LABEL} not measured: RP_OLD_BUILD does not name its dist/index.js.`);
+  const started = performance.now();
+  const pairs: CpuPair[] = [];
+  // A smoke run proves the method on one pair.
+  const chosen = only.length > 0 ? PAIRS.filter(([id]) => only.includes(id)) : smoke ? PAIRS.filter(([id]) => id === 'node') : PAIRS;
+  for (const [id, title, ours, theirs, target] of chosen) {
+    if ((ours.library ?? theirs.library) !== undefined && (OLD_BUILD === '' || !existsSync(OLD_BUILD))) continue;
+    pairs.push(await measurePair(id, title, ours, theirs, target, upstreams));
+  }
+  const results: CpuResults = {
+    date: new Date().toISOString(),
+    commit: execFileSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: ROOT, encoding: 'utf8' }).trim(),
+    node: process.version,
+    machine: `${cpus().length} cores`,
+    windows: WINDOWS,
+    seconds: SECONDS,
+    connections: CONNECTIONS,
+    totalSeconds: Math.round((performance.now() - started) / 1000),
+    notes,
+    pairs,
+  };
+  for (const note of notes) console.log(note);
+  if (!smoke && only.length === 0) writeFileSync(join(ROOT, 'bench/results/cpu.json'), `${JSON.stringify(results, null, 2)}\n`);
+}
+
+try {
+  await main();
+} finally {
+  for (const child of children) if (child.exitCode === null) child.kill('SIGKILL');
+}

@@ -263,6 +263,11 @@ export class Attempt implements Dispatcher.DispatchHandler {
       if (response > 0) this.#readDeadline = setTimeout(() => this.abort(new ProxyTimeoutError('response', response)), response);
       return;
     }
+    this.#holdHead(outgoing);
+  }
+
+  /** A head to stream: sent at once for an event stream, else held for its first body byte (see HEAD_HOLD_MS). */
+  #holdHead(outgoing: OutgoingHttpHeaders): void {
     this.#stream = isEventStream(outgoing['content-type']);
     // An event stream's client waits for its head, whatever comes next.
     if (this.#stream) {

@@ -89,6 +89,24 @@ function holdMs(idle: number): number {
   return idle > 0 && idle < HEAD_HOLD_MS ? idle : HEAD_HOLD_MS;
 }
 
+/**
+ * Hands one attempt (a request, a WebSocket handshake) to undici with its
+ * timers off: the attempt runs its own, per phase. A dispatcher that throws
+ * at once (a bad origin) fails the attempt at connect: the outcome is
+ * returned then, `null` otherwise.
+ */
+export function dispatchAttempt(dispatcher: Dispatcher, options: Dispatcher.DispatchOptions, handler: Dispatcher.DispatchHandler): Extract<AttemptOutcome, { kind: 'failed' }> | null {
+  // The caller's own object, made for this call: set here rather than copied.
+  options.headersTimeout = 0;
+  options.bodyTimeout = 0;
+  try {
+    dispatcher.dispatch(options, handler);
+    return null;
+  } catch (error) {
+    return { kind: 'failed', error, phase: 'connect' };
+  }
+}
+
 function isEventStream(contentType: OutgoingHttpHeaders[string]): boolean {
   return typeof contentType === 'string' && /^\s*text\/event-stream\s*(?:;|$)/i.test(contentType);
 }
@@ -104,6 +122,8 @@ export class Attempt implements Dispatcher.DispatchHandler {
   #reason: Error | null = null;
   #controller: Dispatcher.DispatchController | null = null;
   #timer: NodeJS.Timeout | null = null;
+  /** What `#timer` was set for, in ms: a timer re-armed for the same time is restarted, not replaced. */
+  #timerMs = 0;
   /** `hold`: the response head waits for its first body byte (see HEAD_HOLD_MS). */
   #timerKind: Exclude<TimerKind, 'total'> | 'hold' = 'connect';
   /** A failure status being discarded, with the bytes read of its body. */
@@ -149,25 +169,16 @@ export class Attempt implements Dispatcher.DispatchHandler {
     });
   }
 
+  /** The headers this attempt sends. */
+  get headers(): Record<string, string | string[]> {
+    return this.#spec.headers;
+  }
+
   start(): Promise<AttemptOutcome> {
     const spec = this.#spec;
     this.#arm('connect');
-    try {
-      spec.dispatcher.dispatch(
-        {
-          origin: spec.origin,
-          path: spec.path,
-          method: spec.method,
-          headers: spec.headers,
-          body: spec.body,
-          headersTimeout: 0,
-          bodyTimeout: 0,
-        },
-        this,
-      );
-    } catch (error) {
-      this.#settle({ kind: 'failed', error, phase: 'connect' });
-    }
+    const refused = dispatchAttempt(spec.dispatcher, { origin: spec.origin, path: spec.path, method: spec.method, headers: spec.headers, body: spec.body }, this);
+    if (refused !== null) this.#settle(refused);
     return this.#promise;
   }
 
@@ -252,6 +263,11 @@ export class Attempt implements Dispatcher.DispatchHandler {
       if (response > 0) this.#readDeadline = setTimeout(() => this.abort(new ProxyTimeoutError('response', response)), response);
       return;
     }
+    this.#holdHead(outgoing);
+  }
+
+  /** A head to stream: sent at once for an event stream, else held for its first body byte (see HEAD_HOLD_MS). */
+  #holdHead(outgoing: OutgoingHttpHeaders): void {
     this.#stream = isEventStream(outgoing['content-type']);
     // An event stream's client waits for its head, whatever comes next.
     if (this.#stream) {
@@ -261,13 +277,14 @@ export class Attempt implements Dispatcher.DispatchHandler {
     // Most heads come with their first body bytes in the same read: the
     // hold's timer is armed only when none came by the end of this tick, so
     // most responses pay for no timer of their own (issue 20: 2.7 µs each).
-    this.#disarm();
+    // Until then the response timer stays set (it cannot fire before the
+    // tick ends), so the idle timer can restart it instead of replacing it.
     this.#timerKind = 'hold';
     process.nextTick(this.#armHold);
   }
 
   readonly #armHold = (): void => {
-    if (!this.#settled && this.#pending !== null && this.#timerKind === 'hold' && this.#timer === null) this.#arm('hold');
+    if (!this.#settled && this.#pending !== null && this.#timerKind === 'hold') this.#arm('hold');
   };
 
   /** Whether this response is to be read whole and transformed. */
@@ -500,9 +517,17 @@ export class Attempt implements Dispatcher.DispatchHandler {
   };
 
   #arm(kind: Exclude<TimerKind, 'total'> | 'hold', ms = kind === 'hold' ? holdMs(this.#spec.timeout.idle) : this.#spec.timeout[kind]): void {
-    this.#disarm();
     this.#timerKind = kind;
-    if (ms > 0) this.#timer = setTimeout(this.#onTimer, ms);
+    // `response` then `idle` at their defaults (both 30 s): one timer, restarted.
+    if (this.#timer !== null && ms > 0 && ms === this.#timerMs) {
+      this.#timer.refresh();
+      return;
+    }
+    this.#disarm();
+    if (ms > 0) {
+      this.#timer = setTimeout(this.#onTimer, ms);
+      this.#timerMs = ms;
+    }
   }
 
   #disarm(): void {

@@ -3,51 +3,47 @@
 // concurrency limit), its retries, and how it ends — with exactly one of the
 // upstream's complete response, the error contract, or (headers already sent)
 // a destroyed client connection. Per-request state lives here and nowhere else.
+//
+// A request's life, in the order `forward` runs it:
+//   1. #readBody        — what of the body to read first (limits, 100-continue, parsers)
+//   2. #startDeadline   — `timeout.total` (and a trusted client's deadline)
+//   3. #runRequestHook  — an async `headers.request`, once, on the deadline's time
+//   4. attemptLoop      — attempt-loop.ts, shared with WebSocket handshakes: the
+//        breaker around the loop; runWithRetries calls attempt(n) (admission),
+//        runAttempt(n) (pickHost: where a retry decides its host; then `open`,
+//        below: the headers and the Attempt), recordAttempt, isCandidate/plan
+//   5. #finish          — delivered, client gone, or failOrStale → the contract or a stale response
 
 import type { IncomingMessage } from 'node:http';
-import { classifyError, type Classification, type Phase } from '../contract/classify.js';
+import { classifyError } from '../contract/classify.js';
 import { ClientAbortedError, isClientAborted, isProxyTimeout, LimitExceededError, ProxyTimeoutError, RewriteHookError } from '../contract/errors.js';
-import { FAILURES, type FailureCode, type ProxyStatusError } from '../contract/failures.js';
+import type { FailureCode } from '../contract/failures.js';
 import { sendProblem } from '../contract/problem.js';
-import type { ExchangeEvent, FailureEvent, NoRetryReason, RetryEvent, StaleEvent } from '../observe/hooks.js';
-import type { ResolvedOptions } from '../options.js';
+import type { FailureEvent, StaleEvent } from '../observe/hooks.js';
 import { ownAttemptHeader } from '../policy/retry-options.js';
 import type { RequestHeadersHook } from './rewrite-options.js';
-import { runWithRetries } from '../policy/retry.js';
-import { backoffDelay, isRetryable, parseRetryAfter, sentNothing } from '../policy/retry-policy.js';
-import type { AttemptFailure, Host } from '../upstream/group.js';
-import type { HeadSignal } from '../upstream/breaker.js';
-import type { UpstreamState } from '../upstream/registry.js';
+import type { Guarded } from '../upstream/breaker.js';
+import type { Host } from '../upstream/group.js';
 import { Attempt, type AttemptOutcome } from './attempt.js';
-import { requestBody } from './body.js';
+import { AttemptLoop } from './attempt-loop.js';
+import { callHook } from './call-hook.js';
+import type { ProxyCore } from './core.js';
+import { hasRequestBody, requestBody, type ClientBody } from './body.js';
 import { showClientUrl } from './client-url.js';
 import { cutResponse, type ClientResponse } from './client-response.js';
+import { CLIENT_FAULTS, failureOf, fromClassification, statusFor, type Failure, type Outcome } from './failure.js';
 import { upstreamRequestHeaders } from './headers.js';
-import type { ResponseRewriter } from './response-rewrite.js';
 import { HOOK_CANCELLED, settleHook } from './hook-time.js';
 import { hookedRequestHeaders, patchHeaders, plainHeaders } from './rewrite.js';
 import type { ParsedBody } from './parsed-body.js';
 import type { StaleLayer } from '../stale/layer.js';
 import { PlaybackDispatcher, type Playback } from '../stale/replay.js';
-import { limitSample } from '../policy/adaptive-concurrency.js';
 import { formatDeadline, requestTotal, timeForAttempt } from '../policy/deadline.js';
-import {
-  attemptEnd,
-  attemptMessage,
-  attemptStart,
-  budgetExhausted,
-  endAttempt,
-  endExchange,
-  exchangeEnd,
-  exchangeMessage,
-  exchangeStart,
-  refusalChannel,
-  retryChannel,
-  staleChannel,
-  type AttemptMessage,
-  type ExchangeMessage,
-  type ExchangeOutcome,
-} from '../observe/channels.js';
+import { endExchange, exchangeEnd, exchangeMessage, exchangeStart, staleChannel, type ExchangeMessage, type ExchangeOutcome } from '../observe/channels.js';
+
+export { countsAgainstUpstream, fromClassification, internalFailure, refusal, statusFor, type Failure } from './failure.js';
+export { callHook } from './call-hook.js';
+export type { ProxyCore } from './core.js';
 
 /** What an adapter knows about a request that Node's request object does not carry. */
 export interface ForwardContext {
@@ -63,38 +59,6 @@ export interface ForwardContext {
   readonly originalUrl?: string | undefined;
 }
 
-/** What every exchange of one proxy shares: its options and its upstream's state. */
-export interface ProxyCore {
-  readonly config: ResolvedOptions;
-  readonly upstream: UpstreamState;
-  readonly rewrite: ResponseRewriter | null;
-  /** Stale on error, when `staleIfError` is on. */
-  readonly stale?: StaleLayer | null | undefined;
-}
-
-export interface Failure {
-  readonly code: FailureCode;
-  readonly proxyStatus: ProxyStatusError | null;
-  readonly phase: Phase | null;
-  readonly error: unknown;
-  readonly receivedStatus: number | null;
-  readonly retryAfter: string | null;
-}
-
-/** An attempt the proxy refused to make: the circuit is open, or the upstream is at capacity. */
-interface Refused {
-  readonly kind: 'refused';
-  readonly code: 'CIRCUIT_OPEN' | 'UPSTREAM_OVERLOADED';
-  readonly retryAfter: string | null;
-}
-
-type Outcome = AttemptOutcome | Refused;
-type FailedOutcome = Exclude<Outcome, { kind: 'delivered' }>;
-
-const HOOK_WARNED = new WeakSet<object>();
-
-/** Failures in a row one host may drain from retry throttling before the rest count as the host's fault (while a healthy host can take the retry). */
-const HOST_DRAIN_LIMIT = 2;
 
 /** nginx's status for a request whose client closed the connection before the response. */
 const CLIENT_CLOSED_REQUEST = 499;
@@ -102,136 +66,214 @@ const CLIENT_CLOSED_REQUEST = 499;
 /** A kept response is played back whatever its status: it was no failure status when it was kept. */
 const NO_FAILURE_STATUSES: ReadonlySet<number> = new Set();
 
-/** Failures that say nothing about the upstream's health: the breaker and outlier detection ignore them. */
-const NOT_THE_UPSTREAMS = new Set<FailureCode>(['PROXY_INTERNAL_ERROR', 'REQUEST_INVALID', 'REQUEST_TOO_LARGE', 'REQUEST_TIMEOUT']);
-
-/** The client's own faults: answered with their own status, whatever `status` says. */
-const CLIENT_FAULTS = new Set<FailureCode>(['REQUEST_INVALID', 'REQUEST_TOO_LARGE', 'REQUEST_TIMEOUT']);
-
-/** Hooks observe; one that throws must not break the request it observes. */
-export function callHook<T>(hook: ((event: T) => void) | undefined, event: T): void {
-  if (hook === undefined) return;
-  try {
-    hook(event);
-  } catch (error) {
-    if (!HOOK_WARNED.has(hook)) {
-      HOOK_WARNED.add(hook);
-      process.emitWarning(`A resilient-proxy hook threw; it is ignored: ${String(error)}`, {
-        code: 'RESILIENT_PROXY_HOOK_ERROR',
-      });
-    }
-  }
-}
-
-export function fromClassification(classification: Classification, phase: Phase | null, error: unknown): Failure {
-  return { ...classification, phase, error, receivedStatus: null, retryAfter: null };
-}
-
-/** The upstream's Retry-After as whole seconds, or `null`: only a value that parses is used or passed on (never the upstream's text). */
-function retryAfterOf(outcome: Extract<FailedOutcome, { kind: 'status' }>): string | null {
-  const value = outcome.headers['retry-after'];
-  const ms = typeof value === 'string' ? parseRetryAfter(value) : null;
-  return ms === null ? null : String(Math.ceil(ms / 1000));
-}
-
-export function refusal(code: Refused['code'], retryAfter: string | null): Failure {
-  return { code, proxyStatus: FAILURES[code].proxyStatus, phase: null, error: null, receivedStatus: null, retryAfter };
-}
-
-function failureOf(outcome: FailedOutcome): Failure {
-  if (outcome.kind === 'refused') return refusal(outcome.code, outcome.retryAfter);
-  if (outcome.kind === 'status') {
-    return { code: 'UPSTREAM_STATUS', proxyStatus: null, phase: 'response', error: null, receivedStatus: outcome.statusCode, retryAfter: retryAfterOf(outcome) };
-  }
-  return fromClassification(classifyError(outcome.error, outcome.phase), outcome.phase, outcome.error);
-}
-
-export function internalFailure(error: unknown): Failure {
-  return fromClassification({ code: 'PROXY_INTERNAL_ERROR', proxyStatus: 'proxy_internal_error' }, null, error);
-}
-
-/** The status a failure is answered with, by the `status` option; a `status` function that throws or answers nonsense is the proxy's own fault (500). */
-export function statusFor(config: ResolvedOptions, failure: Failure): { status: number; failure: Failure } {
-  // The client's own faults are answered as such, whatever `status` says.
-  if (CLIENT_FAULTS.has(failure.code)) return { status: FAILURES[failure.code].rfc9209Status, failure };
-  if (typeof config.status === 'number') return { status: config.status, failure };
-  try {
-    const status = config.status(failure.code, failure.proxyStatus);
-    if (Number.isInteger(status) && status >= 400 && status <= 599) return { status, failure };
-    throw new TypeError(`The \`status\` option returned ${String(status)}, not an HTTP error status.`);
-  } catch (error) {
-    return { status: 500, failure: internalFailure(error) };
-  }
-}
-
-/** What the breaker and outlier detection count against the upstream: its failures, never a client's abort or the proxy's own fault. */
-export function countsAgainstUpstream(outcome: AttemptOutcome): boolean {
-  if (outcome.kind === 'delivered') return false;
-  if (outcome.kind === 'status') return true;
-  if (isClientAborted(outcome.error)) return false;
-  const { code } = classifyError(outcome.error, outcome.phase);
-  return !NOT_THE_UPSTREAMS.has(code);
-}
-
-/** What outlier detection learns from a failed attempt: its class, and the host's own Retry-After. */
-function attemptFailure(outcome: AttemptOutcome): AttemptFailure | null {
-  if (outcome.kind === 'delivered') return null;
-  if (outcome.kind === 'status') return { code: 'UPSTREAM_STATUS', retryAfter: parseRetryAfter(retryAfterOf(outcome)) };
-  return { code: classifyError(outcome.error, outcome.phase).code, retryAfter: null };
-}
-
-/** Publishes the end of an attempt with what its outcome says (classified only for a subscriber). */
-function endAttemptOf(message: AttemptMessage, outcome: AttemptOutcome | null, statusCode: number): void {
-  const status = statusCode === 0 ? null : statusCode;
-  if (outcome === null) endAttempt(message, 'failed', status, 'PROXY_INTERNAL_ERROR', null);
-  else if (outcome.kind === 'delivered') endAttempt(message, 'delivered', status, null, null);
-  else if (outcome.kind === 'status') endAttempt(message, 'status', outcome.statusCode, 'UPSTREAM_STATUS', null);
-  else if (isClientAborted(outcome.error)) endAttempt(message, 'cancelled', status, null, outcome.error);
-  else endAttempt(message, 'failed', status, classifyError(outcome.error, outcome.phase).code, outcome.error);
-}
-
 /** A client waiting for `100 Continue` that nobody has sent yet. */
 function expectsContinue(req: IncomingMessage, res: ClientResponse): boolean {
   const expect = req.headers.expect;
   return typeof expect === 'string' && expect.toLowerCase() === '100-continue' && (res as ClientResponse & { _sent100?: boolean })._sent100 !== true;
 }
 
-export class Exchange {
-  attempts = 0;
-  current: Attempt | null = null;
-  cancelReason: Error | null = null;
-  /** The hosts already tried, in order; allocated only when a retry needs it. */
-  tried: Host[] | null = null;
-  /** The host of the latest attempt. */
-  host: Host | null = null;
-  /** Why the latest failure was not retried, once that is decided. */
-  #noRetry: NoRetryReason | null = null;
-  /** A host has backed off for this request's Retry-After already. */
-  #backedOff = false;
-  #sleep: AbortController | null = null;
+/** The request body as the attempts send it, once read. */
+interface SentBody {
+  readonly body: Buffer | ClientBody | null;
+  /** The bytes a parser's output was rebuilt into: the headers must describe them. */
+  readonly rebuilt: Buffer | null;
+  readonly replayable: boolean;
+}
+
+const NO_BODY: SentBody = { body: null, rebuilt: null, replayable: true };
+
+export class Exchange extends AttemptLoop {
   #headers: Record<string, string | string[]> | null = null;
-  /** When `timeout.total` started counting: once the body is in hand. */
-  #deadlineFrom = 0;
-  /** `timeout.total` for this request: capped by a trusted client's deadline (`deadline.trustClient`). */
-  #total = 0;
+  /** What the attempts send as the body, once read. */
+  #sent: SentBody = NO_BODY;
   /** The diagnostics message of this exchange, only when someone listens. */
   readonly #message: ExchangeMessage | null = null;
 
   constructor(
-    readonly core: ProxyCore,
+    core: ProxyCore,
     readonly req: IncomingMessage,
     readonly res: ClientResponse,
-    readonly requestId: string,
-    readonly path: string,
+    requestId: string,
+    path: string,
     /** Where the proxy is mounted, '' at the root: redirects to the upstream are rewritten under it. */
     readonly mountPath: string,
     /** The request target as the client sent it: what `req.url` shows while a user function runs. */
     readonly clientUrl: string,
   ) {
+    super(core, requestId, path, false);
     if (exchangeStart.hasSubscribers || exchangeEnd.hasSubscribers) {
       this.#message = exchangeMessage(requestId, core.config.upstream, this.method, path, req, false);
       if (exchangeStart.hasSubscribers) exchangeStart.publish(this.#message);
     }
+  }
+
+  /** Reads what it must of the body, then runs the attempts; settles when the exchange has ended. */
+  async forward(context: ForwardContext | undefined): Promise<void> {
+    this.res.once('close', this.#onClientClose);
+    try {
+      if (!this.#admitBody()) return;
+      // Most requests have no body: nothing to wait for.
+      if (hasRequestBody(this.req) && !(await this.#readBody(context))) return;
+      if (this.cancelReason !== null) {
+        this.#gone();
+        return;
+      }
+      this.#startDeadline();
+      const hook = this.core.config.requestHeaders;
+      if (typeof hook === 'function') {
+        await this.#runRequestHook(hook);
+        if (this.cancelledBy() !== null) {
+          this.#gone();
+          return;
+        }
+      }
+      if (!this.#timeForFirstAttempt()) {
+        const late = new ProxyTimeoutError('total', this.total);
+        await this.failOrStale(fromClassification(classifyError(late, 'connect'), null, late));
+        return;
+      }
+      const ending = this.#finish(await this.attemptLoop());
+      if (ending !== undefined) await ending;
+    } catch (error) {
+      if (isClientAborted(error) || isClientAborted(this.cancelReason)) {
+        this.#gone();
+        return;
+      }
+      throw error;
+    } finally {
+      this.stopDeadline();
+      this.res.off('close', this.#onClientClose);
+    }
+  }
+
+  /** The client's connection closed: stored once per exchange, so `forward` allocates no listener. */
+  readonly #onClientClose = (): void => {
+    const { res } = this;
+    if (res.writableFinished) return;
+    // The client left before any status was sent: loggers read 499, as
+    // nginx logs it, not a status nobody sent. Nothing goes on the wire.
+    if (!res.headersSent) res.statusCode = CLIENT_CLOSED_REQUEST;
+    this.cancel(new ClientAbortedError());
+  };
+
+  /** Step 1a: a body declared too large is refused unread (413); `false` when the exchange ended so. */
+  #admitBody(): boolean {
+    const { req, res } = this;
+    const maxBody = this.core.config.limits.requestBodyBytes;
+    if (maxBody > 0 && Number(req.headers['content-length']) > maxBody) {
+      // The body will not be read: the connection cannot carry another request.
+      if (!res.headersSent) res.setHeader('connection', 'close');
+      this.fail(fromClassification(classifyError(new LimitExceededError('request', maxBody), 'connect'), null, null));
+      return false;
+    }
+    // Wired to the server's 'checkContinue' event, the proxy says `100
+    // Continue` only once it means to read the body (a 413 or a refusal
+    // comes first); otherwise Node already said it.
+    if (expectsContinue(req, res)) res.writeContinue();
+    return true;
+  }
+
+  /**
+   * Step 1b: reads what it must of the body (all of it when it is to be
+   * replayed on a retry, up to `limits.requestBufferBytes` otherwise).
+   * `false` when the exchange ended (the client's own fault).
+   */
+  async #readBody(context: ForwardContext | undefined): Promise<boolean> {
+    const { config } = this.core;
+    const { retry } = config;
+    const replayLimit = retry !== null && retry.retries > 0 ? retry.maxBodyBytes : null;
+    const policy = { replayLimit, bufferBytes: config.limits.requestBufferBytes, maxBytes: config.limits.requestBodyBytes, idle: config.timeout.upload };
+    let read;
+    try {
+      read = await requestBody(this.req, policy, context?.body);
+    } catch (error) {
+      const fault = classifyError(error, 'request');
+      if (isClientAborted(error) || !CLIENT_FAULTS.has(fault.code)) throw error;
+      this.fail(fromClassification(fault, null, error));
+      return false;
+    }
+    const { body, rebuilt, replayable } = read;
+    this.#sent = { body, rebuilt: rebuilt && Buffer.isBuffer(body) ? body : null, replayable };
+    return true;
+  }
+
+  /**
+   * Step 2: `timeout.total` starts once the body is in hand (a client's slow
+   * upload is not the upstream's time), capped by a trusted client's deadline.
+   */
+  #startDeadline(): void {
+    const { config } = this.core;
+    this.startDeadline(requestTotal(config.timeout.total, this.req.headers, config.deadline));
+  }
+
+  /** Too little time left to be of use upstream (a trusted client's short deadline, a slow header hook): a total timeout, before any attempt. */
+  #timeForFirstAttempt(): boolean {
+    const { deadline } = this.core.config;
+    return deadline === null || this.total === 0 || timeForAttempt(this.remaining(), deadline);
+  }
+
+  /** The headers attempt `n` sends to `host`: this request's, with the attempt's number and the time left. */
+  #attemptHeaders(host: Host, n: number): Record<string, string | string[]> {
+    const { config } = this.core;
+    const headers = this.#upstreamHeaders(host);
+    // The object is this request's own, and undici serialises it during
+    // dispatch(): the next attempt may overwrite the number.
+    const attemptHeader = config.retry?.attemptHeader;
+    if (attemptHeader) headers[attemptHeader] = String(n);
+    // What the proxy will still wait, minus the margin; a client's value in the header never passes through as is.
+    if (config.deadline !== null) {
+      if (this.total > 0) headers[config.deadline.header] = formatDeadline(this.remaining() - config.deadline.margin, config.deadline.format);
+      else Reflect.deleteProperty(headers, config.deadline.header);
+    }
+    return headers;
+  }
+
+  /** The strategy (AttemptLoop): attempt `n` is an Attempt on `host`, writing to the client's response. */
+  protected open(host: Host, n: number): Attempt {
+    const { config } = this.core;
+    const headers = this.#attemptHeaders(host, n);
+    return new Attempt({
+      dispatcher: host.dispatcher,
+      origin: host.origin,
+      path: this.path,
+      method: this.method,
+      headers,
+      body: this.#sent.body,
+      timeout: config.timeout,
+      failureStatuses: config.failureStatuses,
+      limits: config.limits,
+      res: this.res,
+      onHead: this.headed,
+      rewrite: this.core.rewrite,
+      transform: config.transformResponse,
+      side: this,
+      keep: this.core.stale?.keeper(this) ?? null,
+    });
+  }
+
+  /**
+   * Step 5: how the exchange ends, once the loop is done: delivered, the
+   * client gone, or a failure (the contract, or a stale response). A promise
+   * only while a kept response is looked up.
+   */
+  #finish(result: Outcome | Guarded<Outcome>): Promise<void> | undefined {
+    this.current = null;
+    const outcome = this.unguarded(result);
+    if (outcome.kind !== 'delivered' && this.noRetry === null) {
+      const { retry } = this.core.config;
+      this.noRetry = retry === null || retry.retries === 0 ? 'disabled' : this.replayable() ? 'retries-exhausted' : 'body-not-replayable';
+    }
+    if (outcome.kind === 'delivered') {
+      if (this.#message !== null) this.#ended('delivered', this.res.statusCode, null);
+      return undefined;
+    }
+    // A client that left is not an upstream failure: the attempt is
+    // cancelled and nothing is reported or counted.
+    if (isClientAborted(this.cancelReason) || (outcome.kind === 'failed' && isClientAborted(outcome.error))) {
+      this.#gone();
+      return undefined;
+    }
+    return this.failOrStale(failureOf(outcome));
   }
 
   /** Publishes the end of the exchange, when its start was published. */
@@ -244,66 +286,23 @@ export class Exchange {
     if (this.#message !== null) this.#ended('client-gone', this.res.headersSent ? this.res.statusCode : null, null);
   }
 
-  /** Publishes a refusal to call the upstream (circuit open or capacity). */
-  refused(code: Refused['code']): void {
-    if (!refusalChannel.hasSubscribers) return;
-    refusalChannel.publish({
-      upstream: this.core.config.upstream,
-      requestId: this.requestId,
-      method: this.method,
-      path: this.path,
-      reason: code === 'CIRCUIT_OPEN' ? 'circuit_open' : 'capacity',
-      code,
-      attempts: this.attempts,
-      upgrade: false,
-    });
-  }
-
   get method(): string {
     return this.req.method ?? 'GET';
   }
 
-  /** Ends whatever is under way: the current attempt, or a backoff wait. */
-  cancel(reason: Error): void {
-    if (this.cancelReason !== null) return;
-    this.cancelReason = reason;
-    this.current?.abort(reason);
-    this.#sleep?.abort(reason);
+  protected responseStarted(): boolean {
+    return this.res.headersSent;
   }
 
-  /** Why the exchange was cancelled, or `null` (a method, so a read after an await is not narrowed away). */
-  #cancelledBy(): Error | null {
-    return this.cancelReason;
-  }
-
-  /** Created only when a retry waits, so the common path allocates no AbortController. */
-  sleepSignal(): AbortSignal {
-    this.#sleep ??= new AbortController();
-    if (this.cancelReason !== null) this.#sleep.abort(this.cancelReason);
-    return this.#sleep.signal;
-  }
-
-  #event(failure: Failure): ExchangeEvent {
-    const { config } = this.core;
-    return {
-      code: failure.code,
-      proxyStatus: failure.proxyStatus,
-      phase: failure.phase,
-      upstream: config.upstream,
-      target: this.host?.origin ?? config.origin,
-      requestId: this.requestId,
-      method: this.method,
-      path: this.path,
-      receivedStatus: failure.receivedStatus,
-      error: failure.error,
-    };
+  protected replayable(): boolean {
+    return this.#sent.replayable;
   }
 
   #report(failure: Failure, statusCode: number | null): void {
     const { onFailure } = this.core.config.hooks;
     if (onFailure === undefined) return;
     const event: FailureEvent =
-      this.#noRetry === null ? { ...this.#event(failure), attempts: this.attempts, statusCode } : { ...this.#event(failure), attempts: this.attempts, statusCode, noRetry: this.#noRetry };
+      this.noRetry === null ? { ...this.event(failure), attempts: this.attempts, statusCode } : { ...this.event(failure), attempts: this.attempts, statusCode, noRetry: this.noRetry };
     callHook(onFailure, event);
   }
 
@@ -363,7 +362,7 @@ export class Exchange {
     }
     const { onStale } = this.core.config.hooks;
     if (onStale !== undefined || staleChannel.hasSubscribers) {
-      const event: StaleEvent = { ...this.#event(failure), attempts: this.attempts, statusCode: served.statusCode, age: served.age };
+      const event: StaleEvent = { ...this.event(failure), attempts: this.attempts, statusCode: served.statusCode, age: served.age };
       callHook(onStale, event);
       if (staleChannel.hasSubscribers) staleChannel.publish(event);
     }
@@ -396,125 +395,8 @@ export class Exchange {
     }
   }
 
-  /** The wait before the next attempt, or null when this failure must not be retried (and `#noRetry` says why). */
-  #planRetry(outcome: FailedOutcome, attempt: number): number | null {
-    const { config, upstream } = this.core;
-    const retry = config.retry;
-    if (retry === null) return this.#stop('disabled');
-    if (this.cancelReason !== null) return this.#stop(isProxyTimeout(this.cancelReason) ? 'deadline' : 'refused');
-    if (this.res.headersSent) return this.#stop('headers-sent');
-    const failure = failureOf(outcome);
-    let delay = backoffDelay(attempt, retry);
-    const retryAfter = parseRetryAfter(failure.retryAfter);
-    const total = this.#total;
-    const remaining = this.#remaining();
-    // Another host the request has not tried takes the retry: one host's
-    // answer (its Retry-After, its refused connection) is about that host.
-    const elsewhere = upstream.group.hasUntried(this.#tried());
-    if (retryAfter !== null) {
-      // The host that asked for time is backed off (group.record); another
-      // host is tried at once. With none, honour the wish when the client can
-      // afford the wait; otherwise fail now and pass the Retry-After on.
-      if (elsewhere) delay = 0;
-      else if (retryAfter > (total > 0 ? remaining : retry.maxDelay)) return this.#stop('retry-after');
-      else delay = Math.max(delay, retryAfter);
-    }
-    // A retry elsewhere after an attempt that sent nothing (a refused
-    // connection) adds no load to the upstream: throttling, which bounds that
-    // load, does not stop it, and no backoff delays it (as nginx's
-    // proxy_next_upstream): the host it goes to has not seen this request.
-    // Nor does throttling stop a retry away from a host outlier detection
-    // already holds to blame (`failing`, kept in only for lack of room).
-    const free = this.#hostsFault(failure.code, failure.phase) && upstream.group.hasHealthyUntried(this.#tried());
-    if (free && sentNothing(failure.code, failure.phase)) delay = 0;
-    if (delay >= remaining) return this.#stop('deadline');
-    // With deadline propagation, a retry that could tell the upstream less than `deadline.minimum` is not worth sending.
-    if (config.deadline !== null && total > 0 && !timeForAttempt(remaining - delay, config.deadline)) return this.#stop('deadline');
-    if (retry.budget !== null && !free && !upstream.budget.allowsRetry()) {
-      if (budgetExhausted.hasSubscribers) {
-        budgetExhausted.publish({ upstream: config.upstream, requestId: this.requestId, method: this.method, path: this.path, code: failure.code, attempt, upgrade: false });
-      }
-      return this.#stop('budget');
-    }
-    const { onRetry } = config.hooks;
-    if (onRetry !== undefined || retryChannel.hasSubscribers) {
-      const event: RetryEvent = { ...this.#event(failure), attempt, delay };
-      callHook(onRetry, event);
-      if (retryChannel.hasSubscribers) retryChannel.publish(event);
-    }
-    return delay;
-  }
-
-  /**
-   * Feeds retry throttling: a failure drains it, a success refills it.
-   */
-  #throttle(result: 'success' | 'failure' | 'neutral', failure: AttemptFailure | null, outcome: AttemptOutcome | null): void {
-    const { budget, group } = this.core.upstream;
-    if (result === 'success') budget.recordSuccess();
-    else if (failure === null || outcome === null) return;
-    // A failure that sent nothing, or from a host detection already blames,
-    // while a healthy host the request has not tried can take the retry,
-    // says one host is down, not that the service is in trouble: it drains
-    // nothing. Otherwise (one target, every host tried or failing: a total
-    // outage) it drains like any other, so a refusing, resetting or failing
-    // service is throttled whatever the number of instances.
-    else if (!(this.#hostsFault(failure.code, outcome.kind === 'failed' ? outcome.phase : 'response') && group.hasHealthyUntried(this.#tried()))) budget.recordFailure();
-  }
-
-  /**
-   * Whether a failure is about the host rather than the service: nothing was
-   * sent, detection already holds the host to blame (failing, ejected), or
-   * the host has failed more than twice in a row (a replica killed with many
-   * requests in flight resets them all at once: one host must not drain
-   * everyone's retries).
-   */
-  #hostsFault(code: FailureCode, phase: Phase | null): boolean {
-    const host = this.host;
-    return sentNothing(code, phase) || (host !== null && (host.failing || host.ejected || host.streak > HOST_DRAIN_LIMIT));
-  }
-
-  /** Milliseconds left of this request's `timeout.total` (Infinity without one). */
-  #remaining(): number {
-    return this.#total > 0 ? this.#total - (performance.now() - this.#deadlineFrom) : Number.POSITIVE_INFINITY;
-  }
-
-  #stop(reason: NoRetryReason): null {
-    this.#noRetry = reason;
-    return null;
-  }
-
-  /** The hosts this request has tried so far. */
-  #tried(): readonly Host[] {
-    return this.tried ?? (this.host === null ? [] : [this.host]);
-  }
-
-  #isRetryCandidate(outcome: Outcome): outcome is FailedOutcome {
-    if (outcome.kind === 'delivered') return false;
-    // A refusal ends the loop at once: an open circuit is not to be hammered.
-    if (outcome.kind === 'refused') {
-      this.#noRetry = 'refused';
-      return false;
-    }
-    const idempotent = this.core.config.retry?.methods.has(this.method) === true;
-    let code: FailureCode = 'UPSTREAM_STATUS';
-    let phase: Phase | null = 'response';
-    if (outcome.kind === 'failed') {
-      if (isClientAborted(outcome.error)) return false;
-      if (isProxyTimeout(outcome.error) && outcome.error.timer === 'total') {
-        this.#noRetry = 'deadline';
-        return false;
-      }
-      ({ code } = classifyError(outcome.error, outcome.phase));
-      phase = outcome.phase;
-    }
-    const untried = code === 'UPSTREAM_RESPONSE_TIMEOUT' && this.core.upstream.group.hasUntried(this.#tried());
-    if (isRetryable(code, phase, idempotent, untried)) return true;
-    this.#noRetry = !idempotent && isRetryable(code, phase, true, untried) ? 'not-idempotent' : 'not-retryable';
-    return false;
-  }
-
   /** Headers for the upstream, built when the first attempt really runs: a refusal needs none. */
-  #upstreamHeaders(host: Host, rebuilt: Buffer | null): Record<string, string | string[]> {
+  #upstreamHeaders(host: Host): Record<string, string | string[]> {
     const { config } = this.core;
     let headers = this.#headers;
     if (headers === null) {
@@ -525,6 +407,7 @@ export class Exchange {
         trustProxy: config.trustProxy,
         attemptHeader: ownAttemptHeader(config),
       });
+      const { rebuilt } = this.#sent;
       if (rebuilt !== null) {
         headers['content-length'] = String(rebuilt.length);
         delete headers['content-encoding'];
@@ -538,228 +421,22 @@ export class Exchange {
     return headers;
   }
 
-  /** Runs `headers.request` on the headers the first attempt would send; what it returns is what every attempt sends. */
-  async #runRequestHook(hook: RequestHeadersHook, rebuilt: Buffer | null): Promise<void> {
+  /** Step 3: runs `headers.request` on the headers the first attempt would send; what it returns is what every attempt sends. */
+  async #runRequestHook(hook: RequestHeadersHook): Promise<void> {
     const host = this.core.upstream.group.hosts[0];
     if (host === undefined) return;
-    const built = this.#upstreamHeaders(host, rebuilt);
+    const built = this.#upstreamHeaders(host);
     // The client leaving or the deadline ends the wait; so does `timeout.hook`.
     const restore = showClientUrl(this.req, this.clientUrl);
     let returned: Awaited<ReturnType<RequestHeadersHook>> | typeof HOOK_CANCELLED;
     try {
-      returned = await settleHook('headers.request', this.core.config.timeout.hook, () => hook(plainHeaders(built), this.req), this.sleepSignal());
+      returned = await settleHook('headers.request', this.core.config.timeout.hook, () => hook(plainHeaders(built), this.req), () => this.signal());
     } finally {
       restore();
     }
     // The deadline ran out while the hook ran: the upstream, never called, is not to blame.
-    const reason = this.#cancelledBy();
+    const reason = this.cancelledBy();
     if (isProxyTimeout(reason)) throw new RewriteHookError('`headers.request` did not settle before timeout.total', { cause: reason });
     if (returned !== HOOK_CANCELLED) this.#headers = hookedRequestHeaders(built, returned);
-  }
-
-  /** Reads what it must of the body, then runs the attempts; settles when the exchange has ended. */
-  async forward(context: ForwardContext | undefined): Promise<void> {
-    const { req, res } = this;
-    const { config, upstream } = this.core;
-    const retry = config.retry;
-    const onClientClose = (): void => {
-      if (res.writableFinished) return;
-      // The client left before any status was sent: loggers read 499, as
-      // nginx logs it, not a status nobody sent. Nothing goes on the wire.
-      if (!res.headersSent) res.statusCode = CLIENT_CLOSED_REQUEST;
-      this.cancel(new ClientAbortedError());
-    };
-    res.once('close', onClientClose);
-    let deadline: NodeJS.Timeout | null = null;
-    try {
-      const maxBody = config.limits.requestBodyBytes;
-      if (maxBody > 0 && Number(req.headers['content-length']) > maxBody) {
-        // The body will not be read: the connection cannot carry another request.
-        if (!res.headersSent) res.setHeader('connection', 'close');
-        this.fail(fromClassification(classifyError(new LimitExceededError('request', maxBody), 'connect'), null, null));
-        return;
-      }
-      // Wired to the server's 'checkContinue' event, the proxy says `100
-      // Continue` only once it means to read the body (a 413 or a refusal
-      // comes first); otherwise Node already said it.
-      if (expectsContinue(req, res)) res.writeContinue();
-      const replayLimit = retry !== null && retry.retries > 0 ? retry.maxBodyBytes : null;
-      const policy = { replayLimit, bufferBytes: config.limits.requestBufferBytes, maxBytes: maxBody, idle: config.timeout.upload };
-      const read = await requestBody(req, policy, context?.body).catch((error: unknown) => error as Error);
-      if (read instanceof Error) {
-        const fault = classifyError(read, 'request');
-        if (isClientAborted(read) || !CLIENT_FAULTS.has(fault.code)) throw read;
-        this.fail(fromClassification(fault, null, read));
-        return;
-      }
-      const { body, rebuilt, replayable } = read;
-      if (this.cancelReason !== null) {
-        this.#gone();
-        return;
-      }
-      const rebuiltBytes = rebuilt && Buffer.isBuffer(body) ? body : null;
-      // The deadline starts once the body is in hand: a client's slow upload
-      // is not the upstream's time.
-      const total = requestTotal(config.timeout.total, req.headers, config.deadline);
-      this.#total = total;
-      this.#deadlineFrom = performance.now();
-      if (total > 0) deadline = setTimeout(() => this.cancel(new ProxyTimeoutError('total', total)), total);
-      // An async header hook runs once, before the first attempt, on the deadline's time.
-      if (typeof config.requestHeaders === 'function') {
-        await this.#runRequestHook(config.requestHeaders, rebuiltBytes);
-        if (this.#cancelledBy() !== null) {
-          this.#gone();
-          return;
-        }
-      }
-
-      // Too little time left to be of use upstream (a trusted client's short deadline, a slow header hook): a total timeout, before any attempt.
-      if (config.deadline !== null && total > 0 && !timeForAttempt(this.#remaining(), config.deadline)) {
-        const late = new ProxyTimeoutError('total', total);
-        await this.failOrStale(fromClassification(classifyError(late, 'connect'), null, late));
-        return;
-      }
-
-      const run = async (n: number): Promise<AttemptOutcome> => {
-        const { group } = upstream;
-        // A retry avoids every host tried so far, the previous one included:
-        // the list must exist before the pick, not only after it.
-        if (this.host !== null) this.tried ??= [this.host];
-        const host = group.pick(this.tried);
-        const headers = this.#upstreamHeaders(host, rebuiltBytes);
-        // The object is this request's own, and undici serialises it during
-        // dispatch(): the next attempt may overwrite the number.
-        if (retry?.attemptHeader) headers[retry.attemptHeader] = String(n);
-        // What the proxy will still wait, minus the margin; a client's value in the header never passes through as is.
-        if (config.deadline !== null) {
-          if (this.#total > 0) headers[config.deadline.header] = formatDeadline(this.#remaining() - config.deadline.margin, config.deadline.format);
-          else Reflect.deleteProperty(headers, config.deadline.header);
-        }
-        const attempt = new Attempt({
-          dispatcher: host.dispatcher,
-          origin: host.origin,
-          path: this.path,
-          method: this.method,
-          headers,
-          body,
-          timeout: config.timeout,
-          failureStatuses: config.failureStatuses,
-          limits: config.limits,
-          res,
-          onHead: () => headed(),
-          rewrite: this.core.rewrite,
-          transform: config.transformResponse,
-          side: this,
-          keep: this.core.stale?.keeper(this) ?? null,
-        });
-        this.tried?.push(host);
-        this.host = host;
-        this.current = attempt;
-        this.attempts += 1;
-        upstream.inFlight += 1;
-        const inFlightAtStart = upstream.inFlight;
-        host.active += 1;
-        let outcome: AttemptOutcome | null = null;
-        // Published before dispatch: a subscriber may still add headers (traceparent).
-        let message: AttemptMessage | null = null;
-        if (attemptStart.hasSubscribers || attemptEnd.hasSubscribers) {
-          message = attemptMessage(this.requestId, config.upstream, host.origin, this.method, this.path, n, headers, false);
-          if (attemptStart.hasSubscribers) attemptStart.publish(message);
-        }
-        try {
-          outcome = await attempt.start();
-          return outcome;
-        } finally {
-          upstream.inFlight -= 1;
-          host.active -= 1;
-          const result = outcome === null || (outcome.kind === 'failed' && isClientAborted(outcome.error)) ? 'neutral' : countsAgainstUpstream(outcome) ? 'failure' : 'success';
-          const latency = attempt.headersAt === 0 || attempt.sentAt === 0 ? null : attempt.headersAt - attempt.sentAt;
-          let failure = result === 'failure' && outcome !== null ? attemptFailure(outcome) : null;
-          // One request backs off at most one host for its Retry-After: a
-          // client whose requests draw 503s must not take the group down.
-          if (failure?.retryAfter != null) {
-            if (this.#backedOff) failure = { ...failure, retryAfter: null };
-            this.#backedOff = true;
-          }
-          // Outlier detection counts every 5xx, as Envoy's consecutive_5xx
-          // does, whether or not `failureStatuses` makes it a retryable failure:
-          // a replica answering quick 500s must not pass for a healthy one.
-          if (result === 'success' && attempt.statusCode >= 500) group.record(host, 'failure', latency, { code: 'UPSTREAM_STATUS', retryAfter: null });
-          else group.record(host, result, latency, failure);
-          if (retry?.budget) this.#throttle(result, failure, outcome);
-          if (upstream.adaptive !== null) {
-            const sample = limitSample(attempt.sentAt, attempt.headersAt, outcome?.kind === 'failed' && isProxyTimeout(outcome.error));
-            if (sample !== null) upstream.adaptive.record(attempt.sentAt, sample, inFlightAtStart);
-          }
-          if (message !== null) endAttemptOf(message, outcome, attempt.statusCode);
-        }
-      };
-
-      // The breaker counts requests after their retries (on other hosts in a
-      // group: a bad host is outlier detection's to handle), so a client
-      // whose requests fail weighs one failure per request, not three.
-      let headed: HeadSignal = () => undefined;
-      const send = async (n: number): Promise<Outcome> => {
-        if (this.cancelReason !== null) return { kind: 'failed', error: this.cancelReason, phase: 'connect' };
-        if (upstream.capacity !== null && upstream.inFlight >= upstream.capacity) {
-          upstream.overloaded += 1;
-          this.refused('UPSTREAM_OVERLOADED');
-          return { kind: 'refused', code: 'UPSTREAM_OVERLOADED', retryAfter: null };
-        }
-        // A circuit that opened meanwhile stops the retries at once.
-        const refused = n > 1 && upstream.breaker?.state === 'open' ? upstream.breaker.retryAfterSeconds() : null;
-        if (refused === null) return run(n);
-        this.refused('CIRCUIT_OPEN');
-        return { kind: 'refused', code: 'CIRCUIT_OPEN', retryAfter: String(refused) };
-      };
-
-      const loop = (): Promise<Outcome> =>
-        retry === null || retry.retries === 0 || !replayable
-          ? send(1)
-          : runWithRetries({
-              retries: retry.retries,
-              attempt: send,
-              isCandidate: (o) => this.#isRetryCandidate(o),
-              plan: (o, n) => this.#planRetry(o as FailedOutcome, n),
-              signal: () => this.sleepSignal(),
-            });
-      let outcome: Outcome;
-      if (upstream.breaker !== null) {
-        const guarded = await upstream.breaker.run((signal) => {
-          headed = signal;
-          return loop();
-        }, (o: Outcome) => o.kind !== 'refused' && countsAgainstUpstream(o));
-        if (guarded.ran) outcome = guarded.outcome;
-        else {
-          this.refused('CIRCUIT_OPEN');
-          outcome = { kind: 'refused', code: 'CIRCUIT_OPEN', retryAfter: String(guarded.retryAfterSeconds) };
-        }
-      } else outcome = await loop();
-      this.current = null;
-      if (outcome.kind !== 'delivered' && this.#noRetry === null) {
-        this.#noRetry = retry === null || retry.retries === 0 ? 'disabled' : replayable ? 'retries-exhausted' : 'body-not-replayable';
-      }
-
-      if (outcome.kind === 'delivered') {
-        if (this.#message !== null) this.#ended('delivered', res.statusCode, null);
-        return;
-      }
-      // A client that left is not an upstream failure: the attempt is
-      // cancelled and nothing is reported or counted.
-      if (isClientAborted(this.cancelReason) || (outcome.kind === 'failed' && isClientAborted(outcome.error))) {
-        this.#gone();
-        return;
-      }
-      await this.failOrStale(failureOf(outcome));
-    } catch (error) {
-      if (isClientAborted(error) || isClientAborted(this.cancelReason)) {
-        this.#gone();
-        return;
-      }
-      throw error;
-    } finally {
-      if (deadline !== null) clearTimeout(deadline);
-      res.off('close', onClientClose);
-    }
   }
 }

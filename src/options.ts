@@ -23,6 +23,7 @@ import { defaultRegistry, UpstreamRegistry } from './upstream/registry.js';
 import type { RetryBudgetOptions } from './upstream/retry-budget.js';
 import { ADAPTIVE_DEFAULTS, resolveAdaptiveConcurrency, type AdaptiveConcurrencyOptions } from './policy/adaptive-limit.js';
 import { DEADLINE_DEFAULTS, resolveDeadline, type DeadlineOptions } from './policy/deadline.js';
+import { HEDGE_DEFAULTS, resolveHedge, type HedgeDelay, type HedgeOptions } from './policy/hedge.js';
 
 /** Per-phase time limits, in milliseconds. `0` turns a timer off. */
 export interface TimeoutOptions {
@@ -353,6 +354,16 @@ export interface ProxyOptions {
    * default. See {@link DeadlineOptions}.
    */
   deadline?: Partial<DeadlineOptions> | boolean;
+  /**
+   * Hedged requests: a GET or HEAD (body fully read, or none) to a group of
+   * two or more hosts whose response head has not come after a delay is sent
+   * to another host too; the first head wins and the others are cancelled.
+   * Bounded by a budget (10 % of requests by default) and by the breaker,
+   * the concurrency limit, retry throttling and the deadline. `true` for the
+   * defaults; off by default. See {@link HedgeOptions} and
+   * docs/tail-and-overload.md.
+   */
+  hedge?: { delay?: number | Partial<HedgeDelay>; maxHedges?: number; budget?: number; methods?: readonly string[] } | boolean;
 }
 
 /** Body size limits, in bytes. `0` turns a limit off. */
@@ -421,6 +432,7 @@ export const DEFAULTS = Object.freeze({
   staleIfError: Object.freeze({ maxStale: 300_000, maxStaleOverridesOrigin: false, maxEntryBytes: 1024 * 1024, maxBytes: DEFAULT_STALE_MAX_BYTES }),
   adaptiveConcurrency: ADAPTIVE_DEFAULTS,
   deadline: DEADLINE_DEFAULTS,
+  hedge: HEDGE_DEFAULTS,
 });
 
 export interface ResolvedRetry {
@@ -485,6 +497,7 @@ export interface ResolvedOptions {
   readonly hooks: Readonly<ProxyHooks>;
   readonly adaptiveConcurrency: Readonly<AdaptiveConcurrencyOptions> | null;
   readonly deadline: Readonly<DeadlineOptions> | null;
+  readonly hedge: Readonly<HedgeOptions> | null;
 }
 
 /** The attempt header the proxy owns, whose client-sent copy is dropped even when retries are off. */
@@ -969,6 +982,7 @@ const KNOWN = [
   'staleIfError',
   'adaptiveConcurrency',
   'deadline',
+  'hedge',
 ] as const;
 
 function freeze<T extends object>(value: T | null): Readonly<T> | null {
@@ -1039,5 +1053,6 @@ export function resolveOptions(options: unknown): ResolvedOptions {
     hooks: Object.freeze(resolveHooks(options.hooks)),
     adaptiveConcurrency,
     deadline: resolveDeadline(options.deadline, timeout.total),
+    hedge: resolveHedge(options.hedge),
   });
 }

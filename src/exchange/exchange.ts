@@ -17,7 +17,8 @@ import type { AttemptFailure, Host } from '../upstream/group.js';
 import type { HeadSignal } from '../upstream/breaker.js';
 import type { UpstreamState } from '../upstream/registry.js';
 import { Attempt, type AttemptOutcome } from './attempt.js';
-import { requestBody } from './body.js';
+import { requestBody, type ClientBody } from './body.js';
+import { HedgeRace, isHedgeLost, type HedgeLane } from './hedge-race.js';
 import { showClientUrl } from './client-url.js';
 import { cutResponse, type ClientResponse } from './client-response.js';
 import { upstreamRequestHeaders } from './headers.js';
@@ -166,9 +167,14 @@ export function statusFor(config: ResolvedOptions, failure: Failure): { status: 
 export function countsAgainstUpstream(outcome: AttemptOutcome): boolean {
   if (outcome.kind === 'delivered') return false;
   if (outcome.kind === 'status') return true;
-  if (isClientAborted(outcome.error)) return false;
+  if (isClientAborted(outcome.error) || isHedgeLost(outcome.error)) return false;
   const { code } = classifyError(outcome.error, outcome.phase);
   return !NOT_THE_UPSTREAMS.has(code);
+}
+
+/** An attempt ended from outside: the client left, or (hedging) another attempt's head won. It says nothing about the host. */
+function cancelledAttempt(outcome: AttemptOutcome): boolean {
+  return outcome.kind === 'failed' && (isClientAborted(outcome.error) || isHedgeLost(outcome.error));
 }
 
 /** What outlier detection learns from a failed attempt: its class, and the host's own Retry-After. */
@@ -184,7 +190,7 @@ function endAttemptOf(message: AttemptMessage, outcome: AttemptOutcome | null, s
   if (outcome === null) endAttempt(message, 'failed', status, 'PROXY_INTERNAL_ERROR', null);
   else if (outcome.kind === 'delivered') endAttempt(message, 'delivered', status, null, null);
   else if (outcome.kind === 'status') endAttempt(message, 'status', outcome.statusCode, 'UPSTREAM_STATUS', null);
-  else if (isClientAborted(outcome.error)) endAttempt(message, 'cancelled', status, null, outcome.error);
+  else if (isClientAborted(outcome.error) || isHedgeLost(outcome.error)) endAttempt(message, 'cancelled', status, null, outcome.error);
   else endAttempt(message, 'failed', status, classifyError(outcome.error, outcome.phase).code, outcome.error);
 }
 
@@ -197,6 +203,8 @@ function expectsContinue(req: IncomingMessage, res: ClientResponse): boolean {
 export class Exchange {
   attempts = 0;
   current: Attempt | null = null;
+  /** The attempts of a hedged request in flight together, while they race. */
+  race: HedgeRace | null = null;
   cancelReason: Error | null = null;
   /** The hosts already tried, in order; allocated only when a retry needs it. */
   tried: Host[] | null = null;
@@ -266,6 +274,7 @@ export class Exchange {
     if (this.cancelReason !== null) return;
     this.cancelReason = reason;
     this.current?.abort(reason);
+    this.race?.cancel(reason);
     this.#sleep?.abort(reason);
   }
 
@@ -555,6 +564,46 @@ export class Exchange {
     if (returned !== HOOK_CANCELLED) this.#headers = hookedRequestHeaders(built, returned);
   }
 
+  /** Whether this request may be hedged (`hedge` option): an idempotent method, a body in hand or none, two hosts or more. It earns its share of the budget. */
+  #hedgeable(body: Buffer | ClientBody | null): boolean {
+    const { hedge, group } = this.core.upstream;
+    if (hedge === null || !hedge.options.methods.has(this.method)) return false;
+    if ((body !== null && !Buffer.isBuffer(body)) || group.hosts.length < 2) return false;
+    hedge.earn();
+    return true;
+  }
+
+  /**
+   * Whether a hedge may go out now: like a retry, it needs the breaker closed,
+   * room under the concurrency limit, retry throttling's leave, time for the
+   * deadline, a healthy host the request has not tried, and the client to
+   * have no response yet; then it spends one from the hedge budget.
+   */
+  #mayHedge(): boolean {
+    const { config, upstream } = this.core;
+    if (this.cancelReason !== null || this.res.headersSent || upstream.hedge === null) return false;
+    if (upstream.breaker !== null && upstream.breaker.state !== 'closed') return false;
+    if (upstream.capacity !== null && upstream.inFlight >= upstream.capacity) return false;
+    if (config.retry?.budget && !upstream.budget.allowsRetry()) return false;
+    const remaining = this.#remaining();
+    if (config.deadline === null ? remaining <= 0 : this.#total > 0 && !timeForAttempt(remaining, config.deadline)) return false;
+    if (!upstream.group.hasHealthyUntried(this.#tried())) return false;
+    return upstream.hedge.spend();
+  }
+
+  /** Runs attempt `n` and, while it waits for its head, its hedges (src/exchange/hedge-race.ts). */
+  async #hedged(n: number, run: (n: number, lane: HedgeLane) => Promise<AttemptOutcome>): Promise<AttemptOutcome> {
+    const policy = this.core.upstream.hedge;
+    if (policy === null) throw new TypeError('hedging without a hedge policy');
+    const race = new HedgeRace({ policy, run, mayHedge: () => this.#mayHedge(), nextAttempt: () => this.attempts + 1 });
+    this.race = race;
+    try {
+      return await race.run(n);
+    } finally {
+      this.race = null;
+    }
+  }
+
   /** Reads what it must of the body, then runs the attempts; settles when the exchange has ended. */
   async forward(context: ForwardContext | undefined): Promise<void> {
     const { req, res } = this;
@@ -618,7 +667,8 @@ export class Exchange {
         return;
       }
 
-      const run = async (n: number): Promise<AttemptOutcome> => {
+      const hedging = this.#hedgeable(body);
+      const run = async (n: number, lane: HedgeLane | null = null): Promise<AttemptOutcome> => {
         const { group } = upstream;
         // A retry avoids every host tried so far, the previous one included:
         // the list must exist before the pick, not only after it.
@@ -645,11 +695,13 @@ export class Exchange {
           limits: config.limits,
           res,
           onHead: () => headed(),
+          claim: lane?.claim,
           rewrite: this.core.rewrite,
           transform: config.transformResponse,
           side: this,
           keep: this.core.stale?.keeper(this) ?? null,
         });
+        lane?.attach(attempt);
         this.tried?.push(host);
         this.host = host;
         this.current = attempt;
@@ -662,6 +714,7 @@ export class Exchange {
         let message: AttemptMessage | null = null;
         if (attemptStart.hasSubscribers || attemptEnd.hasSubscribers) {
           message = attemptMessage(this.requestId, config.upstream, host.origin, this.method, this.path, n, headers, false);
+          message.hedge = lane?.hedge === true;
           if (attemptStart.hasSubscribers) attemptStart.publish(message);
         }
         try {
@@ -670,7 +723,7 @@ export class Exchange {
         } finally {
           upstream.inFlight -= 1;
           host.active -= 1;
-          const result = outcome === null || (outcome.kind === 'failed' && isClientAborted(outcome.error)) ? 'neutral' : countsAgainstUpstream(outcome) ? 'failure' : 'success';
+          const result = outcome === null || cancelledAttempt(outcome) ? 'neutral' : countsAgainstUpstream(outcome) ? 'failure' : 'success';
           const latency = attempt.headersAt === 0 || attempt.sentAt === 0 ? null : attempt.headersAt - attempt.sentAt;
           let failure = result === 'failure' && outcome !== null ? attemptFailure(outcome) : null;
           // One request backs off at most one host for its Retry-After: a
@@ -706,7 +759,7 @@ export class Exchange {
         }
         // A circuit that opened meanwhile stops the retries at once.
         const refused = n > 1 && upstream.breaker?.state === 'open' ? upstream.breaker.retryAfterSeconds() : null;
-        if (refused === null) return run(n);
+        if (refused === null) return hedging ? this.#hedged(n, run) : run(n);
         this.refused('CIRCUIT_OPEN');
         return { kind: 'refused', code: 'CIRCUIT_OPEN', retryAfter: String(refused) };
       };

@@ -126,8 +126,11 @@ describe('hedged requests', () => {
         [2, true],
       ]);
       expect(registry.get('svc')?.hedge).toMatchObject({ hedges: 1, wins: 1, refused: 0 });
-      // The loser is no failure: the stalled host stays in rotation and the breaker saw one success.
-      expect(registry.get('svc')?.hosts.map((h) => h.state)).toEqual(['healthy', 'healthy']);
+      // The loser is no failure: the stalled host stays in rotation; but the balancer learns it was slow.
+      const snapshot = registry.get('svc');
+      expect(snapshot?.hosts.map((h) => h.state)).toEqual(['healthy', 'healthy']);
+      const stalled = snapshot?.hosts.find((h) => h.origin === hosts.urls[first?.host ?? -1]);
+      expect(stalled?.latencyMs).toBeGreaterThanOrEqual(10);
     } finally {
       unsubscribe(DIAGNOSTICS_CHANNELS.attemptStart, onStart);
     }

@@ -737,6 +737,8 @@ export class Exchange {
           // a replica answering quick 500s must not pass for a healthy one.
           if (result === 'success' && attempt.statusCode >= 500) group.record(host, 'failure', latency, { code: 'UPSTREAM_STATUS', retryAfter: null });
           else group.record(host, result, latency, failure);
+          // A hedge's loser was slow, not wrong: the balancer learns how long it had waited.
+          if (outcome?.kind === 'failed' && isHedgeLost(outcome.error) && attempt.sentAt > 0) group.recordWait(host, performance.now() - attempt.sentAt);
           if (retry?.budget) this.#throttle(result, failure, outcome);
           if (upstream.adaptive !== null) {
             const sample = limitSample(attempt.sentAt, attempt.headersAt, outcome?.kind === 'failed' && isProxyTimeout(outcome.error));

@@ -6,7 +6,7 @@
 // the breaker, outlier detection, retry throttling and the adaptive limit; only
 // the hedge's own latency window learns how long they had waited.
 // When every attempt fails, the race ends with the last failure and the retry
-// loop decides, as it does for a single attempt. DESIGN.md §21.
+// loop decides, as it does for a single attempt. docs/tail-and-overload.md.
 
 import type { Attempt, AttemptOutcome } from './attempt.js';
 import type { HedgePolicy } from '../policy/hedge.js';

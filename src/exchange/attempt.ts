@@ -105,6 +105,8 @@ export class Attempt implements Dispatcher.DispatchHandler {
   #reason: Error | null = null;
   #controller: Dispatcher.DispatchController | null = null;
   #timer: NodeJS.Timeout | null = null;
+  /** What `#timer` was set for, in ms: a timer re-armed for the same time is restarted, not replaced. */
+  #timerMs = 0;
   /** `hold`: the response head waits for its first body byte (see HEAD_HOLD_MS). */
   #timerKind: Exclude<TimerKind, 'total'> | 'hold' = 'connect';
   /** A failure status being discarded, with the bytes read of its body. */
@@ -264,13 +266,14 @@ export class Attempt implements Dispatcher.DispatchHandler {
     // Most heads come with their first body bytes in the same read: the
     // hold's timer is armed only when none came by the end of this tick, so
     // most responses pay for no timer of their own (issue 20: 2.7 µs each).
-    this.#disarm();
+    // Until then the response timer stays set (it cannot fire before the
+    // tick ends), so the idle timer can restart it instead of replacing it.
     this.#timerKind = 'hold';
     process.nextTick(this.#armHold);
   }
 
   readonly #armHold = (): void => {
-    if (!this.#settled && this.#pending !== null && this.#timerKind === 'hold' && this.#timer === null) this.#arm('hold');
+    if (!this.#settled && this.#pending !== null && this.#timerKind === 'hold') this.#arm('hold');
   };
 
   /** Whether this response is to be read whole and transformed. */
@@ -503,9 +506,17 @@ export class Attempt implements Dispatcher.DispatchHandler {
   };
 
   #arm(kind: Exclude<TimerKind, 'total'> | 'hold', ms = kind === 'hold' ? holdMs(this.#spec.timeout.idle) : this.#spec.timeout[kind]): void {
-    this.#disarm();
     this.#timerKind = kind;
-    if (ms > 0) this.#timer = setTimeout(this.#onTimer, ms);
+    // `response` then `idle` at their defaults (both 30 s): one timer, restarted.
+    if (this.#timer !== null && ms > 0 && ms === this.#timerMs) {
+      this.#timer.refresh();
+      return;
+    }
+    this.#disarm();
+    if (ms > 0) {
+      this.#timer = setTimeout(this.#onTimer, ms);
+      this.#timerMs = ms;
+    }
   }
 
   #disarm(): void {

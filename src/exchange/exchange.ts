@@ -3,24 +3,51 @@
 // concurrency limit), its retries, and how it ends — with exactly one of the
 // upstream's complete response, the error contract, or (headers already sent)
 // a destroyed client connection. Per-request state lives here and nowhere else.
+//
+// A request's life, in the order `forward` runs it:
+//   1. #readBody        — what of the body to read first (limits, 100-continue, parsers)
+//   2. #startDeadline   — `timeout.total` (and a trusted client's deadline)
+//   3. #runRequestHook  — an async `headers.request`, once, on the deadline's time
+//   4. #attemptLoop     — the breaker around the whole loop; runWithRetries calls
+//        attempt(n)     — admission: cancelled, capacity, a circuit that opened
+//        #hedged(n)     — a hedged request: attempts raced by hedge-race.ts, each a #runAttempt
+//        #runAttempt(n) — the host pick (#pickHost), the headers, the Attempt
+//        #recordAttempt — what the group, retry throttling and adaptive limits learn
+//        isCandidate / plan — whether to retry, and after what delay (#planRetry)
+//   5. #finish          — delivered, client gone, or failOrStale → the contract or a stale response
 
 import type { IncomingMessage } from 'node:http';
-import { classifyError, type Classification, type Phase } from '../contract/classify.js';
+import { classifyError, type Phase } from '../contract/classify.js';
 import { ClientAbortedError, isClientAborted, isProxyTimeout, LimitExceededError, ProxyTimeoutError, RewriteHookError } from '../contract/errors.js';
-import { FAILURES, type FailureCode, type ProxyStatusError } from '../contract/failures.js';
+import type { FailureCode } from '../contract/failures.js';
 import { sendProblem } from '../contract/problem.js';
 import type { ExchangeEvent, FailureEvent, NoRetryReason, RequestHeadersHook, ResolvedOptions, RetryEvent, StaleEvent } from '../options.js';
 import { ownAttemptHeader } from '../options.js';
-import { runWithRetries } from '../policy/retry.js';
+import { runWithRetries, type RetryLoop } from '../policy/retry.js';
 import { backoffDelay, isRetryable, parseRetryAfter, sentNothing } from '../policy/retry-policy.js';
 import type { AttemptFailure, Host } from '../upstream/group.js';
-import type { HeadSignal } from '../upstream/breaker.js';
+import type { Guarded, HeadSignal } from '../upstream/breaker.js';
 import type { UpstreamState } from '../upstream/registry.js';
 import { Attempt, type AttemptOutcome } from './attempt.js';
-import { requestBody, type ClientBody } from './body.js';
+import { hasRequestBody, requestBody, type ClientBody } from './body.js';
 import { HedgeRace, isHedgeLost, type HedgeLane } from './hedge-race.js';
 import { showClientUrl } from './client-url.js';
 import { cutResponse, type ClientResponse } from './client-response.js';
+import {
+  attemptFailure,
+  cancelledAttempt,
+  CLIENT_FAULTS,
+  countsAgainstBreaker,
+  countsAgainstUpstream,
+  endAttemptOf,
+  failureOf,
+  fromClassification,
+  statusFor,
+  type FailedOutcome,
+  type Failure,
+  type Outcome,
+  type Refused,
+} from './failure.js';
 import { upstreamRequestHeaders } from './headers.js';
 import type { ResponseRewriter } from './response-rewrite.js';
 import { HOOK_CANCELLED, settleHook } from './hook-time.js';
@@ -35,7 +62,6 @@ import {
   attemptMessage,
   attemptStart,
   budgetExhausted,
-  endAttempt,
   endExchange,
   exchangeEnd,
   exchangeMessage,
@@ -47,6 +73,8 @@ import {
   type ExchangeMessage,
   type ExchangeOutcome,
 } from '../observe/channels.js';
+
+export { countsAgainstUpstream, fromClassification, internalFailure, refusal, statusFor, type Failure } from './failure.js';
 
 /** What an adapter knows about a request that Node's request object does not carry. */
 export interface ForwardContext {
@@ -71,25 +99,6 @@ export interface ProxyCore {
   readonly stale?: StaleLayer | null | undefined;
 }
 
-export interface Failure {
-  readonly code: FailureCode;
-  readonly proxyStatus: ProxyStatusError | null;
-  readonly phase: Phase | null;
-  readonly error: unknown;
-  readonly receivedStatus: number | null;
-  readonly retryAfter: string | null;
-}
-
-/** An attempt the proxy refused to make: the circuit is open, or the upstream is at capacity. */
-interface Refused {
-  readonly kind: 'refused';
-  readonly code: 'CIRCUIT_OPEN' | 'UPSTREAM_OVERLOADED';
-  readonly retryAfter: string | null;
-}
-
-type Outcome = AttemptOutcome | Refused;
-type FailedOutcome = Exclude<Outcome, { kind: 'delivered' }>;
-
 const HOOK_WARNED = new WeakSet<object>();
 
 /** Failures in a row one host may drain from retry throttling before the rest count as the host's fault (while a healthy host can take the retry). */
@@ -100,12 +109,6 @@ const CLIENT_CLOSED_REQUEST = 499;
 
 /** A kept response is played back whatever its status: it was no failure status when it was kept. */
 const NO_FAILURE_STATUSES: ReadonlySet<number> = new Set();
-
-/** Failures that say nothing about the upstream's health: the breaker and outlier detection ignore them. */
-const NOT_THE_UPSTREAMS = new Set<FailureCode>(['PROXY_INTERNAL_ERROR', 'REQUEST_INVALID', 'REQUEST_TOO_LARGE', 'REQUEST_TIMEOUT']);
-
-/** The client's own faults: answered with their own status, whatever `status` says. */
-const CLIENT_FAULTS = new Set<FailureCode>(['REQUEST_INVALID', 'REQUEST_TOO_LARGE', 'REQUEST_TIMEOUT']);
 
 /** Hooks observe; one that throws must not break the request it observes. */
 export function callHook<T>(hook: ((event: T) => void) | undefined, event: T): void {
@@ -122,85 +125,28 @@ export function callHook<T>(hook: ((event: T) => void) | undefined, event: T): v
   }
 }
 
-export function fromClassification(classification: Classification, phase: Phase | null, error: unknown): Failure {
-  return { ...classification, phase, error, receivedStatus: null, retryAfter: null };
-}
-
-/** The upstream's Retry-After as whole seconds, or `null`: only a value that parses is used or passed on (never the upstream's text). */
-function retryAfterOf(outcome: Extract<FailedOutcome, { kind: 'status' }>): string | null {
-  const value = outcome.headers['retry-after'];
-  const ms = typeof value === 'string' ? parseRetryAfter(value) : null;
-  return ms === null ? null : String(Math.ceil(ms / 1000));
-}
-
-export function refusal(code: Refused['code'], retryAfter: string | null): Failure {
-  return { code, proxyStatus: FAILURES[code].proxyStatus, phase: null, error: null, receivedStatus: null, retryAfter };
-}
-
-function failureOf(outcome: FailedOutcome): Failure {
-  if (outcome.kind === 'refused') return refusal(outcome.code, outcome.retryAfter);
-  if (outcome.kind === 'status') {
-    return { code: 'UPSTREAM_STATUS', proxyStatus: null, phase: 'response', error: null, receivedStatus: outcome.statusCode, retryAfter: retryAfterOf(outcome) };
-  }
-  return fromClassification(classifyError(outcome.error, outcome.phase), outcome.phase, outcome.error);
-}
-
-export function internalFailure(error: unknown): Failure {
-  return fromClassification({ code: 'PROXY_INTERNAL_ERROR', proxyStatus: 'proxy_internal_error' }, null, error);
-}
-
-/** The status a failure is answered with, by the `status` option; a `status` function that throws or answers nonsense is the proxy's own fault (500). */
-export function statusFor(config: ResolvedOptions, failure: Failure): { status: number; failure: Failure } {
-  // The client's own faults are answered as such, whatever `status` says.
-  if (CLIENT_FAULTS.has(failure.code)) return { status: FAILURES[failure.code].rfc9209Status, failure };
-  if (typeof config.status === 'number') return { status: config.status, failure };
-  try {
-    const status = config.status(failure.code, failure.proxyStatus);
-    if (Number.isInteger(status) && status >= 400 && status <= 599) return { status, failure };
-    throw new TypeError(`The \`status\` option returned ${String(status)}, not an HTTP error status.`);
-  } catch (error) {
-    return { status: 500, failure: internalFailure(error) };
-  }
-}
-
-/** What the breaker and outlier detection count against the upstream: its failures, never a client's abort or the proxy's own fault. */
-export function countsAgainstUpstream(outcome: AttemptOutcome): boolean {
-  if (outcome.kind === 'delivered') return false;
-  if (outcome.kind === 'status') return true;
-  if (isClientAborted(outcome.error) || isHedgeLost(outcome.error)) return false;
-  const { code } = classifyError(outcome.error, outcome.phase);
-  return !NOT_THE_UPSTREAMS.has(code);
-}
-
-/** An attempt ended from outside: the client left, or (hedging) another attempt's head won. It says nothing about the host. */
-function cancelledAttempt(outcome: AttemptOutcome): boolean {
-  return outcome.kind === 'failed' && (isClientAborted(outcome.error) || isHedgeLost(outcome.error));
-}
-
-/** What outlier detection learns from a failed attempt: its class, and the host's own Retry-After. */
-function attemptFailure(outcome: AttemptOutcome): AttemptFailure | null {
-  if (outcome.kind === 'delivered') return null;
-  if (outcome.kind === 'status') return { code: 'UPSTREAM_STATUS', retryAfter: parseRetryAfter(retryAfterOf(outcome)) };
-  return { code: classifyError(outcome.error, outcome.phase).code, retryAfter: null };
-}
-
-/** Publishes the end of an attempt with what its outcome says (classified only for a subscriber). */
-function endAttemptOf(message: AttemptMessage, outcome: AttemptOutcome | null, statusCode: number): void {
-  const status = statusCode === 0 ? null : statusCode;
-  if (outcome === null) endAttempt(message, 'failed', status, 'PROXY_INTERNAL_ERROR', null);
-  else if (outcome.kind === 'delivered') endAttempt(message, 'delivered', status, null, null);
-  else if (outcome.kind === 'status') endAttempt(message, 'status', outcome.statusCode, 'UPSTREAM_STATUS', null);
-  else if (isClientAborted(outcome.error) || isHedgeLost(outcome.error)) endAttempt(message, 'cancelled', status, null, outcome.error);
-  else endAttempt(message, 'failed', status, classifyError(outcome.error, outcome.phase).code, outcome.error);
-}
-
 /** A client waiting for `100 Continue` that nobody has sent yet. */
 function expectsContinue(req: IncomingMessage, res: ClientResponse): boolean {
   const expect = req.headers.expect;
   return typeof expect === 'string' && expect.toLowerCase() === '100-continue' && (res as ClientResponse & { _sent100?: boolean })._sent100 !== true;
 }
 
-export class Exchange {
+/** `timeout.total` ran out: a timer's callback, given the exchange as its argument (no closure per request). */
+function expire(exchange: Exchange, total: number): void {
+  exchange.cancel(new ProxyTimeoutError('total', total));
+}
+
+/** The request body as the attempts send it, once read. */
+interface SentBody {
+  readonly body: Buffer | ClientBody | null;
+  /** The bytes a parser's output was rebuilt into: the headers must describe them. */
+  readonly rebuilt: Buffer | null;
+  readonly replayable: boolean;
+}
+
+const NO_BODY: SentBody = { body: null, rebuilt: null, replayable: true };
+
+export class Exchange implements RetryLoop<Outcome> {
   attempts = 0;
   current: Attempt | null = null;
   /** The attempts of a hedged request in flight together, while they race. */
@@ -216,10 +162,17 @@ export class Exchange {
   #backedOff = false;
   #sleep: AbortController | null = null;
   #headers: Record<string, string | string[]> | null = null;
-  /** When `timeout.total` started counting: once the body is in hand. */
+  /** What the attempts send as the body, once read. */
+  #sent: SentBody = NO_BODY;
+  /** When `timeout.total` started counting: once the body is in hand (0 without a deadline). */
   #deadlineFrom = 0;
   /** `timeout.total` for this request: capped by a trusted client's deadline (`deadline.trustClient`). */
   #total = 0;
+  #deadline: NodeJS.Timeout | null = null;
+  /** This request may be hedged (`hedge` option), decided once its body is in hand. */
+  #hedging = false;
+  /** Told when a response head reached the client: the breaker's half-open probe is decided by it. */
+  #headed: HeadSignal | undefined = undefined;
   /** The diagnostics message of this exchange, only when someone listens. */
   readonly #message: ExchangeMessage | null = null;
 
@@ -240,7 +193,349 @@ export class Exchange {
     }
   }
 
-  /** Publishes the end of the exchange, when its start was published. */
+  /** Reads what it must of the body, then runs the attempts; settles when the exchange has ended. */
+  async forward(context: ForwardContext | undefined): Promise<void> {
+    this.res.once('close', this.#onClientClose);
+    try {
+      if (!this.#admitBody()) return;
+      // Most requests have no body: nothing to wait for.
+      if (hasRequestBody(this.req) && !(await this.#readBody(context))) return;
+      if (this.cancelReason !== null) {
+        this.#gone();
+        return;
+      }
+      this.#startDeadline();
+      const hook = this.core.config.requestHeaders;
+      if (typeof hook === 'function') {
+        await this.#runRequestHook(hook);
+        if (this.#cancelledBy() !== null) {
+          this.#gone();
+          return;
+        }
+      }
+      if (!this.#timeForFirstAttempt()) {
+        const late = new ProxyTimeoutError('total', this.#total);
+        await this.failOrStale(fromClassification(classifyError(late, 'connect'), null, late));
+        return;
+      }
+      this.#hedging = this.#hedgeable();
+      const ending = this.#finish(await this.#attemptLoop());
+      if (ending !== undefined) await ending;
+    } catch (error) {
+      if (isClientAborted(error) || isClientAborted(this.cancelReason)) {
+        this.#gone();
+        return;
+      }
+      throw error;
+    } finally {
+      if (this.#deadline !== null) clearTimeout(this.#deadline);
+      this.res.off('close', this.#onClientClose);
+    }
+  }
+
+  /** The client's connection closed: stored once per exchange, so `forward` allocates no listener. */
+  readonly #onClientClose = (): void => {
+    const { res } = this;
+    if (res.writableFinished) return;
+    // The client left before any status was sent: loggers read 499, as
+    // nginx logs it, not a status nobody sent. Nothing goes on the wire.
+    if (!res.headersSent) res.statusCode = CLIENT_CLOSED_REQUEST;
+    this.cancel(new ClientAbortedError());
+  };
+
+  /** Step 1a: a body declared too large is refused unread (413); `false` when the exchange ended so. */
+  #admitBody(): boolean {
+    const { req, res } = this;
+    const maxBody = this.core.config.limits.requestBodyBytes;
+    if (maxBody > 0 && Number(req.headers['content-length']) > maxBody) {
+      // The body will not be read: the connection cannot carry another request.
+      if (!res.headersSent) res.setHeader('connection', 'close');
+      this.fail(fromClassification(classifyError(new LimitExceededError('request', maxBody), 'connect'), null, null));
+      return false;
+    }
+    // Wired to the server's 'checkContinue' event, the proxy says `100
+    // Continue` only once it means to read the body (a 413 or a refusal
+    // comes first); otherwise Node already said it.
+    if (expectsContinue(req, res)) res.writeContinue();
+    return true;
+  }
+
+  /**
+   * Step 1b: reads what it must of the body (all of it when it is to be
+   * replayed on a retry, up to `limits.requestBufferBytes` otherwise).
+   * `false` when the exchange ended (the client's own fault).
+   */
+  async #readBody(context: ForwardContext | undefined): Promise<boolean> {
+    const { config } = this.core;
+    const { retry } = config;
+    const replayLimit = retry !== null && retry.retries > 0 ? retry.maxBodyBytes : null;
+    const policy = { replayLimit, bufferBytes: config.limits.requestBufferBytes, maxBytes: config.limits.requestBodyBytes, idle: config.timeout.upload };
+    let read;
+    try {
+      read = await requestBody(this.req, policy, context?.body);
+    } catch (error) {
+      const fault = classifyError(error, 'request');
+      if (isClientAborted(error) || !CLIENT_FAULTS.has(fault.code)) throw error;
+      this.fail(fromClassification(fault, null, error));
+      return false;
+    }
+    const { body, rebuilt, replayable } = read;
+    this.#sent = { body, rebuilt: rebuilt && Buffer.isBuffer(body) ? body : null, replayable };
+    return true;
+  }
+
+  /**
+   * Step 2: `timeout.total` starts once the body is in hand (a client's slow
+   * upload is not the upstream's time), capped by a trusted client's deadline.
+   */
+  #startDeadline(): void {
+    const { config } = this.core;
+    const total = requestTotal(config.timeout.total, this.req.headers, config.deadline);
+    this.#total = total;
+    if (total === 0) return;
+    this.#deadlineFrom = performance.now();
+    this.#deadline = setTimeout(expire, total, this, total);
+  }
+
+  /** Too little time left to be of use upstream (a trusted client's short deadline, a slow header hook): a total timeout, before any attempt. */
+  #timeForFirstAttempt(): boolean {
+    const { deadline } = this.core.config;
+    return deadline === null || this.#total === 0 || timeForAttempt(this.#remaining(), deadline);
+  }
+
+  /**
+   * Step 4: the attempt loop. The breaker counts requests after their
+   * retries (on other hosts in a group: a bad host is outlier detection's to
+   * handle), so a client whose requests fail weighs one failure per request,
+   * not three. (Not async: the common path's promises are the loop's own.)
+   */
+  #attemptLoop(): Promise<Outcome | Guarded<Outcome>> {
+    const { breaker } = this.core.upstream;
+    return breaker === null ? this.#retryLoop() : breaker.run(this.#underBreaker, countsAgainstBreaker);
+  }
+
+  /** The loop as the breaker runs it, told how to signal a head (stored once per exchange). */
+  readonly #underBreaker = (headed: HeadSignal): Promise<Outcome> => {
+    this.#headed = headed;
+    return this.#retryLoop();
+  };
+
+  /** Attempt 1, then retries while `isCandidate` and `plan` allow (policy/retry.ts runs the loop). */
+  #retryLoop(): Promise<Outcome> {
+    return this.retries === 0 || !this.#sent.replayable ? this.attempt(1) : runWithRetries(this);
+  }
+
+  /** Retries after the first attempt, by `retry.retries` (RetryLoop). */
+  get retries(): number {
+    return this.core.config.retry?.retries ?? 0;
+  }
+
+  /**
+   * Attempt `n` (1 for the first), unless the proxy must refuse it: the
+   * exchange was cancelled, the upstream is at capacity, or the circuit
+   * opened since the loop began (RetryLoop).
+   */
+  attempt(n: number): Promise<Outcome> {
+    if (this.cancelReason !== null) return Promise.resolve({ kind: 'failed', error: this.cancelReason, phase: 'connect' });
+    const { upstream } = this.core;
+    if (upstream.capacity !== null && upstream.inFlight >= upstream.capacity) {
+      upstream.overloaded += 1;
+      this.refused('UPSTREAM_OVERLOADED');
+      return Promise.resolve({ kind: 'refused', code: 'UPSTREAM_OVERLOADED', retryAfter: null });
+    }
+    // A circuit that opened meanwhile stops the retries at once.
+    const refused = n > 1 && upstream.breaker?.state === 'open' ? upstream.breaker.retryAfterSeconds() : null;
+    if (refused !== null) {
+      this.refused('CIRCUIT_OPEN');
+      return Promise.resolve({ kind: 'refused', code: 'CIRCUIT_OPEN', retryAfter: String(refused) });
+    }
+    return this.#hedging ? this.#hedged(n) : this.#runAttempt(n);
+  }
+
+  /** Whether this request may be hedged (`hedge` option): an idempotent method, a body in hand or none, two hosts or more. It earns its share of the budget. */
+  #hedgeable(): boolean {
+    const { hedge, group } = this.core.upstream;
+    if (hedge === null || !hedge.options.methods.has(this.method)) return false;
+    const { body } = this.#sent;
+    if ((body !== null && !Buffer.isBuffer(body)) || group.hosts.length < 2) return false;
+    hedge.earn();
+    return true;
+  }
+
+  /**
+   * Whether a hedge may go out now: like a retry, it needs the breaker closed,
+   * room under the concurrency limit, retry throttling's leave, time for the
+   * deadline, a healthy host the request has not tried, and the client to
+   * have no response yet; then it spends one from the hedge budget.
+   */
+  #mayHedge(): boolean {
+    const { config, upstream } = this.core;
+    if (this.cancelReason !== null || this.res.headersSent || upstream.hedge === null) return false;
+    if (upstream.breaker !== null && upstream.breaker.state !== 'closed') return false;
+    if (upstream.capacity !== null && upstream.inFlight >= upstream.capacity) return false;
+    if (config.retry?.budget && !upstream.budget.allowsRetry()) return false;
+    const remaining = this.#remaining();
+    if (config.deadline === null ? remaining <= 0 : this.#total > 0 && !timeForAttempt(remaining, config.deadline)) return false;
+    if (!upstream.group.hasHealthyUntried(this.#tried())) return false;
+    return upstream.hedge.spend();
+  }
+
+  /** Attempt `n` and, while it waits for its head, its hedges: hedge-race.ts races them, each a #runAttempt on a host not yet tried. */
+  async #hedged(n: number): Promise<AttemptOutcome> {
+    const policy = this.core.upstream.hedge;
+    if (policy === null) return this.#runAttempt(n);
+    const race = new HedgeRace({ policy, run: (k, lane) => this.#runAttempt(k, lane), mayHedge: () => this.#mayHedge(), nextAttempt: () => this.attempts + 1 });
+    this.race = race;
+    try {
+      return await race.run(n);
+    } finally {
+      this.race = null;
+    }
+  }
+
+  /**
+   * Where a retry decides its host: the group picks one, avoiding every host
+   * tried so far — the previous one included, so the list must exist before
+   * the pick, not only after it.
+   */
+  #pickHost(): Host {
+    if (this.host !== null) this.tried ??= [this.host];
+    return this.core.upstream.group.pick(this.tried);
+  }
+
+  /** Attempt `n` on the host the group picks: its headers, its accounting, and what it teaches the group. */
+  async #runAttempt(n: number, lane: HedgeLane | null = null): Promise<AttemptOutcome> {
+    const { upstream } = this.core;
+    const host = this.#pickHost();
+    const headers = this.#attemptHeaders(host, n);
+    const attempt = this.#openAttempt(host, headers, lane);
+    lane?.attach(attempt);
+    this.tried?.push(host);
+    this.host = host;
+    this.current = attempt;
+    this.attempts += 1;
+    upstream.inFlight += 1;
+    const inFlightAtStart = upstream.inFlight;
+    host.active += 1;
+    // Published before dispatch: a subscriber may still add headers (traceparent).
+    let message: AttemptMessage | null = null;
+    if (attemptStart.hasSubscribers || attemptEnd.hasSubscribers) {
+      message = attemptMessage(this.requestId, this.core.config.upstream, host.origin, this.method, this.path, n, headers, false);
+      message.hedge = lane?.hedge === true;
+      if (attemptStart.hasSubscribers) attemptStart.publish(message);
+    }
+    let outcome: AttemptOutcome | null = null;
+    try {
+      outcome = await attempt.start();
+      return outcome;
+    } finally {
+      upstream.inFlight -= 1;
+      host.active -= 1;
+      this.#recordAttempt(attempt, host, outcome, inFlightAtStart);
+      if (message !== null) endAttemptOf(message, outcome, attempt.statusCode);
+    }
+  }
+
+  /** The headers attempt `n` sends to `host`: this request's, with the attempt's number and the time left. */
+  #attemptHeaders(host: Host, n: number): Record<string, string | string[]> {
+    const { config } = this.core;
+    const headers = this.#upstreamHeaders(host);
+    // The object is this request's own, and undici serialises it during
+    // dispatch(): the next attempt may overwrite the number.
+    const attemptHeader = config.retry?.attemptHeader;
+    if (attemptHeader) headers[attemptHeader] = String(n);
+    // What the proxy will still wait, minus the margin; a client's value in the header never passes through as is.
+    if (config.deadline !== null) {
+      if (this.#total > 0) headers[config.deadline.header] = formatDeadline(this.#remaining() - config.deadline.margin, config.deadline.format);
+      else Reflect.deleteProperty(headers, config.deadline.header);
+    }
+    return headers;
+  }
+
+  /** The Attempt on `host`, sending `headers`; a hedged request's attempts claim the response through their lane. */
+  #openAttempt(host: Host, headers: Record<string, string | string[]>, lane: HedgeLane | null): Attempt {
+    const { config } = this.core;
+    return new Attempt({
+      dispatcher: host.dispatcher,
+      origin: host.origin,
+      path: this.path,
+      method: this.method,
+      headers,
+      body: this.#sent.body,
+      timeout: config.timeout,
+      failureStatuses: config.failureStatuses,
+      limits: config.limits,
+      res: this.res,
+      onHead: this.#headed,
+      claim: lane?.claim,
+      rewrite: this.core.rewrite,
+      transform: config.transformResponse,
+      side: this,
+      keep: this.core.stale?.keeper(this) ?? null,
+    });
+  }
+
+  /** What the group (outlier detection, latency), retry throttling and adaptive concurrency learn from one attempt. */
+  #recordAttempt(attempt: Attempt, host: Host, outcome: AttemptOutcome | null, inFlightAtStart: number): void {
+    const { upstream, config } = this.core;
+    // A client's abort and a hedge's loser say nothing about the host.
+    const result = outcome === null || cancelledAttempt(outcome) ? 'neutral' : countsAgainstUpstream(outcome) ? 'failure' : 'success';
+    const latency = attempt.headersAt === 0 || attempt.sentAt === 0 ? null : attempt.headersAt - attempt.sentAt;
+    let failure = result === 'failure' && outcome !== null ? attemptFailure(outcome) : null;
+    // One request backs off at most one host for its Retry-After: a
+    // client whose requests draw 503s must not take the group down.
+    if (failure?.retryAfter != null) {
+      if (this.#backedOff) failure = { ...failure, retryAfter: null };
+      this.#backedOff = true;
+    }
+    // Outlier detection counts every 5xx, as Envoy's consecutive_5xx
+    // does, whether or not `failureStatuses` makes it a retryable failure:
+    // a replica answering quick 500s must not pass for a healthy one.
+    if (result === 'success' && attempt.statusCode >= 500) upstream.group.record(host, 'failure', latency, { code: 'UPSTREAM_STATUS', retryAfter: null });
+    else upstream.group.record(host, result, latency, failure);
+    // A hedge's loser was slow, not wrong: the balancer learns how long it had waited.
+    if (outcome?.kind === 'failed' && isHedgeLost(outcome.error) && attempt.sentAt > 0) upstream.group.recordWait(host, performance.now() - attempt.sentAt);
+    if (config.retry?.budget) this.#throttle(result, failure, outcome);
+    if (upstream.adaptive !== null) {
+      const sample = limitSample(attempt.sentAt, attempt.headersAt, outcome?.kind === 'failed' && isProxyTimeout(outcome.error));
+      if (sample !== null) upstream.adaptive.record(attempt.sentAt, sample, inFlightAtStart);
+    }
+  }
+
+  /**
+   * Step 5: how the exchange ends, once the loop is done: delivered, the
+   * client gone, or a failure (the contract, or a stale response). A promise
+   * only while a kept response is looked up.
+   */
+  #finish(result: Outcome | Guarded<Outcome>): Promise<void> | undefined {
+    this.current = null;
+    const outcome = this.#unguarded(result);
+    if (outcome.kind !== 'delivered' && this.#noRetry === null) {
+      const { retry } = this.core.config;
+      this.#noRetry = retry === null || retry.retries === 0 ? 'disabled' : this.#sent.replayable ? 'retries-exhausted' : 'body-not-replayable';
+    }
+    if (outcome.kind === 'delivered') {
+      if (this.#message !== null) this.#ended('delivered', this.res.statusCode, null);
+      return undefined;
+    }
+    // A client that left is not an upstream failure: the attempt is
+    // cancelled and nothing is reported or counted.
+    if (isClientAborted(this.cancelReason) || (outcome.kind === 'failed' && isClientAborted(outcome.error))) {
+      this.#gone();
+      return undefined;
+    }
+    return this.failOrStale(failureOf(outcome));
+  }
+
+  /** The loop's outcome, or the breaker's refusal to run it. */
+  #unguarded(result: Outcome | Guarded<Outcome>): Outcome {
+    if (!('ran' in result)) return result;
+    if (result.ran) return result.outcome;
+    this.refused('CIRCUIT_OPEN');
+    return { kind: 'refused', code: 'CIRCUIT_OPEN', retryAfter: String(result.retryAfterSeconds) };
+  }
+
+/** Publishes the end of the exchange, when its start was published. */
   #ended(outcome: ExchangeOutcome, statusCode: number | null, code: FailureCode | null): void {
     if (this.#message !== null) endExchange(this.#message, outcome, statusCode, code, this.attempts);
   }
@@ -283,8 +578,8 @@ export class Exchange {
     return this.cancelReason;
   }
 
-  /** Created only when a retry waits, so the common path allocates no AbortController. */
-  sleepSignal(): AbortSignal {
+  /** Aborted when the exchange is cancelled (RetryLoop); created only when a retry waits, so the common path allocates no AbortController. */
+  signal(): AbortSignal {
     this.#sleep ??= new AbortController();
     if (this.cancelReason !== null) this.#sleep.abort(this.cancelReason);
     return this.#sleep.signal;
@@ -403,7 +698,11 @@ export class Exchange {
     }
   }
 
-  /** The wait before the next attempt, or null when this failure must not be retried (and `#noRetry` says why). */
+  /** The wait before the next attempt, or null when this failure must not be retried and `#noRetry` says why (RetryLoop). */
+  plan(outcome: Outcome, attempt: number): number | null {
+    return this.#planRetry(outcome as FailedOutcome, attempt);
+  }
+
   #planRetry(outcome: FailedOutcome, attempt: number): number | null {
     const { config, upstream } = this.core;
     const retry = config.retry;
@@ -495,7 +794,8 @@ export class Exchange {
     return this.tried ?? (this.host === null ? [] : [this.host]);
   }
 
-  #isRetryCandidate(outcome: Outcome): outcome is FailedOutcome {
+  /** Whether `outcome` is a failure another attempt may mend (RetryLoop). */
+  isCandidate(outcome: Outcome): outcome is FailedOutcome {
     if (outcome.kind === 'delivered') return false;
     // A refusal ends the loop at once: an open circuit is not to be hammered.
     if (outcome.kind === 'refused') {
@@ -521,7 +821,7 @@ export class Exchange {
   }
 
   /** Headers for the upstream, built when the first attempt really runs: a refusal needs none. */
-  #upstreamHeaders(host: Host, rebuilt: Buffer | null): Record<string, string | string[]> {
+  #upstreamHeaders(host: Host): Record<string, string | string[]> {
     const { config } = this.core;
     let headers = this.#headers;
     if (headers === null) {
@@ -532,6 +832,7 @@ export class Exchange {
         trustProxy: config.trustProxy,
         attemptHeader: ownAttemptHeader(config),
       });
+      const { rebuilt } = this.#sent;
       if (rebuilt !== null) {
         headers['content-length'] = String(rebuilt.length);
         delete headers['content-encoding'];
@@ -545,16 +846,16 @@ export class Exchange {
     return headers;
   }
 
-  /** Runs `headers.request` on the headers the first attempt would send; what it returns is what every attempt sends. */
-  async #runRequestHook(hook: RequestHeadersHook, rebuilt: Buffer | null): Promise<void> {
+  /** Step 3: runs `headers.request` on the headers the first attempt would send; what it returns is what every attempt sends. */
+  async #runRequestHook(hook: RequestHeadersHook): Promise<void> {
     const host = this.core.upstream.group.hosts[0];
     if (host === undefined) return;
-    const built = this.#upstreamHeaders(host, rebuilt);
+    const built = this.#upstreamHeaders(host);
     // The client leaving or the deadline ends the wait; so does `timeout.hook`.
     const restore = showClientUrl(this.req, this.clientUrl);
     let returned: Awaited<ReturnType<RequestHeadersHook>> | typeof HOOK_CANCELLED;
     try {
-      returned = await settleHook('headers.request', this.core.config.timeout.hook, () => hook(plainHeaders(built), this.req), this.sleepSignal());
+      returned = await settleHook('headers.request', this.core.config.timeout.hook, () => hook(plainHeaders(built), this.req), this.signal());
     } finally {
       restore();
     }
@@ -562,257 +863,5 @@ export class Exchange {
     const reason = this.#cancelledBy();
     if (isProxyTimeout(reason)) throw new RewriteHookError('`headers.request` did not settle before timeout.total', { cause: reason });
     if (returned !== HOOK_CANCELLED) this.#headers = hookedRequestHeaders(built, returned);
-  }
-
-  /** Whether this request may be hedged (`hedge` option): an idempotent method, a body in hand or none, two hosts or more. It earns its share of the budget. */
-  #hedgeable(body: Buffer | ClientBody | null): boolean {
-    const { hedge, group } = this.core.upstream;
-    if (hedge === null || !hedge.options.methods.has(this.method)) return false;
-    if ((body !== null && !Buffer.isBuffer(body)) || group.hosts.length < 2) return false;
-    hedge.earn();
-    return true;
-  }
-
-  /**
-   * Whether a hedge may go out now: like a retry, it needs the breaker closed,
-   * room under the concurrency limit, retry throttling's leave, time for the
-   * deadline, a healthy host the request has not tried, and the client to
-   * have no response yet; then it spends one from the hedge budget.
-   */
-  #mayHedge(): boolean {
-    const { config, upstream } = this.core;
-    if (this.cancelReason !== null || this.res.headersSent || upstream.hedge === null) return false;
-    if (upstream.breaker !== null && upstream.breaker.state !== 'closed') return false;
-    if (upstream.capacity !== null && upstream.inFlight >= upstream.capacity) return false;
-    if (config.retry?.budget && !upstream.budget.allowsRetry()) return false;
-    const remaining = this.#remaining();
-    if (config.deadline === null ? remaining <= 0 : this.#total > 0 && !timeForAttempt(remaining, config.deadline)) return false;
-    if (!upstream.group.hasHealthyUntried(this.#tried())) return false;
-    return upstream.hedge.spend();
-  }
-
-  /** Runs attempt `n` and, while it waits for its head, its hedges (src/exchange/hedge-race.ts). */
-  async #hedged(n: number, run: (n: number, lane: HedgeLane) => Promise<AttemptOutcome>): Promise<AttemptOutcome> {
-    const policy = this.core.upstream.hedge;
-    if (policy === null) throw new TypeError('hedging without a hedge policy');
-    const race = new HedgeRace({ policy, run, mayHedge: () => this.#mayHedge(), nextAttempt: () => this.attempts + 1 });
-    this.race = race;
-    try {
-      return await race.run(n);
-    } finally {
-      this.race = null;
-    }
-  }
-
-  /** Reads what it must of the body, then runs the attempts; settles when the exchange has ended. */
-  async forward(context: ForwardContext | undefined): Promise<void> {
-    const { req, res } = this;
-    const { config, upstream } = this.core;
-    const retry = config.retry;
-    const onClientClose = (): void => {
-      if (res.writableFinished) return;
-      // The client left before any status was sent: loggers read 499, as
-      // nginx logs it, not a status nobody sent. Nothing goes on the wire.
-      if (!res.headersSent) res.statusCode = CLIENT_CLOSED_REQUEST;
-      this.cancel(new ClientAbortedError());
-    };
-    res.once('close', onClientClose);
-    let deadline: NodeJS.Timeout | null = null;
-    try {
-      const maxBody = config.limits.requestBodyBytes;
-      if (maxBody > 0 && Number(req.headers['content-length']) > maxBody) {
-        // The body will not be read: the connection cannot carry another request.
-        if (!res.headersSent) res.setHeader('connection', 'close');
-        this.fail(fromClassification(classifyError(new LimitExceededError('request', maxBody), 'connect'), null, null));
-        return;
-      }
-      // Wired to the server's 'checkContinue' event, the proxy says `100
-      // Continue` only once it means to read the body (a 413 or a refusal
-      // comes first); otherwise Node already said it.
-      if (expectsContinue(req, res)) res.writeContinue();
-      const replayLimit = retry !== null && retry.retries > 0 ? retry.maxBodyBytes : null;
-      const policy = { replayLimit, bufferBytes: config.limits.requestBufferBytes, maxBytes: maxBody, idle: config.timeout.upload };
-      const read = await requestBody(req, policy, context?.body).catch((error: unknown) => error as Error);
-      if (read instanceof Error) {
-        const fault = classifyError(read, 'request');
-        if (isClientAborted(read) || !CLIENT_FAULTS.has(fault.code)) throw read;
-        this.fail(fromClassification(fault, null, read));
-        return;
-      }
-      const { body, rebuilt, replayable } = read;
-      if (this.cancelReason !== null) {
-        this.#gone();
-        return;
-      }
-      const rebuiltBytes = rebuilt && Buffer.isBuffer(body) ? body : null;
-      // The deadline starts once the body is in hand: a client's slow upload
-      // is not the upstream's time.
-      const total = requestTotal(config.timeout.total, req.headers, config.deadline);
-      this.#total = total;
-      this.#deadlineFrom = performance.now();
-      if (total > 0) deadline = setTimeout(() => this.cancel(new ProxyTimeoutError('total', total)), total);
-      // An async header hook runs once, before the first attempt, on the deadline's time.
-      if (typeof config.requestHeaders === 'function') {
-        await this.#runRequestHook(config.requestHeaders, rebuiltBytes);
-        if (this.#cancelledBy() !== null) {
-          this.#gone();
-          return;
-        }
-      }
-
-      // Too little time left to be of use upstream (a trusted client's short deadline, a slow header hook): a total timeout, before any attempt.
-      if (config.deadline !== null && total > 0 && !timeForAttempt(this.#remaining(), config.deadline)) {
-        const late = new ProxyTimeoutError('total', total);
-        await this.failOrStale(fromClassification(classifyError(late, 'connect'), null, late));
-        return;
-      }
-
-      const hedging = this.#hedgeable(body);
-      const run = async (n: number, lane: HedgeLane | null = null): Promise<AttemptOutcome> => {
-        const { group } = upstream;
-        // A retry avoids every host tried so far, the previous one included:
-        // the list must exist before the pick, not only after it.
-        if (this.host !== null) this.tried ??= [this.host];
-        const host = group.pick(this.tried);
-        const headers = this.#upstreamHeaders(host, rebuiltBytes);
-        // The object is this request's own, and undici serialises it during
-        // dispatch(): the next attempt may overwrite the number.
-        if (retry?.attemptHeader) headers[retry.attemptHeader] = String(n);
-        // What the proxy will still wait, minus the margin; a client's value in the header never passes through as is.
-        if (config.deadline !== null) {
-          if (this.#total > 0) headers[config.deadline.header] = formatDeadline(this.#remaining() - config.deadline.margin, config.deadline.format);
-          else Reflect.deleteProperty(headers, config.deadline.header);
-        }
-        const attempt = new Attempt({
-          dispatcher: host.dispatcher,
-          origin: host.origin,
-          path: this.path,
-          method: this.method,
-          headers,
-          body,
-          timeout: config.timeout,
-          failureStatuses: config.failureStatuses,
-          limits: config.limits,
-          res,
-          onHead: () => headed(),
-          claim: lane?.claim,
-          rewrite: this.core.rewrite,
-          transform: config.transformResponse,
-          side: this,
-          keep: this.core.stale?.keeper(this) ?? null,
-        });
-        lane?.attach(attempt);
-        this.tried?.push(host);
-        this.host = host;
-        this.current = attempt;
-        this.attempts += 1;
-        upstream.inFlight += 1;
-        const inFlightAtStart = upstream.inFlight;
-        host.active += 1;
-        let outcome: AttemptOutcome | null = null;
-        // Published before dispatch: a subscriber may still add headers (traceparent).
-        let message: AttemptMessage | null = null;
-        if (attemptStart.hasSubscribers || attemptEnd.hasSubscribers) {
-          message = attemptMessage(this.requestId, config.upstream, host.origin, this.method, this.path, n, headers, false);
-          message.hedge = lane?.hedge === true;
-          if (attemptStart.hasSubscribers) attemptStart.publish(message);
-        }
-        try {
-          outcome = await attempt.start();
-          return outcome;
-        } finally {
-          upstream.inFlight -= 1;
-          host.active -= 1;
-          const result = outcome === null || cancelledAttempt(outcome) ? 'neutral' : countsAgainstUpstream(outcome) ? 'failure' : 'success';
-          const latency = attempt.headersAt === 0 || attempt.sentAt === 0 ? null : attempt.headersAt - attempt.sentAt;
-          let failure = result === 'failure' && outcome !== null ? attemptFailure(outcome) : null;
-          // One request backs off at most one host for its Retry-After: a
-          // client whose requests draw 503s must not take the group down.
-          if (failure?.retryAfter != null) {
-            if (this.#backedOff) failure = { ...failure, retryAfter: null };
-            this.#backedOff = true;
-          }
-          // Outlier detection counts every 5xx, as Envoy's consecutive_5xx
-          // does, whether or not `failureStatuses` makes it a retryable failure:
-          // a replica answering quick 500s must not pass for a healthy one.
-          if (result === 'success' && attempt.statusCode >= 500) group.record(host, 'failure', latency, { code: 'UPSTREAM_STATUS', retryAfter: null });
-          else group.record(host, result, latency, failure);
-          // A hedge's loser was slow, not wrong: the balancer learns how long it had waited.
-          if (outcome?.kind === 'failed' && isHedgeLost(outcome.error) && attempt.sentAt > 0) group.recordWait(host, performance.now() - attempt.sentAt);
-          if (retry?.budget) this.#throttle(result, failure, outcome);
-          if (upstream.adaptive !== null) {
-            const sample = limitSample(attempt.sentAt, attempt.headersAt, outcome?.kind === 'failed' && isProxyTimeout(outcome.error));
-            if (sample !== null) upstream.adaptive.record(attempt.sentAt, sample, inFlightAtStart);
-          }
-          if (message !== null) endAttemptOf(message, outcome, attempt.statusCode);
-        }
-      };
-
-      // The breaker counts requests after their retries (on other hosts in a
-      // group: a bad host is outlier detection's to handle), so a client
-      // whose requests fail weighs one failure per request, not three.
-      let headed: HeadSignal = () => undefined;
-      const send = async (n: number): Promise<Outcome> => {
-        if (this.cancelReason !== null) return { kind: 'failed', error: this.cancelReason, phase: 'connect' };
-        if (upstream.capacity !== null && upstream.inFlight >= upstream.capacity) {
-          upstream.overloaded += 1;
-          this.refused('UPSTREAM_OVERLOADED');
-          return { kind: 'refused', code: 'UPSTREAM_OVERLOADED', retryAfter: null };
-        }
-        // A circuit that opened meanwhile stops the retries at once.
-        const refused = n > 1 && upstream.breaker?.state === 'open' ? upstream.breaker.retryAfterSeconds() : null;
-        if (refused === null) return hedging ? this.#hedged(n, run) : run(n);
-        this.refused('CIRCUIT_OPEN');
-        return { kind: 'refused', code: 'CIRCUIT_OPEN', retryAfter: String(refused) };
-      };
-
-      const loop = (): Promise<Outcome> =>
-        retry === null || retry.retries === 0 || !replayable
-          ? send(1)
-          : runWithRetries({
-              retries: retry.retries,
-              attempt: send,
-              isCandidate: (o) => this.#isRetryCandidate(o),
-              plan: (o, n) => this.#planRetry(o as FailedOutcome, n),
-              signal: () => this.sleepSignal(),
-            });
-      let outcome: Outcome;
-      if (upstream.breaker !== null) {
-        const guarded = await upstream.breaker.run((signal) => {
-          headed = signal;
-          return loop();
-        }, (o: Outcome) => o.kind !== 'refused' && countsAgainstUpstream(o));
-        if (guarded.ran) outcome = guarded.outcome;
-        else {
-          this.refused('CIRCUIT_OPEN');
-          outcome = { kind: 'refused', code: 'CIRCUIT_OPEN', retryAfter: String(guarded.retryAfterSeconds) };
-        }
-      } else outcome = await loop();
-      this.current = null;
-      if (outcome.kind !== 'delivered' && this.#noRetry === null) {
-        this.#noRetry = retry === null || retry.retries === 0 ? 'disabled' : replayable ? 'retries-exhausted' : 'body-not-replayable';
-      }
-
-      if (outcome.kind === 'delivered') {
-        if (this.#message !== null) this.#ended('delivered', res.statusCode, null);
-        return;
-      }
-      // A client that left is not an upstream failure: the attempt is
-      // cancelled and nothing is reported or counted.
-      if (isClientAborted(this.cancelReason) || (outcome.kind === 'failed' && isClientAborted(outcome.error))) {
-        this.#gone();
-        return;
-      }
-      await this.failOrStale(failureOf(outcome));
-    } catch (error) {
-      if (isClientAborted(error) || isClientAborted(this.cancelReason)) {
-        this.#gone();
-        return;
-      }
-      throw error;
-    } finally {
-      if (deadline !== null) clearTimeout(deadline);
-      res.off('close', onClientClose);
-    }
   }
 }

@@ -1,15 +1,19 @@
 // `npx tsx bench/tail.ts`: the slow tail of a healthy fleet, and what hedged
 // requests take off it. Three replicas (one process) answer at once, except
-// that one of them holds every 20th of its responses (5 %) for SLOW_MS. Each
-// gateway, in its own process, is driven open-loop at RATE GET/s for the
-// same time, in slices taken in turn in the same run: resilient-proxy without
-// and with `hedge: true` (the defaults: a hedge after the p95 of recent head
-// latency, at least 10 ms, within a 10 % budget), nginx with an upstream
-// block of the three, and http-proxy-middleware with a round-robin router.
+// that one of them holds every 20th of its responses (5 %) for SLOW_MS. Every
+// gateway, each in its own process, is driven open-loop at RATE GET/s for the
+// same time, all at once, so that a stall of the shared machine (or of the
+// client) falls on every one alike; the replicas count requests by the
+// client's `x-gateway` tag. Gateways: resilient-proxy without and with
+// `hedge: true` (the defaults: a hedge after the p95 of recent head latency,
+// at least 10 ms, within a 10 % budget), each with its default latency-aware
+// balancer and with round-robin (which isolates what hedging does from what
+// the balancer already does), nginx with an upstream block of the three, and
+// http-proxy-middleware with a round-robin router.
 // Extra load is what the replicas received over what the client sent.
 //
-//   npx tsx bench/tail.ts            20 s per gateway, writes bench/results/tail.json
-//   npx tsx bench/tail.ts --smoke    2 s per gateway, to prove it works (prints, writes nothing)
+//   npx tsx bench/tail.ts            120 s, writes bench/results/tail.json
+//   npx tsx bench/tail.ts --smoke    2 s, to prove it works (prints, writes nothing)
 //
 // `npm run bench:docs` renders bench/results/tail.json into BENCHMARKS.md.
 
@@ -25,13 +29,14 @@ import express from 'express';
 import { createProxyMiddleware } from 'http-proxy-middleware';
 import { Agent, request } from 'undici';
 import { createProxy, UpstreamRegistry, type UpstreamSnapshot } from 'resilient-proxy';
-import { startServer } from './forked.js';
+import { median, startServer } from './forked.js';
 import { tailBlock, type TailResults, type TailRow } from './render-tail.js';
 
 const SLOW_MS = 500;
 /** One response in this many from the slow replica is held SLOW_MS. */
 const SLOW_EVERY = 20;
-const RATE = 200;
+/** GET/s per gateway, all four at once. */
+const RATE = 40;
 const CLIENT_TIMEOUT_MS = 5_000;
 const WARMUP_S = 1;
 const RESULTS = new URL('results/tail.json', import.meta.url);
@@ -40,18 +45,20 @@ const [, , role, arg] = process.argv;
 
 interface Reply {
   readonly ports?: number[];
-  readonly count?: number;
+  /** Requests received, by the gateway that sent them (the client's `x-gateway` header, passed on by every gateway). */
+  readonly counts?: Record<string, number>;
   readonly snapshot?: UpstreamSnapshot | null;
 }
 
 /** The three replicas in one process; they count what they receive. */
 async function serveReplicas(): Promise<void> {
-  let count = 0;
+  const counts: Record<string, number> = {};
   const ports: number[] = [];
   for (let replica = 0; replica < 3; replica += 1) {
     let seen = 0;
     const server = createServer((req, res) => {
-      count += 1;
+      const gateway = String(req.headers['x-gateway']);
+      counts[gateway] = (counts[gateway] ?? 0) + 1;
       seen += 1;
       req.resume();
       const answer = (): void => {
@@ -66,7 +73,7 @@ async function serveReplicas(): Promise<void> {
     ports.push((server.address() as AddressInfo).port);
   }
   process.on('message', (command: { cmd: string }) => {
-    if (command.cmd === 'count') process.send?.({ count } satisfies Reply);
+    if (command.cmd === 'count') process.send?.({ counts } satisfies Reply);
     else if (command.cmd === 'ports') process.send?.({ ports } satisfies Reply);
   });
   process.send?.(ports[0]);
@@ -83,7 +90,9 @@ async function serveGateway(kind: string, targets: string[]): Promise<void> {
     app.use('/', createProxyMiddleware({ target: targets[0] ?? '', router: () => targets[next++ % targets.length] ?? '', agent }));
     server = createServer(app);
   } else {
-    server = createServer(createProxy({ target: targets, name: 'tail', registry, ...(kind === 'rp-hedged' ? { hedge: true } : {}) }));
+    const hedged = kind.endsWith('-hedged') ? { hedge: true } : {};
+    const balance = kind.startsWith('rp-rr') ? { balance: 'round-robin' as const } : {};
+    server = createServer(createProxy({ target: targets, name: 'tail', registry, ...hedged, ...balance }));
   }
   server.keepAliveTimeout = 60_000;
   server.listen(0, '127.0.0.1');
@@ -181,8 +190,8 @@ ${ports.map((p) => `    server 127.0.0.1:${p};`).join('\n')}
   };
 }
 
-/** Drives `url` open-loop at RATE GET/s for `seconds`; latencies of the 200s, and the count of the rest. */
-async function drive(url: string, seconds: number): Promise<{ latencies: number[]; errors: number; sent: number }> {
+/** Drives `url` open-loop at RATE GET/s for `seconds`, tagged `id`; latencies of the 200s, and the count of the rest. */
+async function drive(url: string, id: string, seconds: number): Promise<{ latencies: number[]; errors: number; sent: number }> {
   const client = new Agent({ connections: null, keepAliveTimeout: 60_000 });
   const latencies: number[] = [];
   let errors = 0;
@@ -190,7 +199,7 @@ async function drive(url: string, seconds: number): Promise<{ latencies: number[
   const fire = (): void => {
     const started = performance.now();
     pending.push(
-      request(`${url}/item`, { dispatcher: client, signal: AbortSignal.timeout(CLIENT_TIMEOUT_MS) })
+      request(`${url}/item`, { dispatcher: client, headers: { 'x-gateway': id }, signal: AbortSignal.timeout(CLIENT_TIMEOUT_MS) })
         .then(async (response) => {
           await response.body.dump();
           if (response.statusCode === 200) latencies.push(performance.now() - started);
@@ -237,19 +246,24 @@ interface Tally {
   sent: number;
   upstream: number;
   hedges: number | null;
+  /** Each round's own p99. */
+  roundP99: number[];
 }
 
-/** One slice of a contender's run: drives it and adds what the replicas and its snapshot saw to its tally. */
-async function slice(contender: Contender, tally: Tally, replicas: ChildProcess, seconds: number): Promise<void> {
-  const before = (await ask(replicas, 'count')).count ?? 0;
-  const hedgesBefore = (await contender.snapshot?.())?.hedge?.hedges ?? null;
-  const run = await drive(contender.url, seconds);
-  tally.upstream += ((await ask(replicas, 'count')).count ?? 0) - before;
-  const hedgesAfter = (await contender.snapshot?.())?.hedge?.hedges ?? null;
-  if (hedgesBefore !== null && hedgesAfter !== null) tally.hedges = (tally.hedges ?? 0) + hedgesAfter - hedgesBefore;
-  tally.latencies.push(...run.latencies);
-  tally.errors += run.errors;
-  tally.sent += run.sent;
+/** Drives every contender at once for `seconds`: a stall of the shared machine (or of the client) falls on all of them alike. */
+async function together(contenders: readonly Contender[], replicas: ChildProcess, seconds: number): Promise<Tally[]> {
+  const before = (await ask(replicas, 'count')).counts ?? {};
+  const hedgesBefore = await Promise.all(contenders.map(async (c) => (await c.snapshot?.())?.hedge?.hedges ?? null));
+  const runs = await Promise.all(contenders.map((c) => drive(c.url, c.id, seconds)));
+  const after = (await ask(replicas, 'count')).counts ?? {};
+  const hedgesAfter = await Promise.all(contenders.map(async (c) => (await c.snapshot?.())?.hedge?.hedges ?? null));
+  return contenders.map((c, i) => {
+    const run = runs[i] ?? { latencies: [], errors: 0, sent: 0 };
+    const from = hedgesBefore[i] ?? null;
+    const to = hedgesAfter[i] ?? null;
+    const sorted = [...run.latencies].sort((a, b) => a - b);
+    return { ...run, upstream: (after[c.id] ?? 0) - (before[c.id] ?? 0), hedges: from === null || to === null ? null : to - from, roundP99: [quantile(sorted, 0.99)] };
+  });
 }
 
 function row(contender: Contender, tally: Tally): TailRow {
@@ -266,14 +280,13 @@ function row(contender: Contender, tally: Tally): TailRow {
     upstreamRequests: tally.upstream,
     load: tally.upstream / tally.sent,
     hedges: tally.hedges,
+    medianRoundP99: median(tally.roundP99),
   };
 }
 
 async function main(): Promise<void> {
   const smoke = process.argv.includes('--smoke');
-  const seconds = smoke ? 2 : 20;
-  // Short slices in turn, the order rotating each round: on a shared machine
-  // a burst of someone else's load falls on every gateway alike.
+  const seconds = smoke ? 2 : 120;
   const rounds = smoke ? 1 : 10;
   const replicas = await startServer(import.meta.url, ['replicas']);
   const { ports = [] } = await ask(replicas.child, 'ports');
@@ -283,6 +296,8 @@ async function main(): Promise<void> {
   const gateways: [string, string][] = [
     ['rp', 'resilient-proxy, defaults (no hedging)'],
     ['rp-hedged', 'resilient-proxy, `hedge: true`'],
+    ['rp-rr', "resilient-proxy, `balance: 'round-robin'` (no hedging)"],
+    ['rp-rr-hedged', "resilient-proxy, `balance: 'round-robin'`, `hedge: true`"],
     ['hpm', 'http-proxy-middleware 3, Express, round-robin router'],
   ];
   for (const [id, label] of gateways) {
@@ -305,17 +320,24 @@ async function main(): Promise<void> {
     contenders.push({ id: 'nginx', label: `nginx ${version}, upstream block of three`, url: nginx.url, stop: nginx.stop });
   }
   // A warm-up fills pools and, for the hedged gateway, its latency window.
-  for (const contender of contenders) await drive(contender.url, WARMUP_S);
-  const tallies = contenders.map((): Tally => ({ latencies: [], errors: 0, sent: 0, upstream: 0, hedges: null }));
+  await together(contenders, replicas.child, WARMUP_S);
+  // Rounds: a stall of the shared machine spoils a round's p99 for every
+  // gateway at once; the median round's p99 is what is left without it.
+  const tallies = contenders.map((): Tally => ({ latencies: [], errors: 0, sent: 0, upstream: 0, hedges: null, roundP99: [] }));
   for (let round = 0; round < rounds; round += 1) {
-    for (let k = 0; k < contenders.length; k += 1) {
-      const i = (round + k) % contenders.length;
-      const contender = contenders[i];
+    const parts = await together(contenders, replicas.child, seconds / rounds);
+    parts.forEach((part, i) => {
       const tally = tallies[i];
-      if (contender !== undefined && tally !== undefined) await slice(contender, tally, replicas.child, seconds / rounds);
-    }
+      if (tally === undefined) return;
+      tally.latencies.push(...part.latencies);
+      tally.errors += part.errors;
+      tally.sent += part.sent;
+      tally.upstream += part.upstream;
+      tally.hedges = part.hedges === null ? tally.hedges : (tally.hedges ?? 0) + part.hedges;
+      tally.roundP99.push(...part.roundP99);
+    });
   }
-  const rows = contenders.map((contender, i) => row(contender, tallies[i] ?? { latencies: [], errors: 0, sent: 0, upstream: 0, hedges: null }));
+  const rows = contenders.map((contender, i) => row(contender, tallies[i] ?? { latencies: [], errors: 0, sent: 0, upstream: 0, hedges: null, roundP99: [] }));
   for (const contender of contenders) await contender.stop();
   replicas.child.kill();
 

@@ -16,7 +16,7 @@ import Koa2 from 'koa2';
 import mount from 'koa-mount';
 import { describe, expect, it } from 'vitest';
 import { WebSocket, WebSocketServer, type RawData } from 'ws';
-import { createProxy, type FailureEvent, type ProxyOptions } from '../src/index.js';
+import { createProxy, type FailureEvent, type ProxyOptions, type RetryEvent } from '../src/index.js';
 import { fastifyProxy } from '../src/fastify.js';
 import { koaProxy } from '../src/koa.js';
 import { refusedUrl } from '../src/testing/index.js';
@@ -308,6 +308,20 @@ describe('the handshake', () => {
     expect(JSON.parse(answer.body)).toMatchObject({ code: 'UPSTREAM_CONNECT_REFUSED', upstream: 'chat', attempts: 3 });
     expect(events.map((e) => [e.code, e.upgrade])).toStrictEqual([['UPSTREAM_CONNECT_REFUSED', true]]);
     expect(client.readyState).toBe(WebSocket.OPEN);
+  });
+
+  it('a handshake is retried by the same rules as a GET: onRetry is told, with upgrade: true', async () => {
+    const retries: RetryEvent[] = [];
+    const target = await refusedUrl();
+    const { ws } = await gateway({ target, name: 'chat', retry: { minDelay: 1, maxDelay: 1 }, hooks: { onRetry: (e) => retries.push(e) } });
+
+    const answer = await refusedHandshake(`${ws}/api/x`);
+
+    expect(answer.status).toBe(502);
+    expect(retries.map((e) => [e.code, e.attempt, e.upgrade, e.target, e.method])).toStrictEqual([
+      ['UPSTREAM_CONNECT_REFUSED', 1, true, target, 'GET'],
+      ['UPSTREAM_CONNECT_REFUSED', 2, true, target, 'GET'],
+    ]);
   });
 
   it('a 403 from the upstream is relayed as it is, body included', async () => {

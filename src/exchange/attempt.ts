@@ -90,6 +90,24 @@ function holdMs(idle: number): number {
   return idle > 0 && idle < HEAD_HOLD_MS ? idle : HEAD_HOLD_MS;
 }
 
+/**
+ * Hands one attempt (a request, a WebSocket handshake) to undici with its
+ * timers off: the attempt runs its own, per phase. A dispatcher that throws
+ * at once (a bad origin) fails the attempt at connect: the outcome is
+ * returned then, `null` otherwise.
+ */
+export function dispatchAttempt(dispatcher: Dispatcher, options: Dispatcher.DispatchOptions, handler: Dispatcher.DispatchHandler): Extract<AttemptOutcome, { kind: 'failed' }> | null {
+  // The caller's own object, made for this call: set here rather than copied.
+  options.headersTimeout = 0;
+  options.bodyTimeout = 0;
+  try {
+    dispatcher.dispatch(options, handler);
+    return null;
+  } catch (error) {
+    return { kind: 'failed', error, phase: 'connect' };
+  }
+}
+
 function isEventStream(contentType: OutgoingHttpHeaders[string]): boolean {
   return typeof contentType === 'string' && /^\s*text\/event-stream\s*(?:;|$)/i.test(contentType);
 }
@@ -152,25 +170,16 @@ export class Attempt implements Dispatcher.DispatchHandler {
     });
   }
 
+  /** The headers this attempt sends. */
+  get headers(): Record<string, string | string[]> {
+    return this.#spec.headers;
+  }
+
   start(): Promise<AttemptOutcome> {
     const spec = this.#spec;
     this.#arm('connect');
-    try {
-      spec.dispatcher.dispatch(
-        {
-          origin: spec.origin,
-          path: spec.path,
-          method: spec.method,
-          headers: spec.headers,
-          body: spec.body,
-          headersTimeout: 0,
-          bodyTimeout: 0,
-        },
-        this,
-      );
-    } catch (error) {
-      this.#settle({ kind: 'failed', error, phase: 'connect' });
-    }
+    const refused = dispatchAttempt(spec.dispatcher, { origin: spec.origin, path: spec.path, method: spec.method, headers: spec.headers, body: spec.body }, this);
+    if (refused !== null) this.#settle(refused);
     return this.#promise;
   }
 

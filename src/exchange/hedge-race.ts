@@ -8,7 +8,7 @@
 // When every attempt fails, the race ends with the last failure and the retry
 // loop decides, as it does for a single attempt. docs/tail-and-overload.md.
 
-import type { Attempt, AttemptOutcome } from './attempt.js';
+import type { AttemptOutcome } from './attempt.js';
 import type { HedgePolicy } from '../policy/hedge.js';
 
 const HEDGE_LOST_CODE = 'ERR_RESILIENT_PROXY_HEDGE_LOST';
@@ -27,12 +27,19 @@ export function isHedgeLost(error: unknown): error is HedgeLostError {
   return typeof error === 'object' && error !== null && (error as { code?: unknown }).code === HEDGE_LOST_CODE;
 }
 
+/** What the race needs of an attempt: to cancel it, and when its head came. */
+export interface RacedCall {
+  abort(reason: Error): void;
+  /** `performance.now()` when the response head arrived; 0 for none. */
+  readonly headersAt: number;
+}
+
 /** One attempt of a race, as the attempt sees it. */
 export interface HedgeLane {
   /** The attempt is a hedge, not the request's first attempt of this race. */
   readonly hedge: boolean;
   /** The attempt runs: the race may cancel it. */
-  attach(attempt: Attempt): void;
+  attach(attempt: RacedCall): void;
   /** A response head that would go to the client arrived: `true` when it wins (the others are cancelled), `false` when another won. */
   readonly claim: () => boolean;
 }
@@ -48,7 +55,7 @@ export interface RaceSpec {
 }
 
 class Lane implements HedgeLane {
-  attempt: Attempt | null = null;
+  attempt: RacedCall | null = null;
   readonly startedAt = performance.now();
 
   constructor(
@@ -56,7 +63,7 @@ class Lane implements HedgeLane {
     readonly hedge: boolean,
   ) {}
 
-  attach(attempt: Attempt): void {
+  attach(attempt: RacedCall): void {
     this.attempt = attempt;
     const reason = this.race.cancelReason;
     if (reason !== null) attempt.abort(reason);

@@ -1,42 +1,34 @@
-// WebSocket upgrades: the handshake is an attempt like any GET (a host of the
-// group, the breaker, the concurrency limit, the connect and response timers,
-// retries on another host when nothing reached the upstream), answered on the
-// raw socket; after `101` the two sockets are joined into a tunnel that relays
-// bytes both ways with backpressure, ends on `idle` silence, and destroys both
-// sides when either leaves. Only `Upgrade: websocket` is forwarded.
+// WebSocket upgrades: the handshake is an attempt like any GET, run by the
+// same machinery (attempt-loop.ts: a host of the group, the breaker, the
+// concurrency limit, retries on another host when nothing reached the
+// upstream); what differs is the strategy: the attempt is a Handshake with its
+// own connect and response timers, answered on the raw socket, and
+// "delivered" is either a relayed non-101 answer or a `101`, after which the
+// two sockets are joined into a tunnel that relays bytes both ways with
+// backpressure, ends on `idle` silence, and destroys both sides when either
+// leaves. Only `Upgrade: websocket` is forwarded.
 
 import type { IncomingHttpHeaders, IncomingMessage, OutgoingHttpHeaders } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { Dispatcher } from 'undici';
-import { classifyError, type Phase } from '../contract/classify.js';
+import type { Phase } from '../contract/classify.js';
 import { ClientAbortedError, isClientAborted, ProxyTimeoutError, RewriteHookError } from '../contract/errors.js';
 import { FAILURES } from '../contract/failures.js';
 import { sendProblemOnSocket } from '../contract/problem.js';
-import type { FailureEvent, RetryEvent } from '../options.js';
+import type { FailureEvent } from '../options.js';
 import { ownAttemptHeader } from '../options.js';
-import { backoffDelay, isRetryable } from '../policy/retry-policy.js';
 import type { Host } from '../upstream/group.js';
-import { callHook, statusFor, type Failure, type ProxyCore } from './exchange.js';
+import { dispatchAttempt, type AttemptOutcome } from './attempt.js';
+import { AttemptLoop, type UpstreamCall } from './attempt-loop.js';
+import { callHook } from './call-hook.js';
+import type { ProxyCore } from './exchange.js';
+import { failureOf, statusFor, type Failure, type Outcome } from './failure.js';
 import { clientResponseHeaders, requestId, upstreamRequestHeaders } from './headers.js';
 import { settleHook } from './hook-time.js';
 import type { ResponseSide } from './response-rewrite.js';
 import { hookedRequestHeaders, patchHeaders, plainHeaders } from './rewrite.js';
 import { upstreamPath } from './upstream-path.js';
-import {
-  attemptEnd,
-  attemptMessage,
-  attemptStart,
-  budgetExhausted,
-  endAttempt,
-  endExchange,
-  exchangeEnd,
-  exchangeMessage,
-  exchangeStart,
-  refusalChannel,
-  retryChannel,
-  type AttemptMessage,
-  type ExchangeMessage,
-} from '../observe/channels.js';
+import { endExchange, exchangeEnd, exchangeMessage, exchangeStart, refusalChannel, type ExchangeMessage } from '../observe/channels.js';
 
 export interface UpgradeOptions {
   /**
@@ -49,11 +41,11 @@ export interface UpgradeOptions {
   readonly mountPath?: string;
 }
 
-type HandshakeOutcome =
-  | { readonly kind: 'upgraded'; readonly headers: IncomingHttpHeaders; readonly socket: Duplex }
-  | { readonly kind: 'relayed'; readonly statusCode: number }
-  | { readonly kind: 'status'; readonly statusCode: number }
-  | { readonly kind: 'failed'; readonly error: unknown; readonly phase: Phase };
+/** The upstream's `101`: its head, and the socket the tunnel joins. */
+interface Upgraded {
+  readonly headers: IncomingHttpHeaders;
+  readonly socket: Duplex;
+}
 
 /** Whether `req` asks to switch to WebSocket, the only upgrade the proxy forwards. */
 export function isWebSocketUpgrade(req: IncomingMessage): boolean {
@@ -76,10 +68,14 @@ function headLines(headers: IncomingHttpHeaders | OutgoingHttpHeaders): string {
   return lines;
 }
 
-/** One handshake with one host. Settles once. */
-class Handshake implements Dispatcher.DispatchHandler {
-  readonly #promise: Promise<HandshakeOutcome>;
-  #resolve!: (outcome: HandshakeOutcome) => void;
+/**
+ * One handshake with one host. Settles once: `delivered` for a `101`
+ * (`upgraded` then holds the upstream's socket) or a non-101 answer relayed
+ * to the client, `status` for a failure status, `failed` otherwise.
+ */
+class Handshake implements Dispatcher.DispatchHandler, UpstreamCall {
+  readonly #promise: Promise<AttemptOutcome>;
+  #resolve!: (outcome: AttemptOutcome) => void;
   #settled = false;
   #phase: Phase = 'connect';
   #timer: NodeJS.Timeout | null = null;
@@ -87,7 +83,14 @@ class Handshake implements Dispatcher.DispatchHandler {
   #reason: Error | null = null;
   /** A non-101 answer being relayed to the client as it came (its status), or 0. */
   #relaying = 0;
-  #discarding: number | null = null;
+  #discarding: { statusCode: number; headers: IncomingHttpHeaders } | null = null;
+  /** The upstream's `101`, once it came. */
+  upgraded: Upgraded | null = null;
+  /** A handshake's latency is not measured: it tells balancing and adaptive limits nothing (0 for none). */
+  readonly sentAt = 0;
+  readonly headersAt = 0;
+  /** The status delivered to the client (101, or the relayed answer's), 0 before. */
+  statusCode = 0;
 
   constructor(
     readonly host: Host,
@@ -102,16 +105,10 @@ class Handshake implements Dispatcher.DispatchHandler {
     });
   }
 
-  start(): Promise<HandshakeOutcome> {
+  start(): Promise<AttemptOutcome> {
     this.#arm('connect');
-    try {
-      this.host.dispatcher.dispatch(
-        { origin: this.host.origin, path: this.path, method: 'GET', headers: this.headers, upgrade: 'websocket', headersTimeout: 0, bodyTimeout: 0 },
-        this,
-      );
-    } catch (error) {
-      this.#settle({ kind: 'failed', error, phase: 'connect' });
-    }
+    const refused = dispatchAttempt(this.host.dispatcher, { origin: this.host.origin, path: this.path, method: 'GET', headers: this.headers, upgrade: 'websocket' }, this);
+    if (refused !== null) this.#settle(refused);
     return this.#promise;
   }
 
@@ -140,14 +137,16 @@ class Handshake implements Dispatcher.DispatchHandler {
       socket.destroy();
       return;
     }
-    this.#settle({ kind: 'upgraded', headers, socket });
+    this.upgraded = { headers, socket };
+    this.statusCode = 101;
+    this.#settle({ kind: 'delivered' });
   }
 
   onResponseStart(controller: Dispatcher.DispatchController, statusCode: number, headers: IncomingHttpHeaders, statusMessage?: string): void {
     if (this.#settled || statusCode < 200) return;
     if (this.core.config.failureStatuses.has(statusCode)) {
       // A failure status is the upstream's failure, like any GET's.
-      this.#discarding = statusCode;
+      this.#discarding = { statusCode, headers };
       return;
     }
     // The same hygiene and rewriting as any response: hop-by-hop headers
@@ -181,17 +180,18 @@ class Handshake implements Dispatcher.DispatchHandler {
   onResponseEnd(): void {
     if (this.#settled) return;
     if (this.#discarding !== null) {
-      this.#settle({ kind: 'status', statusCode: this.#discarding });
+      this.#settle({ kind: 'status', ...this.#discarding });
       return;
     }
     this.client.end();
-    this.#settle({ kind: 'relayed', statusCode: this.#relaying });
+    this.statusCode = this.#relaying;
+    this.#settle({ kind: 'delivered' });
   }
 
   onResponseError(_controller: Dispatcher.DispatchController, error: Error): void {
     if (this.#settled) return;
     if (this.#discarding !== null) {
-      this.#settle({ kind: 'status', statusCode: this.#discarding });
+      this.#settle({ kind: 'status', ...this.#discarding });
       return;
     }
     if (this.#relaying !== 0) this.client.destroy();
@@ -209,7 +209,7 @@ class Handshake implements Dispatcher.DispatchHandler {
     this.#timer = null;
   }
 
-  #settle(outcome: HandshakeOutcome): void {
+  #settle(outcome: AttemptOutcome): void {
     if (this.#settled) return;
     this.#settled = true;
     this.#disarm();
@@ -217,13 +217,39 @@ class Handshake implements Dispatcher.DispatchHandler {
   }
 }
 
-/** Publishes the end of a handshake attempt. */
-function endHandshake(message: AttemptMessage, outcome: HandshakeOutcome): void {
-  if (outcome.kind === 'upgraded') endAttempt(message, 'delivered', 101, null, null);
-  else if (outcome.kind === 'relayed') endAttempt(message, 'delivered', outcome.statusCode, null, null);
-  else if (outcome.kind === 'status') endAttempt(message, 'status', outcome.statusCode, 'UPSTREAM_STATUS', null);
-  else if (isClientAborted(outcome.error)) endAttempt(message, 'cancelled', null, null, outcome.error);
-  else endAttempt(message, 'failed', null, classifyError(outcome.error, outcome.phase).code, outcome.error);
+/** `path` is the path sent (or to be sent) upstream, '' before it is known; `target` the origin of the latest attempt's host: as for HTTP. */
+function reply(core: ProxyCore, req: IncomingMessage, socket: Duplex, id: string, path: string, initial: Failure, attempts: number, message: ExchangeMessage | null, target = core.config.origin): void {
+const { config } = core;
+  const { status, failure } = statusFor(config, initial);
+  sendProblemOnSocket(req, socket, {
+    code: failure.code,
+    status,
+    proxyStatus: failure.proxyStatus,
+    receivedStatus: failure.receivedStatus,
+    retryAfter: failure.retryAfter,
+    upstream: config.name,
+    attempts,
+    requestId: id,
+    proxyName: config.proxyName,
+    requestIdHeader: config.requestIdHeader,
+  });
+  const event: FailureEvent = {
+    code: failure.code,
+    proxyStatus: failure.proxyStatus,
+    phase: failure.phase,
+    upstream: config.upstream,
+    target,
+    requestId: id,
+    method: req.method ?? 'GET',
+    path,
+    receivedStatus: failure.receivedStatus,
+    error: failure.error,
+    attempts,
+    statusCode: status,
+    upgrade: true,
+  };
+  callHook(config.hooks.onFailure, event);
+  if (message !== null) endExchange(message, 'contract', status, failure.code, attempts);
 }
 
 /** Joins the client and the upstream after `101`; `onEnd` runs once, when both are gone. */
@@ -259,8 +285,8 @@ function tunnel(client: Duplex, upstream: Duplex, idle: number, onEnd: () => voi
 /** Upgrades under one proxy, and the tunnels it keeps open. */
 export class Upgrades {
   readonly #open = new Set<() => void>();
-  /** Handshakes under way, aborted by close() like the tunnels. */
-  readonly #handshakes = new Set<Handshake>();
+  /** Upgrades whose handshake is under way, ended by close() like the tunnels. */
+  readonly #upgrading = new Set<Upgrade>();
 
   /** The latest mount path an HTTP request came under, '' before any: to tell an upgrade wired without it. */
   #httpMount = '';
@@ -295,45 +321,7 @@ export class Upgrades {
   /** Ends every tunnel and handshake of this proxy. */
   closeAll(): void {
     for (const end of [...this.#open]) end();
-    for (const handshake of [...this.#handshakes]) {
-      handshake.client.destroy();
-      handshake.abort(new ClientAbortedError());
-    }
-  }
-
-  /** `path` is the path sent (or to be sent) upstream, '' before it is known; `target` the origin of the latest attempt's host: as for HTTP. */
-  #reply(req: IncomingMessage, socket: Duplex, id: string, path: string, initial: Failure, attempts: number, message: ExchangeMessage | null, target = this.core.config.origin): void {
-    const { config } = this.core;
-    const { status, failure } = statusFor(config, initial);
-    sendProblemOnSocket(req, socket, {
-      code: failure.code,
-      status,
-      proxyStatus: failure.proxyStatus,
-      receivedStatus: failure.receivedStatus,
-      retryAfter: failure.retryAfter,
-      upstream: config.name,
-      attempts,
-      requestId: id,
-      proxyName: config.proxyName,
-      requestIdHeader: config.requestIdHeader,
-    });
-    const event: FailureEvent = {
-      code: failure.code,
-      proxyStatus: failure.proxyStatus,
-      phase: failure.phase,
-      upstream: config.upstream,
-      target,
-      requestId: id,
-      method: req.method ?? 'GET',
-      path,
-      receivedStatus: failure.receivedStatus,
-      error: failure.error,
-      attempts,
-      statusCode: status,
-      upgrade: true,
-    };
-    callHook(config.hooks.onFailure, event);
-    if (message !== null) endExchange(message, 'contract', status, failure.code, attempts);
+    for (const upgrade of [...this.#upgrading]) upgrade.close();
   }
 
   /** Publishes a refusal to call the upstream during a handshake. */
@@ -362,56 +350,67 @@ export class Upgrades {
       if (exchangeStart.hasSubscribers) exchangeStart.publish(message);
       return message;
     };
-    const invalid = (error: unknown = null): void =>
-      this.#reply(req, socket, id, '', { code: 'REQUEST_INVALID', proxyStatus: 'http_request_error', phase: null, error, receivedStatus: null, retryAfter: null }, 0, begin(''));
     socket.on('error', () => socket.destroy());
-    // h2c and the rest are request-smuggling vectors through proxies.
-    if (!isWebSocketUpgrade(req) || req.method !== 'GET') {
-      invalid();
-      return;
-    }
-    const mountPath = options.mountPath ?? '';
-    let url = req.url ?? '/';
-    if (options.mountPath === undefined) this.#warnUnmounted(url);
-    if (mountPath !== '') {
-      if (url !== mountPath && !url.startsWith(`${mountPath}/`) && !url.startsWith(`${mountPath}?`)) {
-        invalid();
-        return;
-      }
-      url = url.slice(mountPath.length) || '/';
-      if (url.startsWith('?')) url = `/${url}`;
-    }
-    let path: string | null;
-    try {
-      path = upstreamPath(config.basePath, config.pathRewrite === null ? url : config.pathRewrite(url, req));
-    } catch (error) {
-      this.#reply(req, socket, id, '', { code: 'PROXY_INTERNAL_ERROR', proxyStatus: 'proxy_internal_error', phase: null, error: new RewriteHookError('The `pathRewrite` function threw', { cause: error }), receivedStatus: null, retryAfter: null }, 0, begin(''));
-      return;
-    }
-    if (path === null) {
-      invalid();
+    const path = this.#upstreamPath(req, options.mountPath);
+    if (typeof path !== 'string') {
+      const failure: Failure =
+        path === null
+          ? { code: 'REQUEST_INVALID', proxyStatus: 'http_request_error', phase: null, error: null, receivedStatus: null, retryAfter: null }
+          : { code: 'PROXY_INTERNAL_ERROR', proxyStatus: 'proxy_internal_error', phase: null, error: path, receivedStatus: null, retryAfter: null };
+      reply(this.core, req, socket, id, '', failure, 0, begin(''));
       return;
     }
     const message = begin(path);
     const refused = upstream.breaker?.refusal() ?? null;
     if (refused !== null) {
       this.#refused(req, id, path, 'CIRCUIT_OPEN', 0);
-      this.#reply(req, socket, id, path, { code: 'CIRCUIT_OPEN', proxyStatus: FAILURES.CIRCUIT_OPEN.proxyStatus, phase: null, error: null, receivedStatus: null, retryAfter: String(refused) }, 0, message);
+      reply(this.core, req, socket, id, path, { code: 'CIRCUIT_OPEN', proxyStatus: FAILURES.CIRCUIT_OPEN.proxyStatus, phase: null, error: null, receivedStatus: null, retryAfter: String(refused) }, 0, message);
       return;
     }
     // A discovered group before its first list (discovery never empties one later).
     if (upstream.group.hosts.length === 0) {
-      this.#reply(req, socket, id, path, { code: 'UPSTREAM_DNS_FAILED', proxyStatus: 'dns_error', phase: null, error: new Error('No host discovered yet.'), receivedStatus: null, retryAfter: null }, 0, message);
+      reply(this.core, req, socket, id, path, { code: 'UPSTREAM_DNS_FAILED', proxyStatus: 'dns_error', phase: null, error: new Error('No host discovered yet.'), receivedStatus: null, retryAfter: null }, 0, message);
       return;
     }
     let headers: Record<string, string | string[]>;
     try {
       headers = await this.#headers(req, id);
     } catch (error) {
-      this.#reply(req, socket, id, path, { code: 'PROXY_INTERNAL_ERROR', proxyStatus: 'proxy_internal_error', phase: null, error, receivedStatus: null, retryAfter: null }, 0, message);
+      reply(this.core, req, socket, id, path, { code: 'PROXY_INTERNAL_ERROR', proxyStatus: 'proxy_internal_error', phase: null, error, receivedStatus: null, retryAfter: null }, 0, message);
       return;
     }
-    await this.#attempts(req, socket, head, id, path, headers, message, { req, mountPath, clientUrl: req.url ?? '/' });
+    const side: ResponseSide = { req, mountPath: options.mountPath ?? '', clientUrl: req.url ?? '/' };
+    const upgrade = new Upgrade(this.core, req, socket, head, id, path, headers, message, side, this.#open);
+    this.#upgrading.add(upgrade);
+    try {
+      await upgrade.run();
+    } finally {
+      this.#upgrading.delete(upgrade);
+    }
+  }
+
+  /**
+   * The path to send upstream: the mount path stripped, `pathRewrite` applied.
+   * `null` for a request the proxy refuses (not a WebSocket GET — h2c and the
+   * rest are request-smuggling vectors through proxies —, outside the mount
+   * path, or a path it will not send); the error when `pathRewrite` threw.
+   */
+  #upstreamPath(req: IncomingMessage, mount: string | undefined): string | RewriteHookError | null {
+    const { config } = this.core;
+    if (!isWebSocketUpgrade(req) || req.method !== 'GET') return null;
+    const mountPath = mount ?? '';
+    let url = req.url ?? '/';
+    if (mount === undefined) this.#warnUnmounted(url);
+    if (mountPath !== '') {
+      if (url !== mountPath && !url.startsWith(`${mountPath}/`) && !url.startsWith(`${mountPath}?`)) return null;
+      url = url.slice(mountPath.length) || '/';
+      if (url.startsWith('?')) url = `/${url}`;
+    }
+    try {
+      return upstreamPath(config.basePath, config.pathRewrite === null ? url : config.pathRewrite(url, req));
+    } catch (error) {
+      return new RewriteHookError('The `pathRewrite` function threw', { cause: error });
+    }
   }
 
   async #headers(req: IncomingMessage, id: string): Promise<Record<string, string | string[]>> {
@@ -423,183 +422,131 @@ export class Upgrades {
     // Bounded by `timeout.hook`: the handshake has no other timer yet.
     return hookedRequestHeaders(built, await settleHook('headers.request', config.timeout.hook, () => hook(plainHeaders(built), req)));
   }
+}
 
-  async #attempts(
-    req: IncomingMessage,
-    socket: Duplex,
-    head: Buffer,
-    id: string,
+/**
+ * One upgrade's handshake, run by the attempt machinery every request runs
+ * through. The strategy: each attempt is a Handshake on the raw socket; a
+ * `101` keeps its slot (in flight, the host's active count) for the tunnel.
+ */
+class Upgrade extends AttemptLoop {
+  /** The latest handshake: the one a delivered outcome came from. */
+  #latest: Handshake | null = null;
+  /** The tunnel is open (or the client was gone when the `101` came): the `101` is spoken for. */
+  #joined = false;
+
+  constructor(
+    core: ProxyCore,
+    readonly req: IncomingMessage,
+    readonly socket: Duplex,
+    readonly head: Buffer,
+    requestId: string,
     path: string,
-    headers: Record<string, string | string[]>,
-    message: ExchangeMessage | null,
-    side: ResponseSide,
-  ): Promise<void> {
-    const { config, upstream } = this.core;
-    const retries = config.retry?.retries ?? 0;
-    let tried: Host[] | null = null;
-    let last: HandshakeOutcome = { kind: 'failed', error: new ClientAbortedError(), phase: 'connect' };
-    let attempts = 0;
-    let gone = false;
-    // A function, not the variable: it changes in a listener, between awaits.
-    const clientGone = (): boolean => gone;
-    const onGone = (): void => {
-      gone = true;
-      current?.abort(new ClientAbortedError());
-    };
-    let current: Handshake | null = null;
-    const left = (): void => {
-      if (message !== null) endExchange(message, 'client-gone', null, null, attempts);
-    };
-    socket.once('close', onGone);
-    // timeout.total bounds the handshake with its retries, as it bounds a request.
-    let expired: ProxyTimeoutError | null = null;
-    // A function, not the variable: it changes in a timer, between awaits.
-    const timedOut = (): ProxyTimeoutError | null => expired;
-    // The origin of the latest attempt's host, for the failure event.
-    let target = config.origin;
-    const total = config.timeout.total;
-    const deadline =
-      total > 0
-        ? setTimeout(() => {
-            expired = new ProxyTimeoutError('total', total);
-            current?.abort(expired);
-          }, total)
-        : null;
+    readonly headers: Record<string, string | string[]>,
+    readonly message: ExchangeMessage | null,
+    readonly side: ResponseSide,
+    /** The proxy's open tunnels, each by the function that ends it. */
+    readonly tunnels: Set<() => void>,
+  ) {
+    super(core, requestId, path, true);
+  }
+
+  /** Only a GET asks for WebSocket (checked before). */
+  get method(): string {
+    return 'GET';
+  }
+
+  protected open(host: Host, _n: number): Handshake {
+    if (this.core.config.changeOrigin) this.headers.host = host.authority;
+    const handshake = new Handshake(host, this.path, this.headers, this.socket, this.core, this.side);
+    this.#latest = handshake;
+    return handshake;
+  }
+
+  /** A relayed answer is delivered, never retried: nothing else has started. */
+  protected responseStarted(): boolean {
+    return false;
+  }
+
+  protected replayable(): boolean {
+    return true;
+  }
+
+  protected override holdsSlot(call: UpstreamCall): boolean {
+    return call instanceof Handshake && call.upgraded !== null;
+  }
+
+  /** The proxy is closing: the client's socket goes, and whatever is under way ends. */
+  close(): void {
+    this.socket.destroy();
+    this.cancel(new ClientAbortedError());
+  }
+
+  readonly #onGone = (): void => {
+    this.cancel(new ClientAbortedError());
+  };
+
+  /** Runs the handshake's attempts (timeout.total bounds them with their retries, as it bounds a request), then ends the upgrade. */
+  async run(): Promise<void> {
+    this.socket.once('close', this.#onGone);
+    this.startDeadline(this.core.config.timeout.total);
     try {
-      for (let n = 1; n <= retries + 1; n += 1) {
-        if (clientGone()) {
-          left();
-          return;
-        }
-        const reason = timedOut();
-        if (reason !== null) {
-          last = { kind: 'failed', error: reason, phase: 'connect' };
-          break;
-        }
-        if (upstream.capacity !== null && upstream.inFlight >= upstream.capacity) {
-          upstream.overloaded += 1;
-          this.#refused(req, id, path, 'UPSTREAM_OVERLOADED', attempts);
-          this.#reply(req, socket, id, path, { code: 'UPSTREAM_OVERLOADED', proxyStatus: FAILURES.UPSTREAM_OVERLOADED.proxyStatus, phase: null, error: null, receivedStatus: null, retryAfter: null }, attempts, message);
-          return;
-        }
-        const host = upstream.group.pick(tried);
-        target = host.origin;
-        if (config.changeOrigin) headers.host = host.authority;
-        const handshake: Handshake = new Handshake(host, path, headers, socket, this.core, side);
-        current = handshake;
-        this.#handshakes.add(handshake);
-        attempts += 1;
-        upstream.inFlight += 1;
-        host.active += 1;
-        let held = false;
-        const run = async (): Promise<HandshakeOutcome> => {
-          let attemptMsg: AttemptMessage | null = null;
-          if (attemptStart.hasSubscribers || attemptEnd.hasSubscribers) {
-            attemptMsg = attemptMessage(id, config.upstream, host.origin, 'GET', path, n, headers, true);
-            if (attemptStart.hasSubscribers) attemptStart.publish(attemptMsg);
-          }
-          const outcome = await handshake.start();
-          if (attemptMsg !== null) endHandshake(attemptMsg, outcome);
-          return outcome;
-        };
-        const counts = (outcome: HandshakeOutcome): boolean =>
-          outcome.kind === 'status' || (outcome.kind === 'failed' && !isClientAborted(outcome.error) && classifyError(outcome.error, outcome.phase).code !== 'PROXY_INTERNAL_ERROR');
-        try {
-          if (upstream.breaker === null) last = await run();
-          else {
-            const guarded = await upstream.breaker.run(run, counts);
-            if (!guarded.ran) {
-              this.#refused(req, id, path, 'CIRCUIT_OPEN', attempts - 1);
-              this.#reply(req, socket, id, path, { code: 'CIRCUIT_OPEN', proxyStatus: FAILURES.CIRCUIT_OPEN.proxyStatus, phase: null, error: null, receivedStatus: null, retryAfter: String(guarded.retryAfterSeconds) }, attempts - 1, message, target);
-              return;
-            }
-            last = guarded.outcome;
-          }
-          upstream.group.record(host, last.kind === 'failed' && isClientAborted(last.error) ? 'neutral' : counts(last) ? 'failure' : 'success', null);
-          if (last.kind === 'upgraded') {
-            held = true;
-            this.#open101(socket, head, last, host);
-            if (message !== null) endExchange(message, socket.destroyed ? 'client-gone' : 'delivered', socket.destroyed ? null : 101, null, attempts);
-            return;
-          }
-        } finally {
-          this.#handshakes.delete(handshake);
-          if (!held) {
-            upstream.inFlight -= 1;
-            host.active -= 1;
-          }
-        }
-        if (last.kind === 'relayed') {
-          if (message !== null) endExchange(message, 'delivered', last.statusCode, null, attempts);
-          return;
-        }
-        if (clientGone()) {
-          left();
-          return;
-        }
-        const code = last.kind === 'status' ? 'UPSTREAM_STATUS' : classifyError(last.error, last.phase).code;
-        const phase = last.kind === 'status' ? 'response' : last.phase;
-        if (n > retries || timedOut() !== null || !isRetryable(code, phase, true, code === 'UPSTREAM_RESPONSE_TIMEOUT' && upstream.group.hasUntried([...(tried ?? []), host]))) break;
-        if (config.retry?.budget && !upstream.budget.allowsRetry()) {
-          if (budgetExhausted.hasSubscribers) budgetExhausted.publish({ upstream: config.upstream, requestId: id, method: 'GET', path, code, attempt: n, upgrade: true });
-          break;
-        }
-        (tried ??= []).push(host);
-        const delay = config.retry === null ? 0 : backoffDelay(n, config.retry);
-        if (retryChannel.hasSubscribers) {
-          const classified = last.kind === 'status' ? null : classifyError(last.error, last.phase);
-          const event: RetryEvent = {
-            code,
-            proxyStatus: classified === null ? null : classified.proxyStatus,
-            phase,
-            upstream: config.upstream,
-            target: host.origin,
-            requestId: id,
-            method: 'GET',
-            path,
-            receivedStatus: last.kind === 'status' ? last.statusCode : null,
-            error: last.kind === 'failed' ? last.error : null,
-            upgrade: true,
-            attempt: n,
-            delay,
-          };
-          retryChannel.publish(event);
-        }
-        if (delay > 0) await new Promise((resolve) => setTimeout(resolve, delay));
-      }
-      if (clientGone()) {
-        left();
-        return;
-      }
-      if (last.kind === 'status') {
-        this.#reply(req, socket, id, path, { code: 'UPSTREAM_STATUS', proxyStatus: null, phase: 'response', error: null, receivedStatus: last.statusCode, retryAfter: null }, attempts, message, target);
-      } else if (!isClientAborted(last.error)) {
-        const classified = classifyError(last.error, last.phase);
-        this.#reply(req, socket, id, path, { ...classified, phase: last.phase, error: last.error, receivedStatus: null, retryAfter: null }, attempts, message, target);
-      } else left();
+      const outcome = this.unguarded(await this.attemptLoop());
+      this.current = null;
+      this.#finish(outcome);
     } finally {
-      if (deadline !== null) clearTimeout(deadline);
-      socket.off('close', onGone);
+      this.stopDeadline();
+      this.socket.off('close', this.#onGone);
+      // A `101` left unjoined (a bug between the handshake and here) must not hold its socket and slot.
+      const upgraded = this.#latest?.upgraded ?? null;
+      if (upgraded !== null && !this.#joined) {
+        upgraded.socket.destroy();
+        this.#release(this.#latest as Handshake);
+      }
     }
   }
 
-  #open101(client: Duplex, head: Buffer, outcome: Extract<HandshakeOutcome, { kind: 'upgraded' }>, host: Host): void {
-    const { config, upstream } = this.core;
-    const release = (): void => {
-      upstream.inFlight -= 1;
-      upstream.tunnels -= 1;
-      host.active -= 1;
-      this.#open.delete(end);
-    };
-    upstream.tunnels += 1;
-    if (client.destroyed) {
-      outcome.socket.destroy();
-      release();
+  /** Delivered (a tunnel, or a relayed answer), the client gone, or the contract on the socket. */
+  #finish(outcome: Outcome): void {
+    const { message } = this;
+    const handshake = this.#latest;
+    if (outcome.kind === 'delivered' && handshake !== null) {
+      if (handshake.upgraded !== null) {
+        this.#join(handshake, handshake.upgraded);
+        if (message !== null) endExchange(message, this.socket.destroyed ? 'client-gone' : 'delivered', this.socket.destroyed ? null : 101, null, this.attempts);
+      } else if (message !== null) endExchange(message, 'delivered', handshake.statusCode, null, this.attempts);
       return;
     }
-    client.write(`HTTP/1.1 101 Switching Protocols\r\n${headLines(outcome.headers)}\r\n`);
-    if (head.length > 0) outcome.socket.write(head);
-    const end = tunnel(client, outcome.socket, config.timeout.tunnelIdle, release);
-    this.#open.add(end);
+    if (outcome.kind === 'delivered' || isClientAborted(this.cancelReason) || (outcome.kind === 'failed' && isClientAborted(outcome.error))) {
+      if (message !== null) endExchange(message, 'client-gone', null, null, this.attempts);
+      return;
+    }
+    reply(this.core, this.req, this.socket, this.requestId, this.path, failureOf(outcome), this.attempts, message, this.host?.origin ?? this.core.config.origin);
+  }
+
+  /** Joins the client and the upstream's socket after `101`; the slot is released when the tunnel ends. */
+  #join(handshake: Handshake, upgraded: Upgraded): void {
+    const { socket: client, head, tunnels } = this;
+    this.#joined = true;
+    this.core.upstream.tunnels += 1;
+    if (client.destroyed) {
+      upgraded.socket.destroy();
+      this.#release(handshake);
+      return;
+    }
+    client.write(`HTTP/1.1 101 Switching Protocols\r\n${headLines(upgraded.headers)}\r\n`);
+    if (head.length > 0) upgraded.socket.write(head);
+    const end = tunnel(client, upgraded.socket, this.core.config.timeout.tunnelIdle, () => {
+      this.#release(handshake);
+      tunnels.delete(end);
+    });
+    tunnels.add(end);
+  }
+
+  #release(handshake: Handshake): void {
+    const { upstream } = this.core;
+    upstream.inFlight -= 1;
+    if (this.#joined) upstream.tunnels -= 1;
+    handshake.host.active -= 1;
   }
 }

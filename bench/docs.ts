@@ -20,6 +20,7 @@ import { ROOT, readFaultResults, readResults } from './results.js';
 import { cpuBlock, type CpuResults, type ProfileResults } from './sections/cpu.js';
 import { faultsBlock } from './sections/faults.js';
 import { fleetBlock, type FleetResults } from './sections/fleet.js';
+import { tailBlock, type TailResults } from './sections/tail.js';
 import { benchmarksBlock, readmeBlock } from './sections/throughput.js';
 
 const args = process.argv.slice(2);
@@ -50,6 +51,7 @@ const SECTIONS: readonly Section[] = [
   { doc: 'BENCHMARKS.md', name: 'bench', from: relative(ROOT, latest), command: 'npm run bench', render: () => benchmarksBlock(results), smoke: results.run.smoke },
   { doc: 'BENCHMARKS.md', name: 'cpu', from: 'bench/results/cpu.json', command: 'npx tsx bench/cpu.ts', render: () => cpuBlock(json('cpu.json') as CpuResults, profile) },
   { doc: 'BENCHMARKS.md', name: 'faults', from: 'bench/results/faults.json', command: 'npm run bench:faults', render: () => faultsBlock(readFaultResults()) },
+  { doc: 'BENCHMARKS.md', name: 'tail', from: 'bench/results/tail.json', command: 'npx tsx bench/tail.ts', render: () => tailBlock(json('tail.json') as TailResults) },
 ];
 
 if (print) {

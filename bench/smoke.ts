@@ -21,6 +21,7 @@ const BENCHES = [
   'otel-cost',
   'breaker-attack',
   'collapse', // adaptive concurrency against fixed limits
+  'tail', // hedged requests against none, nginx and http-proxy-middleware
   'fleet', // N instances: retry throttling in an outage, DNS churn on a real dnsmasq, stale through a real redis-server
 ];
 

@@ -28,6 +28,7 @@ import { resolveHooks, type ProxyHooks } from './observe/hooks.js';
 import { checkKeys, fail, HEADER_NAME, isPlainObject, optionalBoolean, optionalString } from './option-checks.js';
 import { ADAPTIVE_DEFAULTS, resolveAdaptiveConcurrency, type AdaptiveConcurrencyOptions } from './policy/adaptive-limit.js';
 import { DEADLINE_DEFAULTS, resolveDeadline, type DeadlineOptions } from './policy/deadline.js';
+import { HEDGE_DEFAULTS, resolveHedge, type HedgeDelay, type HedgeOptions } from './policy/hedge.js';
 import { resolveRetry, RETRY_DEFAULTS, type ResolvedRetry, type RetryOptions } from './policy/retry-options.js';
 import { resolveTimeouts, TIMEOUT_DEFAULTS, type ResolvedTimeouts, type TimeoutOptions } from './policy/timeout-options.js';
 import { resolveStaleIfError, STALE_DEFAULTS, type ResolvedStaleIfError, type StaleIfErrorOptions } from './stale/stale-options.js';
@@ -169,6 +170,16 @@ export interface ProxyOptions {
    * default. See {@link DeadlineOptions}.
    */
   deadline?: Partial<DeadlineOptions> | boolean;
+  /**
+   * Hedged requests: a GET or HEAD (body fully read, or none) to a group of
+   * two or more hosts whose response head has not come after a delay is sent
+   * to another host too; the first head wins and the others are cancelled.
+   * Bounded by a budget (10 % of requests by default) and by the breaker,
+   * the concurrency limit, retry throttling and the deadline. `true` for the
+   * defaults; off by default. See {@link HedgeOptions} and
+   * docs/tail-and-overload.md.
+   */
+  hedge?: { delay?: number | Partial<HedgeDelay>; maxHedges?: number; budget?: number; methods?: readonly string[] } | boolean;
 }
 
 /** Every option's default, in one constant: each feature's own defaults, composed. */
@@ -194,6 +205,7 @@ export const DEFAULTS = Object.freeze({
   staleIfError: STALE_DEFAULTS,
   adaptiveConcurrency: ADAPTIVE_DEFAULTS,
   deadline: DEADLINE_DEFAULTS,
+  hedge: HEDGE_DEFAULTS,
 });
 
 export interface ResolvedOptions {
@@ -235,6 +247,7 @@ export interface ResolvedOptions {
   readonly hooks: Readonly<ProxyHooks>;
   readonly adaptiveConcurrency: Readonly<AdaptiveConcurrencyOptions> | null;
   readonly deadline: Readonly<DeadlineOptions> | null;
+  readonly hedge: Readonly<HedgeOptions> | null;
 }
 
 function resolveDispatcher(value: unknown): Dispatcher | null {
@@ -255,7 +268,7 @@ function resolveRegistry(value: unknown): UpstreamRegistry | null {
 const KNOWN = [
   'target', 'name', 'timeout', 'changeOrigin', 'failureStatuses', 'status', 'proxyName', 'requestIdHeader', 'dispatcher', 'retry', 'breaker',
   'registry', 'trustProxy', 'limits', 'hooks', 'balance', 'outlierDetection', 'healthCheck', 'slowStart', 'pathRewrite', 'headers',
-  'rewriteRedirects', 'cookieDomainRewrite', 'cookiePathRewrite', 'transformResponse', 'staleIfError', 'adaptiveConcurrency', 'deadline',
+  'rewriteRedirects', 'cookieDomainRewrite', 'cookiePathRewrite', 'transformResponse', 'staleIfError', 'adaptiveConcurrency', 'deadline', 'hedge',
 ] as const;
 
 function freeze<T extends object>(value: T | null): Readonly<T> | null {
@@ -316,5 +329,6 @@ export function resolveOptions(options: unknown): ResolvedOptions {
     hooks: Object.freeze(resolveHooks(options.hooks)),
     adaptiveConcurrency,
     deadline: resolveDeadline(options.deadline, timeout.total),
+    hedge: resolveHedge(options.hedge),
   });
 }

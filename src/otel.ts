@@ -322,6 +322,7 @@ export class ResilientProxyInstrumentation extends InstrumentationBase<Resilient
     };
     if (method === '_OTHER') attributes['http.request.method_original'] = message.method;
     if (message.attempt > 1) attributes['http.request.resend_count'] = message.attempt - 1;
+    if (message.hedge) attributes['resilient_proxy.attempt.hedge'] = true;
     const parent = context.active();
     const span = this.tracer.startSpan(method === '_OTHER' ? 'HTTP' : method, { kind: SpanKind.CLIENT, attributes }, parent);
     propagation.inject(trace.setSpan(parent, span), message.headers);
@@ -333,6 +334,7 @@ export class ResilientProxyInstrumentation extends InstrumentationBase<Resilient
     const { upstream, outcome, statusCode, code } = message;
     const attemptAttributes: Attributes = { [UPSTREAM]: upstream, [HOST]: message.origin, 'resilient_proxy.attempt.outcome': outcome ?? 'failed' };
     if (code !== null) attemptAttributes[FAILURE_CODE] = code;
+    if (message.hedge) attemptAttributes['resilient_proxy.attempt.hedge'] = true;
     instruments?.attempts.add(1, attemptAttributes);
 
     const record = this._attempts?.get(message);

@@ -97,6 +97,7 @@ export function createProxyHandler(options: ProxyOptions): ProxyHandler {
     budget: config.retry?.budget ?? DEFAULTS.retry.budget,
     breaker: config.breaker,
     adaptive: config.adaptiveConcurrency,
+    hedge: config.hedge,
     group: {
       balance: config.balance,
       outlierDetection: config.outlierDetection,

@@ -58,7 +58,7 @@ const invalid: [string, unknown, string][] = [
   ['an unknown limit', { target, limits: { headerBytes: 1 } }, 'Unknown option `limits.headerBytes`. Known options: requestBodyBytes, responseBodyBytes, requestBufferBytes.'],
   ['an option key that is not a name', { target, timeout: { 'con nect': 1 } }, 'Unknown option `timeout."con nect"`. Known options: connect, response, idle, total, hook, upload, tunnelIdle.'],
   ['a registry that is not one', { target, registry: {} }, 'Expected `registry` to be an UpstreamRegistry, got an object.'],
-  ['a misspelt option', { target, timeouts: {} }, 'Unknown option `timeouts`. Known options: target, name, timeout, changeOrigin, failureStatuses, status, proxyName, requestIdHeader, dispatcher, retry, breaker, registry, trustProxy, limits, hooks, balance, outlierDetection, healthCheck, slowStart, pathRewrite, headers, rewriteRedirects, cookieDomainRewrite, cookiePathRewrite, transformResponse, staleIfError, adaptiveConcurrency, deadline.'],
+  ['a misspelt option', { target, timeouts: {} }, 'Unknown option `timeouts`. Known options: target, name, timeout, changeOrigin, failureStatuses, status, proxyName, requestIdHeader, dispatcher, retry, breaker, registry, trustProxy, limits, hooks, balance, outlierDetection, healthCheck, slowStart, pathRewrite, headers, rewriteRedirects, cookieDomainRewrite, cookiePathRewrite, transformResponse, staleIfError, adaptiveConcurrency, deadline, hedge.'],
 ];
 
 describe('option validation', () => {
@@ -119,6 +119,7 @@ describe('option validation', () => {
       staleIfError: { maxStale: 300_000, maxStaleOverridesOrigin: false, maxEntryBytes: 1024 * 1024, maxBytes: 32 * 1024 * 1024 },
       adaptiveConcurrency: { initial: 20, min: 20, max: 200, smoothing: 0.2, rttTolerance: 1.5, longWindow: 600, queueSize: 4, minWindowTime: 1000, maxWindowTime: 1000, windowSize: 10 },
       deadline: { header: 'x-request-timeout-ms', grpcHeader: 'grpc-timeout', format: 'ms', margin: 10, minimum: 10, trustClient: false },
+      hedge: { delay: { percentile: 95, min: 10, max: 1000 }, maxHedges: 1, budget: 0.1, methods: ['GET', 'HEAD'] },
     });
     expect(Object.isFrozen(DEFAULTS)).toBe(true);
   });

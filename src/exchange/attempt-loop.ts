@@ -21,7 +21,8 @@ import { attemptEnd, attemptMessage, attemptStart, budgetExhausted, refusalChann
 import type { AttemptOutcome } from './attempt.js';
 import { callHook } from './call-hook.js';
 import type { ProxyCore } from './core.js';
-import { attemptFailure, countsAgainstBreaker, countsAgainstUpstream, endAttemptOf, failureOf, type FailedOutcome, type Failure, type Outcome, type Refused } from './failure.js';
+import { attemptFailure, cancelledAttempt, countsAgainstBreaker, countsAgainstUpstream, endAttemptOf, failureOf, type FailedOutcome, type Failure, type Outcome, type Refused } from './failure.js';
+import { HedgeRace, isHedgeLost, type HedgeLane } from './hedge-race.js';
 
 /** One attempt on one host (an HTTP `Attempt`, a WebSocket `Handshake`): settles once. */
 export interface UpstreamCall {
@@ -43,6 +44,8 @@ const HOST_DRAIN_LIMIT = 2;
 export abstract class AttemptLoop implements RetryLoop<Outcome> {
   attempts = 0;
   current: UpstreamCall | null = null;
+  /** The attempts of a hedged request in flight together, while they race. */
+  race: HedgeRace | null = null;
   cancelReason: Error | null = null;
   /** The hosts already tried, in order; allocated only when a retry needs it. */
   tried: Host[] | null = null;
@@ -50,6 +53,8 @@ export abstract class AttemptLoop implements RetryLoop<Outcome> {
   host: Host | null = null;
   /** Why the latest failure was not retried, once that is decided. */
   protected noRetry: NoRetryReason | null = null;
+  /** This request may be hedged (`hedge` option): the subclass decides, once its body is in hand. */
+  protected hedging = false;
   /** Told when a response head reached the client: the breaker's half-open probe is decided by it. */
   protected headed: HeadSignal | undefined = undefined;
   /** `timeout.total` for this request (0 for none), and when it started counting. */
@@ -70,8 +75,8 @@ export abstract class AttemptLoop implements RetryLoop<Outcome> {
 
   abstract get method(): string;
 
-  /** The strategy: the attempt to make on `host` (attempt `n`). Its outcome's `delivered` is the subclass's to act on. */
-  protected abstract open(host: Host, n: number): UpstreamCall;
+  /** The strategy: the attempt to make on `host` (attempt `n`; `lane`: one of a hedged request's raced attempts, which claims the response through it). Its outcome's `delivered` is the subclass's to act on. */
+  protected abstract open(host: Host, n: number, lane: HedgeLane | null): UpstreamCall;
 
   /** Whether the client already has a response head: nothing is retried then. */
   protected abstract responseStarted(): boolean;
@@ -84,6 +89,7 @@ export abstract class AttemptLoop implements RetryLoop<Outcome> {
     if (this.cancelReason !== null) return;
     this.cancelReason = reason;
     this.current?.abort(reason);
+    this.race?.cancel(reason);
     this.#sleep?.abort(reason);
   }
 
@@ -203,17 +209,38 @@ export abstract class AttemptLoop implements RetryLoop<Outcome> {
       this.refused('CIRCUIT_OPEN');
       return Promise.resolve({ kind: 'refused', code: 'CIRCUIT_OPEN', retryAfter: String(refused) });
     }
-    // HEDGING'S SEAM. A hedged attempt replaces this call with a race:
-    // runAttempt(n) now and, if no head came within the hedge delay (and
-    // policy, budget and remaining() allow), a second runAttempt(n) — the
-    // loop's admission above already passed. pickHost() then avoids the
-    // host already running (it is `this.host`, so it is in `tried`). The
-    // first head wins (Attempt's onHead, via the spec the subclass's `open`
-    // builds); the loser is aborted with a ClientAbortedError, which
-    // recordAttempt counts as neutral (no failure, no latency). `current`
-    // holds one call and cancel() aborts it: a hedge must abort its second
-    // call too. Both attempts count in `attempts` and in flight.
-    return this.runAttempt(n);
+    return this.hedging ? this.#hedged(n) : this.runAttempt(n);
+  }
+
+  /**
+   * Whether a hedge may go out now: like a retry, it needs the breaker closed,
+   * room under the concurrency limit, retry throttling's leave, time for the
+   * deadline, a healthy host the request has not tried, and the client to
+   * have no response yet; then it spends one from the hedge budget.
+   */
+  #mayHedge(): boolean {
+    const { config, upstream } = this.core;
+    if (this.cancelReason !== null || this.responseStarted() || upstream.hedge === null) return false;
+    if (upstream.breaker !== null && upstream.breaker.state !== 'closed') return false;
+    if (upstream.capacity !== null && upstream.inFlight >= upstream.capacity) return false;
+    if (config.retry?.budget && !upstream.budget.allowsRetry()) return false;
+    const remaining = this.remaining();
+    if (config.deadline === null ? remaining <= 0 : this.total > 0 && !timeForAttempt(remaining, config.deadline)) return false;
+    if (!upstream.group.hasHealthyUntried(this.tried ?? (this.host === null ? [] : [this.host]))) return false;
+    return upstream.hedge.spend();
+  }
+
+  /** Attempt `n` and, while it waits for its head, its hedges: hedge-race.ts races them, each a runAttempt on a host not yet tried. */
+  async #hedged(n: number): Promise<AttemptOutcome> {
+    const policy = this.core.upstream.hedge;
+    if (policy === null) return this.runAttempt(n);
+    const race = new HedgeRace({ policy, run: (k, lane) => this.runAttempt(k, lane), mayHedge: () => this.#mayHedge(), nextAttempt: () => this.attempts + 1 });
+    this.race = race;
+    try {
+      return await race.run(n);
+    } finally {
+      this.race = null;
+    }
   }
 
   /**
@@ -227,10 +254,11 @@ export abstract class AttemptLoop implements RetryLoop<Outcome> {
   }
 
   /** Attempt `n` on the host the group picks: its accounting, its diagnostics, and what it teaches the group. */
-  protected async runAttempt(n: number): Promise<AttemptOutcome> {
+  protected async runAttempt(n: number, lane: HedgeLane | null = null): Promise<AttemptOutcome> {
     const { upstream } = this.core;
     const host = this.pickHost();
-    const call = this.open(host, n);
+    const call = this.open(host, n, lane);
+    lane?.attach(call);
     this.tried?.push(host);
     this.host = host;
     this.current = call;
@@ -242,6 +270,7 @@ export abstract class AttemptLoop implements RetryLoop<Outcome> {
     let message: AttemptMessage | null = null;
     if (attemptStart.hasSubscribers || attemptEnd.hasSubscribers) {
       message = attemptMessage(this.requestId, this.core.config.upstream, host.origin, this.method, this.path, n, call.headers, this.upgrade);
+      message.hedge = lane?.hedge === true;
       if (attemptStart.hasSubscribers) attemptStart.publish(message);
     }
     let outcome: AttemptOutcome | null = null;
@@ -266,7 +295,8 @@ export abstract class AttemptLoop implements RetryLoop<Outcome> {
   /** What the group (outlier detection, latency), retry throttling and adaptive concurrency learn from one attempt. */
   protected recordAttempt(call: UpstreamCall, host: Host, outcome: AttemptOutcome | null, inFlightAtStart: number): void {
     const { upstream, config } = this.core;
-    const result = outcome === null || (outcome.kind === 'failed' && isClientAborted(outcome.error)) ? 'neutral' : countsAgainstUpstream(outcome) ? 'failure' : 'success';
+    // A client's abort and a hedge's loser say nothing about the host.
+    const result = outcome === null || cancelledAttempt(outcome) ? 'neutral' : countsAgainstUpstream(outcome) ? 'failure' : 'success';
     const latency = call.headersAt === 0 || call.sentAt === 0 ? null : call.headersAt - call.sentAt;
     let failure = result === 'failure' && outcome !== null ? attemptFailure(outcome) : null;
     // One request backs off at most one host for its Retry-After: a
@@ -280,6 +310,8 @@ export abstract class AttemptLoop implements RetryLoop<Outcome> {
     // a replica answering quick 500s must not pass for a healthy one.
     if (result === 'success' && call.statusCode >= 500) upstream.group.record(host, 'failure', latency, { code: 'UPSTREAM_STATUS', retryAfter: null });
     else upstream.group.record(host, result, latency, failure);
+    // A hedge's loser was slow, not wrong: the balancer learns how long it had waited.
+    if (outcome?.kind === 'failed' && isHedgeLost(outcome.error) && call.sentAt > 0) upstream.group.recordWait(host, performance.now() - call.sentAt);
     if (config.retry?.budget) this.#throttle(result, failure, outcome);
     if (upstream.adaptive !== null) {
       const sample = limitSample(call.sentAt, call.headersAt, outcome?.kind === 'failed' && isProxyTimeout(outcome.error));

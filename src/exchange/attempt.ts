@@ -47,6 +47,8 @@ export interface AttemptSpec {
   readonly keep?: KeepResponse | null | undefined;
   /** Told when the response head has gone to the client (a half-open breaker's probe is decided by it). */
   readonly onHead?: (() => void) | undefined;
+  /** A hedged request's race, asked when a head that would go to the client arrives: `false` when another attempt's head won (src/exchange/hedge-race.ts). */
+  readonly claim?: (() => boolean) | undefined;
 }
 
 /** Takes a copy of a response's body as it streams to the client. */
@@ -226,6 +228,8 @@ export class Attempt implements Dispatcher.DispatchHandler {
       this.#arm('idle');
       return;
     }
+    // A hedged request: only the first head to arrive goes to the client.
+    if (this.#spec.claim !== undefined && !this.#spec.claim()) return;
     const limit = this.#spec.limits.responseBodyBytes;
     if (limit > 0 && Number(headers['content-length']) > limit) {
       const error = new LimitExceededError('response', limit);

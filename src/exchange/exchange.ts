@@ -9,7 +9,8 @@
 //   2. #startDeadline   — `timeout.total` (and a trusted client's deadline)
 //   3. #runRequestHook  — an async `headers.request`, once, on the deadline's time
 //   4. attemptLoop      — attempt-loop.ts, shared with WebSocket handshakes: the
-//        breaker around the loop; runWithRetries calls attempt(n) (admission),
+//        breaker around the loop; runWithRetries calls attempt(n) (admission;
+//        a hedged request's attempts raced by hedge-race.ts, see #hedgeable),
 //        runAttempt(n) (pickHost: where a retry decides its host; then `open`,
 //        below: the headers and the Attempt), recordAttempt, isCandidate/plan
 //   5. #finish          — delivered, client gone, or failOrStale → the contract or a stale response
@@ -26,6 +27,7 @@ import type { Guarded } from '../upstream/breaker.js';
 import type { Host } from '../upstream/group.js';
 import { Attempt, type AttemptOutcome } from './attempt.js';
 import { AttemptLoop } from './attempt-loop.js';
+import type { HedgeLane } from './hedge-race.js';
 import { callHook } from './call-hook.js';
 import type { ProxyCore } from './core.js';
 import { hasRequestBody, requestBody, type ClientBody } from './body.js';
@@ -132,6 +134,7 @@ export class Exchange extends AttemptLoop {
         await this.failOrStale(fromClassification(classifyError(late, 'connect'), null, late));
         return;
       }
+      this.hedging = this.#hedgeable();
       const ending = this.#finish(await this.attemptLoop());
       if (ending !== undefined) await ending;
     } catch (error) {
@@ -229,7 +232,17 @@ export class Exchange extends AttemptLoop {
   }
 
   /** The strategy (AttemptLoop): attempt `n` is an Attempt on `host`, writing to the client's response. */
-  protected open(host: Host, n: number): Attempt {
+  /** Whether this request may be hedged (`hedge` option): an idempotent method, a body in hand or none, two hosts or more. It earns its share of the budget. */
+  #hedgeable(): boolean {
+    const { hedge, group } = this.core.upstream;
+    if (hedge === null || !hedge.options.methods.has(this.method)) return false;
+    const { body } = this.#sent;
+    if ((body !== null && !Buffer.isBuffer(body)) || group.hosts.length < 2) return false;
+    hedge.earn();
+    return true;
+  }
+
+  protected open(host: Host, n: number, lane: HedgeLane | null): Attempt {
     const { config } = this.core;
     const headers = this.#attemptHeaders(host, n);
     return new Attempt({
@@ -244,6 +257,7 @@ export class Exchange extends AttemptLoop {
       limits: config.limits,
       res: this.res,
       onHead: this.headed,
+      claim: lane?.claim,
       rewrite: this.core.rewrite,
       transform: config.transformResponse,
       side: this,

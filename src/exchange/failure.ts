@@ -4,6 +4,7 @@
 
 import { classifyError, type Classification, type Phase } from '../contract/classify.js';
 import { isClientAborted } from '../contract/errors.js';
+import { isHedgeLost } from './hedge-race.js';
 import { FAILURES, type FailureCode, type ProxyStatusError } from '../contract/failures.js';
 import type { ResolvedOptions } from '../options.js';
 import { parseRetryAfter } from '../policy/retry-policy.js';
@@ -81,9 +82,14 @@ export function statusFor(config: ResolvedOptions, failure: Failure): { status: 
 export function countsAgainstUpstream(outcome: AttemptOutcome): boolean {
   if (outcome.kind === 'delivered') return false;
   if (outcome.kind === 'status') return true;
-  if (isClientAborted(outcome.error)) return false;
+  if (isClientAborted(outcome.error) || isHedgeLost(outcome.error)) return false;
   const { code } = classifyError(outcome.error, outcome.phase);
   return !NOT_THE_UPSTREAMS.has(code);
+}
+
+/** An attempt ended from outside: the client left, or (hedging) another attempt's head won. It says nothing about the host. */
+export function cancelledAttempt(outcome: AttemptOutcome): boolean {
+  return outcome.kind === 'failed' && (isClientAborted(outcome.error) || isHedgeLost(outcome.error));
 }
 
 /** What the breaker counts of a whole request: a refusal is the breaker's own doing, never a failure. */
@@ -104,6 +110,6 @@ export function endAttemptOf(message: AttemptMessage, outcome: AttemptOutcome | 
   if (outcome === null) endAttempt(message, 'failed', status, 'PROXY_INTERNAL_ERROR', null);
   else if (outcome.kind === 'delivered') endAttempt(message, 'delivered', status, null, null);
   else if (outcome.kind === 'status') endAttempt(message, 'status', outcome.statusCode, 'UPSTREAM_STATUS', null);
-  else if (isClientAborted(outcome.error)) endAttempt(message, 'cancelled', status, null, outcome.error);
+  else if (isClientAborted(outcome.error) || isHedgeLost(outcome.error)) endAttempt(message, 'cancelled', status, null, outcome.error);
   else endAttempt(message, 'failed', status, classifyError(outcome.error, outcome.phase).code, outcome.error);
 }

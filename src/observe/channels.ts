@@ -133,6 +133,8 @@ export interface AttemptMessage {
   readonly headers: Record<string, string | string[]>;
   /** A WebSocket handshake. */
   readonly upgrade: boolean;
+  /** A hedge: sent while an earlier attempt of the request still waited for its head (`hedge` option). */
+  hedge: boolean;
   /** `performance.now()` when the attempt started. */
   readonly startTime: number;
   outcome: AttemptEndOutcome | null;
@@ -197,7 +199,7 @@ export function attemptMessage(
   headers: Record<string, string | string[]>,
   upgrade: boolean,
 ): AttemptMessage {
-  return { requestId, upstream, origin, method, path, attempt, headers, upgrade, startTime: performance.now(), outcome: null, statusCode: null, code: null, error: null, duration: null };
+  return { requestId, upstream, origin, method, path, attempt, headers, upgrade, hedge: false, startTime: performance.now(), outcome: null, statusCode: null, code: null, error: null, duration: null };
 }
 
 /** Fills in the end of an attempt and publishes it. */

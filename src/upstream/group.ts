@@ -304,6 +304,17 @@ export class UpstreamGroup {
   }
 
   /**
+   * A hedged request's losing attempt on `host`, cancelled after waiting `ms`
+   * for its head: neither a success nor a failure, but a lower bound of its
+   * latency, so the balancer still learns that the host was slow.
+   */
+  recordWait(host: Host, ms: number): void {
+    const now = this.now();
+    const estimate = latencyOf(host, now);
+    if (estimate === null || ms > estimate) recordLatency(host, ms, now);
+  }
+
+  /**
    * An attempt on `host` ended: a `failure` counts toward its ejection (and
    * its `Retry-After` backs it off at once), a `success` resets that count,
    * `neutral` (the client left) neither.

@@ -12,6 +12,7 @@ import { UpstreamGroup, type GroupSettings, type HostSnapshot, type TargetSpec }
 import { RetryBudget, type RetryBudgetOptions } from './retry-budget.js';
 import { AdaptiveConcurrency, type AdaptiveLimitSnapshot } from '../policy/adaptive-concurrency.js';
 import type { AdaptiveConcurrencyOptions } from '../policy/adaptive-limit.js';
+import { HedgePolicy, type HedgeOptions, type HedgeSnapshot } from '../policy/hedge.js';
 
 export interface UpstreamSettings {
   /** The hosts as configured: one key, one service. */
@@ -22,6 +23,8 @@ export interface UpstreamSettings {
   readonly group: GroupSettings;
   /** The adaptive concurrency limit's settings, or `null` for the fixed `breaker.capacity`. */
   readonly adaptive?: Readonly<AdaptiveConcurrencyOptions> | null;
+  /** Hedged requests' settings, or `null` without hedging. */
+  readonly hedge?: Readonly<HedgeOptions> | null;
   /** Where the hosts come from when they are discovered (`targets` is then empty until the first list), or `null`. */
   readonly discovery?: DiscoverySettings | null;
 }
@@ -34,6 +37,8 @@ export class UpstreamState {
   readonly group: UpstreamGroup;
   /** The adaptive concurrency limit, when `adaptiveConcurrency` is on. */
   readonly adaptive: AdaptiveConcurrency | null;
+  /** Hedging's latency window, budget and counters, when `hedge` is on. */
+  readonly hedge: HedgePolicy | null;
   readonly #fixedCapacity: number | null;
   /** Feeds the group from its discovery source, or `null` for a fixed list. */
   readonly discovery: DiscoveryRunner | null;
@@ -54,6 +59,7 @@ export class UpstreamState {
     this.breaker = breaker === null ? null : new UpstreamBreaker(key, breaker);
     this.#fixedCapacity = breaker === null || breaker.capacity === 0 ? null : breaker.capacity;
     this.adaptive = settings.adaptive ? new AdaptiveConcurrency(settings.adaptive) : null;
+    this.hedge = settings.hedge ? new HedgePolicy(settings.hedge) : null;
     this.group = new UpstreamGroup(key, settings.targets, settings.group);
     this.discovery = settings.discovery ? new DiscoveryRunner(key, settings.discovery, this.group) : null;
     this.discovery?.start();
@@ -86,6 +92,8 @@ export interface UpstreamSnapshot {
   readonly panics: number;
   /** The adaptive concurrency limit (`capacity` is its current value); absent with a fixed or no limit. */
   readonly limit?: AdaptiveLimitSnapshot;
+  /** Hedges sent, won and refused by the budget, and the delay now; absent without hedging. */
+  readonly hedge?: HedgeSnapshot;
   /** Where the hosts come from and how the latest refreshes went, or `null` for a fixed list. */
   readonly discovery: DiscoverySnapshot | null;
 }
@@ -171,6 +179,7 @@ function differenceOf(first: UpstreamSettings, second: UpstreamSettings): string
     }
   }
   if (JSON.stringify(first.adaptive ?? null) !== JSON.stringify(second.adaptive ?? null)) return 'another `adaptiveConcurrency`';
+  if (hedgeKey(first.hedge) !== hedgeKey(second.hedge)) return 'another `hedge`';
   const [g, h] = [first.group, second.group];
   if (g.dispatcher !== h.dispatcher) return 'another `dispatcher`';
   for (const name of ['balance', 'slowStart'] as const) {
@@ -196,7 +205,13 @@ function snapshotOf(state: UpstreamState): UpstreamSnapshot {
     panics: state.group.panics,
     discovery: state.discovery?.snapshot() ?? null,
   };
-  return state.adaptive === null ? snapshot : { ...snapshot, limit: state.adaptive.snapshot() };
+  const limited = state.adaptive === null ? snapshot : { ...snapshot, limit: state.adaptive.snapshot() };
+  return state.hedge === null ? limited : { ...limited, hedge: state.hedge.snapshot() };
+}
+
+/** Hedging's settings as comparable text (its methods are a Set). */
+function hedgeKey(hedge: Readonly<HedgeOptions> | null | undefined): string {
+  return hedge ? JSON.stringify({ ...hedge, methods: [...hedge.methods] }) : 'null';
 }
 
 /** The registry proxies share when none is passed. */

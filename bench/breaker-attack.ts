@@ -15,14 +15,25 @@
 //   npx tsx bench/breaker-attack.ts            30 s per scenario, 20 legitimate requests/s
 //   npx tsx bench/breaker-attack.ts --smoke    2 s per scenario, to prove it works
 //   npx tsx bench/breaker-attack.ts --json     the figures as JSON
+//   npx tsx bench/breaker-attack.ts --before /tmp/abdcc12/dist/index.js
+//                                              also runs every scenario on that build
+//                                              (the release before the fix), side by side
+//
+// A full run writes bench/results/breaker-attack.json.
 
 import { once } from 'node:events';
 import { Agent, createServer, request, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { createProxy, UpstreamRegistry, type BreakerState } from 'resilient-proxy';
+import { pathToFileURL } from 'node:url';
+import * as current from 'resilient-proxy';
+import type { BreakerState } from 'resilient-proxy';
+import { startRun, writeRecord } from './record.js';
 
 const smoke = process.argv.includes('--smoke');
 const json = process.argv.includes('--json');
+const beforeAt = process.argv.indexOf('--before');
+const beforePath = beforeAt === -1 ? null : process.argv[beforeAt + 1];
+if (beforePath === undefined) throw new TypeError('--before needs the path of a build (its dist/index.js)');
 const SECONDS = smoke ? 2 : 30;
 const OUTAGE_SECONDS = smoke ? 0.5 : 8;
 const LEGIT_RATE = 20;
@@ -63,7 +74,7 @@ function send(url: string, agent: Agent): Promise<{ status: number; retryAfter: 
   });
 }
 
-async function run(scenario: Scenario): Promise<Result> {
+async function run(scenario: Scenario, { createProxy, UpstreamRegistry }: Pick<typeof current, 'createProxy' | 'UpstreamRegistry'>): Promise<Result> {
   let down = scenario.outage > 0;
   const held = new Set<ServerResponse>();
   const upstream = createServer((req, res) => {
@@ -190,15 +201,34 @@ const scenarios: Scenario[] = [
   { name: 'attacker at 50 % of the legitimate rate', attackerShare: 0.5, outage: 0 },
   { name: `${OUTAGE_SECONDS} s outage, then attacker at 10 % holding probes`, attackerShare: 0.1, outage: OUTAGE_SECONDS },
 ];
+const recording = startRun();
+const before = beforePath === null ? null : ((await import(pathToFileURL(beforePath).href)) as typeof current);
 const results: Result[] = [];
-for (const scenario of scenarios) results.push(await run(scenario));
+const beforeResults: Result[] = [];
+for (const scenario of scenarios) {
+  results.push(await run(scenario, current));
+  if (before !== null) beforeResults.push(await run(scenario, before));
+}
+writeRecord('breaker-attack', smoke, {
+  run: recording.finish(),
+  legitimateRate: LEGIT_RATE,
+  seconds: SECONDS,
+  outageSeconds: OUTAGE_SECONDS,
+  burst: BURST,
+  before: before === null ? null : { build: beforePath, results: beforeResults },
+  results,
+});
 
-if (json) console.log(JSON.stringify(results, null, 2));
-else {
-  console.log(`breaker under attack: ${LEGIT_RATE} legitimate GET/s for ${SECONDS} s per scenario, an opening burst of ${BURST} failing requests, default options (Node ${process.version})\n`);
+const table = (title: string, rows: readonly Result[]): void => {
+  console.log(`${title}\n`);
   console.log('| scenario | legitimate 200s | success | after the outage | attacker requests (timed probes) | circuit not closed | times opened |');
   console.log('|---|---|---|---|---|---|---|');
-  for (const r of results) {
+  for (const r of rows) {
     console.log(`| ${r.scenario} | ${r.succeeded} / ${r.legitimate} | ${r.successPercent} % | ${r.afterOutageSucceeded} / ${r.afterOutageLegitimate} (${r.afterOutagePercent} %) | ${r.attackerRequests} (${r.attackerProbes}) | ${r.notClosedSeconds} s | ${r.opened} |`);
   }
+};
+if (json) console.log(JSON.stringify({ results, before: beforeResults }, null, 2));
+else {
+  table(`breaker under attack: ${LEGIT_RATE} legitimate GET/s for ${SECONDS} s per scenario, an opening burst of ${BURST} failing requests, default options (Node ${process.version})`, results);
+  if (before !== null) table(`\nthe same on ${beforePath ?? ''}`, beforeResults);
 }

@@ -10,13 +10,14 @@
 // too high, and `adaptiveConcurrency` (the reference's defaults, min 20).
 //
 //   npx tsx bench/collapse.ts            15 s per gateway
-//   npx tsx bench/collapse.ts --smoke    2 s per gateway, to prove it works
+//   npx tsx bench/collapse.ts --smoke    2 s per gateway, to prove it works (writes nothing)
 
 import { once } from 'node:events';
 import { createServer, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { Agent, request } from 'undici';
 import { startServer } from './forked.js';
+import { startRun, writeRecord } from './record.js';
 import { createProxy, UpstreamRegistry, type ProxyOptions } from 'resilient-proxy';
 
 const WORKERS = 4;
@@ -61,6 +62,8 @@ interface Result {
   refused: number;
   timedOut: number;
   limit: string;
+  /** The adaptive limit when the run ended, or null for a fixed one or none. */
+  adaptiveLimit: number | null;
 }
 
 async function drive(name: string, options: Partial<ProxyOptions>, seconds: number): Promise<Result> {
@@ -115,12 +118,13 @@ async function drive(name: string, options: Partial<ProxyOptions>, seconds: numb
   await client.close();
   registry.close();
   upstream.child.kill();
-  return { name, goodput: good / seconds, p99: sorted[Math.floor(sorted.length * 0.99)] ?? Number.NaN, refused, timedOut, limit };
+  return { name, goodput: good / seconds, p99: sorted[Math.floor(sorted.length * 0.99)] ?? Number.NaN, refused, timedOut, limit, adaptiveLimit: snapshot?.limit?.current ?? null };
 }
 
 async function main(): Promise<void> {
   const smoke = process.argv.includes('--smoke');
   const seconds = smoke ? 2 : 15;
+  const recording = startRun();
   const contenders: [string, Partial<ProxyOptions>][] = [
     ['no limit', {}],
     ['fixed, too low (2)', { breaker: { capacity: 2 } }],
@@ -142,6 +146,17 @@ async function main(): Promise<void> {
   const best = Math.max(...results.filter((r) => r.name.startsWith('fixed')).map((r) => r.goodput));
   const adaptive = results.find((r) => r.name.startsWith('adaptive'));
   console.log(`adaptive goodput / best fixed in hindsight: ${((adaptive?.goodput ?? 0) / best).toFixed(2)}×`);
+  writeRecord('collapse', smoke, {
+    run: recording.finish(),
+    workers: WORKERS,
+    serviceMs: SERVICE_MS,
+    capacity: CAPACITY,
+    load: LOAD,
+    sloMs: SLO_MS,
+    totalMs: TOTAL_MS,
+    seconds,
+    results: results.map((r) => ({ ...r, goodput: Math.round(r.goodput), p99: Math.round(r.p99) })),
+  });
 }
 
 if (role === 'upstream') await serveUpstream();

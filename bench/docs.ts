@@ -22,6 +22,14 @@ import { faultsBlock } from './sections/faults.js';
 import { fleetBlock, type FleetResults } from './sections/fleet.js';
 import { tailBlock, type TailResults } from './sections/tail.js';
 import { benchmarksBlock, readmeBlock } from './sections/throughput.js';
+import { breakerAttackBlock, type BreakerAttackResults } from './sections/breaker-attack.js';
+import { collapseBlock, collapseSummary, type CollapseResults } from './sections/collapse.js';
+import { otelCostBlock, type OtelCostResults } from './sections/otel-cost.js';
+import { rewriteCostBlock, type RewriteCostResults } from './sections/rewrite-cost.js';
+import { staleCostBlock, type StaleCostResults } from './sections/stale-cost.js';
+import { staleMemoryBlock, type StaleMemoryResults } from './sections/stale-memory.js';
+import { transformBombBlock, type TransformBombResults } from './sections/transform-bomb.js';
+import { websocketBlock, type WebSocketResults } from './sections/websocket.js';
 
 const args = process.argv.slice(2);
 const check = args.includes('--check');
@@ -52,6 +60,15 @@ const SECTIONS: readonly Section[] = [
   { doc: 'BENCHMARKS.md', name: 'cpu', from: 'bench/results/cpu.json', command: 'npx tsx bench/cpu.ts', render: () => cpuBlock(json('cpu.json') as CpuResults, profile) },
   { doc: 'BENCHMARKS.md', name: 'faults', from: 'bench/results/faults.json', command: 'npm run bench:faults', render: () => faultsBlock(readFaultResults()) },
   { doc: 'BENCHMARKS.md', name: 'tail', from: 'bench/results/tail.json', command: 'npx tsx bench/tail.ts', render: () => tailBlock(json('tail.json') as TailResults) },
+  { doc: 'BENCHMARKS.md', name: 'otel-cost', from: 'bench/results/otel-cost.json', command: 'npx tsx bench/otel-cost.ts --baseline 881d500', render: () => otelCostBlock(json('otel-cost.json') as OtelCostResults) },
+  { doc: 'BENCHMARKS.md', name: 'rewrite-cost', from: 'bench/results/rewrite-cost.json', command: 'npx tsx bench/rewrite-cost.ts', render: () => rewriteCostBlock(json('rewrite-cost.json') as RewriteCostResults) },
+  { doc: 'BENCHMARKS.md', name: 'transform-bomb', from: 'bench/results/transform-bomb.json', command: 'npx tsx bench/transform-bomb.ts', render: () => transformBombBlock(json('transform-bomb.json') as TransformBombResults) },
+  { doc: 'BENCHMARKS.md', name: 'stale-cost', from: 'bench/results/stale-cost.json', command: 'npx tsx bench/stale-cost.ts', render: () => staleCostBlock(json('stale-cost.json') as StaleCostResults) },
+  { doc: 'BENCHMARKS.md', name: 'websocket', from: 'bench/results/websocket.json', command: 'npx tsx bench/websocket.ts', render: () => websocketBlock(json('websocket.json') as WebSocketResults) },
+  { doc: 'BENCHMARKS.md', name: 'breaker-attack', from: 'bench/results/breaker-attack.json', command: 'npx tsx bench/breaker-attack.ts --before <abdcc12 build>', render: () => breakerAttackBlock(json('breaker-attack.json') as BreakerAttackResults) },
+  { doc: 'BENCHMARKS.md', name: 'collapse', from: 'bench/results/collapse.json', command: 'npx tsx bench/collapse.ts', render: () => collapseBlock(json('collapse.json') as CollapseResults) },
+  { doc: 'docs/stale-on-error.md', name: 'stale-memory', from: 'bench/results/stale-memory.json', command: 'npx tsx bench/stale-memory.ts', render: () => staleMemoryBlock(json('stale-memory.json') as StaleMemoryResults) },
+  { doc: 'docs/tail-and-overload.md', name: 'collapse', from: 'bench/results/collapse.json', command: 'npx tsx bench/collapse.ts', render: () => collapseSummary(json('collapse.json') as CollapseResults) },
 ];
 
 if (print) {

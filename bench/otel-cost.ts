@@ -21,7 +21,7 @@
 // Interleaved rounds of autocannon, 50 keep-alive connections; medians reported.
 //
 //   npx tsx bench/otel-cost.ts                       5 rounds of 4 s
-//   npx tsx bench/otel-cost.ts --baseline 881d500    the same, with (0)
+//   npx tsx bench/otel-cost.ts --baseline 881d500    the same, with (0); writes bench/results/otel-cost.json
 //   npx tsx bench/otel-cost.ts --smoke               1 round of 1 s, to prove it works
 
 import { execFileSync } from 'node:child_process';
@@ -35,6 +35,7 @@ import { join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import autocannon from 'autocannon';
 import { median, startServer } from './forked.js';
+import { startRun, writeRecord } from './record.js';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const childEnv = { ...process.env, TSX_TSCONFIG_PATH: join(root, 'bench/tsconfig.runtime.json') };
@@ -129,6 +130,7 @@ async function main(): Promise<void> {
   if (ref === undefined) throw new Error('--baseline needs a git ref');
   const rounds = smoke ? 1 : 5;
   const seconds = smoke ? 1 : 4;
+  const recording = startRun();
   const baseline = ref === null ? null : buildBaseline(ref);
   const upstream = await start('upstream');
   const contenders = [
@@ -155,6 +157,14 @@ async function main(): Promise<void> {
   clearInterval(scraper);
   for (const { child } of [upstream, ...contenders]) child.kill();
   if (baseline !== null) rmSync(baseline.dir, { recursive: true, force: true });
+  writeRecord('otel-cost', smoke, {
+    run: recording.finish(),
+    baseline: ref,
+    rounds,
+    seconds,
+    connections: 50,
+    rows: contenders.map((c) => ({ name: c.name, rps: Math.round(median(c.rps)), p99: median(c.p99) })),
+  });
   const base = median(contenders.find((c) => c.name.startsWith('(a)'))?.rps ?? []);
   const zero = contenders.find((c) => c.name.startsWith('(0)'));
   console.log(

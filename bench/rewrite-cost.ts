@@ -6,7 +6,7 @@
 // `rewriteRedirects` on. Interleaved rounds of autocannon, 50 keep-alive
 // connections; medians reported.
 //
-//   npx tsx bench/rewrite-cost.ts            5 rounds of 4 s
+//   npx tsx bench/rewrite-cost.ts            5 rounds of 4 s; writes bench/results/rewrite-cost.json
 //   npx tsx bench/rewrite-cost.ts --smoke    1 round of 1 s, to prove it works
 
 import { once } from 'node:events';
@@ -14,6 +14,7 @@ import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import autocannon from 'autocannon';
 import { median, startServer } from './forked.js';
+import { startRun, writeRecord } from './record.js';
 import { createProxy, UpstreamRegistry } from 'resilient-proxy';
 
 const [, , role, mode, upstreamUrl] = process.argv;
@@ -46,6 +47,7 @@ async function main(): Promise<void> {
   const smoke = process.argv.includes('--smoke');
   const rounds = smoke ? 1 : 5;
   const seconds = smoke ? 1 : 4;
+  const recording = startRun();
   // The upstream needs its own URL for the Location it sends: start it, then tell it.
   const probe = createServer().listen(0, '127.0.0.1');
   await once(probe, 'listening');
@@ -64,6 +66,13 @@ async function main(): Promise<void> {
     }
   }
   for (const { child } of [upstream, ...contenders]) child.kill();
+  writeRecord('rewrite-cost', smoke, {
+    run: recording.finish(),
+    rounds,
+    seconds,
+    connections: 50,
+    rows: contenders.map((c) => ({ name: c.name, rps: Math.round(median(c.rps)), p99: median(c.p99) })),
+  });
   const base = median(contenders[0]?.rps ?? []);
   console.log(`rewrite cost: 1 KiB responses with a Location, 50 connections, ${rounds} interleaved rounds of ${seconds} s, medians${smoke ? ' (smoke run: figures mean nothing)' : ''}`);
   console.log('| gateway | req/s | p99 ms | vs no rewrite |');

@@ -9,7 +9,7 @@
 // autocannon, 50 keep-alive connections; medians reported. It measures the
 // happy path only: a failure answered stale costs one store lookup.
 //
-//   npx tsx bench/stale-cost.ts            5 rounds of 4 s
+//   npx tsx bench/stale-cost.ts            5 rounds of 4 s; writes bench/results/stale-cost.json
 //   npx tsx bench/stale-cost.ts --smoke    1 round of 1 s, to prove it works
 
 import { once } from 'node:events';
@@ -17,6 +17,7 @@ import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import autocannon from 'autocannon';
 import { median, startServer } from './forked.js';
+import { startRun, writeRecord } from './record.js';
 import { createProxy, UpstreamRegistry } from 'resilient-proxy';
 
 const [, , role, mode, upstreamUrl] = process.argv;
@@ -48,6 +49,7 @@ async function main(): Promise<void> {
   const smoke = process.argv.includes('--smoke');
   const rounds = smoke ? 1 : 5;
   const seconds = smoke ? 1 : 4;
+  const recording = startRun();
   const upstream = await start('upstream');
   const contenders = [
     { name: 'staleIfError off', ...(await start('plain', upstream.url)), rps: [] as number[], p99: [] as number[] },
@@ -68,6 +70,14 @@ async function main(): Promise<void> {
     }
   }
   for (const { child } of [upstream, ...contenders]) child.kill();
+  writeRecord('stale-cost', smoke, {
+    run: recording.finish(),
+    rounds,
+    seconds,
+    connections: 50,
+    paths: PATHS,
+    rows: contenders.map((c) => ({ name: c.name, rps: Math.round(median(c.rps)), p99: median(c.p99) })),
+  });
   const base = median(contenders[0]?.rps ?? []);
   console.log(
     `stale-on-error cost: 1 KiB storable responses over ${PATHS} paths, 50 connections, ${rounds} interleaved rounds of ${seconds} s, medians${smoke ? ' (smoke run: figures mean nothing)' : ''}`,

@@ -7,7 +7,8 @@
 // back is what the store held, reported next to what it accounts for.
 // Clients choose URLs, so this is what one client can make the proxy hold.
 //
-//   npx tsx bench/stale-memory.ts            maxBytes 32 MiB; 1, 100 and 1,400 header fields
+//   npx tsx bench/stale-memory.ts            maxBytes 32 MiB; 1, 100 and 1,400 header fields;
+//                                            writes bench/results/stale-memory.json
 //   npx tsx bench/stale-memory.ts --smoke    maxBytes 2 MiB, to prove it works
 
 import { once } from 'node:events';
@@ -18,6 +19,7 @@ import { fileURLToPath } from 'node:url';
 import { Agent, request } from 'undici';
 import { createProxy, MemoryStaleStore, UpstreamRegistry } from 'resilient-proxy';
 import { startServer } from './forked.js';
+import { startRun, writeRecord } from './record.js';
 
 const [, , role, arg, upstreamUrl] = process.argv;
 
@@ -99,6 +101,7 @@ async function measure(headers: string, maxBytes: number): Promise<Measured> {
 async function main(): Promise<void> {
   const smoke = process.argv.includes('--smoke');
   const maxBytes = (smoke ? 2 : 32) * 1024 * 1024;
+  const recording = startRun();
   const upstream = await startServer(import.meta.url, ['upstream']);
   const rows: Measured[] = [];
   const mib = (bytes: number): string => (bytes / 1024 / 1024).toFixed(1);
@@ -116,6 +119,7 @@ async function main(): Promise<void> {
   } finally {
     upstream.child.kill();
   }
+  writeRecord('stale-memory', smoke, { run: recording.finish(), maxBytes, bodyBytes: 100, rows });
   const over = rows.filter((row) => row.heap > maxBytes);
   if (over.length > 0) {
     console.error(`the store held more than maxBytes with ${over.map((row) => row.headers).join(', ')} header fields`);

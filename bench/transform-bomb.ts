@@ -7,14 +7,16 @@
 // really transformed. Reported: the gateway's peak RSS
 // (`process.resourceUsage().maxRSS`) after each, and what the clients got.
 //
-//   npx tsx bench/transform-bomb.ts            10 rounds of 3 bombs each size
-//   npx tsx bench/transform-bomb.ts --smoke    1 round, to prove it works
+//   npx tsx bench/transform-bomb.ts            10 rounds of 3 bombs each size; writes
+//                                              bench/results/transform-bomb.json
+//   npx tsx bench/transform-bomb.ts --smoke    1 round, to prove it works (writes nothing)
 
 import { once } from 'node:events';
 import { createServer, request } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { constants, createBrotliCompress } from 'node:zlib';
 import { startServer } from './forked.js';
+import { startRun, writeRecord } from './record.js';
 import { createProxy, UpstreamRegistry } from 'resilient-proxy';
 
 const [, , role, , upstreamUrl] = process.argv;
@@ -70,7 +72,10 @@ function get(url: string): Promise<{ status: number; bytes: number; encoding: st
 const MiB = 1024 * 1024;
 
 async function main(): Promise<void> {
-  const rounds = process.argv.includes('--smoke') ? 1 : 10;
+  const smoke = process.argv.includes('--smoke');
+  const rounds = smoke ? 1 : 10;
+  const recording = startRun();
+  const rows: { path: string; wire: number; requests: number; untransformed: boolean; transformCalls: number; peakRssMiB: number }[] = [];
   const bodies = new Map<string, { body: Buffer; encoding?: string }>([
     ['/bomb-1g', { body: await brotliBomb(1024 * MiB), encoding: 'br' }],
     ['/bomb-4g', { body: await brotliBomb(4096 * MiB), encoding: 'br' }],
@@ -92,10 +97,12 @@ async function main(): Promise<void> {
 
   await get(`${gateway.url}/json-1m`);
   const start = await figures();
+  rows.push({ path: 'start', wire: bodies.get('/json-1m')?.body.length ?? 0, requests: 1, untransformed: false, transformCalls: start.transformed, peakRssMiB: Math.round(start.maxRss / MiB) });
   console.log(`gateway peak RSS after one 1 MiB transform: ${(start.maxRss / MiB).toFixed(0)} MiB`);
   // The same load of real transforms at maxBytes first: what a bomb must not exceed.
   for (let round = 0; round < rounds; round += 1) await Promise.all([get(`${gateway.url}/json-1m`), get(`${gateway.url}/json-1m`), get(`${gateway.url}/json-1m`)]);
   const before = await figures();
+  rows.push({ path: '/json-1m', wire: bodies.get('/json-1m')?.body.length ?? 0, requests: rounds * 3, untransformed: false, transformCalls: before.transformed - start.transformed, peakRssMiB: Math.round(before.maxRss / MiB) });
   console.log(`/json-1m: ${rounds * 3} real 1 MiB transforms (3 at a time): transform calls ${before.transformed - start.transformed}; gateway peak RSS ${(before.maxRss / MiB).toFixed(0)} MiB`);
   for (const path of ['/bomb-1g', '/bomb-4g']) {
     const sent = bodies.get(path)?.body.length ?? 0;
@@ -103,6 +110,7 @@ async function main(): Promise<void> {
     for (let round = 0; round < rounds; round += 1) answers.push(...(await Promise.all([get(`${gateway.url}${path}`), get(`${gateway.url}${path}`), get(`${gateway.url}${path}`)])));
     const untouched = answers.every((answer) => answer.status === 200 && answer.bytes === sent && answer.encoding === 'br');
     const after = await figures();
+    rows.push({ path, wire: sent, requests: answers.length, untransformed: untouched, transformCalls: after.transformed - before.transformed, peakRssMiB: Math.round(after.maxRss / MiB) });
     console.log(
       `${path}: ${sent} B on the wire, ${answers.length} requests (3 at a time): ${untouched ? 'every client got the original bytes' : 'SOME CLIENT GOT OTHER BYTES'}; ` +
         `transform calls ${after.transformed - before.transformed}; gateway peak RSS ${(after.maxRss / MiB).toFixed(0)} MiB`,
@@ -110,6 +118,7 @@ async function main(): Promise<void> {
   }
   gateway.child.kill();
   upstream.close();
+  writeRecord('transform-bomb', smoke, { run: recording.finish(), maxBytes: MiB, concurrency: 3, rows });
 }
 
 if (role === 'serve') void serve();

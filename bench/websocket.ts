@@ -7,7 +7,8 @@
 // (32 B) and 64 KiB messages. Imports resilient-proxy by name (dist/: run
 // `npm run build` first).
 //
-//   npx tsx bench/websocket.ts            3 rounds of 4 s per size
+//   npx tsx bench/websocket.ts            5 rounds of 4 s per size (ROUNDS, SECONDS);
+//                                         writes bench/results/websocket.json
 //   npx tsx bench/websocket.ts --smoke    1 round of 1 s, to prove it works
 
 import { once } from 'node:events';
@@ -20,6 +21,7 @@ import Fastify from 'fastify';
 import { createProxyMiddleware } from 'http-proxy-middleware';
 import { createProxy, UpstreamRegistry } from 'resilient-proxy';
 import { WebSocket, WebSocketServer } from 'ws';
+import { startRun, writeRecord } from './record.js';
 import { median, startServer } from './forked.js';
 
 const [, , role, kind, target] = process.argv;
@@ -89,8 +91,10 @@ const start = (kind: string, target = ''): ReturnType<typeof startServer> => sta
 
 async function main(): Promise<void> {
   const smoke = process.argv.includes('--smoke');
-  const rounds = smoke ? 1 : Number(process.env.ROUNDS ?? 3);
+  const rounds = smoke ? 1 : Number(process.env.ROUNDS ?? 5);
   const seconds = smoke ? 1 : Number(process.env.SECONDS ?? 4);
+  const recording = startRun();
+  const rows: { size: number; name: string; rate: number; p99: number }[] = [];
   const upstream = await start('upstream');
   const httpUpstream = upstream.url.replace('ws://', 'http://');
   const contenders = await Promise.all(['resilient-proxy', 'http-proxy-middleware', '@fastify/http-proxy'].map(async (name) => ({ name, ...(await start(name, httpUpstream)) })));
@@ -108,10 +112,12 @@ async function main(): Promise<void> {
     }
     const base = median(figures.get('resilient-proxy')?.rate ?? []);
     for (const [name, { rate, p99 }] of figures) {
+      rows.push({ size, name, rate: Math.round(median(rate)), p99: Number(median(p99).toFixed(1)) });
       console.log(`| ${size === 32 ? '32 B' : '64 KiB'} | ${name} | ${Math.round(median(rate))} | ${median(p99).toFixed(1)} | ${(median(rate) / base).toFixed(2)} |`);
     }
   }
   for (const { child } of [upstream, ...contenders]) child.kill();
+  writeRecord('websocket', smoke, { run: recording.finish(), rounds, seconds, connections: CONNECTIONS, rows });
 }
 
 if (role === 'serve') await serve();

@@ -242,4 +242,27 @@ describe('hedged requests', () => {
     expect(hosts.arrivals).toHaveLength(1);
     expect(registry.get('svc')).toMatchObject({ overloaded: 0, hedge: { hedges: 0 } });
   });
+
+  it("names the winner's host in onFailure when the winner fails after its head, not the cancelled hedge's", async () => {
+    // The first request to arrive answers its head and a few bytes once the hedge has arrived, then is cut; the hedge never answers.
+    let first: ServerResponse | null = null;
+    let firstHost = -1;
+    const handler = (host: number) => (_req: IncomingMessage, res: ServerResponse): void => {
+      if (first === null) {
+        first = res;
+        firstHost = host;
+        return;
+      }
+      first.writeHead(200, { 'content-type': 'text/plain', 'content-length': '10' });
+      first.write('abc', () => first?.socket?.destroy());
+    };
+    const hosts = [await listen(handler(0)), await listen(handler(1))];
+    const failures: string[] = [];
+    const { url } = await gateway({ target: hosts.map((h) => h.url), hedge, retry: false, hooks: { onFailure: (event) => void failures.push(event.target) } });
+
+    const raw = await rawGet(url);
+
+    expect(raw.startsWith('HTTP/1.1 200')).toBe(true);
+    expect(failures).toEqual([hosts[firstHost]?.url]);
+  });
 });

@@ -243,6 +243,35 @@ describe('ResilientProxyInstrumentation: metrics', () => {
     expect(found.has('resilient_proxy.breaker.state')).toBe(false);
   });
 
+  it('a hedge that wins: its CLIENT span and its attempts point carry resilient_proxy.attempt.hedge, the cancelled first attempt neither', async () => {
+    const t = telemetry();
+    instrument(t);
+    // The first request to arrive, whichever host it reaches, never answers; the hedge's is answered.
+    let arrivals = 0;
+    const answering = (_req: IncomingMessage, res: ServerResponse): void => {
+      arrivals += 1;
+      if (arrivals > 1) res.writeHead(200, { 'content-length': '2' }).end('ok');
+    };
+    const hosts = [await listen(answering), await listen(answering)];
+    const gateway = await tracedGateway(t.tracerProvider, { target: hosts.map((h) => h.url), name: 'catalog', hedge: { delay: 20 }, registry: testRegistry() });
+    const response = await fetch(`${gateway.url}/items`);
+    expect(await response.text()).toBe('ok');
+    await gateway.served();
+
+    const clients = clientSpans(t.exporter);
+    expect(clients).toHaveLength(2);
+    const hedged = clients.filter((span) => span.attributes['resilient_proxy.attempt.hedge'] === true);
+    expect(hedged.map((span) => span.attributes['resilient_proxy.attempt.outcome'])).toStrictEqual(['delivered']);
+    const first = clients.find((span) => span.attributes['resilient_proxy.attempt.hedge'] === undefined);
+    expect(first?.attributes['resilient_proxy.attempt.outcome']).toBe('cancelled');
+    const found = await collect(t.reader);
+    const attempts = (found.get('resilient_proxy.attempts') ?? []).filter((point) => point.attributes['resilient_proxy.upstream'] === 'catalog');
+    expect(attempts.map((point) => [point.attributes['resilient_proxy.attempt.outcome'], point.attributes['resilient_proxy.attempt.hedge'] ?? false, point.value]).sort()).toStrictEqual([
+      ['cancelled', false, 1],
+      ['delivered', true, 1],
+    ]);
+  });
+
   it('a request refused with the circuit open: no CLIENT span, one refusal, the breaker gauge at 2 (open)', async () => {
     const t = telemetry();
     const registry = testRegistry();

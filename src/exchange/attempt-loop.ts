@@ -284,6 +284,8 @@ export abstract class AttemptLoop implements RetryLoop<Outcome> {
       }
       this.recordAttempt(call, host, outcome, inFlightAtStart);
       if (message !== null) endAttemptOf(message, outcome, call.statusCode);
+      // A race's host is its winner's, or the last to fail: a hedge started later must not take the failure's blame in events.
+      if (lane !== null && !lane.lost) this.host = host;
     }
   }
 

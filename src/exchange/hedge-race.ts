@@ -42,6 +42,8 @@ export interface HedgeLane {
   attach(attempt: RacedCall): void;
   /** A response head that would go to the client arrived: `true` when it wins (the others are cancelled), `false` when another won. */
   readonly claim: () => boolean;
+  /** Another attempt of the race won: this one's host is not the request's. */
+  readonly lost: boolean;
 }
 
 export interface RaceSpec {
@@ -70,6 +72,10 @@ class Lane implements HedgeLane {
   }
 
   readonly claim = (): boolean => this.race.claim(this);
+
+  get lost(): boolean {
+    return this.race.lost(this);
+  }
 }
 
 export class HedgeRace {
@@ -110,6 +116,10 @@ export class HedgeRace {
     this.cancelReason = reason;
     this.#stop();
     for (const lane of this.#lanes) lane.attempt?.abort(reason);
+  }
+
+  lost(lane: Lane): boolean {
+    return this.#winner !== null && this.#winner !== lane;
   }
 
   claim(lane: Lane): boolean {

@@ -45,6 +45,8 @@ const RECOMPUTE_EVERY = 32;
 export const MAX_SAVED_HEDGES = 10;
 /** The budget starts with one hedge: the first slow request of a new proxy may be hedged. */
 const INITIAL_HEDGES = 1;
+/** The budget counts in millionths of a hedge, whole numbers: ten earnings of 0.1 make exactly one hedge, which a float sum (0.9999999999999999) does not. */
+const UNIT = 1_000_000;
 
 /** What a health endpoint shows about hedging on one upstream. */
 export interface HedgeSnapshot {
@@ -67,12 +69,15 @@ export class HedgePolicy {
   #next = 0;
   #fresh = 0;
   #percentile: number | null = null;
-  #tokens = INITIAL_HEDGES;
+  #tokens = INITIAL_HEDGES * UNIT;
+  readonly #earning: number;
   hedges = 0;
   wins = 0;
   refused = 0;
 
-  constructor(readonly options: Readonly<HedgeOptions>) {}
+  constructor(readonly options: Readonly<HedgeOptions>) {
+    this.#earning = Math.round(options.budget * UNIT);
+  }
 
   /** A head latency in ms (or, for an attempt cancelled before its head, the time it had waited: a lower bound, so the slow ones that lose still count). */
   record(ms: number): void {
@@ -104,22 +109,22 @@ export class HedgePolicy {
 
   /** A request that may be hedged began: it earns its share of a hedge. */
   earn(): void {
-    this.#tokens = Math.min(MAX_SAVED_HEDGES, this.#tokens + this.options.budget);
+    this.#tokens = Math.min(MAX_SAVED_HEDGES * UNIT, this.#tokens + this.#earning);
   }
 
   /** Spends one hedge when the budget has one; `false` (and counted) when it does not. */
   spend(): boolean {
-    if (this.#tokens < 1) {
+    if (this.#tokens < UNIT) {
       this.refused += 1;
       return false;
     }
-    this.#tokens -= 1;
+    this.#tokens -= UNIT;
     this.hedges += 1;
     return true;
   }
 
   snapshot(): HedgeSnapshot {
-    return { delay: this.delay(), hedges: this.hedges, wins: this.wins, refused: this.refused, tokens: this.#tokens };
+    return { delay: this.delay(), hedges: this.hedges, wins: this.wins, refused: this.refused, tokens: this.#tokens / UNIT };
   }
 }
 
@@ -150,6 +155,14 @@ function resolveDelay(value: unknown): number | Readonly<HedgeDelay> {
   return Object.freeze({ percentile, min, max });
 }
 
+/**
+ * The methods a hedge may run twice at once: an allowlist, not a denylist of
+ * POST and PATCH, so LOCK, CONNECT or a made-up PURGE cannot slip through.
+ * RFC 9110 §9.2.2's idempotent methods, WebDAV's safe reads (RFC 4918 PROPFIND,
+ * RFC 3253 REPORT, RFC 5323 SEARCH) and the safe QUERY method.
+ */
+const IDEMPOTENT: ReadonlySet<string> = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE', 'PROPFIND', 'REPORT', 'SEARCH', 'QUERY']);
+
 /** The `hedge` option: `true` for the defaults, an object to change some, `false`/absent for none. */
 export function resolveHedge(value: unknown): Readonly<HedgeOptions> | null {
   if (value === undefined || value === false) return null;
@@ -166,8 +179,9 @@ export function resolveHedge(value: unknown): Readonly<HedgeOptions> | null {
   const methods = given.methods ?? HEDGE_DEFAULTS.methods;
   if (!Array.isArray(methods) || methods.some((m) => typeof m !== 'string' || !/^[A-Za-z]+$/.test(m))) fail('hedge.methods', 'an array of HTTP method names', methods);
   const names = (methods as string[]).map((m) => m.toUpperCase());
-  if (names.includes('POST') || names.includes('PATCH')) {
-    throw new TypeError('Expected `hedge.methods` to hold idempotent methods only, got POST or PATCH: a hedge runs the request twice at once.');
+  const unsafe = names.find((m) => !IDEMPOTENT.has(m));
+  if (unsafe !== undefined) {
+    throw new TypeError(`Expected \`hedge.methods\` to hold idempotent methods only (${[...IDEMPOTENT].join(', ')}), got ${unsafe}: a hedge runs the request twice at once.`);
   }
   return Object.freeze({ delay: resolveDelay(given.delay), maxHedges, budget, methods: new Set(names) });
 }

@@ -7,8 +7,8 @@
 
 import type { FastifyPluginCallback, FastifyReply, FastifyRequest } from 'fastify';
 import type { ProxyOptions } from './options.js';
-import type { IncomingMessage, Server } from 'node:http';
-import type { Duplex } from 'node:stream';
+import type { IncomingMessage, OutgoingHttpHeader, Server } from 'node:http';
+import type { Duplex, Readable } from 'node:stream';
 import { FrameworkResponse, type FrameworkReply } from './exchange/client-response.js';
 import { createProxyHandler, type ProxyHandler } from './proxy.js';
 
@@ -62,31 +62,41 @@ function withoutPrefix(url: string, prefix: string): string {
   return rest.startsWith('/') ? rest : `/${rest}`;
 }
 
-/** The core's response, handed to Fastify's reply. */
-function replyResponse(reply: FastifyReply): FrameworkResponse {
-  const bridge: FrameworkReply = {
-    raw: reply.raw,
-    getHeader: (name) => reply.getHeader(name),
-    setHeader: (name, value) => {
-      // reply.header() appends to a Set-Cookie already there; the core passes the joined list.
-      reply.removeHeader(name);
-      reply.header(name, value);
-    },
-    removeHeader: (name) => {
-      reply.removeHeader(name);
-      reply.raw.removeHeader(name);
-    },
-    status: (statusCode, statusMessage) => {
-      reply.code(statusCode);
-      // Node keeps a reason phrase set here when Fastify writes the head; '' means the standard one.
-      reply.raw.statusMessage = statusMessage ?? '';
-    },
-    send: (body) => {
-      if (body === null) void reply.send();
-      else void reply.send(body);
-    },
-  };
-  return new FrameworkResponse(bridge);
+/** Fastify's reply as the core's FrameworkReply: its methods on the prototype, so a request allocates one object, not a closure per method. */
+class FastifyBridge implements FrameworkReply {
+  readonly raw: FastifyReply['raw'];
+  readonly #reply: FastifyReply;
+
+  constructor(reply: FastifyReply) {
+    this.#reply = reply;
+    this.raw = reply.raw;
+  }
+
+  getHeader(name: string): OutgoingHttpHeader | undefined {
+    return this.#reply.getHeader(name);
+  }
+
+  setHeader(name: string, value: OutgoingHttpHeader): void {
+    // reply.header() appends to a Set-Cookie already there; the core passes the joined list.
+    this.#reply.removeHeader(name);
+    this.#reply.header(name, value);
+  }
+
+  removeHeader(name: string): void {
+    this.#reply.removeHeader(name);
+    this.raw.removeHeader(name);
+  }
+
+  status(statusCode: number, statusMessage: string | undefined): void {
+    this.#reply.code(statusCode);
+    // Node keeps a reason phrase set here when Fastify writes the head; '' means the standard one.
+    this.raw.statusMessage = statusMessage ?? '';
+  }
+
+  send(body: Readable | Buffer | null): void {
+    if (body === null) void this.#reply.send();
+    else void this.#reply.send(body);
+  }
 }
 
 /**
@@ -115,7 +125,7 @@ export const fastifyProxy: FastifyPluginCallback<FastifyProxyOptions> = (instanc
   });
   // Not async: Fastify waits for reply.send(), which the proxy calls once it has a head.
   const forward = (request: FastifyRequest, reply: FastifyReply): void => {
-    void handler.handle(request.raw, replyResponse(reply), {
+    void handler.handle(request.raw, new FrameworkResponse(new FastifyBridge(reply)), {
       url: withoutPrefix(request.raw.url ?? '/', instance.prefix),
       requestId: request.id,
       mountPath: instance.prefix,

@@ -152,9 +152,7 @@ export function createProxyHandler(options: ProxyOptions): ProxyHandler {
       }
       // A discovered group before its first list (discovery never empties one later).
       if (upstream.group.hosts.length === 0) return exchange.failOrStale(noHostsYet()) ?? DONE;
-      return exchange.forward(context).catch((error: unknown) => {
-        exchange.fail(internalFailure(error));
-      });
+      return exchange.forward(context);
     },
     setTargets(target) {
       if (discovery !== null) {

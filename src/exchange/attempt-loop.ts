@@ -254,38 +254,56 @@ export abstract class AttemptLoop implements RetryLoop<Outcome> {
   }
 
   /** Attempt `n` on the host the group picks: its accounting, its diagnostics, and what it teaches the group. */
-  protected async runAttempt(n: number, lane: HedgeLane | null = null): Promise<AttemptOutcome> {
-    const { upstream } = this.core;
-    const host = this.pickHost();
-    const call = this.open(host, n, lane);
-    lane?.attach(call);
-    this.tried?.push(host);
-    this.host = host;
-    this.current = call;
-    this.attempts += 1;
-    upstream.inFlight += 1;
-    const inFlightAtStart = upstream.inFlight;
-    host.active += 1;
-    // Published before dispatch: a subscriber may still add headers (traceparent).
-    let message: AttemptMessage | null = null;
-    if (attemptStart.hasSubscribers || attemptEnd.hasSubscribers) {
-      message = attemptMessage(this.requestId, this.core.config.upstream, host.origin, this.method, this.path, n, call.headers, this.upgrade);
-      message.hedge = lane?.hedge === true;
-      if (attemptStart.hasSubscribers) attemptStart.publish(message);
-    }
-    let outcome: AttemptOutcome | null = null;
+  protected runAttempt(n: number, lane: HedgeLane | null = null): Promise<AttemptOutcome> {
+    // Not async (an async function's await costs two promises more on every
+    // request): one `then` settles the attempt's accounting, and a throw (a
+    // proxy bug) still ends it and rejects, as the async function did.
+    let ended: ((outcome: AttemptOutcome | null) => void) | null = null;
     try {
-      outcome = await call.start();
-      return outcome;
-    } finally {
-      if (!this.holdsSlot(call)) {
-        upstream.inFlight -= 1;
-        host.active -= 1;
+      const { upstream } = this.core;
+      const host = this.pickHost();
+      const call = this.open(host, n, lane);
+      lane?.attach(call);
+      this.tried?.push(host);
+      this.host = host;
+      this.current = call;
+      this.attempts += 1;
+      upstream.inFlight += 1;
+      const inFlightAtStart = upstream.inFlight;
+      host.active += 1;
+      // Published before dispatch: a subscriber may still add headers (traceparent).
+      let message: AttemptMessage | null = null;
+      if (attemptStart.hasSubscribers || attemptEnd.hasSubscribers) {
+        message = attemptMessage(this.requestId, this.core.config.upstream, host.origin, this.method, this.path, n, call.headers, this.upgrade);
+        message.hedge = lane?.hedge === true;
+        if (attemptStart.hasSubscribers) attemptStart.publish(message);
       }
-      this.recordAttempt(call, host, outcome, inFlightAtStart);
-      if (message !== null) endAttemptOf(message, outcome, call.statusCode);
-      // A race's host is its winner's, or the last to fail: a hedge started later must not take the failure's blame in events.
-      if (lane !== null && !lane.lost) this.host = host;
+      const end = (outcome: AttemptOutcome | null): void => {
+        ended = null;
+        if (!this.holdsSlot(call)) {
+          upstream.inFlight -= 1;
+          host.active -= 1;
+        }
+        this.recordAttempt(call, host, outcome, inFlightAtStart);
+        if (message !== null) endAttemptOf(message, outcome, call.statusCode);
+        // A race's host is its winner's, or the last to fail: a hedge started later must not take the failure's blame in events.
+        if (lane !== null && !lane.lost) this.host = host;
+      };
+      ended = end;
+      return call.start().then(
+        (outcome) => {
+          end(outcome);
+          return outcome;
+        },
+        (error: unknown) => {
+          end(null);
+          throw error;
+        },
+      );
+    } catch (error) {
+      ended?.(null);
+      // eslint-disable-next-line @typescript-eslint/prefer-promise-reject-errors -- the thrown value, unchanged
+      return Promise.reject(error);
     }
   }
 

@@ -33,7 +33,7 @@ import type { ProxyCore } from './core.js';
 import { hasRequestBody, requestBody, type ClientBody } from './body.js';
 import { showClientUrl } from './client-url.js';
 import { cutResponse, type ClientResponse } from './client-response.js';
-import { CLIENT_FAULTS, failureOf, fromClassification, statusFor, type Failure, type Outcome } from './failure.js';
+import { CLIENT_FAULTS, failureOf, fromClassification, internalFailure, statusFor, type Failure, type Outcome } from './failure.js';
 import { upstreamRequestHeaders } from './headers.js';
 import { HOOK_CANCELLED, settleHook } from './hook-time.js';
 import { hookedRequestHeaders, patchHeaders, plainHeaders } from './rewrite.js';
@@ -109,9 +109,15 @@ export class Exchange extends AttemptLoop {
     }
   }
 
-  /** Reads what it must of the body, then runs the attempts; settles when the exchange has ended. */
+  /**
+   * Reads what it must of the body, then runs the attempts; settles when the
+   * exchange has ended. An error that is not the client's (a proxy bug) ends
+   * it with the contract's internal failure here, so the caller needs no
+   * `.catch` of its own (one promise less a request).
+   */
   async forward(context: ForwardContext | undefined): Promise<void> {
     this.res.once('close', this.#onClientClose);
+    let bug: { readonly error: unknown } | null = null;
     try {
       if (!this.#admitBody()) return;
       // Most requests have no body: nothing to wait for.
@@ -142,11 +148,12 @@ export class Exchange extends AttemptLoop {
         this.#gone();
         return;
       }
-      throw error;
+      bug = { error };
     } finally {
       this.stopDeadline();
       this.res.off('close', this.#onClientClose);
     }
+    if (bug !== null) this.fail(internalFailure(bug.error));
   }
 
   /** The client's connection closed: stored once per exchange, so `forward` allocates no listener. */

@@ -42,10 +42,19 @@ async function waitToRetry<T>(loop: RetryLoop<T>, outcome: T, n: number): Promis
   return true;
 }
 
-/** Runs attempts until one is not a retry candidate, the plan says stop, or retries run out. Resolves with the last outcome. */
-export async function runWithRetries<T>(loop: RetryLoop<T>): Promise<T> {
-  let last = await loop.attempt(1);
-  if (loop.retries === 0 || !loop.isCandidate(last)) return last;
+/**
+ * Runs attempts until one is not a retry candidate, the plan says stop, or
+ * retries run out. Resolves with the last outcome. Not async: the first
+ * attempt's outcome is looked at in one `then`, and only a candidate for a
+ * retry enters the async loop.
+ */
+export function runWithRetries<T>(loop: RetryLoop<T>): Promise<T> {
+  return loop.attempt(1).then((first) => (loop.retries === 0 || !loop.isCandidate(first) ? first : retryAfter(loop, first)));
+}
+
+/** The retries after a first attempt whose outcome is a candidate. */
+async function retryAfter<T>(loop: RetryLoop<T>, first: T): Promise<T> {
+  let last = first;
   try {
     if (!(await waitToRetry(loop, last, 1))) return last;
     return await pRetry(

@@ -19,9 +19,9 @@
 // works; its results go to a temporary file, never to faults.json.
 // `--out FILE` writes the results elsewhere.
 
-import { execFileSync, fork, spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { execFileSync, fork, spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { createServer, connect, type AddressInfo } from 'node:net';
 import { cpus, loadavg, tmpdir, totalmem, type } from 'node:os';
 import { join, relative, resolve } from 'node:path';
@@ -29,6 +29,7 @@ import { setTimeout as delay } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import autocannon from 'autocannon';
 import type { Command, HostEvent, ProxyConfig, ReplicaMode, Reply, Restart } from './fault-servers.js';
+import { nginxVersion, startNginxIn } from './nginx.js';
 import { faultsBlock } from './sections/faults.js';
 import { FAULTS, writeFaultResults, type Balance, type FaultResults, type FaultRow, type FaultScenario, type FaultScenarioId, type Recovery, type Spread } from './results.js';
 
@@ -265,12 +266,6 @@ async function nodeContender(id: string, label: string, kind: 'rp' | 'hpm', conf
   };
 }
 
-function nginxVersion(): string | null {
-  // `nginx -v` prints to stderr.
-  const probe = spawnSync('nginx', ['-v'], { encoding: 'utf8' });
-  if (probe.error !== undefined || probe.status !== 0) return null;
-  return /nginx\/(\S+)/.exec(`${probe.stderr}${probe.stdout}`)?.[1] ?? 'unknown';
-}
 
 /** nginx with an upstream block of the three replicas; a fresh nginx (fresh upstream state) per run. */
 function nginxContender(version: string, replicaPorts: readonly number[]): Contender {
@@ -292,34 +287,7 @@ function nginxContender(version: string, replicaPorts: readonly number[]): Conte
     reset: async () => {
       await stop();
       const port = await freePort();
-      writeFileSync(
-        join(dir, 'nginx.conf'),
-        `worker_processes 1;
-pid ${dir}/nginx.pid;
-# crit: no log line per failed connect, so that logging is not measured (resilient-proxy logs nothing by default).
-error_log ${dir}/error.log crit;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  client_body_temp_path ${dir}/body; proxy_temp_path ${dir}/proxy; fastcgi_temp_path ${dir}/fastcgi;
-  uwsgi_temp_path ${dir}/uwsgi; scgi_temp_path ${dir}/scgi;
-  upstream replicas {
-${replicaPorts.map((p) => `    server 127.0.0.1:${p};`).join('\n')}
-    keepalive 32;
-  }
-  server {
-    listen 127.0.0.1:${port};
-    location / {
-      proxy_pass http://replicas;
-      proxy_http_version 1.1;
-      proxy_set_header Connection "";
-      proxy_next_upstream error timeout http_503;
-    }
-  }
-}
-`,
-      );
-      const started = spawn('nginx', ['-p', dir, '-c', join(dir, 'nginx.conf'), '-e', join(dir, 'error.log'), '-g', 'daemon off;'], { stdio: ['ignore', 'ignore', 'inherit'] });
+      const started = startNginxIn(dir, port, replicaPorts, ['proxy_next_upstream error timeout http_503;']);
       children.push(started);
       child = started;
       await waitForPort(port);

@@ -17,7 +17,7 @@
 //
 // `npm run bench:docs` renders bench/results/tail.json into BENCHMARKS.md.
 
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { Agent as HttpAgent, createServer, type Server } from 'node:http';
@@ -30,6 +30,7 @@ import { createProxyMiddleware } from 'http-proxy-middleware';
 import { Agent, request } from 'undici';
 import { createProxy, UpstreamRegistry, type UpstreamSnapshot } from 'resilient-proxy';
 import { median, startServer } from './forked.js';
+import { nginxVersion, startNginxIn } from './nginx.js';
 import { tailBlock, type TailResults, type TailRow } from './sections/tail.js';
 
 const SLOW_MS = 500;
@@ -115,11 +116,6 @@ function ask(child: ChildProcess, cmd: string): Promise<Reply> {
   });
 }
 
-function nginxVersion(): string | null {
-  const probe = spawnSync('nginx', ['-v'], { encoding: 'utf8' });
-  if (probe.error !== undefined || probe.status !== 0) return null;
-  return /nginx\/(\S+)/.exec(`${probe.stderr}${probe.stdout}`)?.[1] ?? 'unknown';
-}
 
 async function waitForPort(port: number): Promise<void> {
   for (let i = 0; i < 100; i += 1) {
@@ -150,32 +146,7 @@ async function freePort(): Promise<number> {
 async function startNginx(ports: readonly number[]): Promise<{ url: string; stop: () => Promise<void> }> {
   const dir = mkdtempSync(join(tmpdir(), 'rp-bench-tail-nginx-'));
   const port = await freePort();
-  writeFileSync(
-    join(dir, 'nginx.conf'),
-    `worker_processes 1;
-pid ${dir}/nginx.pid;
-error_log ${dir}/error.log crit;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  client_body_temp_path ${dir}/body; proxy_temp_path ${dir}/proxy; fastcgi_temp_path ${dir}/fastcgi;
-  uwsgi_temp_path ${dir}/uwsgi; scgi_temp_path ${dir}/scgi;
-  upstream replicas {
-${ports.map((p) => `    server 127.0.0.1:${p};`).join('\n')}
-    keepalive 32;
-  }
-  server {
-    listen 127.0.0.1:${port};
-    location / {
-      proxy_pass http://replicas;
-      proxy_http_version 1.1;
-      proxy_set_header Connection "";
-    }
-  }
-}
-`,
-  );
-  const child = spawn('nginx', ['-p', dir, '-c', join(dir, 'nginx.conf'), '-e', join(dir, 'error.log'), '-g', 'daemon off;'], { stdio: ['ignore', 'ignore', 'inherit'] });
+  const child = startNginxIn(dir, port, ports);
   await waitForPort(port);
   return {
     url: `http://127.0.0.1:${port}`,

@@ -756,7 +756,7 @@ describe('stores', () => {
     const newest = await call(`${url}/item/9999`);
     const oldest = await call(`${url}/item/0`);
     expect([newest.status, oldest.status]).toStrictEqual([200, 502]);
-  });
+  }, 60_000); // 10,000 requests: 3 s alone, up to 19 s on a loaded machine
 
   // bench/stale-memory.ts measured what a kept entry holds: at most about 160
   // bytes a header field besides its characters (every name new), and 1,300

@@ -33,7 +33,7 @@ import type { ProxyCore } from './core.js';
 import { hasRequestBody, requestBody, type ClientBody } from './body.js';
 import { showClientUrl } from './client-url.js';
 import { cutResponse, type ClientResponse } from './client-response.js';
-import { CLIENT_FAULTS, failureOf, fromClassification, internalFailure, statusFor, type Failure, type Outcome } from './failure.js';
+import { CLIENT_FAULTS, failureOf, fromClassification, internalFailure, problemInput, statusFor, type Failure, type Outcome } from './failure.js';
 import { upstreamRequestHeaders } from './headers.js';
 import { HOOK_CANCELLED, settleHook } from './hook-time.js';
 import { hookedRequestHeaders, patchHeaders, plainHeaders } from './rewrite.js';
@@ -343,18 +343,7 @@ export class Exchange extends AttemptLoop {
     if (CLIENT_FAULTS.has(failure.code) && !req.complete) res.setHeader('connection', 'close');
     const sending = !res.destroyed && !res.writableEnded;
     if (sending) {
-      sendProblem(req, res, {
-        code: failure.code,
-        status,
-        proxyStatus: failure.proxyStatus,
-        receivedStatus: failure.receivedStatus,
-        retryAfter: failure.retryAfter,
-        upstream: config.name,
-        attempts: this.attempts,
-        requestId: this.requestId,
-        proxyName: config.proxyName,
-        requestIdHeader: config.requestIdHeader,
-      });
+      sendProblem(req, res, problemInput(config, failure, status, this.attempts, this.requestId));
     }
     this.#report(failure, status);
     if (this.#message !== null) this.#ended(sending ? 'contract' : 'client-gone', sending ? status : null, failure.code);

@@ -6,6 +6,7 @@ import { classifyError, type Classification, type Phase } from '../contract/clas
 import { isClientAborted } from '../contract/errors.js';
 import { isHedgeLost } from './hedge-race.js';
 import { FAILURES, type FailureCode, type ProxyStatusError } from '../contract/failures.js';
+import type { ProblemInput } from '../contract/problem.js';
 import type { ResolvedOptions } from '../options.js';
 import { parseRetryAfter } from '../policy/retry-policy.js';
 import type { AttemptFailure } from '../upstream/group.js';
@@ -76,6 +77,22 @@ export function statusFor(config: ResolvedOptions, failure: Failure): { status: 
   } catch (error) {
     return { status: 500, failure: internalFailure(error) };
   }
+}
+
+/** The error contract's fields for a failure answered with `status`: the same for a request and a handshake. */
+export function problemInput(config: ResolvedOptions, failure: Failure, status: number, attempts: number, requestId: string): ProblemInput {
+  return {
+    code: failure.code,
+    status,
+    proxyStatus: failure.proxyStatus,
+    receivedStatus: failure.receivedStatus,
+    retryAfter: failure.retryAfter,
+    upstream: config.name,
+    attempts,
+    requestId,
+    proxyName: config.proxyName,
+    requestIdHeader: config.requestIdHeader,
+  };
 }
 
 /** What the breaker and outlier detection count against the upstream: its failures, never a client's abort or the proxy's own fault. */

@@ -22,7 +22,7 @@ import { dispatchAttempt, type AttemptOutcome } from './attempt.js';
 import { AttemptLoop, type UpstreamCall } from './attempt-loop.js';
 import { callHook } from './call-hook.js';
 import type { ProxyCore } from './core.js';
-import { failureOf, statusFor, type Failure, type Outcome } from './failure.js';
+import { failureOf, problemInput, statusFor, type Failure, type Outcome } from './failure.js';
 import { clientResponseHeaders, requestId, upstreamRequestHeaders } from './headers.js';
 import { settleHook } from './hook-time.js';
 import type { ResponseSide } from './response-rewrite.js';
@@ -219,20 +219,9 @@ class Handshake implements Dispatcher.DispatchHandler, UpstreamCall {
 
 /** `path` is the path sent (or to be sent) upstream, '' before it is known; `target` the origin of the latest attempt's host: as for HTTP. */
 function reply(core: ProxyCore, req: IncomingMessage, socket: Duplex, id: string, path: string, initial: Failure, attempts: number, message: ExchangeMessage | null, target = core.config.origin): void {
-const { config } = core;
+  const { config } = core;
   const { status, failure } = statusFor(config, initial);
-  sendProblemOnSocket(req, socket, {
-    code: failure.code,
-    status,
-    proxyStatus: failure.proxyStatus,
-    receivedStatus: failure.receivedStatus,
-    retryAfter: failure.retryAfter,
-    upstream: config.name,
-    attempts,
-    requestId: id,
-    proxyName: config.proxyName,
-    requestIdHeader: config.requestIdHeader,
-  });
+  sendProblemOnSocket(req, socket, problemInput(config, failure, status, attempts, id));
   const event: FailureEvent = {
     code: failure.code,
     proxyStatus: failure.proxyStatus,

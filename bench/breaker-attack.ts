@@ -28,6 +28,7 @@ import { pathToFileURL } from 'node:url';
 import * as current from 'resilient-proxy';
 import type { BreakerState } from 'resilient-proxy';
 import { startRun, writeRecord } from './record.js';
+import type { AttackResult } from './sections/breaker-attack.js';
 
 const smoke = process.argv.includes('--smoke');
 const json = process.argv.includes('--json');
@@ -47,20 +48,7 @@ interface Scenario {
   readonly outage: number;
 }
 
-interface Result {
-  readonly scenario: string;
-  readonly legitimate: number;
-  readonly succeeded: number;
-  readonly successPercent: number;
-  /** After the outage (the whole run when there is none). */
-  readonly afterOutageSucceeded: number;
-  readonly afterOutageLegitimate: number;
-  readonly afterOutagePercent: number;
-  readonly attackerRequests: number;
-  readonly attackerProbes: number;
-  readonly notClosedSeconds: number;
-  readonly opened: number;
-}
+type Result = AttackResult;
 
 function send(url: string, agent: Agent): Promise<{ status: number; retryAfter: string | undefined }> {
   return new Promise((resolve) => {

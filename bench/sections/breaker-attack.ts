@@ -6,11 +6,13 @@ import type { RunInfo } from '../record.js';
 import { runLine } from './run-line.js';
 import { list, wrap } from './format.js';
 
-interface AttackResult {
+/** One scenario's figures, as bench/breaker-attack.ts measures them. */
+export interface AttackResult {
   readonly scenario: string;
   readonly legitimate: number;
   readonly succeeded: number;
   readonly successPercent: number;
+  /** After the outage (the whole run when there is none). */
   readonly afterOutageSucceeded: number;
   readonly afterOutageLegitimate: number;
   readonly afterOutagePercent: number;

@@ -10,6 +10,7 @@
 //   npx tsx bench/cpu.ts                 measure, write bench/results/cpu.json
 //   npx tsx bench/cpu.ts --smoke         one short window of one pair, writes nothing
 //   npx tsx bench/cpu.ts hooks group     only these pairs, printed, nothing written
+//   npx tsx bench/cpu.ts --windows 25 …  more windows (9 by default): a narrower median for an A/B
 //   npx tsx bench/cpu.ts --profile DIR   instead: each contender alone under
 //                                        --cpu-prof, the top self-time functions
 //                                        written to bench/results/profile.json
@@ -32,8 +33,9 @@ const smoke = process.argv.includes('--smoke');
 const profileIndex = process.argv.indexOf('--profile');
 const profileDir = profileIndex === -1 ? null : (process.argv[profileIndex + 1] ?? '');
 // Pair ids given on the command line: measure only those, print, write nothing.
-const only = process.argv.slice(2).filter((arg, i, all) => !arg.startsWith('--') && all[i - 1] !== '--profile');
-const WINDOWS = smoke ? 1 : 9;
+const only = process.argv.slice(2).filter((arg, i, all) => !arg.startsWith('--') && all[i - 1] !== '--profile' && all[i - 1] !== '--windows');
+const windowsIndex = process.argv.indexOf('--windows');
+const WINDOWS = smoke ? 1 : windowsIndex === -1 ? 9 : Number(process.argv[windowsIndex + 1]);
 const SECONDS = smoke ? 1 : 3;
 const CONNECTIONS = 32;
 const OLD_BUILD = process.env.RP_OLD_BUILD ?? '';

@@ -132,6 +132,35 @@ describe('per-phase timeouts', () => {
     expect(received).toStrictEqual({ bytes: size, complete: true });
   });
 
+  it('one timer for every phase: a response slower than `connect` is still on time, and each body chunk restarts `idle`', async () => {
+    // The head comes 250 ms after the request (connect is 60 ms, response
+    // 2 s), then ten chunks 60 ms apart (idle is 150 ms): 850 ms in all,
+    // past every phase's own time, and nothing late.
+    const slowButSteady: Behaviour = ({ res }) => {
+      const timers = [setTimeout(() => res.writeHead(200, { 'content-type': 'text/plain' }).flushHeaders(), 250)];
+      for (let i = 1; i <= 10; i += 1) timers.push(setTimeout(() => (i === 10 ? res.end('.') : res.write('.')), 250 + i * 60));
+      res.once('close', () => timers.forEach(clearTimeout));
+    };
+    const { url } = await upstream({ fallback: slowButSteady });
+    const gateway = await listen(expressGateway({ target: url, timeout: { connect: 60, response: 2000, idle: 150 } }));
+
+    const result = await rawGet(`${gateway.url}/api/steady`);
+
+    expect(result.status).toBe(200);
+    expect(result.ending).toBe('complete');
+    expect(result.body.toString()).toBe('..........');
+  });
+
+  it('a phase shorter than the one before it fires at its own time: response 100 ms after a 5 s connect', async () => {
+    const { url } = await upstream({ fallback: faults.hang() });
+    const { value: response, ms } = await timed(request(expressGateway({ target: url, timeout: { connect: 5000, response: 100 } })).get('/api/x'));
+
+    expect(response.status).toBe(502);
+    expect((response.body as { code: string }).code).toBe('UPSTREAM_RESPONSE_TIMEOUT');
+    expect(ms).toBeGreaterThanOrEqual(98);
+    expect(ms).toBeLessThan(4000);
+  });
+
   it('total bounds the exchange even while the body keeps trickling', async () => {
     const trickle: Behaviour = ({ res }) => {
       res.writeHead(200, { 'content-type': 'text/plain' });

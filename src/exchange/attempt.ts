@@ -123,8 +123,14 @@ export class Attempt implements Dispatcher.DispatchHandler {
   #settled = false;
   #reason: Error | null = null;
   #controller: Dispatcher.DispatchController | null = null;
+  /**
+   * One Node timer for every phase (see #arm): set to fire at `#timerAt`,
+   * while the current phase runs out at `#due` (`performance.now()` ms) after
+   * `#timerMs` without progress. A later deadline only moves `#due`.
+   */
   #timer: NodeJS.Timeout | null = null;
-  /** What `#timer` was set for, in ms: a timer re-armed for the same time is restarted, not replaced. */
+  #timerAt = 0;
+  #due = 0;
   #timerMs = 0;
   /** `hold`: the response head waits for its first body byte (see HEAD_HOLD_MS). */
   #timerKind: Exclude<TimerKind, 'total'> | 'hold' = 'connect';
@@ -393,7 +399,7 @@ export class Attempt implements Dispatcher.DispatchHandler {
   onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
     if (this.#settled) return;
     if (this.#discarding !== null) {
-      this.#timer?.refresh();
+      this.#restart();
       this.#discarding.bytes += chunk.length;
       if (this.#discarding.bytes > DISCARD_LIMIT) this.#endDiscard();
       return;
@@ -405,12 +411,12 @@ export class Attempt implements Dispatcher.DispatchHandler {
       return;
     }
     if (this.#buffer !== null) {
-      this.#timer?.refresh();
+      this.#restart();
       this.#buffer.push(chunk);
       if (this.#bytes > (this.#spec.transform?.maxBytes ?? 0)) this.#giveUpTransform(controller);
       return;
     }
-    if (this.#pending === null) this.#timer?.refresh();
+    if (this.#pending === null) this.#restart();
     else if (this.#commit()) this.#arm('idle');
     else return;
     const res = this.#spec.res;
@@ -480,7 +486,7 @@ export class Attempt implements Dispatcher.DispatchHandler {
   };
 
   readonly #onUploadProgress = (chunk: Buffer): void => {
-    this.#timer?.refresh();
+    this.#restart();
     const limit = this.#spec.limits.requestBodyBytes;
     this.#bytes += chunk.length;
     if (limit > 0 && this.#bytes > limit) this.abort(new LimitExceededError('request', limit));
@@ -496,6 +502,13 @@ export class Attempt implements Dispatcher.DispatchHandler {
   readonly #onTimer = (): void => {
     this.#timer = null;
     if (this.#settled) return;
+    // Set for an earlier phase, whose deadline has moved on since: the timer waits for the rest.
+    const left = this.#due - performance.now();
+    if (left >= 1) {
+      this.#timer = setTimeout(this.#onTimer, left);
+      this.#timerAt = this.#due;
+      return;
+    }
     if (this.#discarding !== null) {
       this.#discarding.bytes = Number.POSITIVE_INFINITY;
       this.#endDiscard();
@@ -522,16 +535,25 @@ export class Attempt implements Dispatcher.DispatchHandler {
 
   #arm(kind: Exclude<TimerKind, 'total'> | 'hold', ms = kind === 'hold' ? holdMs(this.#spec.timeout.idle) : this.#spec.timeout[kind]): void {
     this.#timerKind = kind;
-    // `response` then `idle` at their defaults (both 30 s): one timer, restarted.
-    if (this.#timer !== null && ms > 0 && ms === this.#timerMs) {
-      this.#timer.refresh();
+    if (ms <= 0) {
+      this.#disarm();
       return;
     }
+    this.#timerMs = ms;
+    this.#due = performance.now() + ms;
+    // Phases mostly follow each other with later deadlines (connect 5 s, then
+    // response and idle 30 s): the timer already set fires first and waits
+    // for the rest (#onTimer), so a request sets one Node timer, not three
+    // (issue 20). Only an earlier deadline (the head hold) sets it again.
+    if (this.#timer !== null && this.#timerAt <= this.#due) return;
     this.#disarm();
-    if (ms > 0) {
-      this.#timer = setTimeout(this.#onTimer, ms);
-      this.#timerMs = ms;
-    }
+    this.#timer = setTimeout(this.#onTimer, ms);
+    this.#timerAt = this.#due;
+  }
+
+  /** The current phase starts its time again: a body chunk came, or upload progress. */
+  #restart(): void {
+    if (this.#timer !== null) this.#due = performance.now() + this.#timerMs;
   }
 
   #disarm(): void {

@@ -235,6 +235,12 @@ export class UpstreamGroup {
     const hosts = this.#hosts;
     if (hosts.length === 1) return hosts[0] as Host;
     const now = this.now();
+    // The common case, every host in rotation and none to probe on a first
+    // attempt, in one pass: no ejection to end, no panic, every host a candidate.
+    if (tried === null && !this.panic && this.#allInRotation()) {
+      this.#mode = ELIGIBLE;
+      return pick(hosts, this.#isCandidate, hosts.length, this.settings.balance, now, this.settings.slowStart, this.random, null);
+    }
     for (const host of hosts) if (host.ejected) this.#endEjection(host, now);
     const panic = this.#inPanic();
     if (panic !== this.panic) this.#panicChanged(panic);
@@ -249,6 +255,12 @@ export class UpstreamGroup {
     const chosen = pick(hosts, this.#isCandidate, count, this.settings.balance, now, this.settings.slowStart, this.random, this.#probe());
     this.#exclude = null;
     return chosen;
+  }
+
+  /** Every host in rotation (not ejected, passing its checks), none waiting for its probe. */
+  #allInRotation(): boolean {
+    for (const host of this.#hosts) if (host.ejected || !host.checkedHealthy || host.probe) return false;
+    return true;
   }
 
   /**

@@ -11,6 +11,8 @@
 //   npx tsx bench/cpu.ts --smoke         one short window of one pair, writes nothing
 //   npx tsx bench/cpu.ts hooks group     only these pairs, printed, nothing written
 //   npx tsx bench/cpu.ts --windows 25 …  more windows (9 by default): a narrower median for an A/B
+//   npx tsx bench/cpu.ts --alone         instead: issue 20's own method, one contender at a time on
+//                                        the pinned core, rounds interleaved; writes cpu-alone.json
 //   npx tsx bench/cpu.ts --profile DIR   instead: each contender alone under
 //                                        --cpu-prof, the top self-time functions
 //                                        written to bench/results/profile.json
@@ -30,6 +32,9 @@ import { ROOT } from './results.js';
 import type { CpuPair, CpuResults, ProfileResults, ProfileRow } from './sections/cpu.js';
 
 const smoke = process.argv.includes('--smoke');
+const alone = process.argv.includes('--alone');
+/** The pairs `--alone` measures: the ones its targets were set with. */
+const ALONE_PAIRS = ['node', 'old-bare', 'old'];
 const profileIndex = process.argv.indexOf('--profile');
 const profileDir = profileIndex === -1 ? null : (process.argv[profileIndex + 1] ?? '');
 // Pair ids given on the command line: measure only those, print, write nothing.
@@ -146,9 +151,47 @@ async function measurePair(id: string, title: string, ours: Contender, theirs: C
   }
   await stop(a);
   await stop(b);
+  return pairRow(id, title, ours, theirs, target, cpuRatios, rpsRatios, oursMicros, theirsMicros);
+}
+
+/**
+ * Issue 20's own method: the two contenders of a pair take turns, one at a
+ * time on the pinned core with the other idle, for `WINDOWS` rounds, the
+ * order swapped every round. req/s is then each contender's throughput alone
+ * on one core.
+ */
+async function measureAlone(id: string, title: string, ours: Contender, theirs: Contender, target: number | null, upstreams: readonly string[]): Promise<CpuPair> {
+  const a = await start(ours, upstreams);
+  const b = await start(theirs, upstreams);
+  await load(a.url, 2);
+  await load(b.url, 2);
+  const cpuRatios: number[] = [];
+  const rpsRatios: number[] = [];
+  const oursMicros: number[] = [];
+  const theirsMicros: number[] = [];
+  const turn = async (server: Server): Promise<{ micros: number; requests: number }> => {
+    const before = await cpuTime(server);
+    const requests = await load(server.url, SECONDS);
+    return { micros: ((await cpuTime(server)) - before) / Math.max(1, requests), requests };
+  };
+  for (let round = 0; round < WINDOWS; round += 1) {
+    const first = round % 2 === 0 ? await turn(a) : await turn(b);
+    const second = round % 2 === 0 ? await turn(b) : await turn(a);
+    const [x, y] = round % 2 === 0 ? [first, second] : [second, first];
+    oursMicros.push(x.micros);
+    theirsMicros.push(y.micros);
+    cpuRatios.push(x.micros / y.micros);
+    rpsRatios.push(x.requests / Math.max(1, y.requests));
+  }
+  await stop(a);
+  await stop(b);
+  return pairRow(id, title, ours, theirs, target, cpuRatios, rpsRatios, oursMicros, theirsMicros);
+}
+
+function pairRow(id: string, title: string, ours: Contender, theirs: Contender, target: number | null, cpuRatios: number[], rpsRatios: number[], oursMicros: number[], theirsMicros: number[]): CpuPair {
   const cpu = spread(cpuRatios);
   const rps = spread(rpsRatios);
-  const row: CpuPair = {
+  const result: CpuPair = {
     id,
     title,
     ours: ours.label,
@@ -159,8 +202,8 @@ async function measurePair(id: string, title: string, ours: Contender, theirs: C
     oursMicros: round(median(oursMicros), 1),
     theirsMicros: round(median(theirsMicros), 1),
   };
-  console.log(`${id.padEnd(9)} cpu/req ${row.cpuRatio.median.toFixed(3)} (${row.cpuRatio.min.toFixed(3)}–${row.cpuRatio.max.toFixed(3)})  req/s ${row.rpsRatio.median.toFixed(3)}  ${row.oursMicros} µs against ${row.theirsMicros} µs`);
-  return row;
+  console.log(`${id.padEnd(9)} cpu/req ${result.cpuRatio.median.toFixed(3)} (${result.cpuRatio.min.toFixed(3)}–${result.cpuRatio.max.toFixed(3)})  req/s ${result.rpsRatio.median.toFixed(3)}  ${result.oursMicros} µs against ${result.theirsMicros} µs`);
+  return result;
 }
 
 /** Where a frame's code comes from, for the per-request totals. */
@@ -244,10 +287,11 @@ async function main(): Promise<void> {
   const started = performance.now();
   const pairs: CpuPair[] = [];
   // A smoke run proves the method on one pair.
-  const chosen = only.length > 0 ? PAIRS.filter(([id]) => only.includes(id)) : smoke ? PAIRS.filter(([id]) => id === 'node') : PAIRS;
+  const wanted = only.length > 0 ? only : alone ? ALONE_PAIRS : smoke ? ['node'] : null;
+  const chosen = wanted === null ? PAIRS : PAIRS.filter(([id]) => wanted.includes(id));
   for (const [id, title, ours, theirs, target] of chosen) {
     if ((ours.library ?? theirs.library) !== undefined && (OLD_BUILD === '' || !existsSync(OLD_BUILD))) continue;
-    pairs.push(await measurePair(id, title, ours, theirs, target, upstreams));
+    pairs.push(await (alone ? measureAlone : measurePair)(id, title, ours, theirs, target, upstreams));
   }
   const results: CpuResults = {
     date: new Date().toISOString(),
@@ -262,7 +306,7 @@ async function main(): Promise<void> {
     pairs,
   };
   for (const note of notes) console.log(note);
-  if (!smoke && only.length === 0) writeFileSync(join(ROOT, 'bench/results/cpu.json'), `${JSON.stringify(results, null, 2)}\n`);
+  if (!smoke && only.length === 0) writeFileSync(join(ROOT, `bench/results/${alone ? 'cpu-alone' : 'cpu'}.json`), `${JSON.stringify(results, null, 2)}\n`);
 }
 
 try {

@@ -17,11 +17,11 @@
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, relative, resolve } from 'node:path';
 import { ROOT, readFaultResults, readResults } from './results.js';
-import { cpuBlock, type CpuResults, type ProfileResults } from './sections/cpu.js';
+import { cpuAloneBlock, cpuBlock, type CpuResults, type ProfileResults } from './sections/cpu.js';
 import { faultsBlock } from './sections/faults.js';
 import { fleetBlock, type FleetResults } from './sections/fleet.js';
 import { tailBlock, type TailResults } from './sections/tail.js';
-import { benchmarksBlock, readmeBlock } from './sections/throughput.js';
+import { benchmarksBlock, nodeOverBare, readmeBlock } from './sections/throughput.js';
 import { breakerAttackBlock, type BreakerAttackResults } from './sections/breaker-attack.js';
 import { collapseBlock, collapseSummary, type CollapseResults } from './sections/collapse.js';
 import { otelCostBlock, type OtelCostResults } from './sections/otel-cost.js';
@@ -58,6 +58,7 @@ const SECTIONS: readonly Section[] = [
   { doc: 'BENCHMARKS.md', name: 'fleet', from: 'bench/results/fleet.json', command: 'npx tsx bench/fleet.ts', render: () => fleetBlock(json('fleet.json') as FleetResults) },
   { doc: 'BENCHMARKS.md', name: 'bench', from: relative(ROOT, latest), command: 'npm run bench', render: () => benchmarksBlock(results), smoke: results.run.smoke },
   { doc: 'BENCHMARKS.md', name: 'cpu', from: 'bench/results/cpu.json', command: 'npx tsx bench/cpu.ts', render: () => cpuBlock(json('cpu.json') as CpuResults, profile) },
+  { doc: 'BENCHMARKS.md', name: 'cpu-alone', from: 'bench/results/cpu-alone.json', command: 'npx tsx bench/cpu.ts --alone --windows 20', render: () => cpuAloneBlock(json('cpu-alone.json') as CpuResults, json('cpu.json') as CpuResults, profile, results.run.smoke ? null : nodeOverBare(results)) },
   { doc: 'BENCHMARKS.md', name: 'faults', from: 'bench/results/faults.json', command: 'npm run bench:faults', render: () => faultsBlock(readFaultResults()) },
   { doc: 'BENCHMARKS.md', name: 'tail', from: 'bench/results/tail.json', command: 'npx tsx bench/tail.ts', render: () => tailBlock(json('tail.json') as TailResults) },
   { doc: 'BENCHMARKS.md', name: 'otel-cost', from: 'bench/results/otel-cost.json', command: 'npx tsx bench/otel-cost.ts --baseline 881d500', render: () => otelCostBlock(json('otel-cost.json') as OtelCostResults) },

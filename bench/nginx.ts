@@ -30,7 +30,10 @@ http {
   upstream replicas {
 ${replicaPorts.map((p) => `    server 127.0.0.1:${p};`).join('\n')}
     keepalive 32;
+    keepalive_requests 1000000;
   }
+  # Connections kept for good, as the Node contenders keep them (nginx closes one after 1000 requests by default).
+  keepalive_requests 1000000;
   server {
     listen 127.0.0.1:${port};
     location / {

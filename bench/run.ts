@@ -109,7 +109,11 @@ http {
   client_body_temp_path ${dir}/body; proxy_temp_path ${dir}/proxy; fastcgi_temp_path ${dir}/fastcgi;
   uwsgi_temp_path ${dir}/uwsgi; scgi_temp_path ${dir}/scgi;
   client_max_body_size 0;
-  upstream backend { server ${upstream}; keepalive 64; }
+  # Connections kept for good on both sides, as the Node contenders keep them:
+  # at nginx's default of 1000 requests it closes a connection, and a client
+  # that already sent the next request on it sees an error.
+  keepalive_requests 1000000;
+  upstream backend { server ${upstream}; keepalive 64; keepalive_requests 1000000; }
   server {
     listen 127.0.0.1:${port};
     location / {

@@ -67,13 +67,67 @@ function verdict(pair: CpuPair): string {
   return `≥ ${ratio(pair.target)}: ${pair.rpsRatio.median >= pair.target ? 'met' : '**missed**'}`;
 }
 
+function pairTable(pairs: readonly CpuPair[], rps: string): string[] {
+  return [
+    `| Pair | CPU per request, ours ÷ theirs: median (min–max) | ${rps}, ours ÷ theirs | µs per request (ours / theirs) | Target (req/s) |`,
+    '| --- | --- | --- | --- | --- |',
+    ...pairs.map((p) => `| ${p.title}: ${p.ours} ÷ ${p.theirs} | ${range(p.cpuRatio)} | ${range(p.rpsRatio)} | ${p.oursMicros.toFixed(1)} / ${p.theirsMicros.toFixed(1)} | ${verdict(p)} |`),
+  ];
+}
+
+const times = (value: number): string => `${value.toFixed(2)}×`;
+
+/**
+ * What both methods and the profile say of the `node:http` target (req/s ≥
+ * 1.25× the bare undici proxy), which was set from a3c2e01's figure.
+ */
+function nodeVerdict(simultaneous: CpuResults, alone: CpuResults, profile: ProfileResults | null, sequential: { ratio: number; size: string } | null): string[] {
+  const find = (results: CpuResults, id: string): CpuPair | undefined => results.pairs.find((p) => p.id === id);
+  const [node, nodeAlone, oldBare, oldBareAlone, old, oldAlone] = [find(simultaneous, 'node'), find(alone, 'node'), find(simultaneous, 'old-bare'), find(alone, 'old-bare'), find(simultaneous, 'old'), find(alone, 'old')];
+  if (node === undefined || nodeAlone === undefined || node.target === null) return [];
+  const reached = [node, nodeAlone].filter((pair) => pair.rpsRatio.median >= (node.target ?? 0)).length;
+  const verdict = reached === 2 ? 'met by both methods' : reached === 1 ? 'met by one method of the two' : 'not reached by either method of bench/cpu.ts';
+  const lines = [
+    `**The \`node:http\` target, req/s ≥ ${times(node.target)} the bare undici proxy's: ${verdict}** (${times(node.rpsRatio.median)} in the simultaneous pairs, ${times(nodeAlone.rpsRatio.median)} alone; CPU per request ${times(node.cpuRatio.median)} and ${times(nodeAlone.cpuRatio.median)}).`,
+  ];
+  if (oldBare !== undefined && oldBareAlone !== undefined && old !== undefined && oldAlone !== undefined) {
+    lines.push(
+      `It was set from a3c2e01's figure (1.265×), which does not reproduce here by either method (${times(oldBare.rpsRatio.median)} and ${times(oldBareAlone.rpsRatio.median)}), while this build's CPU per request is ${times(old.cpuRatio.median)} and ${times(oldAlone.cpuRatio.median)} of a3c2e01's.`,
+    );
+  }
+  if (sequential !== null) {
+    lines.push(
+      `\`npm run bench\` (README, Performance), which runs each contender alone in turn, with the load generator on the same two cores, gives ${times(sequential.ratio)} at ${sequential.size}: the method the pairs above were built to replace, for how far its figures move between runs.`,
+    );
+  }
+  const row = profile?.rows.find((r) => r.label === node.ours);
+  const ours = row?.origins.find((o) => o.fn === 'resilient-proxy');
+  if (row !== undefined && ours !== undefined) {
+    const share = ours.micros / row.micros;
+    lines.push(
+      `resilient-proxy's own functions are ${ours.micros.toFixed(1)} µs of the ${row.micros.toFixed(1)} µs sampled per request (${(share * 100).toFixed(0)} %, profile above): at no cost at all, the simultaneous pair would be near ${times(node.cpuRatio.median * (1 - share))} in CPU, about ${times(1 / (node.cpuRatio.median * (1 - share)))} in req/s.`,
+    );
+  }
+  return ['', lines.join(' ')];
+}
+
+/** `bench/cpu.ts --alone` (bench/results/cpu-alone.json): the same pairs by issue 20's own method, one contender at a time; with the verdict on the `node:http` target from both runs. */
+export function cpuAloneBlock(results: CpuResults, simultaneous: CpuResults, profile: ProfileResults | null, sequential: { ratio: number; size: string } | null): string {
+  const lines = [
+    `Run on ${results.date.slice(0, 10)}, commit ${results.commit}, Node ${results.node}, ${results.machine}: ${results.windows} rounds of ${results.seconds} s per pair, one contender at a time on the pinned core while the other idles, the order swapped every round, ${results.connections} connections (${results.totalSeconds} s in all).`,
+    '',
+    ...pairTable(results.pairs, 'req/s alone on the core'),
+    ...nodeVerdict(simultaneous, results, profile, sequential),
+  ];
+  for (const note of results.notes) lines.push('', `*${note}*`);
+  return lines.join('\n');
+}
+
 export function cpuBlock(results: CpuResults, profile: ProfileResults | null): string {
   const lines = [
     `Run on ${results.date.slice(0, 10)}, commit ${results.commit}, Node ${results.node}, ${results.machine}: ${results.windows} windows of ${results.seconds} s per pair, ${results.connections} connections to each contender, both contenders pinned to one core and loaded at once from the other (${results.totalSeconds} s in all).`,
     '',
-    '| Pair | CPU per request, ours ÷ theirs: median (min–max) | req/s in the same windows, ours ÷ theirs | µs per request (ours / theirs) | Target (req/s) |',
-    '| --- | --- | --- | --- | --- |',
-    ...results.pairs.map((p) => `| ${p.title}: ${p.ours} ÷ ${p.theirs} | ${range(p.cpuRatio)} | ${range(p.rpsRatio)} | ${p.oursMicros.toFixed(1)} / ${p.theirsMicros.toFixed(1)} | ${verdict(p)} |`),
+    ...pairTable(results.pairs, 'req/s in the same windows'),
   ];
   for (const note of results.notes) lines.push('', `*${note}*`);
   if (profile !== null) {

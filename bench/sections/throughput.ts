@@ -345,6 +345,13 @@ export function benchmarksBlock(results: BenchResults): string {
     .trimEnd();
 }
 
+/** `npm run bench`'s req/s of resilient-proxy on `node:http` over the bare undici proxy's, at the first body size (README, Performance). */
+export function nodeOverBare(results: BenchResults): { ratio: number; size: string } | null {
+  const view = new View(results);
+  const ratio = view.ratio(view.firstSize?.size ?? '1k', 'c', 'b');
+  return ratio === null ? null : { ratio, size: view.firstSize === undefined ? '1 KiB' : bytesLabel(view.firstSize.bytes) };
+}
+
 /** Everything between the markers in README.md's Performance section. */
 export function readmeBlock(results: BenchResults): string {
   const view = new View(results);

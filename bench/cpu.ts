@@ -10,7 +10,10 @@
 //   npx tsx bench/cpu.ts                 measure, write bench/results/cpu.json
 //   npx tsx bench/cpu.ts --smoke         one short window of one pair, writes nothing
 //   npx tsx bench/cpu.ts hooks group     only these pairs, printed, nothing written
+//   npx tsx bench/cpu.ts pools origins   the pairs that explain a group's cost (never in the default run)
 //   npx tsx bench/cpu.ts --windows 25 …  more windows (9 by default): a narrower median for an A/B
+//   npx tsx bench/cpu.ts --profile-pair group   both contenders of a pair under --cpu-prof at once: the
+//                                        functions whose time differs most between them, printed
 //   npx tsx bench/cpu.ts --alone         instead: issue 20's own method, one contender at a time on
 //                                        the pinned core, rounds interleaved; writes cpu-alone.json
 //   npx tsx bench/cpu.ts --profile DIR   instead: each contender alone under
@@ -24,21 +27,25 @@
 import { execFileSync, fork, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { cpus } from 'node:os';
+import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import autocannon from 'autocannon';
 import type { Kind } from './servers.js';
-import { ROOT } from './results.js';
+import { measuredCommit, ROOT } from './results.js';
 import type { CpuPair, CpuResults, ProfileResults, ProfileRow } from './sections/cpu.js';
 
 const smoke = process.argv.includes('--smoke');
 const alone = process.argv.includes('--alone');
 /** The pairs `--alone` measures: the ones its targets were set with. */
 const ALONE_PAIRS = ['node', 'old-bare', 'old'];
+/** Pairs that explain the group's cost (BENCHMARKS.md, Profiling notes): only run when named. */
+const EXPLAIN = ['pools', 'origins'];
 const profileIndex = process.argv.indexOf('--profile');
 const profileDir = profileIndex === -1 ? null : (process.argv[profileIndex + 1] ?? '');
+const profilePairIndex = process.argv.indexOf('--profile-pair');
+const profilePairId = profilePairIndex === -1 ? null : (process.argv[profilePairIndex + 1] ?? '');
 // Pair ids given on the command line: measure only those, print, write nothing.
-const only = process.argv.slice(2).filter((arg, i, all) => !arg.startsWith('--') && all[i - 1] !== '--profile' && all[i - 1] !== '--windows');
+const only = process.argv.slice(2).filter((arg, i, all) => !arg.startsWith('--') && !['--profile', '--profile-pair', '--windows'].includes(all[i - 1] ?? ''));
 const windowsIndex = process.argv.indexOf('--windows');
 const WINDOWS = smoke ? 1 : windowsIndex === -1 ? 9 : Number(process.argv[windowsIndex + 1]);
 const SECONDS = smoke ? 1 : 3;
@@ -56,6 +63,8 @@ function pin(pid: number, core: number): void {
 
 interface Server {
   readonly url: string;
+  /** Every origin the process listens on (several for `upstream-three-ports`). */
+  readonly urls: readonly string[];
   readonly child: ChildProcess;
 }
 
@@ -63,8 +72,8 @@ async function server(kind: Kind, target: string, library = '', execArgv: string
   const env = library === '' ? childEnv : { ...childEnv, RP_LIBRARY: library };
   const child = fork(join(ROOT, 'bench/servers.ts'), [kind, target], { execArgv: [...execArgv, '--import', 'tsx'], env, stdio: 'inherit' });
   children.push(child);
-  const [message] = (await once(child, 'message')) as [{ port: number }];
-  return { url: `http://127.0.0.1:${message.port}`, child };
+  const [message] = (await once(child, 'message')) as [{ port: number; ports: number[] }];
+  return { url: `http://127.0.0.1:${message.port}`, urls: message.ports.map((port) => `http://127.0.0.1:${port}`), child };
 }
 
 async function stop(server: Server, signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {
@@ -91,8 +100,8 @@ async function load(url: string, seconds: number): Promise<number> {
 interface Contender {
   readonly label: string;
   readonly kind: Kind;
-  /** The group's hosts instead of the single upstream. */
-  readonly group?: boolean;
+  /** The group's hosts instead of the single upstream: three upstream processes, or one process's three origins. */
+  readonly group?: true | 'one-process';
   /** Another build's dist/index.js. */
   readonly library?: string;
 }
@@ -110,6 +119,9 @@ const PAIRS: [string, string, Contender, Contender, number | null][] = [
   ['old-bare', `${OLD_LABEL} against the bare undici proxy`, old, bare, null],
   ['group', 'a group of three hosts against a single target', { label: 'resilient-proxy, group of three', kind: 'rp-group', group: true }, node, 0.97],
   ['same', 'the same build twice: the noise of a pair', node, node, null],
+  // Where a group's cost lies (run only when named, see EXPLAIN).
+  ['pools', 'one target over three pools in turn against one pool', { label: 'three pools', kind: 'rp-three-pools' }, { label: 'one pool', kind: 'rp-one-pool' }, null],
+  ['origins', "a group of three origins of one upstream process against a single target", { label: 'group of three, one upstream process', kind: 'rp-group', group: 'one-process' }, node, null],
   ['stale', 'staleIfError on against off', { label: 'staleIfError: true', kind: 'rp-stale' }, node, null],
   ['channels', 'a subscriber on every diagnostics channel against none', { label: 'every channel subscribed', kind: 'rp-channels' }, node, null],
   ['hooks', 'a headers.request hook, onFailure and onRetry against none', { label: 'request hook + hooks', kind: 'rp-hooks' }, node, null],
@@ -123,8 +135,12 @@ const median = (values: readonly number[]): number => {
 const spread = (values: readonly number[]) => ({ median: median(values), min: Math.min(...values), max: Math.max(...values) });
 const round = (value: number, digits = 3): number => Number(value.toFixed(digits));
 
+/** One upstream process listening on three ports, started when a pair needs it. */
+let threePorts: Server | null = null;
+
 async function start(contender: Contender, upstreams: readonly string[], execArgv: string[] = []): Promise<Server> {
-  const target = contender.group === true ? upstreams.join(',') : (upstreams[0] ?? '');
+  if (contender.group === 'one-process') threePorts ??= await server('upstream-three-ports', '');
+  const target = contender.group === true ? upstreams.join(',') : contender.group === 'one-process' ? (threePorts?.urls ?? []).join(',') : (upstreams[0] ?? '');
   const started = await server(contender.kind, target, contender.library, execArgv);
   pin(started.child.pid ?? 0, 0);
   return started;
@@ -140,7 +156,8 @@ async function measurePair(id: string, title: string, ours: Contender, theirs: C
   const theirsMicros: number[] = [];
   for (let window = 0; window < WINDOWS; window += 1) {
     const [a0, b0] = await Promise.all([cpuTime(a), cpuTime(b)]);
-    const [na, nb] = await Promise.all([load(a.url, SECONDS), load(b.url, SECONDS)]);
+    // The load that starts first swaps every window: neither side gets a head start every time.
+    const [na, nb] = window % 2 === 0 ? await Promise.all([load(a.url, SECONDS), load(b.url, SECONDS)]) : ((await Promise.all([load(b.url, SECONDS), load(a.url, SECONDS)])).reverse() as [number, number]);
     const [a1, b1] = await Promise.all([cpuTime(a), cpuTime(b)]);
     const perA = (a1 - a0) / Math.max(1, na);
     const perB = (b1 - b0) / Math.max(1, nb);
@@ -251,8 +268,44 @@ function topSelf(file: string, seconds: number, requests: number, count: number)
   };
 }
 
+/**
+ * `--profile-pair ID`: both contenders of one pair under `--cpu-prof` at the
+ * same time, as the pair is measured, then the functions whose self time per
+ * request differs most between them, each way. Printed only.
+ */
+async function profilePair(id: string, upstreams: readonly string[]): Promise<void> {
+  const pair = PAIRS.find(([pairId]) => pairId === id);
+  if (pair === undefined) throw new TypeError(`--profile-pair: no pair ${id}`);
+  const [, title, ours, theirs] = pair;
+  const seconds = 15;
+  const dirs = ['ours', 'theirs'].map((side) => join(tmpdir(), `resilient-proxy-profile-${process.pid}-${side}`));
+  for (const dir of dirs) mkdirSync(dir, { recursive: true });
+  const a = await start(ours, upstreams, ['--cpu-prof', '--cpu-prof-interval', '500', '--cpu-prof-dir', dirs[0] ?? '']);
+  const b = await start(theirs, upstreams, ['--cpu-prof', '--cpu-prof-interval', '500', '--cpu-prof-dir', dirs[1] ?? '']);
+  await Promise.all([load(a.url, 3), load(b.url, 3)]);
+  const [na, nb] = await Promise.all([load(a.url, seconds), load(b.url, seconds)]);
+  await Promise.all([stop(a, 'SIGINT'), stop(b, 'SIGINT')]);
+  const [pa, pb] = [na, nb].map((requests, i) => {
+    const dir = dirs[i] ?? '';
+    const [file] = readdirSync(dir).filter((f) => f.endsWith('.cpuprofile'));
+    if (file === undefined) throw new Error(`no profile in ${dir}`);
+    const profiled = topSelf(join(dir, file), seconds, requests, Number.POSITIVE_INFINITY);
+    rmSync(dir, { recursive: true, force: true });
+    return profiled;
+  }) as [ReturnType<typeof topSelf>, ReturnType<typeof topSelf>];
+  const byFn = (rows: readonly ProfileRow[]): Map<string, number> => new Map(rows.map((r) => [r.fn, r.micros]));
+  const [ma, mb] = [byFn(pa.top), byFn(pb.top)];
+  const diffs = [...new Set([...ma.keys(), ...mb.keys()])].map((fn) => ({ fn, a: ma.get(fn) ?? 0, b: mb.get(fn) ?? 0 })).sort((x, y) => y.a - y.b - (x.a - x.b));
+  const show = (d: { fn: string; a: number; b: number }): string => `  ${(d.a - d.b).toFixed(2).padStart(6)}  ${d.a.toFixed(2).padStart(6)} ${d.b.toFixed(2).padStart(6)}  ${d.fn}`;
+  const origins = (p: ReturnType<typeof topSelf>): string => p.origins.map((o) => `${o.fn} ${o.micros.toFixed(2)}`).join(', ');
+  console.log(`${title}, profiled at once, ${seconds} s, sampled µs of self time per request (profiling slows both alike):`);
+  console.log(`${ours.label}: ${pa.micros} µs (${origins(pa)})\n${theirs.label}: ${pb.micros} µs (${origins(pb)})`);
+  console.log(`\nMore in ${ours.label} (difference, ours, theirs):\n${diffs.slice(0, 25).map(show).join('\n')}`);
+  console.log(`\nMore in ${theirs.label}:\n${diffs.slice(-25).reverse().map(show).join('\n')}`);
+}
+
 async function profiles(dir: string, upstreams: readonly string[]): Promise<void> {
-  const contenders = [...new Map(PAIRS.flatMap(([, , a, b]) => [a, b]).map((c) => [`${c.kind}:${c.library ?? ''}`, c])).values()].filter((c) => c.library !== '');
+  const contenders = [...new Map(PAIRS.filter(([id]) => !EXPLAIN.includes(id)).flatMap(([, , a, b]) => [a, b]).map((c) => [`${c.kind}:${c.library ?? ''}`, c])).values()].filter((c) => c.library !== '');
   const seconds = 5;
   const rows: ProfileResults['rows'][number][] = [];
   for (const contender of contenders) {
@@ -281,6 +334,7 @@ async function main(): Promise<void> {
   // Three for the group; a smoke run (one pair, no group) needs one.
   for (let i = 0; i < (smoke ? 1 : 3); i += 1) upstreams.push((await server('upstream', '')).url);
   if (profileDir !== null) return profiles(profileDir, upstreams);
+  if (profilePairId !== null) return profilePair(profilePairId, upstreams);
   const notes: string[] = [];
   if (!pinned) notes.push('One core only: nothing pinned.');
   if (OLD_BUILD === '' || !existsSync(OLD_BUILD)) notes.push(`${OLD_LABEL} not measured: RP_OLD_BUILD does not name its dist/index.js.`);
@@ -288,14 +342,14 @@ async function main(): Promise<void> {
   const pairs: CpuPair[] = [];
   // A smoke run proves the method on one pair.
   const wanted = only.length > 0 ? only : alone ? ALONE_PAIRS : smoke ? ['node'] : null;
-  const chosen = wanted === null ? PAIRS : PAIRS.filter(([id]) => wanted.includes(id));
+  const chosen = PAIRS.filter(([id]) => (wanted === null ? !EXPLAIN.includes(id) : wanted.includes(id)));
   for (const [id, title, ours, theirs, target] of chosen) {
     if ((ours.library ?? theirs.library) !== undefined && (OLD_BUILD === '' || !existsSync(OLD_BUILD))) continue;
     pairs.push(await (alone ? measureAlone : measurePair)(id, title, ours, theirs, target, upstreams));
   }
   const results: CpuResults = {
     date: new Date().toISOString(),
-    commit: execFileSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: ROOT, encoding: 'utf8' }).trim(),
+    commit: measuredCommit() ?? 'unknown',
     node: process.version,
     machine: `${cpus().length} cores`,
     windows: WINDOWS,

@@ -41,6 +41,12 @@ const json = (name: string): unknown => JSON.parse(readFileSync(join(ROOT, 'benc
 const results = readResults(latest);
 const profile = existsSync(join(ROOT, 'bench/results/profile.json')) ? (json('profile.json') as ProfileResults) : null;
 
+/** bench/cpu.ts's `node:http` pair, for the README's line beside `npm run bench`'s figure. */
+function nodePair(): { rpsRatio: number; cpuRatio: number } | null {
+  const pair = (json('cpu.json') as CpuResults).pairs.find((p) => p.id === 'node');
+  return pair === undefined ? null : { rpsRatio: pair.rpsRatio.median, cpuRatio: pair.cpuRatio.median };
+}
+
 interface Section {
   readonly doc: 'README.md' | 'BENCHMARKS.md' | `docs/${string}.md`;
   readonly name: string;
@@ -53,12 +59,12 @@ interface Section {
 }
 
 const SECTIONS: readonly Section[] = [
-  { doc: 'README.md', name: 'bench', from: relative(ROOT, latest), command: 'npm run bench', render: () => readmeBlock(results), smoke: results.run.smoke },
+  { doc: 'README.md', name: 'bench', from: relative(ROOT, latest), command: 'npm run bench', render: () => readmeBlock(results, nodePair()), smoke: results.run.smoke },
   { doc: 'docs/many-instances.md', name: 'fleet', from: 'bench/results/fleet.json', command: 'npx tsx bench/fleet.ts', render: () => fleetBlock(json('fleet.json') as FleetResults) },
   { doc: 'BENCHMARKS.md', name: 'fleet', from: 'bench/results/fleet.json', command: 'npx tsx bench/fleet.ts', render: () => fleetBlock(json('fleet.json') as FleetResults) },
   { doc: 'BENCHMARKS.md', name: 'bench', from: relative(ROOT, latest), command: 'npm run bench', render: () => benchmarksBlock(results), smoke: results.run.smoke },
-  { doc: 'BENCHMARKS.md', name: 'cpu', from: 'bench/results/cpu.json', command: 'npx tsx bench/cpu.ts', render: () => cpuBlock(json('cpu.json') as CpuResults, profile) },
-  { doc: 'BENCHMARKS.md', name: 'cpu-alone', from: 'bench/results/cpu-alone.json', command: 'npx tsx bench/cpu.ts --alone --windows 20', render: () => cpuAloneBlock(json('cpu-alone.json') as CpuResults, json('cpu.json') as CpuResults, profile, results.run.smoke ? null : nodeOverBare(results)) },
+  { doc: 'BENCHMARKS.md', name: 'cpu', from: 'bench/results/cpu.json', command: 'RP_OLD_BUILD=/tmp/a3c2e01/dist/index.js npx tsx bench/cpu.ts', render: () => cpuBlock(json('cpu.json') as CpuResults, profile) },
+  { doc: 'BENCHMARKS.md', name: 'cpu-alone', from: 'bench/results/cpu-alone.json', command: 'RP_OLD_BUILD=/tmp/a3c2e01/dist/index.js npx tsx bench/cpu.ts --alone --windows 20 (its verdict also reads cpu.json, profile.json and latest.json)', render: () => cpuAloneBlock(json('cpu-alone.json') as CpuResults, json('cpu.json') as CpuResults, profile, results.run.smoke ? null : nodeOverBare(results)) },
   { doc: 'BENCHMARKS.md', name: 'faults', from: 'bench/results/faults.json', command: 'npm run bench:faults', render: () => faultsBlock(readFaultResults()) },
   { doc: 'BENCHMARKS.md', name: 'tail', from: 'bench/results/tail.json', command: 'npx tsx bench/tail.ts', render: () => tailBlock(json('tail.json') as TailResults) },
   { doc: 'BENCHMARKS.md', name: 'otel-cost', from: 'bench/results/otel-cost.json', command: 'npx tsx bench/otel-cost.ts --baseline 881d500', render: () => otelCostBlock(json('otel-cost.json') as OtelCostResults) },

@@ -31,7 +31,7 @@ import autocannon from 'autocannon';
 import type { Command, HostEvent, ProxyConfig, ReplicaMode, Reply, Restart } from './fault-servers.js';
 import { nginxVersion, startNginxIn } from './nginx.js';
 import { faultsBlock } from './sections/faults.js';
-import { FAULTS, writeFaultResults, type Balance, type FaultResults, type FaultRow, type FaultScenario, type FaultScenarioId, type Recovery, type Spread } from './results.js';
+import { FAULTS, measuredCommit, writeFaultResults, type Balance, type FaultResults, type FaultRow, type FaultScenario, type FaultScenarioId, type Recovery, type Spread } from './results.js';
 
 const smoke = process.argv.includes('--smoke');
 const settings = smoke
@@ -467,17 +467,6 @@ function recoveryRow(runs: readonly Sample[]): { recovery?: Recovery } {
   };
 }
 
-/** The commit measured, and whether the work tree differed from it. */
-function commit(): string | null {
-  try {
-    const head = execFileSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: root, encoding: 'utf8' }).trim();
-    const measured = ['src', 'bench/*.ts', 'package.json', 'package-lock.json'];
-    const dirty = execFileSync('git', ['status', '--porcelain', '--', ...measured], { cwd: root, encoding: 'utf8' }).trim() !== '';
-    return dirty ? `${head} with uncommitted changes` : head;
-  } catch {
-    return null;
-  }
-}
 
 /** Busy CPU ticks of the whole machine, and of this process with its reaped children. */
 function cpuTicks(): { machine: number; ours: number } | null {
@@ -654,7 +643,7 @@ async function main(): Promise<void> {
   }
 
   const date = new Date().toISOString();
-  const measured = commit();
+  const measured = measuredCommit();
   const output: FaultResults = {
     schema: 1,
     run: {

@@ -1,3 +1,4 @@
+import { execFileSync } from 'node:child_process';
 // The benchmark's results as data: `npm run bench` writes them to
 // bench/results/latest.json, and `npm run bench:docs` renders README.md's
 // Performance block and BENCHMARKS.md's tables from that one file. Every
@@ -9,6 +10,18 @@ import { fileURLToPath } from 'node:url';
 
 export const ROOT = fileURLToPath(new URL('..', import.meta.url));
 export const LATEST = join(ROOT, 'bench/results/latest.json');
+
+/** The commit measured, and whether the work tree differed from it in what is measured (the library, the bench, the dependencies); `null` outside git. */
+export function measuredCommit(): string | null {
+  try {
+    const head = execFileSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: ROOT, encoding: 'utf8' }).trim();
+    const measured = ['src', 'bench/*.ts', 'bench/sections', 'package.json', 'package-lock.json'];
+    const dirty = execFileSync('git', ['status', '--porcelain', '--', ...measured], { cwd: ROOT, encoding: 'utf8' }).trim() !== '';
+    return dirty ? `${head} with uncommitted changes` : head;
+  } catch {
+    return null;
+  }
+}
 
 /** A median over rounds, with the lowest and highest round. */
 export interface Spread {

@@ -20,7 +20,7 @@ import { setTimeout as delay } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import autocannon from 'autocannon';
 import { benchmarksBlock } from './sections/throughput.js';
-import { asEarlier, LATEST, readResults, writeResults, type BenchResults, type ContenderId, type MemoryRow, type RefusalMeasure, type ThroughputTable } from './results.js';
+import { asEarlier, LATEST, measuredCommit, readResults, writeResults, type BenchResults, type ContenderId, type MemoryRow, type RefusalMeasure, type ThroughputTable } from './results.js';
 import type { Kind } from './servers.js';
 import { writeBytes } from './write-bytes.js';
 
@@ -164,18 +164,6 @@ const median = (values: number[]): number => {
 };
 const spread = (values: number[]) => ({ median: median(values), min: Math.min(...values), max: Math.max(...values) });
 
-/** The commit measured, and whether the work tree differed from it. */
-function commit(): string | null {
-  try {
-    const head = execFileSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: root, encoding: 'utf8' }).trim();
-    // Only what is measured counts: the library, the bench and the dependencies.
-    const measured = ['src', 'bench/*.ts', 'package.json', 'package-lock.json'];
-    const dirty = execFileSync('git', ['status', '--porcelain', '--', ...measured], { cwd: root, encoding: 'utf8' }).trim() !== '';
-    return dirty ? `${head} with uncommitted changes` : head;
-  } catch {
-    return null;
-  }
-}
 
 function rssMiB(pid: number): number {
   const status = readFileSync(`/proc/${pid}/status`, 'utf8');
@@ -314,7 +302,7 @@ async function main(): Promise<void> {
   };
 
   const date = new Date().toISOString();
-  const measured = commit();
+  const measured = measuredCommit();
   const previous = !smoke && outFile === LATEST && existsSync(LATEST) ? readResults(LATEST) : null;
   const results: BenchResults = {
     schema: 1,

@@ -10,7 +10,7 @@ import Fastify from 'fastify';
 import fastifyHttpProxy from '@fastify/http-proxy';
 import { createProxyMiddleware } from 'http-proxy-middleware';
 import { Agent as HttpAgent } from 'node:http';
-import { Pool } from 'undici';
+import { Dispatcher, Pool } from 'undici';
 import { subscribe } from 'node:diagnostics_channel';
 import { DIAGNOSTICS_CHANNELS } from 'resilient-proxy';
 import { fastifyProxy } from 'resilient-proxy/fastify';
@@ -33,6 +33,10 @@ export const KINDS = [
   'rp-stale',
   'rp-channels',
   'rp-hooks',
+  // For bench/cpu.ts's pairs that explain a group's cost (run only when named).
+  'upstream-three-ports',
+  'rp-three-pools',
+  'rp-one-pool',
 ] as const;
 export type Kind = (typeof KINDS)[number];
 
@@ -111,6 +115,25 @@ async function listen(listener: RequestListener): Promise<number> {
   return (server.address() as AddressInfo).port;
 }
 
+/** A dispatcher over `pools` taken in turn: a single target's requests spread over several pools, as a group's are over its hosts'. */
+class Rotation extends Dispatcher {
+  #next = 0;
+  constructor(private readonly pools: readonly Pool[]) {
+    super();
+  }
+  override dispatch(options: Dispatcher.DispatchOptions, handler: Dispatcher.DispatchHandler): boolean {
+    const pool = this.pools[this.#next % this.pools.length] as Pool;
+    this.#next += 1;
+    return pool.dispatch(options, handler);
+  }
+  override async close(): Promise<void> {
+    await Promise.all(this.pools.map((pool) => pool.close()));
+  }
+  override async destroy(): Promise<void> {
+    await Promise.all(this.pools.map((pool) => pool.destroy()));
+  }
+}
+
 /** Everything on: timeouts (including a deadline), retries with a budget, the breaker with a capacity. */
 const fullyArmed = {
   timeout: { connect: 2_000, response: 10_000, idle: 10_000, total: 30_000 },
@@ -170,6 +193,16 @@ async function start(kind: Kind, target: string): Promise<number> {
       app.use('/', createProxy({ target }));
       return listen(app);
     }
+    case 'upstream-three-ports': {
+      // One process, three origins: the ports after the first are told through `ports`.
+      const ports = [await listen(upstream), await listen(upstream), await listen(upstream)];
+      extraPorts = ports.slice(1);
+      return ports[0] ?? 0;
+    }
+    case 'rp-three-pools':
+      return listen(createProxy({ target, dispatcher: new Rotation([new Pool(target), new Pool(target), new Pool(target)]) }));
+    case 'rp-one-pool':
+      return listen(createProxy({ target, dispatcher: new Rotation([new Pool(target)]) }));
     case 'rp-group':
       // `target` is a comma-separated list of hosts.
       return listen(createProxy({ target: target.split(',') }));
@@ -186,8 +219,9 @@ async function start(kind: Kind, target: string): Promise<number> {
 const [name = '', target = ''] = process.argv.slice(2);
 const kind = KINDS.find((known) => known === name);
 if (kind === undefined) throw new TypeError(`unknown server kind ${name}`);
+let extraPorts: number[] = [];
 const port = await start(kind, target);
-process.send?.({ port, library: process.env.RP_LIBRARY ?? import.meta.resolve('resilient-proxy') });
+process.send?.({ port, ports: [port, ...extraPorts], library: process.env.RP_LIBRARY ?? import.meta.resolve('resilient-proxy') });
 // bench/cpu.ts asks for the process's CPU time (user + system, µs) before and after each window.
 process.on('message', (message) => {
   if (message === 'cpu') process.send?.({ cpu: process.cpuUsage() });

@@ -353,7 +353,7 @@ export function nodeOverBare(results: BenchResults): { ratio: number; size: stri
 }
 
 /** Everything between the markers in README.md's Performance section. */
-export function readmeBlock(results: BenchResults): string {
+export function readmeBlock(results: BenchResults, sideBySide: { readonly rpsRatio: number; readonly cpuRatio: number } | null = null): string {
   const view = new View(results);
   const size = view.firstSize?.size ?? '1k';
   const sizeLabel = view.firstSize === undefined ? '1 KiB' : bytesLabel(view.firstSize.bytes);
@@ -367,7 +367,10 @@ export function readmeBlock(results: BenchResults): string {
     bullets.push(
       `**On bare \`node:http\`:** at ${sizeLabel}, resilient-proxy with its defaults (timeouts, retries, breaker) serves ` +
         `${times(cB)} the requests per second of a hand-written undici proxy (\`Pool.stream\`), at a p99 of ` +
-        `${ms(c.p99.median)} ms against ${ms(b.p99.median)} ms.`,
+        `${ms(c.p99.median)} ms against ${ms(b.p99.median)} ms` +
+        (sideBySide === null
+          ? '.'
+          : `; measured side by side, both at once on one core (the method of record, which moves less between runs), ${times(sideBySide.rpsRatio)} the requests at ${times(sideBySide.cpuRatio)} the CPU per request.`),
     );
   }
   const b2B = view.ratio(size, 'b2', 'b');

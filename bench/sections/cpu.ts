@@ -95,7 +95,7 @@ function nodeVerdict(simultaneous: CpuResults, alone: CpuResults, profile: Profi
   const met = node.rpsRatio.median >= node.target;
   const lines = [
     `**The \`node:http\` target, req/s ≥ ${times(node.target)} the bare undici proxy's, by the method issue 20 asks for (the simultaneous pairs above): ${met ? 'met' : 'missed'}**, ${exact(node.rpsRatio.median)} (CPU per request ${exact(node.cpuRatio.median)}).`,
-    `The other ways of measuring it disagree with each other more than with that figure: one contender at a time (the table above) ${exact(nodeAlone.rpsRatio.median)}, with rounds from ${times(nodeAlone.rpsRatio.min)} to ${times(nodeAlone.rpsRatio.max)}`,
+    `The other ways of measuring it: one contender at a time (the table above) ${exact(nodeAlone.rpsRatio.median)}, with rounds from ${times(nodeAlone.rpsRatio.min)} to ${times(nodeAlone.rpsRatio.max)}`,
   ];
   const profiled = (label: string): number | undefined => profile?.rows.find((r) => r.label === label)?.requests;
   const [ours, bare] = [profiled(node.ours), profiled(node.theirs)];
@@ -112,7 +112,7 @@ function nodeVerdict(simultaneous: CpuResults, alone: CpuResults, profile: Profi
   const own = row?.origins.find((o) => o.fn === 'resilient-proxy');
   if (row !== undefined && own !== undefined) {
     lines.push(
-      `resilient-proxy's own functions are ${own.micros.toFixed(1)} µs of the ${row.micros.toFixed(1)} µs sampled per request (${((own.micros / row.micros) * 100).toFixed(0)} %, profile above; self time only: what they cause inside Node and undici, such as promises, timers and the forwarding headers undici validates, is counted there), so what is left to cut is a few per cent at most.`,
+      `resilient-proxy's own functions are ${own.micros.toFixed(1)} µs of the ${row.micros.toFixed(1)} µs sampled per request (${((own.micros / row.micros) * 100).toFixed(0)} %, profile above; self time only: what they cause inside Node and undici, such as promises, timers and the forwarding headers undici validates, is counted there).`,
     );
   }
   return ['', lines.join(' ')];

@@ -14,8 +14,12 @@ export function nginxVersion(): string | null {
   return /nginx\/(\S+)/.exec(`${probe.stderr}${probe.stdout}`)?.[1] ?? 'unknown';
 }
 
-/** Writes `dir/nginx.conf` (listening on `port`, proxying to the replicas) and starts nginx on it. `location` adds directives to `location /`. */
-export function startNginxIn(dir: string, port: number, replicaPorts: readonly number[], location: readonly string[] = []): ChildProcess {
+/**
+ * Writes `dir/nginx.conf` (listening on `port`, proxying to the replicas) and
+ * starts nginx on it. `location` adds directives to `location /`; `keepalive`
+ * is the upstream block's idle connections per worker (32).
+ */
+export function startNginxIn(dir: string, port: number, replicaPorts: readonly number[], location: readonly string[] = [], keepalive = 32): ChildProcess {
   writeFileSync(
     join(dir, 'nginx.conf'),
     `worker_processes 1;
@@ -29,7 +33,7 @@ http {
   uwsgi_temp_path ${dir}/uwsgi; scgi_temp_path ${dir}/scgi;
   upstream replicas {
 ${replicaPorts.map((p) => `    server 127.0.0.1:${p};`).join('\n')}
-    keepalive 32;
+    keepalive ${keepalive};
     keepalive_requests 1000000;
   }
   # Connections kept for good, as the Node contenders keep them (nginx closes one after 1000 requests by default).

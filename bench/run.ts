@@ -9,9 +9,9 @@
 // its results go to a temporary file, never to latest.json.
 // `--out FILE` writes the results elsewhere.
 
-import { execFileSync, fork, spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, fork, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { request } from 'node:http';
 import { createServer, connect, type AddressInfo } from 'node:net';
 import { cpus, tmpdir, totalmem, type } from 'node:os';
@@ -20,6 +20,7 @@ import { setTimeout as delay } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import autocannon from 'autocannon';
 import { benchmarksBlock } from './sections/throughput.js';
+import { nginxVersion, startNginxIn } from './nginx.js';
 import { asEarlier, LATEST, measuredCommit, readResults, writeResults, type BenchResults, type ContenderId, type MemoryRow, type RefusalMeasure, type ThroughputTable } from './results.js';
 import type { Kind } from './servers.js';
 import { writeBytes } from './write-bytes.js';
@@ -90,44 +91,12 @@ async function waitForPort(port: number): Promise<void> {
 
 /** nginx as a reverse proxy, one worker, keep-alive upstream, no buffering: when it is installed. */
 async function nginx(upstreamUrl: string): Promise<Contender | null> {
-  try {
-    execFileSync('nginx', ['-v'], { stdio: 'ignore' });
-  } catch {
-    return null;
-  }
+  if (nginxVersion() === null) return null;
   const dir = mkdtempSync(join(tmpdir(), 'rp-bench-nginx-'));
   const port = await freePort();
-  const upstream = new URL(upstreamUrl).host;
-  writeFileSync(
-    join(dir, 'nginx.conf'),
-    `worker_processes 1;
-pid ${dir}/nginx.pid;
-error_log ${dir}/error.log warn;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  client_body_temp_path ${dir}/body; proxy_temp_path ${dir}/proxy; fastcgi_temp_path ${dir}/fastcgi;
-  uwsgi_temp_path ${dir}/uwsgi; scgi_temp_path ${dir}/scgi;
-  client_max_body_size 0;
-  # Connections kept for good on both sides, as the Node contenders keep them:
-  # at nginx's default of 1000 requests it closes a connection, and a client
-  # that already sent the next request on it sees an error.
-  keepalive_requests 1000000;
-  upstream backend { server ${upstream}; keepalive 64; keepalive_requests 1000000; }
-  server {
-    listen 127.0.0.1:${port};
-    location / {
-      proxy_pass http://backend;
-      proxy_http_version 1.1;
-      proxy_set_header Connection "";
-      proxy_buffering off;
-      proxy_request_buffering off;
-    }
-  }
-}
-`,
-  );
-  const child = spawn('nginx', ['-p', dir, '-c', join(dir, 'nginx.conf'), '-e', join(dir, 'error.log'), '-g', 'daemon off;'], { stdio: 'inherit' });
+  const upstreamPort = Number(new URL(upstreamUrl).port);
+  // No body size limit and no buffering either way: the upload and 1 MiB rows stream, as the Node contenders do.
+  const child = startNginxIn(dir, port, [upstreamPort], ['client_max_body_size 0;', 'proxy_buffering off;', 'proxy_request_buffering off;'], 64);
   children.push(child);
   await waitForPort(port);
   return {

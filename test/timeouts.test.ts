@@ -151,6 +151,23 @@ describe('per-phase timeouts', () => {
     expect(result.body.toString()).toBe('..........');
   });
 
+  it('idle is the whole idle between chunks after a head that came alone (the 100 ms head hold counts toward the first gap only)', async () => {
+    // The head comes alone; then a chunk 950 ms later and another 950 ms
+    // after that, each within idle (1000 ms), but past idle minus the hold.
+    const slowChunks: Behaviour = ({ res }) => {
+      res.writeHead(200, { 'content-type': 'text/plain' }).flushHeaders();
+      const timers = [setTimeout(() => res.write('a'), 950), setTimeout(() => res.end('b'), 1900)];
+      res.once('close', () => timers.forEach(clearTimeout));
+    };
+    const { url } = await upstream({ fallback: slowChunks });
+    const gateway = await listen(expressGateway({ target: url, timeout: { idle: 1000 } }));
+
+    const result = await rawGet(`${gateway.url}/api/chunks`);
+
+    expect(result.ending).toBe('complete');
+    expect(result.body.toString()).toBe('ab');
+  });
+
   it('a phase shorter than the one before it fires at its own time: response 100 ms after a 5 s connect', async () => {
     const { url } = await upstream({ fallback: faults.hang() });
     const { value: response, ms } = await timed(request(expressGateway({ target: url, timeout: { connect: 5000, response: 100 } })).get('/api/x'));

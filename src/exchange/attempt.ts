@@ -518,7 +518,11 @@ export class Attempt implements Dispatcher.DispatchHandler {
     if (this.#timerKind === 'hold' && (idle === 0 || idle > HEAD_HOLD_MS)) {
       // No body byte yet: the head goes out now, and the idle timer counts
       // what the hold did not.
-      if (this.#commit(true)) this.#arm('idle', idle === 0 ? 0 : idle - HEAD_HOLD_MS);
+      if (this.#commit(true)) {
+        this.#arm('idle', idle === 0 ? 0 : idle - HEAD_HOLD_MS);
+        // Only this first gap counts the hold: each chunk after it restarts the whole `idle`.
+        this.#timerMs = idle;
+      }
       return;
     }
     const body = this.#spec.body;

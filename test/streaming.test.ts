@@ -9,10 +9,11 @@ import { pipeline } from 'node:stream/promises';
 import express from 'express';
 import express4 from 'express4';
 import request from 'supertest';
+import { Agent } from 'undici';
 import { describe, expect, it } from 'vitest';
 import { keepRawBody, type FailureEvent } from '../src/index.js';
 import { faults, type Behaviour } from '../src/testing/index.js';
-import { expressGateway, listen, proxy, rawGet, upstream } from './support.js';
+import { expressGateway, listen, onCleanup, proxy, rawGet, upstream } from './support.js';
 
 const MiB = 1024 * 1024;
 
@@ -176,6 +177,44 @@ describe('a response head whose body comes later (event streams, long polls)', (
       );
     });
     expect(result).toBe('Made It');
+  });
+
+  it('a whole body in one chunk whose end comes later (a dispatcher that holds it) still reaches the client whole, head and body first', async () => {
+    const up = await upstream({ fallback: ({ res }) => res.writeHead(200, { 'content-type': 'text/plain', 'content-length': 5 }).end('hello') });
+    let release = (): void => undefined;
+    const released = new Promise<void>((resolve) => (release = resolve));
+    // An interceptor that passes the head and the body on at once, and the end only when released.
+    const agent = new Agent();
+    onCleanup(() => agent.close());
+    const dispatcher = agent.compose((dispatch) => (options, handler) =>
+      dispatch(options, {
+        onRequestStart: (controller, context) => handler.onRequestStart?.(controller, context),
+        onResponseStart: (controller, status, headers, message) => handler.onResponseStart?.(controller, status, headers, message),
+        onResponseData: (controller, chunk) => handler.onResponseData?.(controller, chunk),
+        onResponseEnd: (controller, trailers) => void released.then(() => handler.onResponseEnd?.(controller, trailers)),
+        onResponseError: (controller, error) => handler.onResponseError?.(controller, error),
+      }),
+    );
+    const gateway = await listen(expressGateway({ target: up.url, dispatcher }));
+
+    // The body reaches the client before its end is released: it does not wait for the end.
+    const received = await new Promise<{ status: number; first: string; rest: Promise<string> }>((resolve, reject) => {
+      httpRequest(`${gateway.url}/api/x`, { agent: false }, (res) => {
+        res.setEncoding('utf8');
+        res.once('data', (first: string) => {
+          let rest = '';
+          res.on('data', (chunk: string) => (rest += chunk));
+          resolve({ status: res.statusCode ?? 0, first, rest: new Promise((done) => res.once('end', () => done(res.complete ? rest : 'truncated'))) });
+        });
+      })
+        .once('error', reject)
+        .end();
+    });
+    expect(received.status).toBe(200);
+    expect(received.first).toBe('hello');
+    release();
+
+    expect(await received.rest).toBe('');
   });
 });
 

@@ -140,9 +140,15 @@ export class Attempt implements Dispatcher.DispatchHandler {
   #bytes = 0;
   /** The upstream's response head, not yet sent to the client. */
   #pending: { statusCode: number; statusMessage: string | undefined; headers: OutgoingHttpHeaders; origin: OutgoingHttpHeaders | null } | null = null;
-  /** Paused until the client drains, and whether the drain listener is attached. */
+  /** The body length the upstream's head declares (NaN for none). */
+  #declared = Number.NaN;
+  /** A held head's body, whole in its first chunk: sent with the head by one `end` (see onResponseData). */
+  #whole: Buffer | null = null;
+  /** Paused until the client drains, and the drain listener once attached. */
   #awaitingDrain = false;
-  #drainListener = false;
+  #drainListener: (() => void) | null = null;
+  /** Listens for a streamed upload's end (only an upload that is still coming has one). */
+  #sentListener: (() => void) | null = null;
   /** A response being read whole for `transformResponse`. */
   #buffer: Buffer[] | null = null;
   /** The upstream's response is in: the user's transform is running. */
@@ -210,12 +216,14 @@ export class Attempt implements Dispatcher.DispatchHandler {
     const body = this.#spec.body;
     if (isStream(body) && !body.readableEnded) {
       this.#arm('idle');
-      body.once('end', this.#onRequestSent);
+      // Listeners made only for an upload still coming: a request without one allocates none.
+      this.#sentListener = () => this.#requestSent();
+      body.once('end', this.#sentListener);
       // What was read before the upstream was called counts toward the limit too.
       this.#bytes = body.received;
-      body.onProgress = this.#onUploadProgress;
+      body.onProgress = (chunk) => this.#uploadProgress(chunk);
     } else {
-      this.#onRequestSent();
+      this.#requestSent();
     }
   }
 
@@ -259,6 +267,7 @@ export class Attempt implements Dispatcher.DispatchHandler {
       return;
     }
     this.#pending = { statusCode, statusMessage, headers: outgoing, origin };
+    this.#declared = Number(headers['content-length']);
     this.#bytes = 0;
     // A 304 has no body, whatever its Content-Length says (RFC 9110 §8.6
     // allows one; undici would count the missing bytes as a mismatch): the
@@ -290,12 +299,32 @@ export class Attempt implements Dispatcher.DispatchHandler {
     // Until then the response timer stays set (it cannot fire before the
     // tick ends), so the idle timer can restart it instead of replacing it.
     this.#timerKind = 'hold';
-    process.nextTick(this.#armHold);
+    process.nextTick(Attempt.#armHold, this);
   }
 
-  readonly #armHold = (): void => {
-    if (!this.#settled && this.#pending !== null && this.#timerKind === 'hold') this.#arm('hold');
-  };
+  /** The end of the tick a held head came in (a static function: no closure per response). */
+  static #armHold(attempt: Attempt): void {
+    attempt.#holdTick();
+  }
+
+  #holdTick(): void {
+    if (this.#settled || this.#pending === null || this.#timerKind !== 'hold') return;
+    if (this.#whole === null) this.#arm('hold');
+    else if (this.#commit()) {
+      this.#arm('idle');
+      this.#flushWhole();
+    }
+  }
+
+  /** A whole body held for an end that did not come in the same read (a dispatcher that delays it): it goes out as any first chunk does. */
+  #flushWhole(): void {
+    const whole = this.#whole;
+    if (whole === null) return;
+    this.#whole = null;
+    const written = this.#spec.res.write(whole);
+    this.#tee?.write(whole);
+    if (!written && this.#controller !== null) this.#pauseForClient(this.#controller);
+  }
 
   /** Whether this response is to be read whole and transformed. */
   #transforms(transform: Readonly<Required<TransformResponse>>, statusCode: number, headers: IncomingHttpHeaders, outgoing: OutgoingHttpHeaders): boolean {
@@ -417,7 +446,13 @@ export class Attempt implements Dispatcher.DispatchHandler {
       return;
     }
     if (this.#pending === null) this.#restart();
-    else if (this.#commit()) this.#arm('idle');
+    else if (this.#bytes === this.#declared && this.#bytes === chunk.length) {
+      // The whole body in one chunk, with the head still held: its end comes
+      // in this same read, and head, body and end go out in one `res.end`
+      // (one write without the cork Node holds to the next tick for `write`).
+      this.#whole = chunk;
+      return;
+    } else if (this.#commit()) this.#arm('idle');
     else return;
     const res = this.#spec.res;
     const written = res.write(chunk);
@@ -435,9 +470,9 @@ export class Attempt implements Dispatcher.DispatchHandler {
     // One listener for the attempt's life: compression routes 'drain'
     // listeners to its zlib stream, where once()'s self-removal and off()
     // never reach, so a listener per pause would pile up there.
-    if (!this.#drainListener) {
-      this.#drainListener = true;
-      this.#spec.res.on('drain', this.#onClientDrain);
+    if (this.#drainListener === null) {
+      this.#drainListener = () => this.#clientDrained();
+      this.#spec.res.on('drain', this.#drainListener);
     }
   }
 
@@ -453,7 +488,13 @@ export class Attempt implements Dispatcher.DispatchHandler {
       return;
     }
     if (!this.#commit()) return;
-    this.#spec.res.end();
+    const whole = this.#whole;
+    if (whole === null) this.#spec.res.end();
+    else {
+      this.#whole = null;
+      this.#spec.res.end(whole);
+      this.#tee?.write(whole);
+    }
     this.#settle({ kind: 'delivered' });
   }
 
@@ -477,35 +518,40 @@ export class Attempt implements Dispatcher.DispatchHandler {
     }
   }
 
-  readonly #onRequestSent = (): void => {
+  #requestSent(): void {
     if (this.#settled || this.#phase !== 'request' && this.#phase !== 'connect') return;
     this.#stopWatchingUpload();
     this.#phase = 'response';
     this.sentAt = performance.now();
     this.#arm('response');
-  };
+  }
 
-  readonly #onUploadProgress = (chunk: Buffer): void => {
+  #uploadProgress(chunk: Buffer): void {
     this.#restart();
     const limit = this.#spec.limits.requestBodyBytes;
     this.#bytes += chunk.length;
     if (limit > 0 && this.#bytes > limit) this.abort(new LimitExceededError('request', limit));
-  };
+  }
 
-  readonly #onClientDrain = (): void => {
+  #clientDrained(): void {
     if (this.#settled || !this.#awaitingDrain) return;
     this.#awaitingDrain = false;
     this.#arm('idle');
     this.#controller?.resume();
-  };
+  }
 
-  readonly #onTimer = (): void => {
+  /** The attempt's one timer fired (a static function given the attempt: no closure per attempt). */
+  static #fire(attempt: Attempt): void {
+    attempt.#onTimer();
+  }
+
+  #onTimer(): void {
     this.#timer = null;
     if (this.#settled) return;
     // Set for an earlier phase, whose deadline has moved on since: the timer waits for the rest.
     const left = this.#due - performance.now();
     if (left >= 1) {
-      this.#timer = setTimeout(this.#onTimer, left);
+      this.#timer = setTimeout(Attempt.#fire, left, this);
       this.#timerAt = this.#due;
       return;
     }
@@ -522,6 +568,7 @@ export class Attempt implements Dispatcher.DispatchHandler {
         this.#arm('idle', idle === 0 ? 0 : idle - HEAD_HOLD_MS);
         // Only this first gap counts the hold: each chunk after it restarts the whole `idle`.
         this.#timerMs = idle;
+        this.#flushWhole();
       }
       return;
     }
@@ -535,7 +582,7 @@ export class Attempt implements Dispatcher.DispatchHandler {
     // A hold that outlasted the idle timeout: the first body byte is late.
     const kind = this.#timerKind === 'hold' ? 'idle' : this.#timerKind;
     this.abort(new ProxyTimeoutError(kind, this.#spec.timeout[kind]));
-  };
+  }
 
   #arm(kind: Exclude<TimerKind, 'total'> | 'hold', ms = kind === 'hold' ? holdMs(this.#spec.timeout.idle) : this.#spec.timeout[kind]): void {
     this.#timerKind = kind;
@@ -551,7 +598,7 @@ export class Attempt implements Dispatcher.DispatchHandler {
     // (issue 20). Only an earlier deadline (the head hold) sets it again.
     if (this.#timer !== null && this.#timerAt <= this.#due) return;
     this.#disarm();
-    this.#timer = setTimeout(this.#onTimer, ms);
+    this.#timer = setTimeout(Attempt.#fire, ms, this);
     this.#timerAt = this.#due;
   }
 
@@ -575,7 +622,7 @@ export class Attempt implements Dispatcher.DispatchHandler {
   #stopWatchingUpload(): void {
     const body = this.#spec.body;
     if (isStream(body)) {
-      body.off('end', this.#onRequestSent);
+      if (this.#sentListener !== null) body.off('end', this.#sentListener);
       body.onProgress = null;
     }
   }
@@ -591,7 +638,7 @@ export class Attempt implements Dispatcher.DispatchHandler {
     this.#disarm();
     this.#stopReadDeadline();
     this.#stopWatchingUpload();
-    if (this.#drainListener) this.#spec.res.off('drain', this.#onClientDrain);
+    if (this.#drainListener !== null) this.#spec.res.off('drain', this.#drainListener);
     if (this.#tee !== null) {
       // Only a body that ended whole is kept.
       if (outcome.kind === 'delivered') this.#tee.end();

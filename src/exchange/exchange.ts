@@ -116,7 +116,8 @@ export class Exchange extends AttemptLoop {
    * `.catch` of its own (one promise less a request).
    */
   async forward(context: ForwardContext | undefined): Promise<void> {
-    this.res.once('close', this.#onClientClose);
+    // `on`, not `once`: `finally` removes it, and `once` would wrap it in a closure of its own.
+    this.res.on('close', this.#onClientClose);
     let bug: { readonly error: unknown } | null = null;
     try {
       if (!this.#admitBody()) return;

@@ -5,13 +5,15 @@
 // both alike. Each window asks both processes for their process.cpuUsage()
 // (user + system, every thread) before and after, and divides by the requests
 // each served; the figure of a pair is the median of its per-window ratios,
-// with their spread. The same pairs' request counts give the req/s ratio.
+// with their spread. The same pairs' request counts give the req/s ratio, and
+// each side's event loop utilisation says whether the load kept it busy.
 //
 //   npx tsx bench/cpu.ts                 measure, write bench/results/cpu.json
 //   npx tsx bench/cpu.ts --smoke         one short window of one pair, writes nothing
 //   npx tsx bench/cpu.ts hooks group     only these pairs, printed, nothing written
 //   npx tsx bench/cpu.ts pools origins   the pairs that explain a group's cost (never in the default run)
 //   npx tsx bench/cpu.ts --windows 25 …  more windows (9 by default): a narrower median for an A/B
+//   npx tsx bench/cpu.ts --connections 64 …   another load (32 connections to each contender by default)
 //   npx tsx bench/cpu.ts --profile-pair group   both contenders of a pair under --cpu-prof at once: the
 //                                        functions whose time differs most between them, printed
 //   npx tsx bench/cpu.ts --alone         instead: issue 20's own method, one contender at a time on
@@ -45,11 +47,12 @@ const profileDir = profileIndex === -1 ? null : (process.argv[profileIndex + 1] 
 const profilePairIndex = process.argv.indexOf('--profile-pair');
 const profilePairId = profilePairIndex === -1 ? null : (process.argv[profilePairIndex + 1] ?? '');
 // Pair ids given on the command line: measure only those, print, write nothing.
-const only = process.argv.slice(2).filter((arg, i, all) => !arg.startsWith('--') && !['--profile', '--profile-pair', '--windows'].includes(all[i - 1] ?? ''));
+const only = process.argv.slice(2).filter((arg, i, all) => !arg.startsWith('--') && !['--profile', '--profile-pair', '--windows', '--connections'].includes(all[i - 1] ?? ''));
 const windowsIndex = process.argv.indexOf('--windows');
 const WINDOWS = smoke ? 1 : windowsIndex === -1 ? 9 : Number(process.argv[windowsIndex + 1]);
 const SECONDS = smoke ? 1 : 3;
-const CONNECTIONS = 32;
+const connectionsIndex = process.argv.indexOf('--connections');
+const CONNECTIONS = connectionsIndex === -1 ? 32 : Number(process.argv[connectionsIndex + 1]);
 const OLD_BUILD = process.env.RP_OLD_BUILD ?? '';
 const OLD_LABEL = process.env.RP_OLD_LABEL ?? 'a3c2e01';
 const childEnv = { ...process.env, TSX_TSCONFIG_PATH: join(ROOT, 'bench/tsconfig.runtime.json') };
@@ -82,14 +85,25 @@ async function stop(server: Server, signal: NodeJS.Signals = 'SIGTERM'): Promise
   await once(server.child, 'exit');
 }
 
-/** The process's CPU time so far, in µs. */
-async function cpuTime(server: Server): Promise<number> {
+interface Usage {
+  /** CPU time so far, µs. */
+  readonly cpu: number;
+  /** The event loop's time so far, ms: busy, and idle waiting for I/O. */
+  readonly active: number;
+  readonly idle: number;
+}
+
+/** The process's CPU time and event loop time so far. */
+async function usage(server: Server): Promise<Usage> {
   server.child.send('cpu');
   for (;;) {
-    const [message] = (await once(server.child, 'message')) as [{ cpu?: NodeJS.CpuUsage }];
-    if (message.cpu !== undefined) return message.cpu.user + message.cpu.system;
+    const [message] = (await once(server.child, 'message')) as [{ cpu?: NodeJS.CpuUsage; loop?: { active: number; idle: number } }];
+    if (message.cpu !== undefined) return { cpu: message.cpu.user + message.cpu.system, active: message.loop?.active ?? 0, idle: message.loop?.idle ?? 0 };
   }
 }
+
+/** The share of a window its event loop had work (not waiting for I/O): below 1, the load left it idle. */
+const busy = (before: Usage, after: Usage): number => (after.active - before.active) / Math.max(1e-9, after.active - before.active + after.idle - before.idle);
 
 async function load(url: string, seconds: number): Promise<number> {
   const result = await autocannon({ url: `${url}/1k`, connections: CONNECTIONS, duration: seconds, pipelining: 1 });
@@ -122,6 +136,10 @@ const PAIRS: [string, string, Contender, Contender, number | null][] = [
   // Where a group's cost lies (run only when named, see EXPLAIN).
   ['pools', 'one target over three pools in turn against one pool', { label: 'three pools', kind: 'rp-three-pools' }, { label: 'one pool', kind: 'rp-one-pool' }, null],
   ['origins', "a group of three origins of one upstream process against a single target", { label: 'group of three, one upstream process', kind: 'rp-group', group: 'one-process' }, node, null],
+  // The floor of the design: undici's dispatch() and a handler, nothing else. How much of the bare
+  // proxy's cost is its way of calling undici, and what resilient-proxy's defaults cost above that floor.
+  ['floor', 'a dispatch() proxy with no features against the bare undici proxy', { label: 'dispatch() and a handler, nothing else', kind: 'floor-dispatch' }, bare, null],
+  ['floor-node', 'resilient-proxy against a dispatch() proxy with no features', node, { label: 'dispatch() and a handler, nothing else', kind: 'floor-dispatch' }, null],
   ['stale', 'staleIfError on against off', { label: 'staleIfError: true', kind: 'rp-stale' }, node, null],
   ['channels', 'a subscriber on every diagnostics channel against none', { label: 'every channel subscribed', kind: 'rp-channels' }, node, null],
   ['hooks', 'a headers.request hook, onFailure and onRetry against none', { label: 'request hook + hooks', kind: 'rp-hooks' }, node, null],
@@ -146,29 +164,43 @@ async function start(contender: Contender, upstreams: readonly string[], execArg
   return started;
 }
 
+/** What the windows of one pair measured, window by window. */
+class Samples {
+  readonly cpuRatios: number[] = [];
+  readonly rpsRatios: number[] = [];
+  readonly oursMicros: number[] = [];
+  readonly theirsMicros: number[] = [];
+  readonly oursBusy: number[] = [];
+  readonly theirsBusy: number[] = [];
+
+  /** One window: each side's usage before and after, and the requests it served. */
+  add(ours: { before: Usage; after: Usage; requests: number }, theirs: { before: Usage; after: Usage; requests: number }): void {
+    const perA = (ours.after.cpu - ours.before.cpu) / Math.max(1, ours.requests);
+    const perB = (theirs.after.cpu - theirs.before.cpu) / Math.max(1, theirs.requests);
+    this.oursMicros.push(perA);
+    this.theirsMicros.push(perB);
+    this.cpuRatios.push(perA / perB);
+    this.rpsRatios.push(ours.requests / Math.max(1, theirs.requests));
+    this.oursBusy.push(busy(ours.before, ours.after));
+    this.theirsBusy.push(busy(theirs.before, theirs.after));
+  }
+}
+
 async function measurePair(id: string, title: string, ours: Contender, theirs: Contender, target: number | null, upstreams: readonly string[]): Promise<CpuPair> {
   const a = await start(ours, upstreams);
   const b = await start(theirs, upstreams);
   await Promise.all([load(a.url, smoke ? 0.5 : 2), load(b.url, smoke ? 0.5 : 2)]); // warm-up, not counted
-  const cpuRatios: number[] = [];
-  const rpsRatios: number[] = [];
-  const oursMicros: number[] = [];
-  const theirsMicros: number[] = [];
+  const samples = new Samples();
   for (let window = 0; window < WINDOWS; window += 1) {
-    const [a0, b0] = await Promise.all([cpuTime(a), cpuTime(b)]);
+    const [a0, b0] = await Promise.all([usage(a), usage(b)]);
     // The load that starts first swaps every window: neither side gets a head start every time.
     const [na, nb] = window % 2 === 0 ? await Promise.all([load(a.url, SECONDS), load(b.url, SECONDS)]) : ((await Promise.all([load(b.url, SECONDS), load(a.url, SECONDS)])).reverse() as [number, number]);
-    const [a1, b1] = await Promise.all([cpuTime(a), cpuTime(b)]);
-    const perA = (a1 - a0) / Math.max(1, na);
-    const perB = (b1 - b0) / Math.max(1, nb);
-    oursMicros.push(perA);
-    theirsMicros.push(perB);
-    cpuRatios.push(perA / perB);
-    rpsRatios.push(na / Math.max(1, nb));
+    const [a1, b1] = await Promise.all([usage(a), usage(b)]);
+    samples.add({ before: a0, after: a1, requests: na }, { before: b0, after: b1, requests: nb });
   }
   await stop(a);
   await stop(b);
-  return pairRow(id, title, ours, theirs, target, cpuRatios, rpsRatios, oursMicros, theirsMicros);
+  return pairRow(id, title, ours, theirs, target, samples);
 }
 
 /**
@@ -182,32 +214,26 @@ async function measureAlone(id: string, title: string, ours: Contender, theirs: 
   const b = await start(theirs, upstreams);
   await load(a.url, 2);
   await load(b.url, 2);
-  const cpuRatios: number[] = [];
-  const rpsRatios: number[] = [];
-  const oursMicros: number[] = [];
-  const theirsMicros: number[] = [];
-  const turn = async (server: Server): Promise<{ micros: number; requests: number }> => {
-    const before = await cpuTime(server);
+  const samples = new Samples();
+  const turn = async (server: Server): Promise<{ before: Usage; after: Usage; requests: number }> => {
+    const before = await usage(server);
     const requests = await load(server.url, SECONDS);
-    return { micros: ((await cpuTime(server)) - before) / Math.max(1, requests), requests };
+    return { before, after: await usage(server), requests };
   };
   for (let round = 0; round < WINDOWS; round += 1) {
     const first = round % 2 === 0 ? await turn(a) : await turn(b);
     const second = round % 2 === 0 ? await turn(b) : await turn(a);
     const [x, y] = round % 2 === 0 ? [first, second] : [second, first];
-    oursMicros.push(x.micros);
-    theirsMicros.push(y.micros);
-    cpuRatios.push(x.micros / y.micros);
-    rpsRatios.push(x.requests / Math.max(1, y.requests));
+    samples.add(x, y);
   }
   await stop(a);
   await stop(b);
-  return pairRow(id, title, ours, theirs, target, cpuRatios, rpsRatios, oursMicros, theirsMicros);
+  return pairRow(id, title, ours, theirs, target, samples);
 }
 
-function pairRow(id: string, title: string, ours: Contender, theirs: Contender, target: number | null, cpuRatios: number[], rpsRatios: number[], oursMicros: number[], theirsMicros: number[]): CpuPair {
-  const cpu = spread(cpuRatios);
-  const rps = spread(rpsRatios);
+function pairRow(id: string, title: string, ours: Contender, theirs: Contender, target: number | null, samples: Samples): CpuPair {
+  const cpu = spread(samples.cpuRatios);
+  const rps = spread(samples.rpsRatios);
   const result: CpuPair = {
     id,
     title,
@@ -216,10 +242,12 @@ function pairRow(id: string, title: string, ours: Contender, theirs: Contender, 
     target,
     cpuRatio: { median: round(cpu.median), min: round(cpu.min), max: round(cpu.max) },
     rpsRatio: { median: round(rps.median), min: round(rps.min), max: round(rps.max) },
-    oursMicros: round(median(oursMicros), 1),
-    theirsMicros: round(median(theirsMicros), 1),
+    oursMicros: round(median(samples.oursMicros), 1),
+    theirsMicros: round(median(samples.theirsMicros), 1),
+    oursBusy: round(median(samples.oursBusy)),
+    theirsBusy: round(median(samples.theirsBusy)),
   };
-  console.log(`${id.padEnd(9)} cpu/req ${result.cpuRatio.median.toFixed(3)} (${result.cpuRatio.min.toFixed(3)}–${result.cpuRatio.max.toFixed(3)})  req/s ${result.rpsRatio.median.toFixed(3)}  ${result.oursMicros} µs against ${result.theirsMicros} µs`);
+  console.log(`${id.padEnd(9)} cpu/req ${result.cpuRatio.median.toFixed(3)} (${result.cpuRatio.min.toFixed(3)}–${result.cpuRatio.max.toFixed(3)})  req/s ${result.rpsRatio.median.toFixed(3)}  ${result.oursMicros} µs against ${result.theirsMicros} µs  loop busy ${result.oursBusy} / ${result.theirsBusy}`);
   return result;
 }
 

@@ -37,6 +37,8 @@ export const KINDS = [
   'upstream-three-ports',
   'rp-three-pools',
   'rp-one-pool',
+  // For bench/cpu.ts's `floor` pairs: undici's dispatch() and a handler, nothing else.
+  'floor-dispatch',
 ] as const;
 export type Kind = (typeof KINDS)[number];
 
@@ -108,6 +110,35 @@ function bareUndici(target: string): RequestListener {
   };
 }
 
+/** The floor of the design (bench/cpu.ts's `floor` pair): undici's dispatch() with a handler that writes to the response, hop-by-hop stripping, and nothing else — no timers, ids, forwarding headers, breaker or retries. */
+class FloorHandler implements Dispatcher.DispatchHandler {
+  constructor(private readonly res: ServerResponse) {}
+  onRequestStart(): void {
+    // undici takes a handler for its new API by this method.
+  }
+  onResponseStart(_controller: Dispatcher.DispatchController, statusCode: number, headers: IncomingHttpHeaders): void {
+    this.res.writeHead(statusCode, strip(headers));
+  }
+  onResponseData(_controller: Dispatcher.DispatchController, chunk: Buffer): void {
+    this.res.write(chunk);
+  }
+  onResponseEnd(): void {
+    this.res.end();
+  }
+  onResponseError(): void {
+    if (this.res.headersSent) this.res.destroy();
+    else this.res.writeHead(502).end();
+  }
+}
+
+function floorDispatch(target: string): RequestListener {
+  const pool = new Pool(target);
+  return (req, res) => {
+    const hasBody = req.headers['content-length'] !== undefined || req.headers['transfer-encoding'] !== undefined;
+    pool.dispatch({ path: req.url ?? '/', method: req.method ?? 'GET', headers: strip(req.headers), body: hasBody ? req : null }, new FloorHandler(res));
+  };
+}
+
 async function listen(listener: RequestListener): Promise<number> {
   const server = createServer(listener);
   server.keepAliveTimeout = 60_000;
@@ -150,6 +181,8 @@ async function start(kind: Kind, target: string): Promise<number> {
       return listen(upstream);
     case 'bare-undici':
       return listen(bareUndici(target));
+    case 'floor-dispatch':
+      return listen(floorDispatch(target));
     case 'bare-undici-express': {
       // Not a contender: (b) inside Express, to show what Express itself costs.
       const app = express();
@@ -222,9 +255,9 @@ if (kind === undefined) throw new TypeError(`unknown server kind ${name}`);
 let extraPorts: number[] = [];
 const port = await start(kind, target);
 process.send?.({ port, ports: [port, ...extraPorts], library: process.env.RP_LIBRARY ?? import.meta.resolve('resilient-proxy') });
-// bench/cpu.ts asks for the process's CPU time (user + system, µs) before and after each window.
+// bench/cpu.ts asks for the process's CPU time (user + system, µs) and its event loop's busy and idle time before and after each window.
 process.on('message', (message) => {
-  if (message === 'cpu') process.send?.({ cpu: process.cpuUsage() });
+  if (message === 'cpu') process.send?.({ cpu: process.cpuUsage(), loop: performance.eventLoopUtilization() });
 });
 // A clean exit on SIGINT, so that `--cpu-prof` can write its profile.
 process.once('SIGINT', () => process.exit(0));

@@ -21,6 +21,9 @@ export interface CpuPair {
   /** Medians over the windows, µs of CPU per request: noisy (the machine is shared), the ratios are not. */
   readonly oursMicros: number;
   readonly theirsMicros: number;
+  /** Medians over the windows of the share of time each side's event loop had work (Node's eventLoopUtilization): below 1, the load left it waiting. Absent in runs before it was recorded. */
+  readonly oursBusy?: number;
+  readonly theirsBusy?: number;
 }
 
 export interface CpuResults {
@@ -74,11 +77,14 @@ function verdict(pair: CpuPair): string {
   return `req/s ≥ ${ratio(pair.target)} (${exact(pair.rpsRatio.median)}): ${pair.rpsRatio.median >= pair.target ? 'met' : '**missed**'}`;
 }
 
+/** Each side's event loop busy share, when the run recorded it. */
+const loopBusy = (p: CpuPair): string => (p.oursBusy === undefined || p.theirsBusy === undefined ? '–' : `${p.oursBusy.toFixed(2)} / ${p.theirsBusy.toFixed(2)}`);
+
 function pairTable(pairs: readonly CpuPair[], rps: string): string[] {
   return [
-    `| Pair | CPU per request, ours ÷ theirs: median (min–max) | ${rps}, ours ÷ theirs | µs per request (ours / theirs), each side's median: not the ratio's | Target |`,
-    '| --- | --- | --- | --- | --- |',
-    ...pairs.map((p) => `| ${p.title}: ${p.ours} ÷ ${p.theirs} | ${range(p.cpuRatio)} | ${range(p.rpsRatio)} | ${p.oursMicros.toFixed(1)} / ${p.theirsMicros.toFixed(1)} | ${verdict(p)} |`),
+    `| Pair | CPU per request, ours ÷ theirs: median (min–max) | ${rps}, ours ÷ theirs | µs per request (ours / theirs), each side's median: not the ratio's | Event loop busy (ours / theirs) | Target |`,
+    '| --- | --- | --- | --- | --- | --- |',
+    ...pairs.map((p) => `| ${p.title}: ${p.ours} ÷ ${p.theirs} | ${range(p.cpuRatio)} | ${range(p.rpsRatio)} | ${p.oursMicros.toFixed(1)} / ${p.theirsMicros.toFixed(1)} | ${loopBusy(p)} | ${verdict(p)} |`),
   ];
 }
 
@@ -106,6 +112,17 @@ function nodeVerdict(simultaneous: CpuResults, alone: CpuResults, profile: Profi
   if (oldBare !== undefined && oldBareAlone !== undefined && old !== undefined && oldAlone !== undefined) {
     lines.push(
       `The target was the issue's own figure for ${old.theirs.replace(/^resilient-proxy at /, '').replace(/, node:http$/, '')} (1.265×, by its one-at-a-time method), which does not reproduce here: ${exact(oldBare.rpsRatio.median)} in the pairs, ${exact(oldBareAlone.rpsRatio.median)} alone. This build's CPU per request is ${exact(old.cpuRatio.median)} of that build's in the pairs and ${exact(oldAlone.cpuRatio.median)} alone (the target "at or below").`,
+    );
+  }
+  const [floor, floorNode] = [find(simultaneous, 'floor'), find(simultaneous, 'floor-node')];
+  if (floor !== undefined && floorNode !== undefined) {
+    lines.push(
+      `The floor of the design, undici's \`dispatch()\` with a handler that writes to the response and nothing else (the \`floor\` rows), serves ${exact(floor.rpsRatio.median)} the bare proxy's req/s at ${exact(floor.cpuRatio.median)} its CPU per request: most of what the bare proxy pays is its way of calling undici (an \`AbortController\` and undici's stream API). resilient-proxy with its defaults costs ${exact(floorNode.cpuRatio.median)} the floor's CPU per request: per-phase timers, the breaker, retry bookkeeping, the forwarding headers and the request id.`,
+    );
+  }
+  if (node.oursBusy !== undefined && node.theirsBusy !== undefined && node.oursBusy < node.theirsBusy) {
+    lines.push(
+      `req/s falls short of what CPU alone gives (${exact(1 / node.cpuRatio.median)}) because the load, ${simultaneous.connections} connections to each, leaves the cheaper proxy waiting for it more often: its event loop was busy ${(node.oursBusy * 100).toFixed(0)} % of each window (median), the bare proxy's ${(node.theirsBusy * 100).toFixed(0)} % (\`bench/cpu.ts --connections N\` tries another load).`,
     );
   }
   const row = profile?.rows.find((r) => r.label === node.ours);

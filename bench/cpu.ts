@@ -14,6 +14,7 @@
 //   npx tsx bench/cpu.ts pools origins   the pairs that explain a group's cost (never in the default run)
 //   npx tsx bench/cpu.ts --windows 25 …  more windows (9 by default): a narrower median for an A/B
 //   npx tsx bench/cpu.ts --connections 64 …   another load (32 connections to each contender by default)
+//   npx tsx bench/cpu.ts --lives 1 …     the windows in one process pair (spread over 3 fresh pairs by default)
 //   npx tsx bench/cpu.ts --profile-pair group   both contenders of a pair under --cpu-prof at once: the
 //                                        functions whose time differs most between them, printed
 //   npx tsx bench/cpu.ts --alone         instead: issue 20's own method, one contender at a time on
@@ -47,9 +48,12 @@ const profileDir = profileIndex === -1 ? null : (process.argv[profileIndex + 1] 
 const profilePairIndex = process.argv.indexOf('--profile-pair');
 const profilePairId = profilePairIndex === -1 ? null : (process.argv[profilePairIndex + 1] ?? '');
 // Pair ids given on the command line: measure only those, print, write nothing.
-const only = process.argv.slice(2).filter((arg, i, all) => !arg.startsWith('--') && !['--profile', '--profile-pair', '--windows', '--connections'].includes(all[i - 1] ?? ''));
+const only = process.argv.slice(2).filter((arg, i, all) => !arg.startsWith('--') && !['--profile', '--profile-pair', '--windows', '--connections', '--lives'].includes(all[i - 1] ?? ''));
 const windowsIndex = process.argv.indexOf('--windows');
 const WINDOWS = smoke ? 1 : windowsIndex === -1 ? 9 : Number(process.argv[windowsIndex + 1]);
+const livesIndex = process.argv.indexOf('--lives');
+/** Fresh process pairs a pair's windows are spread over (simultaneous pairs only). */
+const LIVES = Math.min(WINDOWS, livesIndex === -1 ? 3 : Number(process.argv[livesIndex + 1]));
 const SECONDS = smoke ? 1 : 3;
 const connectionsIndex = process.argv.indexOf('--connections');
 const CONNECTIONS = connectionsIndex === -1 ? 32 : Number(process.argv[connectionsIndex + 1]);
@@ -187,19 +191,24 @@ class Samples {
 }
 
 async function measurePair(id: string, title: string, ours: Contender, theirs: Contender, target: number | null, upstreams: readonly string[]): Promise<CpuPair> {
-  const a = await start(ours, upstreams);
-  const b = await start(theirs, upstreams);
-  await Promise.all([load(a.url, smoke ? 0.5 : 2), load(b.url, smoke ? 0.5 : 2)]); // warm-up, not counted
   const samples = new Samples();
-  for (let window = 0; window < WINDOWS; window += 1) {
-    const [a0, b0] = await Promise.all([usage(a), usage(b)]);
-    // The load that starts first swaps every window: neither side gets a head start every time.
-    const [na, nb] = window % 2 === 0 ? await Promise.all([load(a.url, SECONDS), load(b.url, SECONDS)]) : ((await Promise.all([load(b.url, SECONDS), load(a.url, SECONDS)])).reverse() as [number, number]);
-    const [a1, b1] = await Promise.all([usage(a), usage(b)]);
-    samples.add({ before: a0, after: a1, requests: na }, { before: b0, after: b1, requests: nb });
+  // The windows are spread over fresh processes: what V8 happened to compile
+  // in one process pair moves its every window alike, and a run's figure
+  // must not rest on one such draw.
+  for (let life = 0; life < LIVES; life += 1) {
+    const a = await start(ours, upstreams);
+    const b = await start(theirs, upstreams);
+    await Promise.all([load(a.url, smoke ? 0.5 : 2), load(b.url, smoke ? 0.5 : 2)]); // warm-up, not counted
+    for (let window = life; window < WINDOWS; window += LIVES) {
+      const [a0, b0] = await Promise.all([usage(a), usage(b)]);
+      // The load that starts first swaps every window: neither side gets a head start every time.
+      const [na, nb] = window % 2 === 0 ? await Promise.all([load(a.url, SECONDS), load(b.url, SECONDS)]) : ((await Promise.all([load(b.url, SECONDS), load(a.url, SECONDS)])).reverse() as [number, number]);
+      const [a1, b1] = await Promise.all([usage(a), usage(b)]);
+      samples.add({ before: a0, after: a1, requests: na }, { before: b0, after: b1, requests: nb });
+    }
+    await stop(a);
+    await stop(b);
   }
-  await stop(a);
-  await stop(b);
   return pairRow(id, title, ours, theirs, target, samples);
 }
 
@@ -381,6 +390,7 @@ async function main(): Promise<void> {
     node: process.version,
     machine: `${cpus().length} cores`,
     windows: WINDOWS,
+    lives: alone ? 1 : LIVES,
     seconds: SECONDS,
     connections: CONNECTIONS,
     totalSeconds: Math.round((performance.now() - started) / 1000),

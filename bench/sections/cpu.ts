@@ -32,6 +32,8 @@ export interface CpuResults {
   readonly node: string;
   readonly machine: string;
   readonly windows: number;
+  /** Fresh process pairs the windows were spread over (absent: one). */
+  readonly lives?: number;
   readonly seconds: number;
   readonly connections: number;
   readonly totalSeconds: number;
@@ -149,7 +151,7 @@ export function cpuAloneBlock(results: CpuResults, simultaneous: CpuResults, pro
 
 export function cpuBlock(results: CpuResults, profile: ProfileResults | null): string {
   const lines = [
-    `Run on ${results.date.slice(0, 10)}, commit ${results.commit}, Node ${results.node}, ${results.machine}: ${results.windows} windows of ${results.seconds} s per pair, ${results.connections} connections to each contender, both contenders pinned to one core and loaded at once from the other (${results.totalSeconds} s in all).`,
+    `Run on ${results.date.slice(0, 10)}, commit ${results.commit}, Node ${results.node}, ${results.machine}: ${results.windows} windows of ${results.seconds} s per pair${(results.lives ?? 1) > 1 ? ` over ${results.lives ?? 1} fresh process pairs` : ''}, ${results.connections} connections to each contender, both contenders pinned to one core and loaded at once from the other (${results.totalSeconds} s in all).`,
     '',
     ...pairTable(results.pairs, 'req/s in the same windows'),
   ];

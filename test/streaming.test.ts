@@ -216,6 +216,54 @@ describe('a response head whose body comes later (event streams, long polls)', (
 
     expect(await received.rest).toBe('');
   });
+
+  it('a whole body that comes after its head, its end held by the dispatcher, with timeout.idle at the hold (100 ms): sent when the hold runs out, not taken for a late first byte', async () => {
+    let headIn = (): void => undefined;
+    const headSeen = new Promise<void>((resolve) => (headIn = resolve));
+    // The body is sent only once the proxy has the head: it comes in a later read than the head.
+    const up = await upstream({
+      fallback: ({ res }) => {
+        res.writeHead(200, { 'content-type': 'text/plain', 'content-length': 5 });
+        res.flushHeaders();
+        void headSeen.then(() => res.end('hello'));
+      },
+    });
+    let release = (): void => undefined;
+    const released = new Promise<void>((resolve) => (release = resolve));
+    const agent = new Agent();
+    onCleanup(() => agent.close());
+    const dispatcher = agent.compose((dispatch) => (options, handler) =>
+      dispatch(options, {
+        onRequestStart: (controller, context) => handler.onRequestStart?.(controller, context),
+        onResponseStart: (controller, status, headers, message) => {
+          handler.onResponseStart?.(controller, status, headers, message);
+          headIn();
+        },
+        onResponseData: (controller, chunk) => handler.onResponseData?.(controller, chunk),
+        onResponseEnd: (controller, trailers) => void released.then(() => handler.onResponseEnd?.(controller, trailers)),
+        onResponseError: (controller, error) => handler.onResponseError?.(controller, error),
+      }),
+    );
+    const gateway = await listen(expressGateway({ target: up.url, dispatcher, retry: false, timeout: { idle: 100 } }));
+
+    const received = await new Promise<{ status: number; first: string; rest: Promise<string> }>((resolve, reject) => {
+      httpRequest(`${gateway.url}/api/x`, { agent: false }, (res) => {
+        res.setEncoding('utf8');
+        res.once('data', (first: string) => {
+          let rest = '';
+          res.on('data', (chunk: string) => (rest += chunk));
+          resolve({ status: res.statusCode ?? 0, first, rest: new Promise((done) => res.once('end', () => done(res.complete ? rest : 'truncated'))) });
+        });
+      })
+        .once('error', reject)
+        .end();
+    });
+    expect(received.status).toBe(200);
+    expect(received.first).toBe('hello');
+    release();
+
+    expect(await received.rest).toBe('');
+  });
 });
 
 describe('a client that disconnects', () => {

@@ -561,6 +561,15 @@ export class Attempt implements Dispatcher.DispatchHandler {
       return;
     }
     const { idle } = this.#spec.timeout;
+    if (this.#timerKind === 'hold' && this.#whole !== null) {
+      // The whole body came during the hold (after its tick), its end not yet:
+      // no byte is late, whatever `idle` is; the end gets the whole idle timeout.
+      if (this.#commit()) {
+        this.#arm('idle');
+        this.#flushWhole();
+      }
+      return;
+    }
     if (this.#timerKind === 'hold' && (idle === 0 || idle > HEAD_HOLD_MS)) {
       // No body byte yet: the head goes out now, and the idle timer counts
       // what the hold did not.
@@ -568,7 +577,6 @@ export class Attempt implements Dispatcher.DispatchHandler {
         this.#arm('idle', idle === 0 ? 0 : idle - HEAD_HOLD_MS);
         // Only this first gap counts the hold: each chunk after it restarts the whole `idle`.
         this.#timerMs = idle;
-        this.#flushWhole();
       }
       return;
     }

@@ -21,7 +21,7 @@ import { cpuAloneBlock, cpuBlock, type CpuResults, type ProfileResults } from '.
 import { faultsBlock } from './sections/faults.js';
 import { fleetBlock, type FleetResults } from './sections/fleet.js';
 import { tailBlock, type TailResults } from './sections/tail.js';
-import { benchmarksBlock, nodeOverBare, readmeBlock } from './sections/throughput.js';
+import { benchmarksBlock, nodeOverBare, readmeBlock, type SideBySide } from './sections/throughput.js';
 import { breakerAttackBlock, type BreakerAttackResults } from './sections/breaker-attack.js';
 import { collapseBlock, collapseSummary, type CollapseResults } from './sections/collapse.js';
 import { otelCostBlock, type OtelCostResults } from './sections/otel-cost.js';
@@ -41,10 +41,10 @@ const json = (name: string): unknown => JSON.parse(readFileSync(join(ROOT, 'benc
 const results = readResults(latest);
 const profile = existsSync(join(ROOT, 'bench/results/profile.json')) ? (json('profile.json') as ProfileResults) : null;
 
-/** bench/cpu.ts's `node:http` pair, for the README's line beside `npm run bench`'s figure. */
-function nodePair(): { rpsRatio: number; cpuRatio: number } | null {
-  const pair = (json('cpu.json') as CpuResults).pairs.find((p) => p.id === 'node');
-  return pair === undefined ? null : { rpsRatio: pair.rpsRatio.median, cpuRatio: pair.cpuRatio.median };
+/** bench/cpu.ts's node:http, Express and Fastify pairs, for the README's lines beside `npm run bench`'s figures. */
+function readmePairs(): ReadonlyMap<string, SideBySide> {
+  const pairs = (json('cpu.json') as CpuResults).pairs.filter((p) => ['node', 'express', 'fastify'].includes(p.id));
+  return new Map(pairs.map((p) => [p.id, { rpsRatio: p.rpsRatio.median, cpuRatio: p.cpuRatio.median }]));
 }
 
 interface Section {
@@ -59,7 +59,7 @@ interface Section {
 }
 
 const SECTIONS: readonly Section[] = [
-  { doc: 'README.md', name: 'bench', from: relative(ROOT, latest), command: 'npm run bench', render: () => readmeBlock(results, nodePair()), smoke: results.run.smoke },
+  { doc: 'README.md', name: 'bench', from: relative(ROOT, latest), command: 'npm run bench', render: () => readmeBlock(results, readmePairs()), smoke: results.run.smoke },
   { doc: 'docs/many-instances.md', name: 'fleet', from: 'bench/results/fleet.json', command: 'npx tsx bench/fleet.ts', render: () => fleetBlock(json('fleet.json') as FleetResults) },
   { doc: 'BENCHMARKS.md', name: 'fleet', from: 'bench/results/fleet.json', command: 'npx tsx bench/fleet.ts', render: () => fleetBlock(json('fleet.json') as FleetResults) },
   { doc: 'BENCHMARKS.md', name: 'bench', from: relative(ROOT, latest), command: 'npm run bench', render: () => benchmarksBlock(results), smoke: results.run.smoke },

@@ -352,8 +352,19 @@ export function nodeOverBare(results: BenchResults): { ratio: number; size: stri
   return ratio === null ? null : { ratio, size: view.firstSize === undefined ? '1 KiB' : bytesLabel(view.firstSize.bytes) };
 }
 
-/** Everything between the markers in README.md's Performance section. */
-export function readmeBlock(results: BenchResults, sideBySide: { readonly rpsRatio: number; readonly cpuRatio: number } | null = null): string {
+/** A bench/cpu.ts pair's figures, ours over theirs. */
+export interface SideBySide {
+  readonly rpsRatio: number;
+  readonly cpuRatio: number;
+}
+
+/** bench/cpu.ts's figure for a pair (the method of record), said after `npm run bench`'s. */
+function sideBySideClause(pair: SideBySide | undefined, what: string): string {
+  return pair === undefined ? '' : `; ${what}, ${times(pair.rpsRatio)} the requests at ${times(pair.cpuRatio)} the CPU per request`;
+}
+
+/** Everything between the markers in README.md's Performance section; `pairs`: bench/cpu.ts's `node`, `express` and `fastify` pairs, by id. */
+export function readmeBlock(results: BenchResults, pairs: ReadonlyMap<string, SideBySide> = new Map()): string {
   const view = new View(results);
   const size = view.firstSize?.size ?? '1k';
   const sizeLabel = view.firstSize === undefined ? '1 KiB' : bytesLabel(view.firstSize.bytes);
@@ -368,9 +379,7 @@ export function readmeBlock(results: BenchResults, sideBySide: { readonly rpsRat
       `**On bare \`node:http\`:** at ${sizeLabel}, resilient-proxy with its defaults (timeouts, retries, breaker) serves ` +
         `${times(cB)} the requests per second of a hand-written undici proxy (\`Pool.stream\`), at a p99 of ` +
         `${ms(c.p99.median)} ms against ${ms(b.p99.median)} ms` +
-        (sideBySide === null
-          ? '.'
-          : `; measured side by side, both at once on one core (the method of record, which moves less between runs), ${times(sideBySide.rpsRatio)} the requests at ${times(sideBySide.cpuRatio)} the CPU per request.`),
+        `${sideBySideClause(pairs.get('node'), 'measured side by side, both at once on one core (the method of record, which moves less between runs)')}.`,
     );
   }
   const b2B = view.ratio(size, 'b2', 'b');
@@ -380,11 +389,12 @@ export function readmeBlock(results: BenchResults, sideBySide: { readonly rpsRat
     bullets.push(
       `**Inside Express:** ${b2B < 0.7 ? "Express's own cost weighs most" : "Express's own cost"}: a bare undici proxy mounted in Express serves ` +
         `${times(b2B)} of what it serves alone. resilient-proxy with everything on serves ${times(dB2)} that bare proxy ` +
-        `in Express, and ${dE.prose} the requests of http-proxy-middleware.`,
+        `in Express, and ${dE.prose} the requests of http-proxy-middleware` +
+        `${sideBySideClause(pairs.get('express'), `side by side with its defaults at ${sizeLabel}`)}.`,
     );
   }
   const fG = view.ratios('f', 'g');
-  if (fG.values.length > 0) bullets.push(`**On Fastify:** the adapter serves ${fG.prose} the requests of @fastify/http-proxy.`);
+  if (fG.values.length > 0) bullets.push(`**On Fastify:** the adapter serves ${fG.prose} the requests of @fastify/http-proxy${sideBySideClause(pairs.get('fastify'), `side by side at ${sizeLabel}`)}.`);
   const worst = view.worstMemory();
   if (worst !== null) {
     bullets.push(`**Large bodies:** streaming ${bytesLabel(results.memory.bytes)} through the proxy grows its RSS by at most ${mib(worst.value)} MiB.`);

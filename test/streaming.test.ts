@@ -9,7 +9,7 @@ import { pipeline } from 'node:stream/promises';
 import express from 'express';
 import express4 from 'express4';
 import request from 'supertest';
-import { Agent } from 'undici';
+import { Agent, type Dispatcher } from 'undici';
 import { describe, expect, it } from 'vitest';
 import { keepRawBody, type FailureEvent } from '../src/index.js';
 import { faults, type Behaviour } from '../src/testing/index.js';
@@ -179,27 +179,28 @@ describe('a response head whose body comes later (event streams, long polls)', (
     expect(result).toBe('Made It');
   });
 
-  it('a whole body in one chunk whose end comes later (a dispatcher that holds it) still reaches the client whole, head and body first', async () => {
-    const up = await upstream({ fallback: ({ res }) => res.writeHead(200, { 'content-type': 'text/plain', 'content-length': 5 }).end('hello') });
+  /** An interceptor that passes the head on at once, the body at once or a turn of the loop later, and the end only when released. */
+  function endHeldBack(bodyLater: boolean): { dispatcher: Dispatcher; release: () => void } {
     let release = (): void => undefined;
     const released = new Promise<void>((resolve) => (release = resolve));
-    // An interceptor that passes the head and the body on at once, and the end only when released.
     const agent = new Agent();
     onCleanup(() => agent.close());
     const dispatcher = agent.compose((dispatch) => (options, handler) =>
       dispatch(options, {
         onRequestStart: (controller, context) => handler.onRequestStart?.(controller, context),
         onResponseStart: (controller, status, headers, message) => handler.onResponseStart?.(controller, status, headers, message),
-        onResponseData: (controller, chunk) => handler.onResponseData?.(controller, chunk),
+        onResponseData: (controller, chunk) => (bodyLater ? void setImmediate(() => handler.onResponseData?.(controller, chunk)) : handler.onResponseData?.(controller, chunk)),
         onResponseEnd: (controller, trailers) => void released.then(() => handler.onResponseEnd?.(controller, trailers)),
         onResponseError: (controller, error) => handler.onResponseError?.(controller, error),
       }),
     );
-    const gateway = await listen(expressGateway({ target: up.url, dispatcher }));
+    return { dispatcher, release };
+  }
 
-    // The body reaches the client before its end is released: it does not wait for the end.
-    const received = await new Promise<{ status: number; first: string; rest: Promise<string> }>((resolve, reject) => {
-      httpRequest(`${gateway.url}/api/x`, { agent: false }, (res) => {
+  /** A GET whose first body chunk is reported as soon as it arrives, and the rest ('truncated' for a cut body) once it ends. */
+  function firstChunk(url: string): Promise<{ status: number; first: string; rest: Promise<string> }> {
+    return new Promise((resolve, reject) => {
+      httpRequest(url, { agent: false }, (res) => {
         res.setEncoding('utf8');
         res.once('data', (first: string) => {
           let rest = '';
@@ -210,6 +211,17 @@ describe('a response head whose body comes later (event streams, long polls)', (
         .once('error', reject)
         .end();
     });
+  }
+
+  const hello: Behaviour = ({ res }) => res.writeHead(200, { 'content-type': 'text/plain', 'content-length': 5 }).end('hello');
+
+  it('a whole body in one chunk whose end comes later (a dispatcher that holds it) still reaches the client whole, head and body first', async () => {
+    const up = await upstream({ fallback: hello });
+    const { dispatcher, release } = endHeldBack(false);
+    const gateway = await listen(expressGateway({ target: up.url, dispatcher }));
+
+    // The body reaches the client before its end is released: it does not wait for the end.
+    const received = await firstChunk(`${gateway.url}/api/x`);
     expect(received.status).toBe(200);
     expect(received.first).toBe('hello');
     release();
@@ -218,36 +230,12 @@ describe('a response head whose body comes later (event streams, long polls)', (
   });
 
   it('a whole body that comes after its head, its end held by the dispatcher, with timeout.idle at the hold (100 ms): sent when the hold runs out, not taken for a late first byte', async () => {
-    const up = await upstream({ fallback: ({ res }) => res.writeHead(200, { 'content-type': 'text/plain', 'content-length': 5 }).end('hello') });
-    let release = (): void => undefined;
-    const released = new Promise<void>((resolve) => (release = resolve));
-    // An interceptor that passes the body on a turn of the event loop after its head (past the
-    // head's tick, well before the hold runs out), and the end only when released.
-    const agent = new Agent();
-    onCleanup(() => agent.close());
-    const dispatcher = agent.compose((dispatch) => (options, handler) =>
-      dispatch(options, {
-        onRequestStart: (controller, context) => handler.onRequestStart?.(controller, context),
-        onResponseStart: (controller, status, headers, message) => handler.onResponseStart?.(controller, status, headers, message),
-        onResponseData: (controller, chunk) => void setImmediate(() => handler.onResponseData?.(controller, chunk)),
-        onResponseEnd: (controller, trailers) => void released.then(() => handler.onResponseEnd?.(controller, trailers)),
-        onResponseError: (controller, error) => handler.onResponseError?.(controller, error),
-      }),
-    );
+    const up = await upstream({ fallback: hello });
+    // The body a turn of the event loop after its head (past the head's tick, well before the hold runs out).
+    const { dispatcher, release } = endHeldBack(true);
     const gateway = await listen(expressGateway({ target: up.url, dispatcher, retry: false, timeout: { idle: 100 } }));
 
-    const received = await new Promise<{ status: number; first: string; rest: Promise<string> }>((resolve, reject) => {
-      httpRequest(`${gateway.url}/api/x`, { agent: false }, (res) => {
-        res.setEncoding('utf8');
-        res.once('data', (first: string) => {
-          let rest = '';
-          res.on('data', (chunk: string) => (rest += chunk));
-          resolve({ status: res.statusCode ?? 0, first, rest: new Promise((done) => res.once('end', () => done(res.complete ? rest : 'truncated'))) });
-        });
-      })
-        .once('error', reject)
-        .end();
-    });
+    const received = await firstChunk(`${gateway.url}/api/x`);
     expect(received.status).toBe(200);
     expect(received.first).toBe('hello');
     release();

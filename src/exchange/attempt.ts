@@ -308,15 +308,12 @@ export class Attempt implements Dispatcher.DispatchHandler {
   }
 
   #holdTick(): void {
-    if (this.#settled || this.#pending === null || this.#timerKind !== 'hold') return;
-    if (this.#whole === null) this.#arm('hold');
-    else if (this.#commit()) {
-      this.#arm('idle');
-      this.#flushWhole();
-    }
+    // A whole body held for an end that did not come with it (a dispatcher
+    // that delays the end) waits with the head: the hold sends both (#onTimer).
+    if (!this.#settled && this.#pending !== null && this.#timerKind === 'hold') this.#arm('hold');
   }
 
-  /** A whole body held for an end that did not come in the same read (a dispatcher that delays it): it goes out as any first chunk does. */
+  /** A whole body held for an end that did not come in the same read: it goes out as any first chunk does. */
   #flushWhole(): void {
     const whole = this.#whole;
     if (whole === null) return;
@@ -562,8 +559,9 @@ export class Attempt implements Dispatcher.DispatchHandler {
     }
     const { idle } = this.#spec.timeout;
     if (this.#timerKind === 'hold' && this.#whole !== null) {
-      // The whole body came during the hold (after its tick), its end not yet:
-      // no byte is late, whatever `idle` is; the end gets the whole idle timeout.
+      // The whole body came during the hold, its end not yet (a dispatcher
+      // that delays it): no byte is late, whatever `idle` is; head and body
+      // go out now, and the end gets the whole idle timeout.
       if (this.#commit()) {
         this.#arm('idle');
         this.#flushWhole();

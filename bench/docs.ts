@@ -59,7 +59,14 @@ interface Section {
 }
 
 const SECTIONS: readonly Section[] = [
-  { doc: 'README.md', name: 'bench', from: relative(ROOT, latest), command: 'npm run bench', render: () => readmeBlock(results, readmePairs()), smoke: results.run.smoke },
+  {
+    doc: 'README.md',
+    name: 'bench',
+    from: `${relative(ROOT, latest)} and bench/results/cpu.json`,
+    command: 'npm run bench` or `npx tsx bench/cpu.ts',
+    render: () => readmeBlock(results, readmePairs()),
+    smoke: results.run.smoke,
+  },
   { doc: 'docs/many-instances.md', name: 'fleet', from: 'bench/results/fleet.json', command: 'npx tsx bench/fleet.ts', render: () => fleetBlock(json('fleet.json') as FleetResults) },
   { doc: 'BENCHMARKS.md', name: 'fleet', from: 'bench/results/fleet.json', command: 'npx tsx bench/fleet.ts', render: () => fleetBlock(json('fleet.json') as FleetResults) },
   { doc: 'BENCHMARKS.md', name: 'bench', from: relative(ROOT, latest), command: 'npm run bench', render: () => benchmarksBlock(results), smoke: results.run.smoke },

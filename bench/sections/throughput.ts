@@ -379,7 +379,7 @@ export function readmeBlock(results: BenchResults, pairs: ReadonlyMap<string, Si
       `**On bare \`node:http\`:** at ${sizeLabel}, resilient-proxy with its defaults (timeouts, retries, breaker) serves ` +
         `${times(cB)} the requests per second of a hand-written undici proxy (\`Pool.stream\`), at a p99 of ` +
         `${ms(c.p99.median)} ms against ${ms(b.p99.median)} ms` +
-        `${sideBySideClause(pairs.get('node'), 'measured side by side, both at once on one core (the method of record, which moves less between runs)')}.`,
+        `${sideBySideClause(pairs.get('node'), 'measured by `bench/cpu.ts` with both at once on one core (the method of record, which spreads less within a run)')}.`,
     );
   }
   const b2B = view.ratio(size, 'b2', 'b');
@@ -390,11 +390,11 @@ export function readmeBlock(results: BenchResults, pairs: ReadonlyMap<string, Si
       `**Inside Express:** ${b2B < 0.7 ? "Express's own cost weighs most" : "Express's own cost"}: a bare undici proxy mounted in Express serves ` +
         `${times(b2B)} of what it serves alone. resilient-proxy with everything on serves ${times(dB2)} that bare proxy ` +
         `in Express, and ${dE.prose} the requests of http-proxy-middleware` +
-        `${sideBySideClause(pairs.get('express'), `side by side with its defaults at ${sizeLabel}`)}.`,
+        `${sideBySideClause(pairs.get('express'), `by \`bench/cpu.ts\` with its defaults, both at once, at ${sizeLabel}`)}.`,
     );
   }
   const fG = view.ratios('f', 'g');
-  if (fG.values.length > 0) bullets.push(`**On Fastify:** the adapter serves ${fG.prose} the requests of @fastify/http-proxy${sideBySideClause(pairs.get('fastify'), `side by side at ${sizeLabel}`)}.`);
+  if (fG.values.length > 0) bullets.push(`**On Fastify:** the adapter serves ${fG.prose} the requests of @fastify/http-proxy${sideBySideClause(pairs.get('fastify'), `by \`bench/cpu.ts\`, both at once, at ${sizeLabel}`)}.`);
   const worst = view.worstMemory();
   if (worst !== null) {
     bullets.push(`**Large bodies:** streaming ${bytesLabel(results.memory.bytes)} through the proxy grows its RSS by at most ${mib(worst.value)} MiB.`);
@@ -422,7 +422,7 @@ export function readmeBlock(results: BenchResults, pairs: ReadonlyMap<string, Si
   }
   return [
     ...wrap(
-      `${run.smoke ? '**A smoke run: these figures mean nothing.** ' : ''}Measured side by side on one machine (${run.machine}), Node ${run.node}, ` +
+      `${run.smoke ? '**A smoke run: these figures mean nothing.** ' : ''}Measured on one machine (${run.machine}), Node ${run.node}, ` +
         `by \`npm run bench\`${run.commit === null ? '' : ` on commit ${run.commit}`}. Which run, the method, every table and the caveats: [BENCHMARKS.md](BENCHMARKS.md).`,
     ),
     '',
